@@ -1,0 +1,24 @@
+//! Sizes Erlang terms by reading their tagged words, with no VM attached.
+//!
+//! The crate knows nothing about NIFs: it reads words through the [`Memory`]
+//! trait, so the tests build synthetic heaps word by word and the NIF crate
+//! supplies the one `unsafe` reader of real VM memory.
+//!
+//! * [`tags`] — the tag scheme shared by every supported release.
+//! * [`layout`] — the per-release table: header tags, fixed header words,
+//!   object sizes, field offsets. Nothing else holds a layout literal.
+//! * [`decode`] — one word or one object at a time, every header checked.
+//! * [`walk`] — the walks (flat, shared, DAG-aware flat), iterative, with a
+//!   work budget.
+
+pub mod decode;
+pub mod layout;
+pub mod memory;
+pub mod tags;
+pub mod visited;
+pub mod walk;
+
+pub use decode::LayoutError;
+pub use layout::Layout;
+pub use memory::Memory;
+pub use walk::{flat, flat_words, flat_words_dag, scan, term_size, Scan, Stop, TermSize, Work};

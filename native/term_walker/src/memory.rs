@@ -1,0 +1,13 @@
+//! How the walker reads words. The NIF implements this over real VM memory
+//! (its one `unsafe` boundary); the tests implement it over synthetic heaps
+//! that reject any address outside what they built.
+
+use crate::decode::LayoutError;
+
+pub trait Memory {
+    /// The 64-bit word at `addr` (8-byte aligned).
+    fn word(&self, addr: usize) -> Result<u64, LayoutError>;
+    /// Whether `addr` lies in the literal area (module constants,
+    /// `persistent_term`, global literals).
+    fn is_literal(&self, addr: usize) -> bool;
+}

@@ -1,0 +1,76 @@
+//! A set of visited object addresses, kept as bitmaps over 32 KiB pages.
+//!
+//! Objects of one term sit close together (a heap, a literal chunk), so a
+//! walk touches few pages and almost every lookup hits the page it touched
+//! last: a shift and a bit test, no hashing. Memory is one bit per heap word
+//! of the pages touched, never written into the term itself.
+
+use ahash::AHashMap;
+
+const PAGE_SHIFT: u32 = 15;
+const WORD_SHIFT: u32 = 3;
+const BITS_PER_PAGE: usize = 1 << (PAGE_SHIFT - WORD_SHIFT);
+type Page = [u64; BITS_PER_PAGE / 64];
+
+pub struct VisitedSet {
+    index: AHashMap<usize, usize>,
+    pages: Vec<Page>,
+    last_page: usize,
+    last_slot: usize,
+}
+
+impl Default for VisitedSet {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl VisitedSet {
+    pub fn new() -> Self {
+        VisitedSet {
+            index: AHashMap::new(),
+            pages: Vec::new(),
+            last_page: usize::MAX,
+            last_slot: 0,
+        }
+    }
+
+    /// Marks `addr`; returns `true` if it was not marked before.
+    #[inline]
+    pub fn insert(&mut self, addr: usize) -> bool {
+        let page = addr >> PAGE_SHIFT;
+        if page != self.last_page {
+            self.switch_page(page);
+        }
+        let bit = (addr >> WORD_SHIFT) & (BITS_PER_PAGE - 1);
+        let cell = &mut self.pages[self.last_slot][bit >> 6];
+        let mask = 1u64 << (bit & 63);
+        let fresh = *cell & mask == 0;
+        *cell |= mask;
+        fresh
+    }
+
+    #[cold]
+    fn switch_page(&mut self, page: usize) {
+        let next = self.pages.len();
+        let slot = *self.index.entry(page).or_insert(next);
+        if slot == next {
+            self.pages.push([0; BITS_PER_PAGE / 64]);
+        }
+        self.last_page = page;
+        self.last_slot = slot;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn marks_each_address_once_across_pages() {
+        let mut set = VisitedSet::new();
+        let addrs = [0x10000usize, 0x10008, 0x18000, 0x10000, 0x7fff_fff8, 0x18000];
+        let fresh: Vec<bool> = addrs.iter().map(|&a| set.insert(a)).collect();
+        assert_eq!(fresh, [true, true, true, false, true, false]);
+    }
+}

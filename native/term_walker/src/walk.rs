@@ -1,0 +1,349 @@
+//! The walks. None recurses: pending children are kept as (address, count)
+//! ranges on an explicit stack, so a list or tuple nested a million levels
+//! deep costs heap memory, not native stack.
+//!
+//! * [`flat_words`] counts every path, as `erts_debug:flat_size/1` does, and
+//!   stops once a path limit is passed (a shared term can have far more paths
+//!   than words).
+//! * [`scan`] visits each distinct object once: shared words, literal words,
+//!   off-heap binaries, and whether any object was reached twice.
+//! * [`flat_words_dag`] gives the flat size in time linear in the distinct
+//!   objects: paths are counted per object in topological order.
+//! * [`flat`] and [`term_size`] pick between them.
+//!
+//! Every walk spends from a [`Work`] allowance; on a normal scheduler it is
+//! about a millisecond of work, and running out stops the walk with
+//! [`Stop::Budget`] so the caller can start again on a dirty scheduler.
+
+use ahash::{AHashMap, AHashSet};
+
+use crate::decode::{self, classify, LayoutError, Object, Word};
+use crate::layout::Layout;
+use crate::memory::Memory;
+use crate::tags::WORD_BYTES;
+use crate::visited::VisitedSet;
+
+/// Why a walk ended without a result.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stop {
+    /// The work allowance ran out; nothing is wrong with the term.
+    Budget,
+    /// The memory did not look like the layout says it must.
+    Layout(LayoutError),
+    /// The flat size does not fit in 128 bits.
+    Overflow,
+}
+
+impl From<LayoutError> for Stop {
+    fn from(e: LayoutError) -> Self {
+        Stop::Layout(e)
+    }
+}
+
+/// A work allowance, in words visited (plus one per object).
+#[derive(Clone, Copy, Debug)]
+pub struct Work {
+    remaining: u64,
+}
+
+impl Work {
+    pub fn limited(words: u64) -> Self {
+        Work { remaining: words }
+    }
+
+    pub fn unlimited() -> Self {
+        Work { remaining: u64::MAX }
+    }
+
+    #[inline]
+    fn spend(&mut self, object_words: u64) -> Result<(), Stop> {
+        let cost = object_words + 1;
+        if cost > self.remaining {
+            self.remaining = 0;
+            return Err(Stop::Budget);
+        }
+        self.remaining -= cost;
+        Ok(())
+    }
+}
+
+/// Decodes the object a term word points to, or `None` for an immediate.
+#[inline]
+fn object_of<M: Memory>(mem: &M, layout: &Layout, term: u64, at: usize) -> Result<Option<(usize, Object)>, Stop> {
+    Ok(match classify(term, at)? {
+        Word::Immediate => None,
+        Word::List(addr) => Some((addr, Object::cons(addr))),
+        Word::Boxed(addr) => Some((addr, decode::boxed(mem, layout, addr)?)),
+    })
+}
+
+/// Depth-first traversal with an explicit stack. `visit` sees each object
+/// reached (once per path) and says whether to descend into its children.
+fn traverse<M, F>(mem: &M, layout: &Layout, root: u64, mut visit: F) -> Result<(), Stop>
+where
+    M: Memory,
+    F: FnMut(usize, &Object) -> Result<bool, Stop>,
+{
+    // Ranges of term words still to visit: (address of the next word, count).
+    let mut pending: Vec<(usize, usize)> = Vec::new();
+    let mut term = root;
+    let mut at = 0usize;
+    loop {
+        if let Some((addr, object)) = object_of(mem, layout, term, at)? {
+            if visit(addr, &object)? && object.child_count > 0 {
+                let rest = object.child_count - 1;
+                let rest_at = object.children + WORD_BYTES;
+                if rest == 1 {
+                    // A cons tail or a last element: skip the push when it
+                    // is an immediate (a nested list's `[]`), after checking it.
+                    let last = mem.word(rest_at)?;
+                    if classify(last, rest_at)? != Word::Immediate {
+                        pending.push((rest_at, 1));
+                    }
+                } else if rest > 1 {
+                    pending.push((rest_at, rest));
+                }
+                at = object.children;
+                term = mem.word(at)?;
+                continue;
+            }
+        }
+        match pending.last_mut() {
+            None => return Ok(()),
+            Some(top) => {
+                at = top.0;
+                top.0 += WORD_BYTES;
+                top.1 -= 1;
+                if top.1 == 0 {
+                    pending.pop();
+                }
+                term = mem.word(at)?;
+            }
+        }
+    }
+}
+
+/// Flat words of `root`, counting every path like `erts_debug:flat_size/1`;
+/// `None` as soon as more than `path_limit` words have been counted.
+pub fn flat_words<M: Memory>(
+    mem: &M,
+    layout: &Layout,
+    root: u64,
+    path_limit: u64,
+    work: &mut Work,
+) -> Result<Option<u64>, Stop> {
+    let mut total = 0u64;
+    let mut over_limit = false;
+    let result = traverse(mem, layout, root, |_, object| {
+        work.spend(object.words)?;
+        total += object.words;
+        if total > path_limit {
+            over_limit = true;
+            return Err(Stop::Budget);
+        }
+        Ok(true)
+    });
+    match result {
+        Ok(()) => Ok(Some(total)),
+        Err(Stop::Budget) if over_limit => Ok(None),
+        Err(stop) => Err(stop),
+    }
+}
+
+/// What one visit of each distinct object finds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Scan {
+    /// Words of distinct objects outside the literal area.
+    pub shared_words: u64,
+    /// Words of distinct objects inside the literal area.
+    pub literal_words: u64,
+    /// The part of `shared_words` that is hashmap nodes (heads and inner
+    /// nodes): what `erts_debug:size_shared/1` counts a second time.
+    pub hashmap_node_words: u64,
+    /// Distinct off-heap `Binary`s kept alive, and their allocated bytes.
+    pub off_heap_binaries: u64,
+    pub off_heap_bytes: u64,
+    /// Whether some object was reached more than once (sharing).
+    pub repeats: bool,
+}
+
+impl Scan {
+    pub fn distinct_words(&self) -> u64 {
+        self.shared_words + self.literal_words
+    }
+}
+
+/// Visits each distinct object of `root` once (identity = address).
+pub fn scan<M: Memory>(mem: &M, layout: &Layout, root: u64, work: &mut Work) -> Result<Scan, Stop> {
+    let mut result = Scan::default();
+    let mut visited = VisitedSet::new();
+    let mut binaries: AHashSet<usize> = AHashSet::new();
+    traverse(mem, layout, root, |addr, object| {
+        if !visited.insert(addr) {
+            result.repeats = true;
+            return Ok(false);
+        }
+        work.spend(object.words)?;
+        if mem.is_literal(addr) {
+            result.literal_words += object.words;
+        } else {
+            result.shared_words += object.words;
+            if object.hashmap_node {
+                result.hashmap_node_words += object.words;
+            }
+        }
+        if let Some(binary) = object.binary {
+            if binaries.insert(binary.addr) {
+                result.off_heap_binaries += 1;
+                result.off_heap_bytes += binary.orig_size;
+            }
+        }
+        Ok(true)
+    })?;
+    Ok(result)
+}
+
+/// Flat words in time linear in the distinct objects: the number of paths
+/// to each object is summed in topological order (Kahn), and each object's
+/// words are multiplied by its path count.
+pub fn flat_words_dag<M: Memory>(mem: &M, layout: &Layout, root: u64, work: &mut Work) -> Result<u128, Stop> {
+    struct Node {
+        object: Object,
+        /// References to this node not yet propagated.
+        in_degree: u64,
+        /// This node's children in `edges`.
+        first_edge: usize,
+        edge_count: usize,
+    }
+    let Some((root_addr, root_object)) = object_of(mem, layout, root, 0)? else {
+        return Ok(0);
+    };
+    work.spend(root_object.words)?;
+    let new_node = |object| Node {
+        object,
+        in_degree: 0,
+        first_edge: 0,
+        edge_count: 0,
+    };
+    let mut nodes = vec![new_node(root_object)];
+    let mut index: AHashMap<usize, usize> = AHashMap::new();
+    index.insert(root_addr, 0);
+    let mut edges: Vec<usize> = Vec::new();
+    let mut unexpanded = vec![0usize];
+    while let Some(i) = unexpanded.pop() {
+        let object = nodes[i].object;
+        nodes[i].first_edge = edges.len();
+        for k in 0..object.child_count {
+            let at = object.children + k * WORD_BYTES;
+            let term = mem.word(at)?;
+            let addr = match classify(term, at)? {
+                Word::Immediate => continue,
+                Word::List(addr) | Word::Boxed(addr) => addr,
+            };
+            let j = match index.get(&addr) {
+                // Nothing can point back at the root of an acyclic term.
+                Some(&0) => return Err(Stop::Layout(LayoutError::new("cycle in a term", at, term))),
+                Some(&j) => j,
+                None => {
+                    let (_, child) = object_of(mem, layout, term, at)?.expect("not an immediate");
+                    work.spend(child.words)?;
+                    nodes.push(new_node(child));
+                    let j = nodes.len() - 1;
+                    index.insert(addr, j);
+                    unexpanded.push(j);
+                    j
+                }
+            };
+            nodes[j].in_degree += 1;
+            edges.push(j);
+        }
+        nodes[i].edge_count = edges.len() - nodes[i].first_edge;
+    }
+    drop(index);
+
+    let mut paths = vec![0u128; nodes.len()];
+    paths[0] = 1;
+    let mut ready = vec![0usize];
+    let mut total: u128 = 0;
+    let mut done = 0usize;
+    while let Some(i) = ready.pop() {
+        done += 1;
+        let here = paths[i];
+        let words = (nodes[i].object.words as u128).checked_mul(here).ok_or(Stop::Overflow)?;
+        total = total.checked_add(words).ok_or(Stop::Overflow)?;
+        let first = nodes[i].first_edge;
+        for e in first..first + nodes[i].edge_count {
+            let j = edges[e];
+            paths[j] = paths[j].checked_add(here).ok_or(Stop::Overflow)?;
+            nodes[j].in_degree -= 1;
+            if nodes[j].in_degree == 0 {
+                ready.push(j);
+            }
+        }
+    }
+    if done != nodes.len() {
+        // Erlang terms are immutable and acyclic; a cycle is a broken layout.
+        return Err(Stop::Layout(LayoutError::new("cycle in a term", root_addr, root)));
+    }
+    Ok(total)
+}
+
+/// How many paths a plain walk may count, per distinct word, before the
+/// DAG walk is cheaper. Real terms with this much sharing are rare; below it
+/// the plain walk (no hashing) wins.
+const PATHS_PER_DISTINCT_WORD: u64 = 4;
+/// Slack so that small terms never need the DAG walk.
+const PATH_SLACK: u64 = 1 << 16;
+
+/// Flat words when sharing is known to exist and the distinct words are known.
+fn flat_with_sharing<M: Memory>(
+    mem: &M,
+    layout: &Layout,
+    root: u64,
+    distinct_words: u64,
+    work: &mut Work,
+) -> Result<u128, Stop> {
+    let path_limit = distinct_words.saturating_mul(PATHS_PER_DISTINCT_WORD).saturating_add(PATH_SLACK);
+    match flat_words(mem, layout, root, path_limit, work)? {
+        Some(words) => Ok(words as u128),
+        None => flat_words_dag(mem, layout, root, work),
+    }
+}
+
+/// Flat words of `root`. `heap_words` is the caller's heap size: a term
+/// without sharing cannot have many more (non-literal) flat words than that,
+/// so a plain walk that goes far past it is walking shared paths again and
+/// hands over to a sharing-aware count.
+pub fn flat<M: Memory>(mem: &M, layout: &Layout, root: u64, heap_words: u64, work: &mut Work) -> Result<u128, Stop> {
+    let path_limit = heap_words.saturating_mul(2).saturating_add(PATH_SLACK);
+    if let Some(words) = flat_words(mem, layout, root, path_limit, work)? {
+        return Ok(words as u128);
+    }
+    let found = scan(mem, layout, root, work)?;
+    if !found.repeats {
+        return Ok(found.distinct_words() as u128);
+    }
+    flat_with_sharing(mem, layout, root, found.distinct_words(), work)
+}
+
+/// Everything `MemProbe.term_size/1` reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TermSize {
+    pub flat_words: u128,
+    pub scan: Scan,
+}
+
+/// One scan; the flat size follows from it when nothing is shared, and from a
+/// second walk otherwise.
+pub fn term_size<M: Memory>(mem: &M, layout: &Layout, root: u64, work: &mut Work) -> Result<TermSize, Stop> {
+    let found = scan(mem, layout, root, work)?;
+    let flat_words = if found.repeats {
+        flat_with_sharing(mem, layout, root, found.distinct_words(), work)?
+    } else {
+        found.distinct_words() as u128
+    };
+    Ok(TermSize {
+        flat_words,
+        scan: found,
+    })
+}
