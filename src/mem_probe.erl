@@ -13,6 +13,10 @@
 -module(mem_probe).
 
 -export([flat_size/1, shared_size/1, term_size/1, info/0]).
+%% --- process scans exports ---
+%% --- end of process scans exports ---
+%% --- ETS, system and allocator exports ---
+%% --- end of ETS, system and allocator exports ---
 
 %% @doc Words a full copy of `Term' takes; equals `erts_debug:flat_size/1'.
 %% Shared subterms count once per path, as a copy would expand them, but the
@@ -37,3 +41,15 @@ term_size(Term) -> mem_probe_nif:term_size(Term).
 %% and, in fallback, the reason and the fields that are not exact.
 -spec info() -> map().
 info() -> mem_probe_nif:info().
+
+%%--------------------------------------------------------------------
+%% Process scans
+%%--------------------------------------------------------------------
+%% --- process scans ---
+%% --- end of process scans ---
+
+%%--------------------------------------------------------------------
+%% ETS, system and allocator scans
+%%--------------------------------------------------------------------
+%% --- ETS, system and allocator scans ---
+%% --- end of ETS, system and allocator scans ---

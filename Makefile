@@ -1,0 +1,33 @@
+# The README's two commands: `make demo` and `make test`. Each installs what
+# is missing (scripts/install_deps.sh) before it builds.
+.PHONY: demo test deps build test-native test-elixir test-erlang bench clean
+
+# rebar3 keeps its own build folder so it never shares _build/test with mix.
+REBAR := REBAR_BASE_DIR=_build/rebar3 rebar3
+
+deps:
+	@sh scripts/install_deps.sh
+
+build: deps
+	@mix compile
+
+demo: build
+	@mix run examples/tour.exs
+
+test: deps test-native test-elixir test-erlang
+
+test-native:
+	@command -v cargo >/dev/null || { echo "make test needs cargo (Rust) for the walker's tests"; exit 1; }
+	cd native && cargo test --quiet
+
+test-elixir:
+	MIX_ENV=test mix test
+
+test-erlang:
+	$(REBAR) eunit
+
+bench: build
+	MIX_ENV=prod mix run bench/term_size.exs
+
+clean:
+	rm -rf _build priv/*.so native/target

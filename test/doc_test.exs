@@ -1,0 +1,4 @@
+defmodule MemProbe.DocTest do
+  use ExUnit.Case, async: true
+  doctest MemProbe
+end
