@@ -143,14 +143,8 @@ defmodule MemProbe do
   @doc false
   def translate_badarg(fun) do
     fun.()
-  rescue
-    error in ErlangError ->
-      case error do
-        %ErlangError{original: {:badarg, message}} when is_binary(message) ->
-          reraise ArgumentError, [message: message], __STACKTRACE__
-
-        _ ->
-          reraise error, __STACKTRACE__
-      end
+  catch
+    :error, {:badarg, message} when is_binary(message) ->
+      reraise ArgumentError, [message: message], __STACKTRACE__
   end
 end
