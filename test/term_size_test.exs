@@ -1,0 +1,285 @@
+defmodule MemProbe.TermSizeTest do
+  # Not async: one test switches the whole library into fallback mode.
+  use ExUnit.Case, async: false
+
+  import MemProbe.TermGenerator
+
+  @moduletag timeout: 300_000
+
+  # {flat_size, size_shared, size/1, off-heap bytes} per calibration case,
+  # measured on OTP 25.2.3 (ERTS_LAYOUT.md §5.3).
+  @otp25_table %{
+    nil: {0, 0, 0, 0},
+    atom: {0, 0, 0, 0},
+    small: {0, 0, 0, 0},
+    cons: {2, 2, 2, 0},
+    improper_list: {2, 2, 2, 0},
+    list: {6, 6, 6, 0},
+    literal_list: {6, 0, 6, 0},
+    empty_tuple: {0, 0, 0, 0},
+    tuple: {3, 3, 3, 0},
+    float: {2, 2, 2, 0},
+    bignum: {3, 3, 3, 0},
+    negative_bignum: {3, 3, 3, 0},
+    bignum_128: {4, 4, 4, 0},
+    ordinary_ref: {3, 3, 3, 0},
+    magic_ref: {3, 3, 3, 0},
+    pid_ref: {4, 4, 4, 0},
+    heap_binary_0: {2, 2, 2, 0},
+    heap_binary_1: {3, 3, 3, 0},
+    heap_binary_64: {10, 10, 10, 0},
+    refc_binary_65: {6, 6, 6, 65},
+    refc_binary: {6, 6, 6, 1000},
+    sub_refc_aligned: {6, 6, 6, 1000},
+    sub_refc_unaligned: {11, 11, 11, 1000},
+    sub_refc_trailing: {11, 11, 11, 1000},
+    sub_heap_aligned: {4, 4, 4, 0},
+    sub_heap_unaligned: {8, 8, 8, 0},
+    bitstring_7: {8, 8, 8, 0},
+    shared_cons: {12, 8, 8, 0},
+    shared_tuple: {13, 7, 7, 0},
+    shared_refc_binary: {15, 9, 9, 1000},
+    refc_binary_and_subs: {27, 27, 27, 1000},
+    shared_float: {8, 6, 6, 0},
+    shared_bignum: {10, 7, 7, 0},
+    shared_flatmap: {20, 12, 12, 0},
+    shared_keys_tuple: {20, 17, 17, 0},
+    empty_map_literal: {3, 0, 3, 0},
+    empty_map_heap: {3, 3, 3, 0},
+    literal_keys_tuple: {8, 5, 8, 0},
+    flatmap_32: {68, 68, 68, 0},
+    hashmap_33: {127, 188, 127, 0},
+    hashmap_40: {152, 224, 152, 0},
+    shared_hashmap: {308, 228, 156, 0},
+    hashmap_update: {308, 272, 179, 0},
+    hashmap_1000: {3710, 5420, 3710, 0},
+    fun_no_env: {5, 5, 5, 0},
+    fun_env: {9, 9, 9, 0},
+    shared_fun: {22, 13, 13, 0},
+    export_fun_literal: {5, 0, 5, 0},
+    export_fun_heap: {5, 5, 5, 0},
+    external_pid: {4, 4, 4, 0},
+    external_port: {4, 4, 4, 0},
+    external_ref_3: {5, 5, 5, 0},
+    external_ref_5: {6, 6, 6, 0},
+    literal_mix: {25, 0, 25, 70},
+    heap_tuple_of_literals: {53, 3, 28, 70},
+    writable_binary: {6, 6, 6, 402},
+    appended_binary: {6, 6, 6, 402},
+    persistent_term: {9, 0, 9, 0}
+  }
+
+  setup_all do
+    assert MemProbe.info().mode == :native, "tests need the native walker: #{inspect(MemProbe.info())}"
+    :ok
+  end
+
+  # The walker's numbers, including the hashmap node words that size_shared
+  # counts a second time.
+  defp measure(term) do
+    {:ok, flat, shared, literal, hashmap_nodes, binaries, bytes} =
+      :mem_probe_calibration.measure(term)
+
+    %{
+      flat: flat,
+      shared: shared,
+      literal: literal,
+      hashmap_nodes: hashmap_nodes,
+      binaries: binaries,
+      bytes: bytes
+    }
+  end
+
+  describe "calibration set" do
+    test "every case matches the OTP 25 table and the three erts_debug functions" do
+      cases = :mem_probe_calibration.cases()
+
+      if :erlang.system_info(:otp_release) == ~c"25" do
+        assert Enum.sort(Keyword.keys(cases) -- [:doubling_dag, :mixed]) ==
+                 Enum.sort(Map.keys(@otp25_table))
+      end
+
+      for {name, term} <- cases do
+        m = measure(term)
+        assert m.flat == :erts_debug.flat_size(term), "#{name}: flat"
+        assert m.shared + m.hashmap_nodes == :erts_debug.size_shared(term), "#{name}: size_shared"
+        assert m.shared + m.literal == :erts_debug.size(term), "#{name}: size/1"
+
+        case {:erlang.system_info(:otp_release), @otp25_table[name]} do
+          {~c"25", {flat, size_shared, size, off_heap}} ->
+            assert {m.flat, m.shared + m.hashmap_nodes, m.shared + m.literal, m.bytes} ==
+                     {flat, size_shared, size, off_heap},
+                   "#{name} differs from the OTP 25 table"
+
+          _ ->
+            :ok
+        end
+      end
+    end
+
+    test "the load-time check passes and names the layout" do
+      info = MemProbe.info()
+      assert :mem_probe_calibration.check() == :ok
+      assert is_binary(info.layout)
+      assert info.literal_size > 0
+      assert info.walk_errors == 0
+    end
+  end
+
+  describe "properties against erts_debug on generated terms" do
+    test "flat, shared and literal words agree on 3000 generated terms" do
+      seed = :erlang.unique_integer([:positive])
+      :rand.seed(:exsss, {seed, 7, 13})
+
+      for i <- 1..3000 do
+        term = term(Enum.random(1..5))
+        m = measure(term)
+        context = "term #{i} (seed #{seed}): #{inspect(term, limit: 8)}"
+        assert m.flat == :erts_debug.flat_size(term), context
+        assert m.shared + m.hashmap_nodes == :erts_debug.size_shared(term), context
+        assert MemProbe.flat_size(term) == m.flat, context
+        assert MemProbe.shared_size(term) == m.shared, context
+
+        if m.flat < 20_000 do
+          assert m.shared + m.literal == :erts_debug.size(term), context
+        end
+      end
+    end
+
+    test "the budgeted walk and the dirty walk give the same answer" do
+      :rand.seed(:exsss, {1, 2, 3})
+      big = for _ <- 1..200, do: term(4)
+      small = term(2)
+
+      for term <- [big, small], mode <- [:flat, :shared, :full] do
+        {:total_heap_size, heap} = Process.info(self(), :total_heap_size)
+        dirty = :mem_probe_nif.walk_dirty(term, mode, heap)
+
+        case :mem_probe_nif.walk(term, mode, heap) do
+          :budget_exceeded -> assert :erts_debug.flat_size(term) > 10_000
+          normal -> assert normal == dirty
+        end
+      end
+    end
+  end
+
+  describe "beyond the VM" do
+    test "a 40-level doubling DAG is sized without walking its 2^40 paths" do
+      dag = Enum.reduce(1..40, :leaf, fn _, t -> {t, t} end)
+      assert MemProbe.flat_size(dag) == 3 * (2 ** 40 - 1)
+      size = MemProbe.term_size(dag)
+      assert size.flat_words == 3 * (2 ** 40 - 1)
+      assert size.shared_words == 120
+      # The plain path-counting walk gives up at its limit instead.
+      assert :mem_probe_nif.walk_flat_raw(dag, 1_000_000) == :limit
+    end
+
+    test "flat sizes beyond 64 bits are exact integers" do
+      dag = Enum.reduce(1..70, :leaf, fn _, t -> {t, t} end)
+      assert MemProbe.flat_size(dag) == 3 * (2 ** 70 - 1)
+    end
+
+    test "a small sub-binary reports the whole parent it keeps alive" do
+      parent = :binary.copy(<<1>>, 1_000_000)
+      <<_::binary-size(10), slice::binary-size(100), _::binary>> = parent
+      size = MemProbe.term_size(slice)
+      assert size.off_heap_binaries == 1
+      assert size.off_heap_bytes == 1_000_000
+      assert size.bytes == 6 * 8 + 1_000_000
+    end
+
+    test "each off-heap binary is counted once, however many references" do
+      bin = :binary.copy(<<2>>, 1000)
+      <<a::binary-size(300), b::binary-size(300), _::binary>> = bin
+      size = MemProbe.term_size({List.duplicate(bin, 1000), a, b})
+      assert {size.off_heap_binaries, size.off_heap_bytes} == {1, 1000}
+
+      other = :binary.copy(<<3>>, 2000)
+      size = MemProbe.term_size([bin, other, bin, other])
+      assert {size.off_heap_binaries, size.off_heap_bytes} == {2, 3000}
+    end
+
+    test "a binary sent to another process is the same Binary there" do
+      bin = :binary.copy(<<4>>, 5000)
+      parent = self()
+
+      pid =
+        spawn(fn ->
+          receive do
+            {:size, copy} -> send(parent, {:sized, MemProbe.term_size({copy, copy})})
+          end
+        end)
+
+      send(pid, {:size, bin})
+      assert_receive {:sized, size}
+      assert {size.off_heap_binaries, size.off_heap_bytes, size.flat_words} == {1, 5000, 15}
+    end
+
+    test "literals count in flat and literal words, not in shared words" do
+      :persistent_term.put({__MODULE__, :lit}, {:a, [1, 2, 3], "persistent"})
+      lit = :persistent_term.get({__MODULE__, :lit})
+      size = MemProbe.term_size(lit)
+      assert size.shared_words == 0
+      assert size.literal_words == :erts_debug.flat_size(lit)
+      assert size.flat_words == :erts_debug.flat_size(lit)
+      pair = {lit, lit}
+      assert MemProbe.term_size(pair).shared_words == 3
+      assert MemProbe.term_size(pair).literal_words == :erts_debug.flat_size(lit)
+      :persistent_term.erase({__MODULE__, :lit})
+    end
+  end
+
+  describe "safety" do
+    test "a list nested 1,000,000 levels deep" do
+      deep = Enum.reduce(1..1_000_000, [], fn _, acc -> [acc] end)
+      assert MemProbe.flat_size(deep) == 2_000_000
+      assert MemProbe.shared_size(deep) == 2_000_000
+      assert MemProbe.term_size(deep).flat_words == 2_000_000
+    end
+
+    test "a tuple chain 1,000,000 levels deep" do
+      deep = Enum.reduce(1..1_000_000, :end, fn _, acc -> {acc} end)
+      assert MemProbe.flat_size(deep) == 2_000_000
+      assert MemProbe.term_size(deep).shared_words == 2_000_000
+    end
+
+    test "immediates and the empty containers" do
+      for term <- [:atom, 1, -5, [], {}, self(), hd(:erlang.ports() ++ [:none])] do
+        assert MemProbe.flat_size(term) == :erts_debug.flat_size(term)
+        assert MemProbe.shared_size(term) == :erts_debug.size_shared(term)
+      end
+    end
+
+    test "a term larger than the normal-scheduler budget is finished on a dirty scheduler" do
+      list = Enum.to_list(1..500_000)
+      {:total_heap_size, heap} = Process.info(self(), :total_heap_size)
+      assert :mem_probe_nif.walk(list, :flat, heap) == :budget_exceeded
+      assert MemProbe.flat_size(list) == 1_000_000
+    end
+  end
+
+  describe "fallback mode" do
+    test "forced by configuration, sizes come from the BIFs and info says why" do
+      Application.put_env(:mem_probe, :mode, :fallback)
+
+      try do
+        info = :mem_probe_nif.recalibrate()
+        assert info.mode == :fallback
+        assert info.reason == :forced_by_configuration
+        assert :literal_words in info.inexact
+
+        map = :maps.from_list(for i <- 1..40, do: {i, i})
+        assert MemProbe.flat_size(map) == 152
+        assert MemProbe.shared_size(map) == :erts_debug.size_shared(map)
+        size = MemProbe.term_size(:binary.copy(<<1>>, 100))
+        assert size.flat_words == 6
+        assert size.off_heap_bytes == nil
+        assert size.literal_words == nil
+        assert MemProbe.info().mode == :fallback
+      after
+        Application.delete_env(:mem_probe, :mode)
+        assert :mem_probe_nif.recalibrate().mode == :native
+      end
+    end
+  end
+end
