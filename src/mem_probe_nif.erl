@@ -142,7 +142,12 @@ fallback_term_size(Term) ->
 %% again on a dirty CPU scheduler. Layout errors are counted and answered by
 %% the caller through the fallback path.
 run(Term, WalkMode) ->
-    {total_heap_size, HeapWords} = erlang:process_info(self(), total_heap_size),
+    %% Only the flat walk uses the heap size (to notice shared paths early).
+    HeapWords =
+        case WalkMode of
+            flat -> element(2, erlang:process_info(self(), total_heap_size));
+            _ -> 0
+        end,
     Result =
         case walk(Term, WalkMode, HeapWords) of
             budget_exceeded -> walk_dirty(Term, WalkMode, HeapWords);

@@ -13,7 +13,7 @@ use std::sync::OnceLock;
 use rustler::types::tuple::make_tuple;
 use rustler::{Atom, Encoder, Env, Term};
 use term_walker::walk::{self, Stop, Work};
-use term_walker::{layout, Layout};
+use term_walker::{layout, Detail, Layout};
 
 use vm::{term_word, LiteralRange, VmMemory};
 
@@ -32,10 +32,12 @@ rustler::atoms! {
     bad_walk_mode,
 }
 
-/// Words of work a walk may do on a normal scheduler: about a millisecond
-/// for a flat walk on this class of machine (bench/term_size.exs shows the
-/// resulting stall).
-const NORMAL_SCHEDULER_WORK: u64 = 150_000;
+/// Words a walk may visit on a normal scheduler before it hands over to a
+/// dirty one: well under a millisecond on this class of machine (measured: a
+/// flat walk visits about a million words per millisecond, a scan with its
+/// visited set about 700k). bench/term_size.exs prints the resulting stall.
+const NORMAL_SCHEDULER_FLAT_WORDS: u64 = 500_000;
+const NORMAL_SCHEDULER_SCAN_WORDS: u64 = 400_000;
 
 struct Loaded {
     layout: Option<&'static Layout>,
@@ -74,7 +76,7 @@ fn run<'a>(env: Env<'a>, term: Term<'a>, mode: Atom, heap_words: u64, mut work: 
     let result = if mode == flat() {
         walk::flat(&mem, layout, root, heap_words, &mut work).map(|words| (words, Default::default()))
     } else if mode == shared() {
-        walk::scan(&mem, layout, root, &mut work).map(|found| (0, found))
+        walk::scan(&mem, layout, root, Detail::Words, &mut work).map(|found| (0, found))
     } else if mode == full() {
         walk::term_size(&mem, layout, root, &mut work).map(|size| (size.flat_words, size.scan))
     } else {
@@ -105,7 +107,12 @@ fn run<'a>(env: Env<'a>, term: Term<'a>, mode: Atom, heap_words: u64, mut work: 
 
 #[rustler::nif]
 fn walk<'a>(env: Env<'a>, term: Term<'a>, mode: Atom, heap_words: u64) -> Term<'a> {
-    run(env, term, mode, heap_words, Work::limited(NORMAL_SCHEDULER_WORK))
+    let budget = if mode == flat() {
+        NORMAL_SCHEDULER_FLAT_WORDS
+    } else {
+        NORMAL_SCHEDULER_SCAN_WORDS
+    };
+    run(env, term, mode, heap_words, Work::limited(budget))
 }
 
 #[rustler::nif(schedule = "DirtyCpu")]

@@ -75,6 +75,16 @@ pub struct OffHeapBinary {
     pub orig_size: u64,
 }
 
+/// How much of an object to read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Detail {
+    /// Sizes only: a ProcBin's off-heap `Binary` is not read (only its
+    /// pointer is checked), which keeps flat and shared walks off that memory.
+    Words,
+    /// Also read and check the off-heap `Binary` each binary pins.
+    OffHeap,
+}
+
 /// One heap object as the size rules see it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Object {
@@ -126,7 +136,7 @@ fn byte_at<M: Memory>(mem: &M, addr: usize, byte: usize) -> Result<u64, LayoutEr
 }
 
 /// Decodes the boxed object at `addr`, checking its header.
-pub fn boxed<M: Memory>(mem: &M, layout: &Layout, addr: usize) -> Result<Object, LayoutError> {
+pub fn boxed<M: Memory>(mem: &M, layout: &Layout, addr: usize, detail: Detail) -> Result<Object, LayoutError> {
     let header = mem.word(addr)?;
     if header & PRIMARY_MASK != PRIMARY_HEADER {
         return Err(LayoutError::new("boxed pointer to a non-header word", addr, header));
@@ -199,9 +209,15 @@ pub fn boxed<M: Memory>(mem: &M, layout: &Layout, addr: usize) -> Result<Object,
             if header != layout.refc_binary.header {
                 return bad("unexpected refc binary header");
             }
-            let binary = refc_binary(mem, layout, addr)?;
+            let binary = match detail {
+                Detail::OffHeap => Some(refc_binary(mem, layout, addr)?),
+                Detail::Words => {
+                    binary_pointer(mem, layout, addr)?;
+                    None
+                }
+            };
             Ok(Object {
-                binary: Some(binary),
+                binary,
                 ..Object::leaf(layout.refc_binary.words)
             })
         }
@@ -214,7 +230,7 @@ pub fn boxed<M: Memory>(mem: &M, layout: &Layout, addr: usize) -> Result<Object,
             }
             Ok(Object::leaf(arity + 1))
         }
-        Kind::SubBinary => sub_binary(mem, layout, addr, header),
+        Kind::SubBinary => sub_binary(mem, layout, addr, header, detail),
         Kind::Map => map(mem, layout, addr, header),
     }
 }
@@ -249,16 +265,21 @@ fn fun<M: Memory>(mem: &M, layout: &Layout, addr: usize, header: u64) -> Result<
     })
 }
 
+/// A ProcBin's `Binary` pointer, checked for plausibility (not read).
+fn binary_pointer<M: Memory>(mem: &M, layout: &Layout, addr: usize) -> Result<usize, LayoutError> {
+    let binary = word_at(mem, addr, layout.refc_binary.binary_word)?;
+    if binary < LOWEST_VALID_ADDRESS || binary % WORD_BYTES as u64 != 0 {
+        return Err(LayoutError::new("refc binary with a bad Binary pointer", addr, binary));
+    }
+    Ok(binary as usize)
+}
+
 /// Checks a ProcBin and the `Binary` it points to; returns that `Binary`.
 fn refc_binary<M: Memory>(mem: &M, layout: &Layout, addr: usize) -> Result<OffHeapBinary, LayoutError> {
     let rl = &layout.refc_binary;
     let size = word_at(mem, addr, rl.size_word)?;
-    let binary = word_at(mem, addr, rl.binary_word)?;
     let bytes = word_at(mem, addr, rl.bytes_word)?;
-    if binary < LOWEST_VALID_ADDRESS || binary % WORD_BYTES as u64 != 0 {
-        return Err(LayoutError::new("refc binary with a bad Binary pointer", addr, binary));
-    }
-    let binary = binary as usize;
+    let binary = binary_pointer(mem, layout, addr)?;
     let refc = mem.word(binary + rl.binary_refc_offset)? as i64;
     let orig_size = mem.word(binary + rl.binary_orig_size_offset)? as i64;
     let data = (binary + rl.binary_data_offset) as u64;
@@ -277,7 +298,13 @@ fn refc_binary<M: Memory>(mem: &M, layout: &Layout, addr: usize) -> Result<OffHe
 
 /// A sub-binary counts what its copy would take (ERTS_LAYOUT.md §2.11); its
 /// `orig` is never a child, but a refc `orig` names the `Binary` it pins.
-fn sub_binary<M: Memory>(mem: &M, layout: &Layout, addr: usize, header: u64) -> Result<Object, LayoutError> {
+fn sub_binary<M: Memory>(
+    mem: &M,
+    layout: &Layout,
+    addr: usize,
+    header: u64,
+    detail: Detail,
+) -> Result<Object, LayoutError> {
     let sl = &layout.sub_binary;
     if header != sl.header {
         return Err(LayoutError::new("unexpected sub binary header", addr, header));
@@ -296,7 +323,7 @@ fn sub_binary<M: Memory>(mem: &M, layout: &Layout, addr: usize, header: u64) -> 
         _ => return Err(LayoutError::new("sub binary orig is not boxed", orig_at, orig_word)),
     };
     // Checks the orig as any object: a refc or heap binary, never a sub binary.
-    let orig_object = boxed(mem, layout, orig)?;
+    let orig_object = boxed(mem, layout, orig, detail)?;
     let orig_header = mem.word(orig)?;
     let (orig_bytes, binary) = match layout.kind_of(orig_header) {
         Some(Kind::RefcBinary) => (word_at(mem, orig, layout.refc_binary.size_word)?, orig_object.binary),
@@ -308,14 +335,16 @@ fn sub_binary<M: Memory>(mem: &M, layout: &Layout, addr: usize, header: u64) -> 
         return Err(LayoutError::new("sub binary reaches past its orig", addr, size));
     }
     let bits = bitoffs + bitsize;
+    let over_refc = layout.kind_of(orig_header) == Some(Kind::RefcBinary);
     let (mut words, extra_bytes) = match bits {
         0 => (0, 0),
         1..=8 => (sl.words, 1),
         _ => (sl.words, 2),
     };
-    words += match binary {
-        Some(_) => layout.refc_binary.words,
-        None => layout.heap_binary_base_words + words_for_bytes(size + extra_bytes),
+    words += if over_refc {
+        layout.refc_binary.words
+    } else {
+        layout.heap_binary_base_words + words_for_bytes(size + extra_bytes)
     };
     Ok(Object {
         binary,

@@ -18,7 +18,7 @@ pub mod tags;
 pub mod visited;
 pub mod walk;
 
-pub use decode::LayoutError;
+pub use decode::{Detail, LayoutError};
 pub use layout::Layout;
 pub use memory::Memory;
 pub use walk::{flat, flat_words, flat_words_dag, scan, term_size, Scan, Stop, TermSize, Work};

@@ -17,7 +17,7 @@
 
 use ahash::{AHashMap, AHashSet};
 
-use crate::decode::{self, classify, LayoutError, Object, Word};
+use crate::decode::{self, classify, Detail, LayoutError, Object, Word};
 use crate::layout::Layout;
 use crate::memory::Memory;
 use crate::tags::WORD_BYTES;
@@ -73,13 +73,14 @@ fn object_of<M: Memory>(mem: &M, layout: &Layout, term: u64, at: usize) -> Resul
     Ok(match classify(term, at)? {
         Word::Immediate => None,
         Word::List(addr) => Some((addr, Object::cons(addr))),
-        Word::Boxed(addr) => Some((addr, decode::boxed(mem, layout, addr)?)),
+        Word::Boxed(addr) => Some((addr, decode::boxed(mem, layout, addr, Detail::Words)?)),
     })
 }
 
 /// Depth-first traversal with an explicit stack. `visit` sees each object
 /// reached (once per path) and says whether to descend into its children.
-fn traverse<M, F>(mem: &M, layout: &Layout, root: u64, mut visit: F) -> Result<(), Stop>
+#[inline(always)]
+fn traverse<M, F>(mem: &M, layout: &Layout, root: u64, detail: Detail, mut visit: F) -> Result<(), Stop>
 where
     M: Memory,
     F: FnMut(usize, &Object) -> Result<bool, Stop>,
@@ -89,23 +90,48 @@ where
     let mut term = root;
     let mut at = 0usize;
     loop {
-        if let Some((addr, object)) = object_of(mem, layout, term, at)? {
-            if visit(addr, &object)? && object.child_count > 0 {
-                let rest = object.child_count - 1;
-                let rest_at = object.children + WORD_BYTES;
-                if rest == 1 {
-                    // A cons tail or a last element: skip the push when it
-                    // is an immediate (a nested list's `[]`), after checking it.
-                    let last = mem.word(rest_at)?;
-                    if classify(last, rest_at)? != Word::Immediate {
-                        pending.push((rest_at, 1));
+        match classify(term, at)? {
+            Word::Immediate => {}
+            Word::List(addr) => {
+                // List spines are walked in place: the head is visited now
+                // and the tail pushed only when both are pointers, so a long
+                // list of immediates never touches the stack.
+                if visit(addr, &Object::cons(addr))? {
+                    let head = mem.word(addr)?;
+                    let tail_at = addr + WORD_BYTES;
+                    if classify(head, addr)? == Word::Immediate {
+                        at = tail_at;
+                        term = mem.word(tail_at)?;
+                        continue;
                     }
-                } else if rest > 1 {
-                    pending.push((rest_at, rest));
+                    let tail = mem.word(tail_at)?;
+                    if classify(tail, tail_at)? != Word::Immediate {
+                        pending.push((tail_at, 1));
+                    }
+                    at = addr;
+                    term = head;
+                    continue;
                 }
-                at = object.children;
-                term = mem.word(at)?;
-                continue;
+            }
+            Word::Boxed(addr) => {
+                let object = decode::boxed(mem, layout, addr, detail)?;
+                if visit(addr, &object)? && object.child_count > 0 {
+                    let rest = object.child_count - 1;
+                    let rest_at = object.children + WORD_BYTES;
+                    if rest == 1 {
+                        // A last element: skip the push when it is an
+                        // immediate, after checking it.
+                        let last = mem.word(rest_at)?;
+                        if classify(last, rest_at)? != Word::Immediate {
+                            pending.push((rest_at, 1));
+                        }
+                    } else if rest > 1 {
+                        pending.push((rest_at, rest));
+                    }
+                    at = object.children;
+                    term = mem.word(at)?;
+                    continue;
+                }
             }
         }
         match pending.last_mut() {
@@ -132,20 +158,21 @@ pub fn flat_words<M: Memory>(
     path_limit: u64,
     work: &mut Work,
 ) -> Result<Option<u64>, Stop> {
+    // One counter serves both limits: the hot loop does a single compare.
+    let allowed = work.remaining;
+    let cap = path_limit.min(allowed);
     let mut total = 0u64;
-    let mut over_limit = false;
-    let result = traverse(mem, layout, root, |_, object| {
-        work.spend(object.words)?;
+    let result = traverse(mem, layout, root, Detail::Words, |_, object| {
         total += object.words;
-        if total > path_limit {
-            over_limit = true;
+        if total > cap {
             return Err(Stop::Budget);
         }
         Ok(true)
     });
+    work.remaining = allowed.saturating_sub(total);
     match result {
         Ok(()) => Ok(Some(total)),
-        Err(Stop::Budget) if over_limit => Ok(None),
+        Err(Stop::Budget) if path_limit < allowed => Ok(None),
         Err(stop) => Err(stop),
     }
 }
@@ -173,12 +200,13 @@ impl Scan {
     }
 }
 
-/// Visits each distinct object of `root` once (identity = address).
-pub fn scan<M: Memory>(mem: &M, layout: &Layout, root: u64, work: &mut Work) -> Result<Scan, Stop> {
+/// Visits each distinct object of `root` once (identity = address). With
+/// `Detail::Words` the off-heap fields stay zero.
+pub fn scan<M: Memory>(mem: &M, layout: &Layout, root: u64, detail: Detail, work: &mut Work) -> Result<Scan, Stop> {
     let mut result = Scan::default();
     let mut visited = VisitedSet::new();
     let mut binaries: AHashSet<usize> = AHashSet::new();
-    traverse(mem, layout, root, |addr, object| {
+    traverse(mem, layout, root, detail, |addr, object| {
         if !visited.insert(addr) {
             result.repeats = true;
             return Ok(false);
@@ -319,7 +347,7 @@ pub fn flat<M: Memory>(mem: &M, layout: &Layout, root: u64, heap_words: u64, wor
     if let Some(words) = flat_words(mem, layout, root, path_limit, work)? {
         return Ok(words as u128);
     }
-    let found = scan(mem, layout, root, work)?;
+    let found = scan(mem, layout, root, Detail::Words, work)?;
     if !found.repeats {
         return Ok(found.distinct_words() as u128);
     }
@@ -336,7 +364,7 @@ pub struct TermSize {
 /// One scan; the flat size follows from it when nothing is shared, and from a
 /// second walk otherwise.
 pub fn term_size<M: Memory>(mem: &M, layout: &Layout, root: u64, work: &mut Work) -> Result<TermSize, Stop> {
-    let found = scan(mem, layout, root, work)?;
+    let found = scan(mem, layout, root, Detail::OffHeap, work)?;
     let flat_words = if found.repeats {
         flat_with_sharing(mem, layout, root, found.distinct_words(), work)?
     } else {

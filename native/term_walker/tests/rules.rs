@@ -4,14 +4,14 @@ mod heap;
 
 use heap::*;
 use term_walker::layout::OTP_25;
-use term_walker::{flat, flat_words, flat_words_dag, scan, term_size, Scan, Stop, Work};
+use term_walker::{flat, flat_words, flat_words_dag, scan, term_size, Detail, Scan, Stop, Work};
 
 /// Flat words by every route (plain, DAG, term_size), which must agree, and the scan.
 fn measure(h: &TestHeap, term: u64) -> (u128, Scan) {
     let plain = flat_words(h, &OTP_25, term, u64::MAX, &mut Work::unlimited()).unwrap().unwrap() as u128;
     let dag = flat_words_dag(h, &OTP_25, term, &mut Work::unlimited()).unwrap();
     let picked = flat(h, &OTP_25, term, 0, &mut Work::unlimited()).unwrap();
-    let found = scan(h, &OTP_25, term, &mut Work::unlimited()).unwrap();
+    let found = scan(h, &OTP_25, term, Detail::OffHeap, &mut Work::unlimited()).unwrap();
     let both = term_size(h, &OTP_25, term, &mut Work::unlimited()).unwrap();
     assert_eq!(plain, dag, "plain and DAG flat sizes differ");
     assert_eq!(plain, picked);
@@ -30,7 +30,7 @@ fn shared_of(h: &TestHeap, term: u64) -> u64 {
 
 /// The reason a scan (and a flat walk) refuses the term.
 fn refused(h: &TestHeap, term: u64) -> &'static str {
-    let from_scan = match scan(h, &OTP_25, term, &mut Work::unlimited()) {
+    let from_scan = match scan(h, &OTP_25, term, Detail::OffHeap, &mut Work::unlimited()) {
         Err(Stop::Layout(e)) => e.what,
         other => panic!("expected a layout error, got {other:?}"),
     };
@@ -39,6 +39,16 @@ fn refused(h: &TestHeap, term: u64) -> &'static str {
         other => panic!("flat walk accepted a term the scan refused: {other:?}"),
     }
     from_scan
+}
+
+/// The reason a walk that reads off-heap `Binary`s refuses the term, which
+/// size-only walks (that never read that memory) accept.
+fn refused_off_heap(h: &TestHeap, term: u64) -> &'static str {
+    assert!(scan(h, &OTP_25, term, Detail::Words, &mut Work::unlimited()).is_ok());
+    match term_size(h, &OTP_25, term, &mut Work::unlimited()) {
+        Err(Stop::Layout(e)) => e.what,
+        other => panic!("expected a layout error, got {other:?}"),
+    }
 }
 
 #[test]
@@ -225,7 +235,11 @@ fn refc_binaries_are_six_words_and_pin_their_binary_once() {
     let null = boxed_term(h.alloc(&[0x160, 10, 0, 0, 0, 0]));
     assert_eq!(refused(&h, null), "refc binary with a bad Binary pointer");
     let outside = h.proc_bin(bin, 1000, 10);
-    assert_eq!(refused(&h, outside), "refc binary outside its Binary");
+    assert_eq!(refused_off_heap(&h, outside), "refc binary outside its Binary");
+    let dead = h.off_heap_binary(10);
+    h.poke_off_heap(dead + 8, 0); // refc 0
+    let dead_ref = h.proc_bin(dead, 10, 0);
+    assert_eq!(refused_off_heap(&h, dead_ref), "Binary with a bad refc or size");
 }
 
 #[test]
@@ -343,7 +357,7 @@ fn the_work_budget_stops_every_walk() {
     let long_list = h.list(&vec![small(1); 10_000]);
     let budget = || Work::limited(1000);
     assert_eq!(flat_words(&h, &OTP_25, long_list, u64::MAX, &mut budget()), Err(Stop::Budget));
-    assert_eq!(scan(&h, &OTP_25, long_list, &mut budget()), Err(Stop::Budget));
+    assert_eq!(scan(&h, &OTP_25, long_list, Detail::OffHeap, &mut budget()), Err(Stop::Budget));
     assert_eq!(term_size(&h, &OTP_25, long_list, &mut budget()).map(|_| ()), Err(Stop::Budget));
     let dag = doubling_dag(&mut h, 40);
     assert_eq!(flat(&h, &OTP_25, dag, 0, &mut budget()), Err(Stop::Budget));
@@ -355,7 +369,7 @@ fn a_cycle_is_a_layout_error_not_a_hang() {
     let mut h = TestHeap::new();
     let t = h.tuple(&[NIL]);
     h.poke(TestHeap::addr(t) + 8, t);
-    assert!(scan(&h, &OTP_25, t, &mut Work::unlimited()).unwrap().repeats);
+    assert!(scan(&h, &OTP_25, t, Detail::OffHeap, &mut Work::unlimited()).unwrap().repeats);
     match flat(&h, &OTP_25, t, 10, &mut Work::unlimited()) {
         Err(Stop::Layout(e)) => assert_eq!(e.what, "cycle in a term"),
         other => panic!("expected a cycle error, got {other:?}"),

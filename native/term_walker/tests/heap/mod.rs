@@ -115,6 +115,12 @@ impl TestHeap {
         self.heap.words[i] = word;
     }
 
+    /// Overwrites one off-heap word.
+    pub fn poke_off_heap(&mut self, addr: usize, word: u64) {
+        let i = (addr - OFF_HEAP_BASE) / 8;
+        self.off_heap.words[i] = word;
+    }
+
     pub fn cons(&mut self, head: u64, tail: u64) -> u64 {
         list_term(self.alloc(&[head, tail]))
     }
