@@ -74,7 +74,8 @@ fn run<'a>(env: Env<'a>, term: Term<'a>, mode: Atom, heap_words: u64, mut work: 
     let mem = VmMemory::new(loaded.literals);
     let root = term_word(term);
     let result = if mode == flat() {
-        walk::flat(&mem, layout, root, heap_words, &mut work).map(|words| (words, Default::default()))
+        walk::flat(&mem, layout, root, heap_words, &mut work)
+            .map(|words| (words, Default::default()))
     } else if mode == shared() {
         walk::scan(&mem, layout, root, Detail::Words, &mut work).map(|found| (0, found))
     } else if mode == full() {
@@ -127,7 +128,13 @@ fn walk_flat_raw<'a>(env: Env<'a>, term: Term<'a>, path_limit: u64) -> Term<'a> 
         return (error(), unknown_release_layout()).encode(env);
     };
     let mem = VmMemory::new(LOADED.get().map(|l| l.literals).unwrap_or_default());
-    match walk::flat_words(&mem, layout, term_word(term), path_limit, &mut Work::unlimited()) {
+    match walk::flat_words(
+        &mem,
+        layout,
+        term_word(term),
+        path_limit,
+        &mut Work::unlimited(),
+    ) {
         Ok(Some(words)) => (ok(), words).encode(env),
         Ok(None) => limit().encode(env),
         Err(_) => error().encode(env),

@@ -63,7 +63,11 @@ pub fn classify(word: u64, at: usize) -> Result<Word, LayoutError> {
             }
             Ok(Word::Boxed((word & POINTER_MASK) as usize))
         }
-        _ => Err(LayoutError::new("header word where a term was expected", at, word)),
+        _ => Err(LayoutError::new(
+            "header word where a term was expected",
+            at,
+            word,
+        )),
     }
 }
 
@@ -136,10 +140,19 @@ fn byte_at<M: Memory>(mem: &M, addr: usize, byte: usize) -> Result<u64, LayoutEr
 }
 
 /// Decodes the boxed object at `addr`, checking its header.
-pub fn boxed<M: Memory>(mem: &M, layout: &Layout, addr: usize, detail: Detail) -> Result<Object, LayoutError> {
+pub fn boxed<M: Memory>(
+    mem: &M,
+    layout: &Layout,
+    addr: usize,
+    detail: Detail,
+) -> Result<Object, LayoutError> {
     let header = mem.word(addr)?;
     if header & PRIMARY_MASK != PRIMARY_HEADER {
-        return Err(LayoutError::new("boxed pointer to a non-header word", addr, header));
+        return Err(LayoutError::new(
+            "boxed pointer to a non-header word",
+            addr,
+            header,
+        ));
     }
     let arity = header >> HEADER_ARITY_SHIFT;
     let bad = |what| Err(LayoutError::new(what, addr, header));
@@ -235,7 +248,12 @@ pub fn boxed<M: Memory>(mem: &M, layout: &Layout, addr: usize, detail: Detail) -
     }
 }
 
-fn fun<M: Memory>(mem: &M, layout: &Layout, addr: usize, header: u64) -> Result<Object, LayoutError> {
+fn fun<M: Memory>(
+    mem: &M,
+    layout: &Layout,
+    addr: usize,
+    header: u64,
+) -> Result<Object, LayoutError> {
     let fl = &layout.fun;
     if header != fl.header {
         return Err(LayoutError::new("unexpected fun header", addr, header));
@@ -254,7 +272,11 @@ fn fun<M: Memory>(mem: &M, layout: &Layout, addr: usize, header: u64) -> Result<
         _ => false,
     };
     if !creator_ok {
-        return Err(LayoutError::new("fun creator is not a pid or an export marker", creator_at, creator));
+        return Err(LayoutError::new(
+            "fun creator is not a pid or an export marker",
+            creator_at,
+            creator,
+        ));
     }
     Ok(Object {
         words: fl.base_words + num_free,
@@ -269,13 +291,21 @@ fn fun<M: Memory>(mem: &M, layout: &Layout, addr: usize, header: u64) -> Result<
 fn binary_pointer<M: Memory>(mem: &M, layout: &Layout, addr: usize) -> Result<usize, LayoutError> {
     let binary = word_at(mem, addr, layout.refc_binary.binary_word)?;
     if binary < LOWEST_VALID_ADDRESS || binary % WORD_BYTES as u64 != 0 {
-        return Err(LayoutError::new("refc binary with a bad Binary pointer", addr, binary));
+        return Err(LayoutError::new(
+            "refc binary with a bad Binary pointer",
+            addr,
+            binary,
+        ));
     }
     Ok(binary as usize)
 }
 
 /// Checks a ProcBin and the `Binary` it points to; returns that `Binary`.
-fn refc_binary<M: Memory>(mem: &M, layout: &Layout, addr: usize) -> Result<OffHeapBinary, LayoutError> {
+fn refc_binary<M: Memory>(
+    mem: &M,
+    layout: &Layout,
+    addr: usize,
+) -> Result<OffHeapBinary, LayoutError> {
     let rl = &layout.refc_binary;
     let size = word_at(mem, addr, rl.size_word)?;
     let bytes = word_at(mem, addr, rl.bytes_word)?;
@@ -284,11 +314,19 @@ fn refc_binary<M: Memory>(mem: &M, layout: &Layout, addr: usize) -> Result<OffHe
     let orig_size = mem.word(binary + rl.binary_orig_size_offset)? as i64;
     let data = (binary + rl.binary_data_offset) as u64;
     if refc < 1 || orig_size < 0 {
-        return Err(LayoutError::new("Binary with a bad refc or size", binary, orig_size as u64));
+        return Err(LayoutError::new(
+            "Binary with a bad refc or size",
+            binary,
+            orig_size as u64,
+        ));
     }
     let orig_size = orig_size as u64;
     if size > orig_size || bytes < data || bytes - data + size > orig_size {
-        return Err(LayoutError::new("refc binary outside its Binary", addr, size));
+        return Err(LayoutError::new(
+            "refc binary outside its Binary",
+            addr,
+            size,
+        ));
     }
     Ok(OffHeapBinary {
         addr: binary,
@@ -307,32 +345,59 @@ fn sub_binary<M: Memory>(
 ) -> Result<Object, LayoutError> {
     let sl = &layout.sub_binary;
     if header != sl.header {
-        return Err(LayoutError::new("unexpected sub binary header", addr, header));
+        return Err(LayoutError::new(
+            "unexpected sub binary header",
+            addr,
+            header,
+        ));
     }
     let size = word_at(mem, addr, sl.size_word)?;
     let offset = word_at(mem, addr, sl.offset_word)?;
     let bitsize = byte_at(mem, addr, sl.bitsize_byte)?;
     let bitoffs = byte_at(mem, addr, sl.bitoffs_byte)?;
     if bitsize > 7 || bitoffs > 7 {
-        return Err(LayoutError::new("sub binary bit fields out of range", addr, header));
+        return Err(LayoutError::new(
+            "sub binary bit fields out of range",
+            addr,
+            header,
+        ));
     }
     let orig_at = addr + sl.orig_word * WORD_BYTES;
     let orig_word = mem.word(orig_at)?;
     let orig = match classify(orig_word, orig_at)? {
         Word::Boxed(orig) => orig,
-        _ => return Err(LayoutError::new("sub binary orig is not boxed", orig_at, orig_word)),
+        _ => {
+            return Err(LayoutError::new(
+                "sub binary orig is not boxed",
+                orig_at,
+                orig_word,
+            ))
+        }
     };
     // Checks the orig as any object: a refc or heap binary, never a sub binary.
     let orig_object = boxed(mem, layout, orig, detail)?;
     let orig_header = mem.word(orig)?;
     let (orig_bytes, binary) = match layout.kind_of(orig_header) {
-        Some(Kind::RefcBinary) => (word_at(mem, orig, layout.refc_binary.size_word)?, orig_object.binary),
+        Some(Kind::RefcBinary) => (
+            word_at(mem, orig, layout.refc_binary.size_word)?,
+            orig_object.binary,
+        ),
         Some(Kind::HeapBinary) => (word_at(mem, orig, 1)?, None),
-        _ => return Err(LayoutError::new("sub binary orig is not a binary", orig, orig_header)),
+        _ => {
+            return Err(LayoutError::new(
+                "sub binary orig is not a binary",
+                orig,
+                orig_header,
+            ))
+        }
     };
     let end_bits = (offset + size) * 8 + bitoffs + bitsize;
     if end_bits > orig_bytes * 8 {
-        return Err(LayoutError::new("sub binary reaches past its orig", addr, size));
+        return Err(LayoutError::new(
+            "sub binary reaches past its orig",
+            addr,
+            size,
+        ));
     }
     let bits = bitoffs + bitsize;
     let over_refc = layout.kind_of(orig_header) == Some(Kind::RefcBinary);
@@ -352,7 +417,12 @@ fn sub_binary<M: Memory>(
     })
 }
 
-fn map<M: Memory>(mem: &M, layout: &Layout, addr: usize, header: u64) -> Result<Object, LayoutError> {
+fn map<M: Memory>(
+    mem: &M,
+    layout: &Layout,
+    addr: usize,
+    header: u64,
+) -> Result<Object, LayoutError> {
     let bad = |what| Err(LayoutError::new(what, addr, header));
     let map_type = (header >> MAP_TYPE_SHIFT) & MAP_TYPE_MASK;
     let map_arity = (header >> MAP_ARITY_SHIFT) & MAP_ARITY_MASK;
@@ -381,7 +451,11 @@ fn map<M: Memory>(mem: &M, layout: &Layout, addr: usize, header: u64) -> Result<
             _ => false,
         };
         if !keys_ok {
-            return Err(LayoutError::new("flatmap keys are not a tuple of its size", keys_at, keys_word));
+            return Err(LayoutError::new(
+                "flatmap keys are not a tuple of its size",
+                keys_at,
+                keys_word,
+            ));
         }
         return Ok(Object {
             words: layout.flatmap_base_words + keys_count,
@@ -406,7 +480,11 @@ fn map<M: Memory>(mem: &M, layout: &Layout, addr: usize, header: u64) -> Result<
         let at = children + i * WORD_BYTES;
         let child = mem.word(at)?;
         if !matches!(classify(child, at)?, Word::List(_) | Word::Boxed(_)) {
-            return Err(LayoutError::new("hashmap child is neither a leaf nor a node", at, child));
+            return Err(LayoutError::new(
+                "hashmap child is neither a leaf nor a node",
+                at,
+                child,
+            ));
         }
     }
     Ok(Object {

@@ -69,7 +69,14 @@ mod tests {
     #[test]
     fn marks_each_address_once_across_pages() {
         let mut set = VisitedSet::new();
-        let addrs = [0x10000usize, 0x10008, 0x18000, 0x10000, 0x7fff_fff8, 0x18000];
+        let addrs = [
+            0x10000usize,
+            0x10008,
+            0x18000,
+            0x10000,
+            0x7fff_fff8,
+            0x18000,
+        ];
         let fresh: Vec<bool> = addrs.iter().map(|&a| set.insert(a)).collect();
         assert_eq!(fresh, [true, true, true, false, true, false]);
     }

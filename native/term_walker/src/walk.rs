@@ -52,7 +52,9 @@ impl Work {
     }
 
     pub fn unlimited() -> Self {
-        Work { remaining: u64::MAX }
+        Work {
+            remaining: u64::MAX,
+        }
     }
 
     #[inline]
@@ -69,7 +71,12 @@ impl Work {
 
 /// Decodes the object a term word points to, or `None` for an immediate.
 #[inline]
-fn object_of<M: Memory>(mem: &M, layout: &Layout, term: u64, at: usize) -> Result<Option<(usize, Object)>, Stop> {
+fn object_of<M: Memory>(
+    mem: &M,
+    layout: &Layout,
+    term: u64,
+    at: usize,
+) -> Result<Option<(usize, Object)>, Stop> {
     Ok(match classify(term, at)? {
         Word::Immediate => None,
         Word::List(addr) => Some((addr, Object::cons(addr))),
@@ -80,7 +87,13 @@ fn object_of<M: Memory>(mem: &M, layout: &Layout, term: u64, at: usize) -> Resul
 /// Depth-first traversal with an explicit stack. `visit` sees each object
 /// reached (once per path) and says whether to descend into its children.
 #[inline(always)]
-fn traverse<M, F>(mem: &M, layout: &Layout, root: u64, detail: Detail, mut visit: F) -> Result<(), Stop>
+fn traverse<M, F>(
+    mem: &M,
+    layout: &Layout,
+    root: u64,
+    detail: Detail,
+    mut visit: F,
+) -> Result<(), Stop>
 where
     M: Memory,
     F: FnMut(usize, &Object) -> Result<bool, Stop>,
@@ -202,7 +215,13 @@ impl Scan {
 
 /// Visits each distinct object of `root` once (identity = address). With
 /// `Detail::Words` the off-heap fields stay zero.
-pub fn scan<M: Memory>(mem: &M, layout: &Layout, root: u64, detail: Detail, work: &mut Work) -> Result<Scan, Stop> {
+pub fn scan<M: Memory>(
+    mem: &M,
+    layout: &Layout,
+    root: u64,
+    detail: Detail,
+    work: &mut Work,
+) -> Result<Scan, Stop> {
     let mut result = Scan::default();
     let mut visited = VisitedSet::new();
     let mut binaries: AHashSet<usize> = AHashSet::new();
@@ -234,7 +253,12 @@ pub fn scan<M: Memory>(mem: &M, layout: &Layout, root: u64, detail: Detail, work
 /// Flat words in time linear in the distinct objects: the number of paths
 /// to each object is summed in topological order (Kahn), and each object's
 /// words are multiplied by its path count.
-pub fn flat_words_dag<M: Memory>(mem: &M, layout: &Layout, root: u64, work: &mut Work) -> Result<u128, Stop> {
+pub fn flat_words_dag<M: Memory>(
+    mem: &M,
+    layout: &Layout,
+    root: u64,
+    work: &mut Work,
+) -> Result<u128, Stop> {
     struct Node {
         object: Object,
         /// References to this node not yet propagated.
@@ -270,7 +294,9 @@ pub fn flat_words_dag<M: Memory>(mem: &M, layout: &Layout, root: u64, work: &mut
             };
             let j = match index.get(&addr) {
                 // Nothing can point back at the root of an acyclic term.
-                Some(&0) => return Err(Stop::Layout(LayoutError::new("cycle in a term", at, term))),
+                Some(&0) => {
+                    return Err(Stop::Layout(LayoutError::new("cycle in a term", at, term)))
+                }
                 Some(&j) => j,
                 None => {
                     let (_, child) = object_of(mem, layout, term, at)?.expect("not an immediate");
@@ -297,11 +323,12 @@ pub fn flat_words_dag<M: Memory>(mem: &M, layout: &Layout, root: u64, work: &mut
     while let Some(i) = ready.pop() {
         done += 1;
         let here = paths[i];
-        let words = (nodes[i].object.words as u128).checked_mul(here).ok_or(Stop::Overflow)?;
+        let words = (nodes[i].object.words as u128)
+            .checked_mul(here)
+            .ok_or(Stop::Overflow)?;
         total = total.checked_add(words).ok_or(Stop::Overflow)?;
         let first = nodes[i].first_edge;
-        for e in first..first + nodes[i].edge_count {
-            let j = edges[e];
+        for &j in &edges[first..first + nodes[i].edge_count] {
             paths[j] = paths[j].checked_add(here).ok_or(Stop::Overflow)?;
             nodes[j].in_degree -= 1;
             if nodes[j].in_degree == 0 {
@@ -311,7 +338,11 @@ pub fn flat_words_dag<M: Memory>(mem: &M, layout: &Layout, root: u64, work: &mut
     }
     if done != nodes.len() {
         // Erlang terms are immutable and acyclic; a cycle is a broken layout.
-        return Err(Stop::Layout(LayoutError::new("cycle in a term", root_addr, root)));
+        return Err(Stop::Layout(LayoutError::new(
+            "cycle in a term",
+            root_addr,
+            root,
+        )));
     }
     Ok(total)
 }
@@ -331,7 +362,9 @@ fn flat_with_sharing<M: Memory>(
     distinct_words: u64,
     work: &mut Work,
 ) -> Result<u128, Stop> {
-    let path_limit = distinct_words.saturating_mul(PATHS_PER_DISTINCT_WORD).saturating_add(PATH_SLACK);
+    let path_limit = distinct_words
+        .saturating_mul(PATHS_PER_DISTINCT_WORD)
+        .saturating_add(PATH_SLACK);
     match flat_words(mem, layout, root, path_limit, work)? {
         Some(words) => Ok(words as u128),
         None => flat_words_dag(mem, layout, root, work),
@@ -342,7 +375,13 @@ fn flat_with_sharing<M: Memory>(
 /// without sharing cannot have many more (non-literal) flat words than that,
 /// so a plain walk that goes far past it is walking shared paths again and
 /// hands over to a sharing-aware count.
-pub fn flat<M: Memory>(mem: &M, layout: &Layout, root: u64, heap_words: u64, work: &mut Work) -> Result<u128, Stop> {
+pub fn flat<M: Memory>(
+    mem: &M,
+    layout: &Layout,
+    root: u64,
+    heap_words: u64,
+    work: &mut Work,
+) -> Result<u128, Stop> {
     let path_limit = heap_words.saturating_mul(2).saturating_add(PATH_SLACK);
     if let Some(words) = flat_words(mem, layout, root, path_limit, work)? {
         return Ok(words as u128);
@@ -363,7 +402,12 @@ pub struct TermSize {
 
 /// One scan; the flat size follows from it when nothing is shared, and from a
 /// second walk otherwise.
-pub fn term_size<M: Memory>(mem: &M, layout: &Layout, root: u64, work: &mut Work) -> Result<TermSize, Stop> {
+pub fn term_size<M: Memory>(
+    mem: &M,
+    layout: &Layout,
+    root: u64,
+    work: &mut Work,
+) -> Result<TermSize, Stop> {
     let found = scan(mem, layout, root, Detail::OffHeap, work)?;
     let flat_words = if found.repeats {
         flat_with_sharing(mem, layout, root, found.distinct_words(), work)?

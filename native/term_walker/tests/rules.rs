@@ -8,7 +8,9 @@ use term_walker::{flat, flat_words, flat_words_dag, scan, term_size, Detail, Sca
 
 /// Flat words by every route (plain, DAG, term_size), which must agree, and the scan.
 fn measure(h: &TestHeap, term: u64) -> (u128, Scan) {
-    let plain = flat_words(h, &OTP_25, term, u64::MAX, &mut Work::unlimited()).unwrap().unwrap() as u128;
+    let plain = flat_words(h, &OTP_25, term, u64::MAX, &mut Work::unlimited())
+        .unwrap()
+        .unwrap() as u128;
     let dag = flat_words_dag(h, &OTP_25, term, &mut Work::unlimited()).unwrap();
     let picked = flat(h, &OTP_25, term, 0, &mut Work::unlimited()).unwrap();
     let found = scan(h, &OTP_25, term, Detail::OffHeap, &mut Work::unlimited()).unwrap();
@@ -54,7 +56,14 @@ fn refused_off_heap(h: &TestHeap, term: u64) -> &'static str {
 #[test]
 fn immediates_take_no_words() {
     let h = TestHeap::new();
-    for term in [NIL, atom(3), small(42), small(-7), local_pid(9), (5 << 4) | 0x7] {
+    for term in [
+        NIL,
+        atom(3),
+        small(42),
+        small(-7),
+        local_pid(9),
+        (5 << 4) | 0x7,
+    ] {
         assert_eq!(measure(&h, term), (0, Scan::default()));
     }
 }
@@ -91,10 +100,19 @@ fn tuples_are_arity_plus_one_and_empty_tuple_is_free() {
     let t = h.tuple(&[small(1), small(2)]);
     assert_eq!(flat_of(&h, t), 3);
     let empty = h.empty_tuple;
-    assert_eq!(measure(&h, empty).1, Scan { literal_words: 0, ..Scan::default() });
+    assert_eq!(
+        measure(&h, empty).1,
+        Scan {
+            literal_words: 0,
+            ..Scan::default()
+        }
+    );
     assert_eq!(flat_of(&h, empty), 0);
     let heap_empty = h.tuple(&[]);
-    assert_eq!(refused(&h, heap_empty), "empty tuple outside the literal area");
+    assert_eq!(
+        refused(&h, heap_empty),
+        "empty tuple outside the literal area"
+    );
     let huge = boxed_term(h.alloc(&[1 << 30]));
     assert_eq!(refused(&h, huge), "tuple arity above the maximum");
 }
@@ -105,7 +123,10 @@ fn bignums_are_digits_plus_one() {
     let pos = h.bignum(&[0, 1], false);
     let neg = h.bignum(&[0, 1], true);
     let big = h.bignum(&[0, 0, 1], false);
-    assert_eq!((flat_of(&h, pos), flat_of(&h, neg), flat_of(&h, big)), (3, 3, 4));
+    assert_eq!(
+        (flat_of(&h, pos), flat_of(&h, neg), flat_of(&h, big)),
+        (3, 3, 4)
+    );
     let zero_top = h.bignum(&[1, 0], false);
     assert_eq!(refused(&h, zero_top), "bignum with a zero top digit");
     let no_digits = h.bignum(&[], false);
@@ -122,14 +143,20 @@ fn floats_refs_and_external_things() {
     let eport = h.external_port();
     let er3 = h.external_ref(2);
     let er5 = h.external_ref(3);
-    let got: Vec<u128> = [f, r, pr, ep, eport, er3, er5].iter().map(|&t| flat_of(&h, t)).collect();
+    let got: Vec<u128> = [f, r, pr, ep, eport, er3, er5]
+        .iter()
+        .map(|&t| flat_of(&h, t))
+        .collect();
     assert_eq!(got, [2, 3, 4, 4, 4, 5, 6]);
     let bad_float = boxed_term(h.alloc(&[0x98, 0, 0]));
     assert_eq!(refused(&h, bad_float), "unexpected float header");
     let bad_ref = boxed_term(h.alloc(&[0x110, 0, 0, 0, 0]));
     assert_eq!(refused(&h, bad_ref), "unexpected reference header");
     let bad_ext_ref = boxed_term(h.alloc(&[(7 << 6) | 0x38, 0, 0, 0, 0, 0, 0, 0]));
-    assert_eq!(refused(&h, bad_ext_ref), "external reference arity out of range");
+    assert_eq!(
+        refused(&h, bad_ext_ref),
+        "external reference arity out of range"
+    );
     let match_state = boxed_term(h.alloc(&[(3 << 6) | 0x04, 0, 0, 0]));
     assert_eq!(refused(&h, match_state), "unexpected header tag");
     let unused = boxed_term(h.alloc(&[(1 << 6) | 0x2C, 0]));
@@ -154,7 +181,10 @@ fn funs_are_five_words_plus_free_variables_and_their_contents() {
     assert_eq!(flat_of(&h, remote_fun), 9);
     // An export marker with free variables is not a fun this layout knows.
     let bad = boxed_term(h.alloc(&[0xD4, 0x7000_0000, 0, 1 | (1 << 8), atom(77), small(1)]));
-    assert_eq!(refused(&h, bad), "fun creator is not a pid or an export marker");
+    assert_eq!(
+        refused(&h, bad),
+        "fun creator is not a pid or an export marker"
+    );
 }
 
 #[test]
@@ -165,7 +195,16 @@ fn flatmaps_count_values_and_keys_tuple() {
     assert_eq!(flat_of(&h, m), 8); // 2n + 4
     let empty = h.empty_tuple;
     let empty_map = h.flatmap(empty, &[]);
-    assert_eq!(measure(&h, empty_map), (3, Scan { shared_words: 3, ..Scan::default() }));
+    assert_eq!(
+        measure(&h, empty_map),
+        (
+            3,
+            Scan {
+                shared_words: 3,
+                ..Scan::default()
+            }
+        )
+    );
     // Constant keys live in the literal area: counted flat, not shared.
     let literal_keys = h.literal_tuple(&[atom(1), atom(2)]);
     let m2 = h.flatmap(literal_keys, &[local_pid(3), small(2)]);
@@ -176,7 +215,10 @@ fn flatmaps_count_values_and_keys_tuple() {
     assert_eq!(refused(&h, bad), "flatmap keys are not a tuple of its size");
     let too_big_keys = h.tuple(&vec![small(0); 33]);
     let too_big = h.flatmap(too_big_keys, &vec![small(0); 33]);
-    assert_eq!(refused(&h, too_big), "flatmap larger than the flatmap limit");
+    assert_eq!(
+        refused(&h, too_big),
+        "flatmap larger than the flatmap limit"
+    );
 }
 
 #[test]
@@ -200,21 +242,33 @@ fn hashmaps_count_each_node_once_and_report_node_words() {
     let zero_bitmap = h.hashmap_node(0, &[]);
     assert_eq!(refused(&h, zero_bitmap), "hashmap node header out of range");
     let immediate_child = h.hashmap_node(0b1, &[small(1)]);
-    assert_eq!(refused(&h, immediate_child), "hashmap child is neither a leaf nor a node");
+    assert_eq!(
+        refused(&h, immediate_child),
+        "hashmap child is neither a leaf nor a node"
+    );
 }
 
 #[test]
 fn heap_binaries_are_two_words_plus_data() {
     let mut h = TestHeap::new();
-    let sizes: Vec<u128> = [0, 1, 8, 9, 64].iter().map(|&n| {
-        let b = h.heap_binary(n);
-        flat_of(&h, b)
-    }).collect();
+    let sizes: Vec<u128> = [0, 1, 8, 9, 64]
+        .iter()
+        .map(|&n| {
+            let b = h.heap_binary(n);
+            flat_of(&h, b)
+        })
+        .collect();
     assert_eq!(sizes, [2, 3, 3, 4, 10]);
     let bad = boxed_term(h.alloc(&[(5 << 6) | 0x24, 1, 0, 0, 0, 0]));
-    assert_eq!(refused(&h, bad), "heap binary size does not match its header");
+    assert_eq!(
+        refused(&h, bad),
+        "heap binary size does not match its header"
+    );
     let too_big = boxed_term(h.alloc(&[(10 << 6) | 0x24, 65, 0, 0, 0, 0, 0, 0, 0, 0, 0]));
-    assert_eq!(refused(&h, too_big), "heap binary size does not match its header");
+    assert_eq!(
+        refused(&h, too_big),
+        "heap binary size does not match its header"
+    );
 }
 
 #[test]
@@ -235,11 +289,17 @@ fn refc_binaries_are_six_words_and_pin_their_binary_once() {
     let null = boxed_term(h.alloc(&[0x160, 10, 0, 0, 0, 0]));
     assert_eq!(refused(&h, null), "refc binary with a bad Binary pointer");
     let outside = h.proc_bin(bin, 1000, 10);
-    assert_eq!(refused_off_heap(&h, outside), "refc binary outside its Binary");
+    assert_eq!(
+        refused_off_heap(&h, outside),
+        "refc binary outside its Binary"
+    );
     let dead = h.off_heap_binary(10);
     h.poke_off_heap(dead + 8, 0); // refc 0
     let dead_ref = h.proc_bin(dead, 10, 0);
-    assert_eq!(refused_off_heap(&h, dead_ref), "Binary with a bad refc or size");
+    assert_eq!(
+        refused_off_heap(&h, dead_ref),
+        "Binary with a bad refc or size"
+    );
 }
 
 #[test]
@@ -265,7 +325,10 @@ fn sub_binaries_count_their_copy_and_pin_the_whole_parent() {
     // {B, S1, S2}: the ProcBin and both subs count, the Binary once.
     let all = h.tuple(&[b, aligned, trailing]);
     let (flat, found) = measure(&h, all);
-    assert_eq!((flat, found.shared_words, found.off_heap_bytes), (27, 27, 1000));
+    assert_eq!(
+        (flat, found.shared_words, found.off_heap_bytes),
+        (27, 27, 1000)
+    );
     // orig must be a refc or heap binary, bit fields small, slice inside.
     let sub_of_sub = h.sub_binary(aligned, 1, 0, 0, 0);
     assert_eq!(refused(&h, sub_of_sub), "sub binary orig is not a binary");
@@ -323,21 +386,34 @@ fn a_forty_level_doubling_dag_is_sized_without_walking_its_paths() {
     let dag = doubling_dag(&mut h, 40);
     let expected = 3 * ((1u128 << 40) - 1);
     *h.reads.borrow_mut() = 0;
-    assert_eq!(flat(&h, &OTP_25, dag, 1000, &mut Work::unlimited()).unwrap(), expected);
+    assert_eq!(
+        flat(&h, &OTP_25, dag, 1000, &mut Work::unlimited()).unwrap(),
+        expected
+    );
     let size = term_size(&h, &OTP_25, dag, &mut Work::unlimited()).unwrap();
     assert_eq!(size.flat_words, expected);
     assert_eq!(size.scan.shared_words, 120);
     // Bounded plain attempts, then linear in the distinct objects: not 2^40.
-    assert!(*h.reads.borrow() < 1_000_000, "read {} words", h.reads.borrow());
+    assert!(
+        *h.reads.borrow() < 1_000_000,
+        "read {} words",
+        h.reads.borrow()
+    );
     // The plain walk gives up at its limit instead.
-    assert_eq!(flat_words(&h, &OTP_25, dag, 1 << 20, &mut Work::unlimited()), Ok(None));
+    assert_eq!(
+        flat_words(&h, &OTP_25, dag, 1 << 20, &mut Work::unlimited()),
+        Ok(None)
+    );
 }
 
 #[test]
 fn flat_sizes_beyond_128_bits_are_an_overflow_not_a_wrong_number() {
     let mut h = TestHeap::new();
     let dag = doubling_dag(&mut h, 130);
-    assert_eq!(flat_words_dag(&h, &OTP_25, dag, &mut Work::unlimited()), Err(Stop::Overflow));
+    assert_eq!(
+        flat_words_dag(&h, &OTP_25, dag, &mut Work::unlimited()),
+        Err(Stop::Overflow)
+    );
 }
 
 #[test]
@@ -356,12 +432,25 @@ fn the_work_budget_stops_every_walk() {
     let mut h = TestHeap::new();
     let long_list = h.list(&vec![small(1); 10_000]);
     let budget = || Work::limited(1000);
-    assert_eq!(flat_words(&h, &OTP_25, long_list, u64::MAX, &mut budget()), Err(Stop::Budget));
-    assert_eq!(scan(&h, &OTP_25, long_list, Detail::OffHeap, &mut budget()), Err(Stop::Budget));
-    assert_eq!(term_size(&h, &OTP_25, long_list, &mut budget()).map(|_| ()), Err(Stop::Budget));
+    assert_eq!(
+        flat_words(&h, &OTP_25, long_list, u64::MAX, &mut budget()),
+        Err(Stop::Budget)
+    );
+    assert_eq!(
+        scan(&h, &OTP_25, long_list, Detail::OffHeap, &mut budget()),
+        Err(Stop::Budget)
+    );
+    assert_eq!(
+        term_size(&h, &OTP_25, long_list, &mut budget()).map(|_| ()),
+        Err(Stop::Budget)
+    );
     let dag = doubling_dag(&mut h, 40);
     assert_eq!(flat(&h, &OTP_25, dag, 0, &mut budget()), Err(Stop::Budget));
-    assert!(flat_words(&h, &OTP_25, long_list, u64::MAX, &mut Work::limited(40_000)).unwrap().is_some());
+    assert!(
+        flat_words(&h, &OTP_25, long_list, u64::MAX, &mut Work::limited(40_000))
+            .unwrap()
+            .is_some()
+    );
 }
 
 #[test]
@@ -369,7 +458,11 @@ fn a_cycle_is_a_layout_error_not_a_hang() {
     let mut h = TestHeap::new();
     let t = h.tuple(&[NIL]);
     h.poke(TestHeap::addr(t) + 8, t);
-    assert!(scan(&h, &OTP_25, t, Detail::OffHeap, &mut Work::unlimited()).unwrap().repeats);
+    assert!(
+        scan(&h, &OTP_25, t, Detail::OffHeap, &mut Work::unlimited())
+            .unwrap()
+            .repeats
+    );
     match flat(&h, &OTP_25, t, 10, &mut Work::unlimited()) {
         Err(Stop::Layout(e)) => assert_eq!(e.what, "cycle in a term"),
         other => panic!("expected a cycle error, got {other:?}"),

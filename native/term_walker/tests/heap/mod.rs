@@ -48,7 +48,7 @@ impl Region {
     }
 
     fn get(&self, addr: usize) -> Option<u64> {
-        if addr < self.base || addr % 8 != 0 {
+        if addr < self.base || !addr.is_multiple_of(8) {
             return None;
         }
         self.words.get((addr - self.base) / 8).copied()
@@ -90,9 +90,18 @@ impl Default for TestHeap {
 impl TestHeap {
     pub fn new() -> Self {
         let mut heap = TestHeap {
-            heap: Region { base: HEAP_BASE, words: Vec::new() },
-            literals: Region { base: LITERAL_BASE, words: Vec::new() },
-            off_heap: Region { base: OFF_HEAP_BASE, words: Vec::new() },
+            heap: Region {
+                base: HEAP_BASE,
+                words: Vec::new(),
+            },
+            literals: Region {
+                base: LITERAL_BASE,
+                words: Vec::new(),
+            },
+            off_heap: Region {
+                base: OFF_HEAP_BASE,
+                words: Vec::new(),
+            },
             reads: RefCell::new(0),
             empty_tuple: 0,
         };
@@ -130,7 +139,10 @@ impl TestHeap {
     }
 
     pub fn list(&mut self, items: &[u64]) -> u64 {
-        items.iter().rev().fold(NIL, |tail, &head| self.cons(head, tail))
+        items
+            .iter()
+            .rev()
+            .fold(NIL, |tail, &head| self.cons(head, tail))
     }
 
     pub fn tuple(&mut self, items: &[u64]) -> u64 {
@@ -205,7 +217,8 @@ impl TestHeap {
     pub fn off_heap_binary(&mut self, orig_size: u64) -> usize {
         // flags, refc, orig_size, then data
         let addr = self.off_heap.alloc(&[0, 1, orig_size]);
-        self.off_heap.alloc(&vec![0; orig_size.div_ceil(8).max(1) as usize]);
+        self.off_heap
+            .alloc(&vec![0; orig_size.div_ceil(8).max(1) as usize]);
         addr
     }
 
@@ -220,7 +233,14 @@ impl TestHeap {
     }
 
     /// A sub-binary of `orig` (a boxed binary term).
-    pub fn sub_binary(&mut self, orig: u64, size: u64, offset: u64, bitsize: u64, bitoffs: u64) -> u64 {
+    pub fn sub_binary(
+        &mut self,
+        orig: u64,
+        size: u64,
+        offset: u64,
+        bitsize: u64,
+        bitoffs: u64,
+    ) -> u64 {
         // bytes 24, 25, 26: bitsize, bitoffs, is_writable; the rest is garbage.
         let packed = bitsize | (bitoffs << 8) | 0xDEAD_BE00_0000_0000;
         boxed_term(self.alloc(&[0xE8, size, offset, packed, orig]))
