@@ -31,3 +31,10 @@ bench: build
 
 clean:
 	rm -rf _build priv/*.so native/target
+
+# The same suite on OTP 27, built from Debian trixie's sources into a cache
+# outside the repository (first run several minutes, then reused); `make test`
+# stays on the system OTP. See scripts/otp27.sh.
+.PHONY: test-otp27
+test-otp27:
+	sh scripts/otp27.sh

@@ -39,7 +39,8 @@ defmodule Bench.TermSize do
     [
       {"2M-element list", fn -> Enum.to_list(1..2_000_000) end},
       {"200k-key map", fn -> Map.new(1..200_000, &{&1, &1}) end},
-      {"100k records", fn ->
+      {"100k records",
+       fn ->
          for i <- 1..100_000, do: {:rec, "name #{i}", %{id: i, tag: "t#{rem(i, 10)}"}, i * 1.5}
        end},
       {"1k list shared 2000x", fn -> List.duplicate(l1k, 2000) end},
@@ -52,10 +53,22 @@ defmodule Bench.TermSize do
   def ratio(a, b), do: :io_lib.format("~.2fx", [a / max(b, 1)]) |> to_string()
 
   def run do
-    IO.puts("MemProbe term-size benchmark — #{MemProbe.info().mode} mode, OTP #{:erlang.system_info(:otp_release)}, " <>
-              "#{:erlang.system_info(:schedulers_online)} schedulers\n")
+    IO.puts(
+      "MemProbe term-size benchmark — #{MemProbe.info().mode} mode, OTP #{:erlang.system_info(:otp_release)}, " <>
+        "#{:erlang.system_info(:schedulers_online)} schedulers\n"
+    )
 
-    header = ["workload", "flat ms", "vs flat_size", "shared ms", "vs size_shared", "term_size ms", "size/1 ms", "size/1 ÷ term_size"]
+    header = [
+      "workload",
+      "flat ms",
+      "vs flat_size",
+      "shared ms",
+      "vs size_shared",
+      "term_size ms",
+      "size/1 ms",
+      "size/1 ÷ term_size"
+    ]
+
     rows =
       for {name, build} <- workloads() do
         term = build.()
@@ -76,13 +89,28 @@ defmodule Bench.TermSize do
         speedup = "#{round(size1 / max(mp_full, 1))}x"
         speedup = if String.starts_with?(size1_note, ">"), do: "> " <> speedup, else: speedup
 
-        [name, fmt_ms(mp_flat), ratio(mp_flat, vm_flat), fmt_ms(mp_shared), ratio(mp_shared, vm_shared),
-         fmt_ms(mp_full), size1_note, speedup]
+        [
+          name,
+          fmt_ms(mp_flat),
+          ratio(mp_flat, vm_flat),
+          fmt_ms(mp_shared),
+          ratio(mp_shared, vm_shared),
+          fmt_ms(mp_full),
+          size1_note,
+          speedup
+        ]
       end
 
     print_table([header | rows])
-    IO.puts("\nTargets: flat ≤ 1.0x flat_size; shared ≤ 1.5x size_shared; term_size ≥ 100x faster than size/1.")
-    IO.puts("(A 40-level DAG: MemProbe.flat_size answers in #{fmt_ms(median_us(fn -> MemProbe.flat_size(Enum.reduce(1..40, :leaf, fn _, t -> {t, t} end)) end))} ms; flat_size would walk 2^40 paths.)\n")
+
+    IO.puts(
+      "\nTargets: flat ≤ 1.0x flat_size; shared ≤ 1.5x size_shared; term_size ≥ 100x faster than size/1."
+    )
+
+    IO.puts(
+      "(A 40-level DAG: MemProbe.flat_size answers in #{fmt_ms(median_us(fn -> MemProbe.flat_size(Enum.reduce(1..40, :leaf, fn _, t -> {t, t} end)) end))} ms; flat_size would walk 2^40 paths.)\n"
+    )
+
     stall()
   end
 
@@ -93,11 +121,16 @@ defmodule Bench.TermSize do
     before = :erlang.system_flag(:schedulers_online, 1)
 
     try do
-      for {name, fun} <- [{"MemProbe.flat_size/1", &MemProbe.flat_size/1},
-                          {"MemProbe.term_size/1", &MemProbe.term_size/1},
-                          {":erts_debug.flat_size/1", &:erts_debug.flat_size/1}] do
+      for {name, fun} <- [
+            {"MemProbe.flat_size/1", &MemProbe.flat_size/1},
+            {"MemProbe.term_size/1", &MemProbe.term_size/1},
+            {":erts_debug.flat_size/1", &:erts_debug.flat_size/1}
+          ] do
         gaps = for _ <- 1..3, do: max_gap_ms(fn -> fun.(list) end)
-        IO.puts("stall with +S 1:1, 20M list, #{String.pad_trailing(name, 24)} max gap #{Enum.max(gaps)} ms (runs: #{inspect(gaps)})")
+
+        IO.puts(
+          "stall with +S 1:1, 20M list, #{String.pad_trailing(name, 24)} max gap #{Enum.max(gaps)} ms (runs: #{inspect(gaps)})"
+        )
       end
     after
       :erlang.system_flag(:schedulers_online, before)
@@ -130,14 +163,19 @@ defmodule Bench.TermSize do
   end
 
   defp print_table(rows) do
-    widths = rows |> Enum.zip() |> Enum.map(fn col -> col |> Tuple.to_list() |> Enum.map(&String.length/1) |> Enum.max() end)
+    widths =
+      rows
+      |> Enum.zip()
+      |> Enum.map(fn col -> col |> Tuple.to_list() |> Enum.map(&String.length/1) |> Enum.max() end)
 
     for row <- rows do
       row
       |> Enum.zip(widths)
       |> Enum.with_index()
-      |> Enum.map(fn {{cell, w}, 0} -> String.pad_trailing(cell, w)
-                     {{cell, w}, _} -> String.pad_leading(cell, w) end)
+      |> Enum.map(fn
+        {{cell, w}, 0} -> String.pad_trailing(cell, w)
+        {{cell, w}, _} -> String.pad_leading(cell, w)
+      end)
       |> Enum.join("  ")
       |> IO.puts()
     end

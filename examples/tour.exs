@@ -21,7 +21,12 @@ defmodule Tour do
 
   def run do
     info = MemProbe.info()
-    IO.puts("MemProbe #{info.mode} mode on OTP #{info.otp_release}" <> if(info[:layout], do: " (#{info.layout})", else: ""))
+
+    IO.puts(
+      "MemProbe #{info.mode} mode on OTP #{info.otp_release}" <>
+        if(info[:layout], do: " (#{info.layout})", else: "")
+    )
+
     if info.mode == :fallback, do: IO.puts("  fallback reason: #{inspect(info.reason)}")
     IO.puts("")
 
@@ -44,18 +49,29 @@ defmodule Tour do
     ]
 
     widths = [32, 14, 14, 10, 12, 12, 14]
-    row(["term", "flat_words", "erts flat", "shared", "erts shared", "literal", "off-heap B"], widths)
+
+    row(
+      ["term", "flat_words", "erts flat", "shared", "erts shared", "literal", "off-heap B"],
+      widths
+    )
+
     row(Enum.map(widths, &String.duplicate("-", &1)), widths)
 
     for {label, term} <- terms do
       size = MemProbe.term_size(term)
 
-      erts_flat =
-        if label =~ "DAG", do: "(2^40 paths)", else: :erts_debug.flat_size(term)
+      erts_flat = if label =~ "DAG", do: "(2^40 paths)", else: :erts_debug.flat_size(term)
 
       row(
-        [label, size.flat_words, erts_flat, size.shared_words, :erts_debug.size_shared(term),
-         dash(size.literal_words), dash(size.off_heap_bytes)],
+        [
+          label,
+          size.flat_words,
+          erts_flat,
+          size.shared_words,
+          :erts_debug.size_shared(term),
+          dash(size.literal_words),
+          dash(size.off_heap_bytes)
+        ],
         widths
       )
     end
@@ -71,8 +87,13 @@ defmodule Tour do
 
     size = MemProbe.term_size(slice)
     IO.puts("  MemProbe.term_size(slice)      #{inspect(size)}")
-    IO.puts("  :erts_debug.flat_size(slice)   #{:erts_debug.flat_size(slice)} words — nothing about the megabyte")
+
+    IO.puts(
+      "  :erts_debug.flat_size(slice)   #{:erts_debug.flat_size(slice)} words — nothing about the megabyte"
+    )
+
     IO.puts("  byte_size(slice)               #{byte_size(slice)} bytes")
+
     IO.puts("""
 
     The slice keeps the whole #{size.off_heap_bytes} bytes alive: that is what a process holding

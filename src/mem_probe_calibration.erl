@@ -5,8 +5,18 @@
 %%% `check/0' sizes each with the native walker and compares with the VM's
 %%% own functions: flat words with `erts_debug:flat_size/1', shared words plus
 %%% hashmap node words with `erts_debug:size_shared/1' (which counts hashmap
-%%% nodes twice), and shared plus literal words with `erts_debug:size/1'. Any
-%%% difference keeps the walker off (`mem_probe_nif' falls back).
+%%% nodes twice), and the walker's `erts_debug:size/1' count with that
+%%% function. That count is shared plus literal words, plus (OTP 27 only) the
+%%% words of BinRefs and FunRefs met again through another owner, which
+%%% `size/1' counts once per SubBits or fun (ERTS_LAYOUT.md §3.6); on OTP 25
+%%% it is exactly shared plus literal words. Any difference keeps the walker
+%%% off (`mem_probe_nif' falls back).
+%%%
+%%% The same construction gives different shapes per release: on OTP 27 a fun
+%%% without free variables is a module literal (`fun_no_env'), `make_fun/3'
+%%% returns the literal export fun, and every bitstring above 512 bits is a
+%%% SubBits with a BinRef. The expected values per release are in
+%%% test/term_size_test.exs.
 -module(mem_probe_calibration).
 
 -export([cases/0, check/0, measure/1]).
@@ -33,9 +43,15 @@ cases() ->
     Fn = fun() -> {X, X} end,
     Writable = << <<I>> || I <- lists:seq(1, 200) >>,
     Lists = h(lists),
+    %% A heap slice of a literal binary: on OTP 27 a heap SubBits over the
+    %% literal BinRef (more than 512 bits, so not copied into a HeapBits).
+    [_, {b, LiteralBin} | _] = literal_mix(),
+    <<_:8, SubOfLiteral:544/bitstring, _/bitstring>> = LiteralBin,
     Alias = alias(),
     unalias(Alias),
     Table = ets:new(mem_probe_calibration, []),
+    ets:insert(Table, {export_fun, fun lists:map/2}),
+    [{export_fun, EtsExportFun}] = ets:lookup(Table, export_fun),
     ets:delete(Table),
     [{nil, []}, {atom, foo}, {small, 42},
      {cons, h([1])}, {improper_list, h([1 | 2])}, {list, h([1, 2, 3])},
@@ -62,8 +78,13 @@ cases() ->
      {hashmap_40, HM}, {shared_hashmap, [HM, HM]}, {hashmap_update, [HM, HM#{1 := x}]},
      {hashmap_1000, h(maps:from_list([{I, I} || I <- lists:seq(1, 1000)]))},
      {fun_no_env, fun() -> ok end}, {fun_env, Fn}, {shared_fun, [Fn, Fn]},
+     {fun_heap_copy, h(fun() -> ok end)},
+     {funs_of_one_lambda, [adder(1), adder(h({2}))]},
      {export_fun_literal, fun lists:map/2},
      {export_fun_heap, erlang:make_fun(Lists, map, 2)},
+     {export_fun_ets_copy, EtsExportFun},
+     {bignum_max_digits, h(1 bsl (64 * 65535 - 1))},
+     {heap_bits_512, h(<<0:512>>)}, {bitstring_513, h(<<0:513>>)},
      {external_pid, binary_to_term(<<131, 88, 100, 0, 10, "other@host", 1:32, 0:32, 1:32>>)},
      {external_port, binary_to_term(<<131, 89, 100, 0, 10, "other@host", 5:32, 1:32>>)},
      {external_ref_3, binary_to_term(<<131, 90, 0, 3, 100, 0, 10, "other@host", 1:32,
@@ -71,6 +92,7 @@ cases() ->
      {external_ref_5, binary_to_term(<<131, 90, 0, 5, 100, 0, 10, "other@host", 1:32,
                                        1:32, 2:32, 3:32, 4:32, 5:32>>)},
      {literal_mix, literal_mix()}, {heap_tuple_of_literals, {literal_mix(), literal_mix()}},
+     {sub_of_literal_binary, SubOfLiteral},
      {writable_binary, Writable}, {appended_binary, <<Writable/binary, "x">>},
      {persistent_term, persistent()},
      {doubling_dag, doubling_dag(12)},
@@ -87,23 +109,29 @@ check() ->
 
 compare(Name, Term) ->
     case measure(Term) of
-        {ok, Flat, Shared, Literal, HashmapNodes, _Bins, _BinBytes} ->
+        {ok, Flat, Shared, Literal, HashmapNodes, _Bins, _BinBytes, SizeWords} ->
             Checks = [{flat_words, erts_debug:flat_size(Term), Flat},
                       {size_shared, erts_debug:size_shared(Term), Shared + HashmapNodes},
-                      {size, erts_debug:size(Term), Shared + Literal}],
+                      {size, erts_debug:size(Term), SizeWords},
+                      %% size/1 never counts less than each distinct word once.
+                      {size_covers_shared_and_literal, true, SizeWords >= Shared + Literal}],
             [{Name, What, Expected, Got} || {What, Expected, Got} <- Checks, Expected =/= Got];
         Other ->
             [{Name, walk, ok, Other}]
     end.
 
-%% @doc The raw native result for one term (dirty scheduler, no budget).
+%% @doc The raw native result for one term (dirty scheduler, no budget):
+%% `{ok, Flat, Shared, Literal, HashmapNodeWords, Binaries, BinaryBytes,
+%% SizeWords}', where `SizeWords' is the walker's `erts_debug:size/1' count
+%% (shared plus literal words on OTP 25; see the module doc for OTP 27).
 -spec measure(term()) -> {ok, non_neg_integer(), non_neg_integer(), non_neg_integer(),
-                          non_neg_integer(), non_neg_integer(), non_neg_integer()}
+                          non_neg_integer(), non_neg_integer(), non_neg_integer(),
+                          non_neg_integer()}
                          | term().
 measure(Term) ->
-    case mem_probe_nif:walk_dirty(Term, full, 0) of
-        {ok, Hi, Lo, Shared, Literal, HashmapNodes, Bins, BinBytes} ->
-            {ok, (Hi bsl 64) bor Lo, Shared, Literal, HashmapNodes, Bins, BinBytes};
+    case mem_probe_nif:walk_dirty(Term, calibrate, 0) of
+        {ok, Hi, Lo, Shared, Literal, HashmapNodes, Bins, BinBytes, SizeWords} ->
+            {ok, (Hi bsl 64) bor Lo, Shared, Literal, HashmapNodes, Bins, BinBytes, SizeWords};
         Other ->
             Other
     end.
@@ -112,6 +140,9 @@ measure(Term) ->
 h(Term) -> binary_to_term(term_to_binary(Term)).
 
 literal_list() -> [1, 2, 3].
+
+%% Two closures of one lambda: on OTP 27 they share its (literal) FunRef.
+adder(N) -> fun(X) -> X + N end.
 
 literal_mix() ->
     [a, {b, <<"0123456789012345678901234567890123456789012345678901234567890123456789">>},

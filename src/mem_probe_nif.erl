@@ -68,14 +68,15 @@ priv_dir() ->
 %%--------------------------------------------------------------------
 
 %% @private Walk on the caller's scheduler within a budget. Returns
-%% `{ok, FlatHi, FlatLo, Shared, Literal, HashmapNodeWords, Bins, BinBytes}',
+%% `{ok, FlatHi, FlatLo, Shared, Literal, HashmapNodeWords, Bins, BinBytes}'
+%% (mode `calibrate': one more element, the `erts_debug:size/1' count),
 %% `budget_exceeded' or `{error, Reason}'.
 walk(_Term, _Mode, _HeapWords) -> erlang:nif_error(nif_not_loaded).
 
 %% @private The same walk on a dirty CPU scheduler, without a budget.
 walk_dirty(_Term, _Mode, _HeapWords) -> erlang:nif_error(nif_not_loaded).
 
-%% @private `{LayoutName | unknown, LiteralStart, LiteralSize}'.
+%% @private `{LayoutName | unknown | no_literal_range, LiteralStart, LiteralSize}'.
 native_info() -> erlang:nif_error(nif_not_loaded).
 
 %% @private The plain (path-counting) flat walk with a word limit, no
@@ -220,7 +221,12 @@ decide() ->
         {_, loaded} ->
             case native_info() of
                 {unknown, _, _} ->
-                    fallback(unknown_release_layout);
+                    %% No layout table for this release (only OTP 25 and 27
+                    %% have one): say which release it was.
+                    fallback({unknown_release_layout,
+                              list_to_binary(erlang:system_info(otp_release))});
+                {no_literal_range, _, _} ->
+                    fallback(no_literal_range);
                 {Layout, LitStart, LitSize} ->
                     Native = #{layout => Layout, literal_start => LitStart,
                                literal_size => LitSize},

@@ -47,7 +47,10 @@ defmodule MemProbe.TermGenerator do
 
   defp hashmap(depth) do
     size = 32 + :rand.uniform(60)
-    remember(Map.new(1..size, fn i -> {{:k, i}, if(rem(i, 7) == 0, do: term(depth - 2), else: i)} end))
+
+    remember(
+      Map.new(1..size, fn i -> {{:k, i}, if(rem(i, 7) == 0, do: term(depth - 2), else: i)} end)
+    )
   end
 
   defp closure(depth) do
@@ -58,7 +61,10 @@ defmodule MemProbe.TermGenerator do
 
   defp deep(depth) do
     levels = :rand.uniform(50)
-    Enum.reduce(1..levels, term(depth - 1), fn _, acc -> if rem(levels, 2) == 0, do: [acc], else: {acc} end)
+
+    Enum.reduce(1..levels, term(depth - 1), fn _, acc ->
+      if rem(levels, 2) == 0, do: [acc], else: {acc}
+    end)
   end
 
   # Sharing: a subterm seen before, referenced again.
@@ -78,7 +84,7 @@ defmodule MemProbe.TermGenerator do
   def leaf do
     case :rand.uniform(17) do
       1 -> :rand.uniform(1000)
-      2 -> Enum.random([1, -1]) * (2 ** (59 + :rand.uniform(200)))
+      2 -> Enum.random([1, -1]) * 2 ** (59 + :rand.uniform(200))
       3 -> :rand.uniform() * 1.0e10
       4 -> Enum.random(@atoms)
       5 -> :crypto.strong_rand_bytes(:rand.uniform(65) - 1)

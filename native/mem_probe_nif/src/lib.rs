@@ -2,7 +2,9 @@
 //!
 //! Entry points (see `src/mem_probe_nif.erl`):
 //! * `walk/3` runs on the caller's normal scheduler with a work budget of
-//!   about a millisecond and answers `budget_exceeded` when the term is larger;
+//!   about a millisecond and answers `budget_exceeded` when the term is larger
+//!   (modes `flat`, `shared`, `full`, and `calibrate`: `full` plus the
+//!   `erts_debug:size/1` count as a ninth element);
 //! * `walk_dirty/3` runs the same walk from the root on a dirty CPU scheduler;
 //! * `native_info/0` says which layout was selected at load.
 
@@ -23,12 +25,14 @@ rustler::atoms! {
     flat,
     shared,
     full,
+    calibrate,
     unknown,
     budget_exceeded,
     limit,
     layout_error,
     flat_size_overflow,
     unknown_release_layout,
+    no_literal_range,
     bad_walk_mode,
 }
 
@@ -78,14 +82,14 @@ fn run<'a>(env: Env<'a>, term: Term<'a>, mode: Atom, heap_words: u64, mut work: 
             .map(|words| (words, Default::default()))
     } else if mode == shared() {
         walk::scan(&mem, layout, root, Detail::Words, &mut work).map(|found| (0, found))
-    } else if mode == full() {
+    } else if mode == full() || mode == calibrate() {
         walk::term_size(&mem, layout, root, &mut work).map(|size| (size.flat_words, size.scan))
     } else {
         return (error(), bad_walk_mode()).encode(env);
     };
     match result {
         Ok((flat_words, found)) => {
-            let fields = [
+            let mut fields = vec![
                 ok().encode(env),
                 ((flat_words >> 64) as u64).encode(env),
                 (flat_words as u64).encode(env),
@@ -95,6 +99,11 @@ fn run<'a>(env: Env<'a>, term: Term<'a>, mode: Atom, heap_words: u64, mut work: 
                 found.off_heap_binaries.encode(env),
                 found.off_heap_bytes.encode(env),
             ];
+            if mode == calibrate() {
+                // The calibration also checks erts_debug:size/1, which
+                // counts OTP 27's shared BinRefs and FunRefs once per owner.
+                fields.push(found.erts_size_words().encode(env));
+            }
             make_tuple(env, &fields)
         }
         Err(Stop::Budget) => budget_exceeded().encode(env),
@@ -146,8 +155,12 @@ fn native_info(env: Env) -> Term {
     let loaded = LOADED.get();
     let name = loaded.and_then(|l| l.layout).map(|l| l.name);
     let literals = loaded.map(|l| l.literals).unwrap_or_default();
+    // Without a layout: `no_literal_range` when the emulator does not export
+    // its literal area (the walker cannot tell literals apart), otherwise the
+    // release has no layout table.
     let name = match name {
         Some(name) => name.encode(env),
+        None if loaded.is_some() && literals.size == 0 => no_literal_range().encode(env),
         None => unknown().encode(env),
     };
     (name, literals.start as u64, literals.size as u64).encode(env)

@@ -2,7 +2,7 @@
 //! against the layout's invariants (ERTS_LAYOUT.md §5.1); anything unexpected
 //! is a [`LayoutError`] that ends the walk. Nothing here guesses.
 
-use crate::layout::{Kind, Layout};
+use crate::layout::{FunHeader, Kind, Layout, RefcBinaryLayout};
 use crate::memory::Memory;
 use crate::tags::*;
 
@@ -89,6 +89,18 @@ pub enum Detail {
     OffHeap,
 }
 
+/// An object that belongs to another and is reachable only through it
+/// (OTP 27: the BinRef of a SubBits, the FunRef of a local fun). It has no
+/// children. A copy always takes it along, so flat walks count it with its
+/// owner on every path; but several owners may share one, so walks that
+/// count each object once count it once, by its own address — as
+/// `erts_debug:size_shared/1` does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Attached {
+    pub addr: usize,
+    pub words: u64,
+}
+
 /// One heap object as the size rules see it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Object {
@@ -101,6 +113,8 @@ pub struct Object {
     pub binary: Option<OffHeapBinary>,
     /// A hashmap head or inner node (counted twice by `size_shared`).
     pub hashmap_node: bool,
+    /// The object this one owns, if any (never on OTP ≤ 26).
+    pub attached: Option<Attached>,
 }
 
 impl Object {
@@ -113,6 +127,7 @@ impl Object {
             child_count: 2,
             binary: None,
             hashmap_node: false,
+            attached: None,
         }
     }
 
@@ -123,7 +138,15 @@ impl Object {
             child_count: 0,
             binary: None,
             hashmap_node: false,
+            attached: None,
         }
+    }
+
+    /// Words a copy of this object takes, its attached part included: what
+    /// `erts_debug:flat_size/1` counts for it on every path.
+    #[inline]
+    pub fn flat_words(&self) -> u64 {
+        self.words + self.attached.map_or(0, |a| a.words)
     }
 }
 
@@ -175,8 +198,7 @@ pub fn boxed<M: Memory>(
                 words: arity + 1,
                 children: addr + WORD_BYTES,
                 child_count: arity as usize,
-                binary: None,
-                hashmap_node: false,
+                ..Object::leaf(0)
             })
         }
         Kind::PositiveBignum | Kind::NegativeBignum => {
@@ -217,49 +239,97 @@ pub fn boxed<M: Memory>(
             }
             Ok(Object::leaf(arity + 1))
         }
-        Kind::Fun => fun(mem, layout, addr, header),
+        Kind::Fun => match layout.fun.header {
+            FunHeader::Fixed {
+                header: fun_header,
+                num_free_byte,
+            } => fixed_fun(mem, layout, addr, header, fun_header, num_free_byte),
+            FunHeader::Packed {
+                arity_shift,
+                env_size_shift,
+                max_env_size,
+            } => packed_fun(
+                mem,
+                layout,
+                addr,
+                header,
+                arity_shift,
+                env_size_shift,
+                max_env_size,
+            ),
+        },
+        // Both belong to one owner and are decoded only through it.
+        Kind::FunRef => bad("FunRef outside a fun"),
+        Kind::BinRef => bad("BinRef outside a sub-bitstring"),
         Kind::RefcBinary => {
-            if header != layout.refc_binary.header {
+            let rl = part(&layout.refc_binary, addr, header)?;
+            if header != rl.header {
                 return bad("unexpected refc binary header");
             }
             let binary = match detail {
-                Detail::OffHeap => Some(refc_binary(mem, layout, addr)?),
+                Detail::OffHeap => Some(refc_binary(mem, layout, rl, addr)?),
                 Detail::Words => {
-                    binary_pointer(mem, layout, addr)?;
+                    binary_pointer(
+                        mem,
+                        addr,
+                        rl.binary_word,
+                        "refc binary with a bad Binary pointer",
+                    )?;
                     None
                 }
             };
             Ok(Object {
                 binary,
-                ..Object::leaf(layout.refc_binary.words)
+                ..Object::leaf(rl.words)
             })
         }
         Kind::HeapBinary => {
-            let size = word_at(mem, addr, 1)?;
-            if size > layout.heap_binary_max_bytes
-                || arity + 1 != layout.heap_binary_base_words + words_for_bytes(size)
-            {
+            let hb = &layout.heap_binary;
+            let size = word_at(mem, addr, hb.size_word)?;
+            if size > hb.max_size || arity + 1 != layout.heap_binary_words(size) {
                 return bad("heap binary size does not match its header");
             }
             Ok(Object::leaf(arity + 1))
         }
         Kind::SubBinary => sub_binary(mem, layout, addr, header, detail),
+        Kind::SubBits => sub_bits(mem, layout, addr, header, detail),
         Kind::Map => map(mem, layout, addr, header),
     }
 }
 
-fn fun<M: Memory>(
+/// The sub-table of an object family the kind table names; a kind without
+/// its sub-table is a broken table (the layout tests rule it out).
+#[inline]
+fn part<T>(table: &Option<T>, addr: usize, header: u64) -> Result<&T, LayoutError> {
+    table.as_ref().ok_or(LayoutError::new(
+        "layout table has no entry for this kind",
+        addr,
+        header,
+    ))
+}
+
+/// An `ErlFunEntry*`, `Export*` or `Binary*`: non-null and 8-aligned.
+fn plausible_pointer(word: u64) -> bool {
+    word >= LOWEST_VALID_ADDRESS && word.is_multiple_of(WORD_BYTES as u64)
+}
+
+/// OTP ≤ 26: every fun has the same header; a creator pid, then the free
+/// variables.
+fn fixed_fun<M: Memory>(
     mem: &M,
     layout: &Layout,
     addr: usize,
     header: u64,
+    fun_header: u64,
+    num_free_byte: usize,
 ) -> Result<Object, LayoutError> {
     let fl = &layout.fun;
-    if header != fl.header {
+    if header != fun_header {
         return Err(LayoutError::new("unexpected fun header", addr, header));
     }
-    let num_free = byte_at(mem, addr, fl.num_free_byte)?;
-    let creator_at = addr + fl.creator_word * WORD_BYTES;
+    let num_free = byte_at(mem, addr, num_free_byte)?;
+    let creator_word = part(&fl.creator_word, addr, header)?;
+    let creator_at = addr + creator_word * WORD_BYTES;
     let creator = mem.word(creator_at)?;
     // The creator is a local pid, a boxed external pid, or the atom
     // `external` for export funs, which have no free variables.
@@ -282,37 +352,100 @@ fn fun<M: Memory>(
         words: fl.base_words + num_free,
         children: creator_at,
         child_count: 1 + num_free as usize,
-        binary: None,
-        hashmap_node: false,
+        ..Object::leaf(0)
     })
 }
 
-/// A ProcBin's `Binary` pointer, checked for plausibility (not read).
-fn binary_pointer<M: Memory>(mem: &M, layout: &Layout, addr: usize) -> Result<usize, LayoutError> {
-    let binary = word_at(mem, addr, layout.refc_binary.binary_word)?;
-    if binary < LOWEST_VALID_ADDRESS || binary % WORD_BYTES as u64 != 0 {
+/// OTP 27: arity and environment size in the header. An export fun has no
+/// environment; a local fun's environment is its free variables and then its
+/// FunRef, which is attached to it rather than a child (erl_fun.h).
+fn packed_fun<M: Memory>(
+    mem: &M,
+    layout: &Layout,
+    addr: usize,
+    header: u64,
+    arity_shift: u32,
+    env_size_shift: u32,
+    max_env_size: u64,
+) -> Result<Object, LayoutError> {
+    let fl = &layout.fun;
+    let bad = |what| Err(LayoutError::new(what, addr, header));
+    // The bits between the tag and the arity byte are zero.
+    let tag_bits = (1u64 << arity_shift) - 1;
+    if header & tag_bits & !HEADER_TAG_MASK != 0 {
+        return bad("unexpected fun header");
+    }
+    let env_size = header >> env_size_shift;
+    if env_size > max_env_size {
+        return bad("fun environment larger than the maximum");
+    }
+    let entry = word_at(mem, addr, fl.entry_word)?;
+    if !plausible_pointer(entry) {
         return Err(LayoutError::new(
-            "refc binary with a bad Binary pointer",
-            addr,
-            binary,
+            "fun with a bad entry pointer",
+            addr + fl.entry_word * WORD_BYTES,
+            entry,
         ));
+    }
+    let env_at = addr + fl.env_word * WORD_BYTES;
+    if env_size == 0 {
+        // An export fun: header and `Export*`.
+        return Ok(Object::leaf(fl.base_words));
+    }
+    let fr = part(&fl.fun_ref, addr, header)?;
+    let num_free = env_size as usize - 1;
+    let ref_at = env_at + num_free * WORD_BYTES;
+    let ref_word = mem.word(ref_at)?;
+    let fun_ref = match classify(ref_word, ref_at)? {
+        Word::Boxed(fun_ref)
+            if mem.word(fun_ref)? == fr.header
+                && word_at(mem, fun_ref, fr.entry_word)? == entry =>
+        {
+            fun_ref
+        }
+        _ => {
+            return Err(LayoutError::new(
+                "local fun's last environment slot is not its FunRef",
+                ref_at,
+                ref_word,
+            ))
+        }
+    };
+    Ok(Object {
+        words: fl.base_words + env_size,
+        children: env_at,
+        child_count: num_free,
+        attached: Some(Attached {
+            addr: fun_ref,
+            words: fr.words,
+        }),
+        ..Object::leaf(0)
+    })
+}
+
+/// A `Binary*` field of a handle at `addr`, checked for plausibility (not read).
+fn binary_pointer<M: Memory>(
+    mem: &M,
+    addr: usize,
+    word: usize,
+    what: &'static str,
+) -> Result<usize, LayoutError> {
+    let binary = word_at(mem, addr, word)?;
+    if !plausible_pointer(binary) {
+        return Err(LayoutError::new(what, addr, binary));
     }
     Ok(binary as usize)
 }
 
-/// Checks a ProcBin and the `Binary` it points to; returns that `Binary`.
-fn refc_binary<M: Memory>(
+/// Reads a `Binary`'s refc and `orig_size`, checking both.
+fn read_binary<M: Memory>(
     mem: &M,
     layout: &Layout,
-    addr: usize,
+    binary: usize,
 ) -> Result<OffHeapBinary, LayoutError> {
-    let rl = &layout.refc_binary;
-    let size = word_at(mem, addr, rl.size_word)?;
-    let bytes = word_at(mem, addr, rl.bytes_word)?;
-    let binary = binary_pointer(mem, layout, addr)?;
-    let refc = mem.word(binary + rl.binary_refc_offset)? as i64;
-    let orig_size = mem.word(binary + rl.binary_orig_size_offset)? as i64;
-    let data = (binary + rl.binary_data_offset) as u64;
+    let bl = &layout.binary;
+    let refc = mem.word(binary + bl.refc_offset)? as i64;
+    let orig_size = mem.word(binary + bl.orig_size_offset)? as i64;
     if refc < 1 || orig_size < 0 {
         return Err(LayoutError::new(
             "Binary with a bad refc or size",
@@ -320,7 +453,30 @@ fn refc_binary<M: Memory>(
             orig_size as u64,
         ));
     }
-    let orig_size = orig_size as u64;
+    Ok(OffHeapBinary {
+        addr: binary,
+        orig_size: orig_size as u64,
+    })
+}
+
+/// Checks a ProcBin and the `Binary` it points to; returns that `Binary`.
+fn refc_binary<M: Memory>(
+    mem: &M,
+    layout: &Layout,
+    rl: &RefcBinaryLayout,
+    addr: usize,
+) -> Result<OffHeapBinary, LayoutError> {
+    let size = word_at(mem, addr, rl.size_word)?;
+    let bytes = word_at(mem, addr, rl.bytes_word)?;
+    let binary = binary_pointer(
+        mem,
+        addr,
+        rl.binary_word,
+        "refc binary with a bad Binary pointer",
+    )?;
+    let found = read_binary(mem, layout, binary)?;
+    let data = (binary + layout.binary.data_offset) as u64;
+    let orig_size = found.orig_size;
     if size > orig_size || bytes < data || bytes - data + size > orig_size {
         return Err(LayoutError::new(
             "refc binary outside its Binary",
@@ -328,10 +484,7 @@ fn refc_binary<M: Memory>(
             size,
         ));
     }
-    Ok(OffHeapBinary {
-        addr: binary,
-        orig_size,
-    })
+    Ok(found)
 }
 
 /// A sub-binary counts what its copy would take (ERTS_LAYOUT.md §2.11); its
@@ -343,7 +496,7 @@ fn sub_binary<M: Memory>(
     header: u64,
     detail: Detail,
 ) -> Result<Object, LayoutError> {
-    let sl = &layout.sub_binary;
+    let sl = part(&layout.sub_binary, addr, header)?;
     if header != sl.header {
         return Err(LayoutError::new(
             "unexpected sub binary header",
@@ -379,10 +532,14 @@ fn sub_binary<M: Memory>(
     let orig_header = mem.word(orig)?;
     let (orig_bytes, binary) = match layout.kind_of(orig_header) {
         Some(Kind::RefcBinary) => (
-            word_at(mem, orig, layout.refc_binary.size_word)?,
+            word_at(
+                mem,
+                orig,
+                part(&layout.refc_binary, orig, orig_header)?.size_word,
+            )?,
             orig_object.binary,
         ),
-        Some(Kind::HeapBinary) => (word_at(mem, orig, 1)?, None),
+        Some(Kind::HeapBinary) => (word_at(mem, orig, layout.heap_binary.size_word)?, None),
         _ => {
             return Err(LayoutError::new(
                 "sub binary orig is not a binary",
@@ -400,21 +557,153 @@ fn sub_binary<M: Memory>(
         ));
     }
     let bits = bitoffs + bitsize;
-    let over_refc = layout.kind_of(orig_header) == Some(Kind::RefcBinary);
+    let refc_words = match layout.kind_of(orig_header) {
+        Some(Kind::RefcBinary) => part(&layout.refc_binary, orig, orig_header)?.words,
+        _ => 0,
+    };
     let (mut words, extra_bytes) = match bits {
         0 => (0, 0),
         1..=8 => (sl.words, 1),
         _ => (sl.words, 2),
     };
-    words += if over_refc {
-        layout.refc_binary.words
+    words += if refc_words > 0 {
+        refc_words
     } else {
-        layout.heap_binary_base_words + words_for_bytes(size + extra_bytes)
+        layout.heap_binary.base_words + words_for_bytes(size + extra_bytes)
     };
     Ok(Object {
         binary,
         ..Object::leaf(words)
     })
+}
+
+/// OTP 27 SubBits (ERTS_LAYOUT.md §2.12, copy.c). Over a BinRef it is 5 words
+/// with the 3-word BinRef attached (a copy takes both: `ERL_REFC_BITS_SIZE`;
+/// `size_shared` counts the BinRef once per address). Over heap bits it can
+/// only be a match context, which a copy replaces by the matched bits alone.
+fn sub_bits<M: Memory>(
+    mem: &M,
+    layout: &Layout,
+    addr: usize,
+    header: u64,
+    detail: Detail,
+) -> Result<Object, LayoutError> {
+    let sl = part(&layout.sub_bits, addr, header)?;
+    if header != sl.header {
+        return Err(LayoutError::new(
+            "unexpected sub-bitstring header",
+            addr,
+            header,
+        ));
+    }
+    let base_flags = word_at(mem, addr, sl.base_flags_word)?;
+    let flags = base_flags & sl.flags_mask;
+    let base = base_flags & !sl.flags_mask;
+    let start = word_at(mem, addr, sl.start_word)?;
+    let end = word_at(mem, addr, sl.end_word)?;
+    if start > end {
+        return Err(LayoutError::new(
+            "sub-bitstring starts after its end",
+            addr,
+            start,
+        ));
+    }
+    let orig_at = addr + sl.orig_word * WORD_BYTES;
+    let orig_word = mem.word(orig_at)?;
+    let orig = match classify(orig_word, orig_at)? {
+        Word::Boxed(orig) => orig,
+        _ => {
+            return Err(LayoutError::new(
+                "sub-bitstring orig is not boxed",
+                orig_at,
+                orig_word,
+            ))
+        }
+    };
+    let orig_header = mem.word(orig)?;
+    match layout.kind_of(orig_header) {
+        Some(Kind::BinRef) if orig_header & PRIMARY_MASK == PRIMARY_HEADER => {
+            let br = part(&layout.bin_ref, orig, orig_header)?;
+            if orig_header != br.header {
+                return Err(LayoutError::new(
+                    "unexpected BinRef header",
+                    orig,
+                    orig_header,
+                ));
+            }
+            let binary = binary_pointer(
+                mem,
+                orig,
+                br.binary_word,
+                "BinRef with a bad Binary pointer",
+            )?;
+            let binary = match detail {
+                Detail::Words => None,
+                Detail::OffHeap => {
+                    let found = read_binary(mem, layout, binary)?;
+                    let data = (binary + layout.binary.data_offset) as u128;
+                    let capacity_bits = found.orig_size as u128 * 8;
+                    // A volatile (writable or once writable) SubBits reads
+                    // its data from the Binary's start, not from the stored
+                    // base, which may be stale (ERTS_GET_BITSTRING_REF).
+                    let from_bits = if flags & sl.volatile_flag != 0 {
+                        Some(0)
+                    } else {
+                        (base as u128).checked_sub(data).map(|b| b * 8)
+                    };
+                    match from_bits {
+                        Some(from) if from + end as u128 <= capacity_bits => {}
+                        _ => {
+                            return Err(LayoutError::new(
+                                "sub-bitstring outside its Binary",
+                                addr,
+                                base_flags,
+                            ))
+                        }
+                    }
+                    Some(found)
+                }
+            };
+            Ok(Object {
+                binary,
+                attached: Some(Attached {
+                    addr: orig,
+                    words: br.words,
+                }),
+                ..Object::leaf(sl.words)
+            })
+        }
+        Some(Kind::HeapBinary) if orig_header & PRIMARY_MASK == PRIMARY_HEADER => {
+            if flags != sl.match_context_flags {
+                return Err(LayoutError::new(
+                    "sub-bitstring over heap bits is not a match context",
+                    addr,
+                    base_flags,
+                ));
+            }
+            boxed(mem, layout, orig, detail)?;
+            let hb = &layout.heap_binary;
+            let data = (orig + hb.base_words as usize * WORD_BYTES) as u64;
+            let orig_bits = word_at(mem, orig, hb.size_word)? * hb.size_unit_bits;
+            if base != data || end > orig_bits {
+                return Err(LayoutError::new(
+                    "sub-bitstring reaches past its orig",
+                    addr,
+                    end,
+                ));
+            }
+            // heap_bits_size(end - start); the size unit is bits here.
+            let bits = end - start;
+            Ok(Object::leaf(
+                hb.base_words + words_for_bytes(bits.div_ceil(8)),
+            ))
+        }
+        _ => Err(LayoutError::new(
+            "sub-bitstring orig is neither a BinRef nor heap bits",
+            orig,
+            orig_header,
+        )),
+    }
 }
 
 fn map<M: Memory>(
@@ -461,8 +750,7 @@ fn map<M: Memory>(
             words: layout.flatmap_base_words + keys_count,
             children: keys_at,
             child_count: 1 + keys_count as usize,
-            binary: None,
-            hashmap_node: false,
+            ..Object::leaf(0)
         });
     }
     let valid = match map_type {
@@ -475,11 +763,17 @@ fn map<M: Memory>(
     }
     let child_count = val.count_ones() as usize;
     let children = addr + (1 + map_arity as usize) * WORD_BYTES;
-    // A hashmap child is a leaf cons cell [K | V] or another node.
+    // A hashmap child is a leaf cons cell [K | V], an inner node, or (where
+    // the layout has them) a collision node.
     for i in 0..child_count {
         let at = children + i * WORD_BYTES;
         let child = mem.word(at)?;
-        if !matches!(classify(child, at)?, Word::List(_) | Word::Boxed(_)) {
+        let ok = match classify(child, at)? {
+            Word::List(_) => true,
+            Word::Boxed(node) => hashmap_child_node(mem, layout, node)?,
+            Word::Immediate => false,
+        };
+        if !ok {
             return Err(LayoutError::new(
                 "hashmap child is neither a leaf nor a node",
                 at,
@@ -491,7 +785,37 @@ fn map<M: Memory>(
         words: 1 + map_arity + child_count as u64,
         children,
         child_count,
-        binary: None,
         hashmap_node: true,
+        ..Object::leaf(0)
+    })
+}
+
+/// Whether the boxed child of a hashmap node at `node` is an inner node, or a
+/// collision node: a tuple of at least two `[K | V]` leaf cells (erl_map.h).
+fn hashmap_child_node<M: Memory>(
+    mem: &M,
+    layout: &Layout,
+    node: usize,
+) -> Result<bool, LayoutError> {
+    let header = mem.word(node)?;
+    if header & PRIMARY_MASK != PRIMARY_HEADER {
+        return Ok(false);
+    }
+    Ok(match layout.kind_of(header) {
+        Some(Kind::Map) => (header >> MAP_TYPE_SHIFT) & MAP_TYPE_MASK == MAP_TYPE_HASHMAP_NODE,
+        Some(Kind::Tuple) if layout.hashmap_collision_nodes => {
+            let arity = header >> HEADER_ARITY_SHIFT;
+            if !(2..=layout.max_tuple_arity).contains(&arity) {
+                return Ok(false);
+            }
+            for i in 1..=arity as usize {
+                let at = node + i * WORD_BYTES;
+                if !matches!(classify(mem.word(at)?, at)?, Word::List(_)) {
+                    return Ok(false);
+                }
+            }
+            true
+        }
+        _ => false,
     })
 }

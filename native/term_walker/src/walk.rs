@@ -11,6 +11,11 @@
 //!   objects: paths are counted per object in topological order.
 //! * [`flat`] and [`term_size`] pick between them.
 //!
+//! An object with an attached part (OTP 27: a SubBits and its BinRef, a local
+//! fun and its FunRef; [`crate::decode::Attached`]) is counted with that part
+//! on every path by the flat walks, as a copy would take it, and the part
+//! once by its own address by [`scan`], as `erts_debug:size_shared/1` does.
+//!
 //! Every walk spends from a [`Work`] allowance; on a normal scheduler it is
 //! about a millisecond of work, and running out stops the walk with
 //! [`Stop::Budget`] so the caller can start again on a dirty scheduler.
@@ -176,7 +181,7 @@ pub fn flat_words<M: Memory>(
     let cap = path_limit.min(allowed);
     let mut total = 0u64;
     let result = traverse(mem, layout, root, Detail::Words, |_, object| {
-        total += object.words;
+        total += object.flat_words();
         if total > cap {
             return Err(Stop::Budget);
         }
@@ -203,6 +208,12 @@ pub struct Scan {
     /// Distinct off-heap `Binary`s kept alive, and their allocated bytes.
     pub off_heap_binaries: u64,
     pub off_heap_bytes: u64,
+    /// Words of attached objects (OTP 27 BinRefs and FunRefs) met again
+    /// through another distinct owner. They count once in the words above,
+    /// as in `erts_debug:size_shared/1`; `erts_debug:size/1` counts them with
+    /// every owner (ERTS_LAYOUT.md §3.6), so it is
+    /// [`Scan::erts_size_words`]. Always 0 on layouts without attached objects.
+    pub attached_repeat_words: u64,
     /// Whether some object was reached more than once (sharing).
     pub repeats: bool,
 }
@@ -210,6 +221,12 @@ pub struct Scan {
 impl Scan {
     pub fn distinct_words(&self) -> u64 {
         self.shared_words + self.literal_words
+    }
+
+    /// What `erts_debug:size/1` counts: each distinct object once, literal or
+    /// not, with its attached object counted once per owner.
+    pub fn erts_size_words(&self) -> u64 {
+        self.distinct_words() + self.attached_repeat_words
     }
 }
 
@@ -237,6 +254,20 @@ pub fn scan<M: Memory>(
             result.shared_words += object.words;
             if object.hashmap_node {
                 result.hashmap_node_words += object.words;
+            }
+        }
+        if let Some(attached) = object.attached {
+            if visited.insert(attached.addr) {
+                work.spend(attached.words)?;
+                if mem.is_literal(attached.addr) {
+                    result.literal_words += attached.words;
+                } else {
+                    result.shared_words += attached.words;
+                }
+            } else {
+                // A copy would take it again with this owner.
+                result.repeats = true;
+                result.attached_repeat_words += attached.words;
             }
         }
         if let Some(binary) = object.binary {
@@ -270,7 +301,7 @@ pub fn flat_words_dag<M: Memory>(
     let Some((root_addr, root_object)) = object_of(mem, layout, root, 0)? else {
         return Ok(0);
     };
-    work.spend(root_object.words)?;
+    work.spend(root_object.flat_words())?;
     let new_node = |object| Node {
         object,
         in_degree: 0,
@@ -300,7 +331,7 @@ pub fn flat_words_dag<M: Memory>(
                 Some(&j) => j,
                 None => {
                     let (_, child) = object_of(mem, layout, term, at)?.expect("not an immediate");
-                    work.spend(child.words)?;
+                    work.spend(child.flat_words())?;
                     nodes.push(new_node(child));
                     let j = nodes.len() - 1;
                     index.insert(addr, j);
@@ -323,7 +354,7 @@ pub fn flat_words_dag<M: Memory>(
     while let Some(i) = ready.pop() {
         done += 1;
         let here = paths[i];
-        let words = (nodes[i].object.words as u128)
+        let words = (nodes[i].object.flat_words() as u128)
             .checked_mul(here)
             .ok_or(Stop::Overflow)?;
         total = total.checked_add(words).ok_or(Stop::Overflow)?;

@@ -274,3 +274,5 @@ impl TestHeap {
         (term & !7) as usize
     }
 }
+
+pub mod otp27;
