@@ -117,8 +117,35 @@ size_bytes(Snapshot) ->
 %% memory change), `memory' (every `erlang:memory' category), `born' and `gone'.
 %% Each growth entry has its identity, `change' (bytes) and `rate' (bytes per
 %% second).
--spec diff(snapshot(), snapshot(), non_neg_integer()) -> map().
+%%
+%% Given two `#{Node => Snapshot}' maps (from `snapshot/1' with `nodes'), it
+%% diffs node by node: `#{Node => Diff}' for the nodes in both, and
+%% `{error, Reason}' for a node whose snapshot is an error or missing.
+-spec diff(snapshot() | #{node() => term()}, snapshot() | #{node() => term()},
+           non_neg_integer()) -> map().
+diff(Older, Newer, N) when is_map(Older), is_map(Newer),
+                           not is_map_key('$mem_probe_snapshot', Older),
+                           not is_map_key('$mem_probe_snapshot', Newer),
+                           map_size(Older) > 0, map_size(Newer) > 0 ->
+    case lists:all(fun is_atom/1, maps:keys(Older) ++ maps:keys(Newer)) of
+        true -> cluster_diff(Older, Newer, N);
+        false -> diff_one(Older, Newer, N)
+    end;
 diff(Older, Newer, N) ->
+    diff_one(Older, Newer, N).
+
+cluster_diff(Older, Newer, N) ->
+    maps:from_list(
+      [{Node, case {maps:get(Node, Older, missing), maps:get(Node, Newer, missing)} of
+                  {{error, _} = E, _} -> E;
+                  {_, {error, _} = E} -> E;
+                  {missing, _} -> {error, no_older_snapshot};
+                  {_, missing} -> {error, no_newer_snapshot};
+                  {A, B} -> diff_one(A, B, N)
+              end}
+       || Node <- lists:usort(maps:keys(Older) ++ maps:keys(Newer))]).
+
+diff_one(Older, Newer, N) ->
     check_snapshot(older, Older),
     check_snapshot(newer, Newer),
     mem_probe_args:non_neg_integer(?FN_DIFF, "n", N),

@@ -1,0 +1,161 @@
+%%% @doc The one screen an operator reads first.
+%%%
+%%% `report/1' gathers, in one call: memory by category, the top processes by
+%%% memory and by mailbox, the top tables with the binaries they hold,
+%%% allocator usage, process and atom counts against their limits, and the
+%%% findings worth a look. Each finding is a rule with a threshold, stated in
+%%% its text, so an operator can judge it:
+%%% <ul>
+%%% <li>`mailbox' — a message queue over 10,000 (or one that grew since the
+%%%     `previous' snapshot given in the options).</li>
+%%% <li>`process_outlier' / `table_outlier' — the largest process (table, with
+%%%     its off-heap binaries) holds at least 4 times the next one and at least
+%%%     1 MiB.</li>
+%%% <li>`pinned_binaries' — a process keeps at least 8 MiB of off-heap binaries
+%%%     alive, 16 times its own heap or more: typically small sub-binaries of
+%%%     large binaries, or binaries it no longer needs but has not collected.</li>
+%%% <li>`monitors' — a process holds over 10,000 monitors.</li>
+%%% <li>`process_group' — one initial call accounts for over a third of all
+%%%     processes and over 1,000 of them (a process leak).</li>
+%%% <li>`limit' — processes, ports or atoms above 80% of the VM's limit.</li>
+%%% <li>`fragmentation' — an allocator type whose blocks fill under half of
+%%%     its carriers, on more than 64 MiB of carriers.</li>
+%%% </ul>
+-module(mem_probe_report).
+
+-export([report/1]).
+
+-define(FN, "report/1").
+-define(MIB, (1024 * 1024)).
+
+%% @doc The report as a map (print it with `mem_probe:print/1'). Options:
+%% `n' (entries per list, default 5), `binaries' (walk tables for their
+%% binaries, default `true'), `previous' (an earlier `mem_probe:snapshot/1'
+%% of this node, to see what grew).
+-spec report(list() | map()) -> map().
+report(Options) ->
+    Opts = mem_probe_args:options(?FN, Options,
+                                  [{n, fun(N) -> is_integer(N) andalso N > 0 end},
+                                   {binaries, fun is_boolean/1},
+                                   {previous, fun is_map/1}]),
+    N = maps:get(n, Opts, 5),
+    ByMemory = mem_probe:top_processes(memory, max(N, 2)),
+    ByMailbox = mem_probe:top_processes(message_queue_len, N),
+    ByMonitors = mem_probe:top_processes(monitors, 1),
+    Tables = mem_probe:top_tables(max(N, 2), [{binaries, maps:get(binaries, Opts, true)}]),
+    Leaks = mem_probe:binary_leaks(N),
+    Groups = mem_probe:count_processes(initial_call, 3),
+    Allocators = mem_probe:allocators(),
+    Counts = counts(),
+    Findings = lists:append(
+                 [mailbox(ByMailbox, maps:get(previous, Opts, undefined)),
+                  process_outlier(ByMemory), table_outlier(Tables), pinned(Leaks),
+                  monitors(ByMonitors), process_group(Groups), limits(Counts),
+                  fragmentation(Allocators)]),
+    #{node => node(),
+      findings => Findings,
+      memory => mem_probe:memory(),
+      top_memory => lists:sublist(ByMemory, N),
+      top_mailbox => ByMailbox,
+      top_tables => lists:sublist(Tables, N),
+      binary_leaks => Leaks,
+      allocators => maps:without([allocators, mseg_cache], Allocators),
+      counts => Counts}.
+
+counts() ->
+    [#{what => What, count => erlang:system_info(Count), limit => erlang:system_info(Limit),
+       share => erlang:system_info(Count) / erlang:system_info(Limit)}
+     || {What, Count, Limit} <- [{processes, process_count, process_limit},
+                                 {ports, port_count, port_limit},
+                                 {atoms, atom_count, atom_limit}]].
+
+finding(Kind, Text, Args, Subject) ->
+    #{kind => Kind, subject => Subject,
+      text => unicode:characters_to_binary(io_lib:format(Text, Args))}.
+
+mailbox(ByMailbox, Previous) ->
+    [finding(mailbox, "message queue of ~b~s", [Q, grew(Pid, Q, Previous)], subject(E))
+     || #{pid := Pid, value := Q} = E <- ByMailbox,
+        Q > 10000 orelse (grew(Pid, Q, Previous) =/= "" andalso Q > 100)].
+
+grew(_Pid, _Q, undefined) ->
+    "";
+grew(Pid, Q, #{processes := Procs, taken_at := Then}) ->
+    case Procs of
+        #{Pid := {_, Q0, _, _}} when Q > Q0 ->
+            Seconds = max(erlang:monotonic_time(millisecond) - Then, 1) / 1000,
+            io_lib:format(", growing by ~.1f messages/s", [(Q - Q0) / Seconds]);
+        _ ->
+            ""
+    end.
+
+process_outlier([#{value := First} = Top, #{value := Second} | _])
+  when First >= 4 * Second, First >= ?MIB ->
+    [finding(process_outlier, "holds ~s, ~.1fx the next process", [human(First),
+                                                                  First / max(Second, 1)],
+             subject(Top))];
+process_outlier(_) ->
+    [].
+
+table_outlier(Tables) ->
+    Weighed = lists:reverse(lists:sort([{table_bytes(T), T} || T <- Tables])),
+    case Weighed of
+        [{First, Top}, {Second, _} | _] when First >= 4 * Second, First >= ?MIB ->
+            [finding(table_outlier, "holds ~s (~s of it off-heap binaries ets:info/2 does not count), ~.1fx the next table",
+                     [human(First), human(off_heap(Top)), First / max(Second, 1)],
+                     maps:with([table, name, owner], Top))];
+        _ ->
+            []
+    end.
+
+table_bytes(#{memory_bytes := M} = T) -> M + off_heap(T).
+
+off_heap(#{off_heap_bytes := B}) when is_integer(B) -> B;
+off_heap(_) -> 0.
+
+pinned(Leaks) ->
+    lists:append([pinned_one(E) || E <- Leaks]).
+
+pinned_one(#{pid := Pid, bytes := Bytes} = E) when Bytes >= 8 * ?MIB ->
+    case erlang:process_info(Pid, total_heap_size) of
+        {total_heap_size, Words} when Bytes >= 16 * Words * 8 ->
+            [finding(pinned_binaries,
+                     "keeps ~s of off-heap binaries alive with a ~s heap (sub-binaries of larger binaries, or binaries it no longer needs?)",
+                     [human(Bytes), human(Words * 8)], subject(E))];
+        _ ->
+            []
+    end;
+pinned_one(_) ->
+    [].
+
+monitors([#{value := Count} = E | _]) when Count > 10000 ->
+    [finding(monitors, "holds ~b monitors", [Count], subject(E))];
+monitors(_) ->
+    [].
+
+process_group(#{groups := [#{key := Key, count := Count} | _], process_count := All})
+  when Count > 1000, Count * 3 > All ->
+    [finding(process_group, "~b of ~b processes started from ~0tp", [Count, All, Key],
+             #{initial_call => Key})];
+process_group(_) ->
+    [].
+
+limits(Counts) ->
+    [finding(limit, "~s at ~.1f% of the limit (~b of ~b)",
+             [What, Share * 100, Count, Limit], #{what => What})
+     || #{what := What, count := Count, limit := Limit, share := Share} <- Counts,
+        Share > 0.8].
+
+fragmentation(#{allocators := Types}) ->
+    [finding(fragmentation, "~s: blocks use ~.1f% of ~s of carriers",
+             [Name, Usage * 100, human(Carriers)], #{allocator => Name})
+     || #{allocator := Name, usage := Usage, carriers_bytes := Carriers} <- Types,
+        is_number(Usage), Usage < 0.5, Carriers > 64 * ?MIB];
+fragmentation(_) ->
+    [].
+
+subject(Entry) ->
+    maps:with([pid, name, initial_call], Entry).
+
+human(Bytes) ->
+    mem_probe_format:human_bytes(Bytes).
