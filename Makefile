@@ -12,7 +12,7 @@ build: deps
 	@mix compile
 
 demo: build
-	@mix run examples/tour.exs
+	@mix run examples/demo.exs
 
 test: deps test-native test-elixir test-erlang
 
@@ -28,6 +28,9 @@ test-erlang:
 
 bench: build
 	MIX_ENV=prod mix run bench/term_size.exs
+	MIX_ENV=prod mix run bench/scans.exs
+	MIX_ENV=prod mix run bench/ets_system.exs
+	ERL_FLAGS="+P 2000000" MIX_ENV=prod mix run bench/leak_hunting.exs
 
 clean:
 	rm -rf _build priv/*.so native/target

@@ -112,24 +112,48 @@ over(Limit, Max, Value, Culprit) when Value > Max ->
 over(_, _, _, _) ->
     [].
 
-%% One pass over processes, only when a per-process limit is set.
+%% One pass over processes, only when a per-process limit is set. It runs
+%% in a short-lived process (the caller, often a long-lived health endpoint,
+%% keeps no garbage) split over parallel workers (mem_probe_scan).
 process_limits(L, Deadline) ->
     Items = [I || {K, I} <- [{max_process_bytes, memory},
                              {max_message_queue_len, message_queue_len}],
                   is_map_key(K, L)],
     case Items of
-        [] -> {[], true, 0};
-        _ -> scan_processes(erlang:processes(), Items, L, Deadline, #{}, 0)
+        [] ->
+            {[], true, 0};
+        _ ->
+            mem_probe_scan:isolated(
+              fun() ->
+                      Parts = mem_probe_scan:parallel(
+                                mem_probe_scan:processes(),
+                                fun(Chunk) -> scan_processes(Chunk, Items, L, Deadline, #{}, 0) end),
+                      merge(Parts)
+              end)
     end.
+
+merge(Parts) ->
+    {Worst, Complete, Checked} = lists:foldl(
+      fun({Worst, Complete, Checked}, {Violations, AllComplete, AllChecked}) ->
+              {maps:fold(fun(Limit, {V, P, M, C}, Acc) ->
+                                 case Acc of
+                                     #{Limit := {V0, P0, _, C0}} when V0 >= V -> Acc#{Limit := {V0, P0, M, C0 + C}};
+                                     #{Limit := {_, _, _, C0}} -> Acc#{Limit := {V, P, M, C0 + C}};
+                                     _ -> Acc#{Limit => {V, P, M, C}}
+                                 end
+                         end, Violations, Worst),
+               AllComplete andalso Complete, AllChecked + Checked}
+      end, {#{}, true, 0}, Parts),
+    {process_violations(Worst), Complete, Checked}.
 
 %% Worst offender and offender count per limit; stops at the deadline
 %% (checked every 1000 processes).
-scan_processes([], _Items, L, _Deadline, Worst, Checked) ->
-    {process_violations(L, Worst), true, Checked};
+scan_processes([], _Items, _L, _Deadline, Worst, Checked) ->
+    {Worst, true, Checked};
 scan_processes(Pids, Items, L, Deadline, Worst, Checked)
   when Checked rem 1000 =:= 0, Checked > 0 ->
     case erlang:monotonic_time(millisecond) > Deadline of
-        true -> {process_violations(L, Worst), false, Checked};
+        true -> {Worst, false, Checked};
         false -> scan_one(Pids, Items, L, Deadline, Worst, Checked)
     end;
 scan_processes(Pids, Items, L, Deadline, Worst, Checked) ->
@@ -159,7 +183,7 @@ worse(Limit, Max, Value, Pid, W) ->
             W#{Limit => {Value, Pid, Max, 1}}
     end.
 
-process_violations(_L, Worst) ->
+process_violations(Worst) ->
     [#{limit => Limit, max => Max, value => Value, offenders => Count,
        culprit => #{pid => Pid, name => registered_name(Pid)}}
      || {Limit, {Value, Pid, Max, Count}} <- lists:sort(maps:to_list(Worst))].

@@ -1,0 +1,35 @@
+defmodule MemProbe.DemoTest do
+  # The demo's claim, asserted: each planted leak is at the top of its list.
+  use ExUnit.Case, async: false
+
+  @moduletag timeout: 120_000
+
+  Code.require_file("../examples/leaky_system.exs", __DIR__)
+  alias MemProbe.Demo.Leaks
+
+  test "every planted leak ranks first in the list that should find it" do
+    leaks = Leaks.start()
+
+    try do
+      Process.sleep(500)
+      older = MemProbe.snapshot()
+      Process.sleep(2500)
+      newer = MemProbe.snapshot()
+      findings = Leaks.findings(leaks, MemProbe.diff(older, newer, 5))
+      assert length(findings) == 6
+
+      for {leak, found?, where} <- findings do
+        assert found?, "#{leak}: #{where}"
+      end
+
+      report = :mem_probe.report(previous: older)
+      kinds = Enum.map(report.findings, & &1.kind)
+      assert :mailbox in kinds
+      assert :process_group in kinds
+      assert :pinned_binaries in kinds
+      assert Enum.any?(report.findings, &(&1.kind == :mailbox and &1.subject.pid == leaks.mailbox))
+    after
+      Leaks.stop(leaks)
+    end
+  end
+end
