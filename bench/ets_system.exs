@@ -184,8 +184,7 @@ defmodule Bench.EtsSystem do
        "tab2list + term_size all", fn -> tab2list_top(10) end, 3},
       {"table_size(200k objects)", fn -> MemProbe.table_size(big) end, "term_size(tab2list)",
        fn -> MemProbe.term_size(:ets.tab2list(big)) end, 5},
-      {"memory()", fn -> MemProbe.memory() end, "erlang:memory()", fn -> :erlang.memory() end,
-       101},
+      {"memory()", fn -> MemProbe.memory() end, "erlang:memory()", fn -> :erlang.memory() end, 101},
       {"allocators()", fn -> MemProbe.allocators() end, "system_info({allocator, T}) all",
        fn ->
          for t <- [:mseg_alloc | :erlang.system_info(:alloc_util_allocators)],

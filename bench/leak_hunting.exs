@@ -39,8 +39,11 @@ defmodule Bench.LeakHunting do
     newer = MemProbe.snapshot()
     diff_ms = median_ms(fn -> MemProbe.diff(older, newer, 10) end, 3)
 
-    IO.puts("snapshot of #{count} processes: #{fmt(snap_us / 1000)} ms, " <>
-              "#{fmt(bytes / 1_048_576)} MiB (#{fmt(bytes / count)} bytes a process)")
+    IO.puts(
+      "snapshot of #{count} processes: #{fmt(snap_us / 1000)} ms, " <>
+        "#{fmt(bytes / 1_048_576)} MiB (#{fmt(bytes / count)} bytes a process)"
+    )
+
     IO.puts("diff of two such snapshots: #{fmt(diff_ms)} ms (target ≤ 2000 ms)")
     {no_bin_us, _} = :timer.tc(fn -> MemProbe.snapshot(binaries: false) end)
     IO.puts("snapshot without binary lists: #{fmt(no_bin_us / 1000)} ms\n")
@@ -48,19 +51,36 @@ defmodule Bench.LeakHunting do
     Process.sleep(500)
 
     small = spawn_idle(100_000 - :erlang.system_info(:process_count))
-    limits = [max_process_bytes: 1 <<< 40, max_message_queue_len: 1 <<< 40, max_total_bytes: 1 <<< 50,
-              max_table_bytes: 1 <<< 40, max_atom_ratio: 0.9, max_process_ratio: 0.9, budget_ms: 10_000]
+
+    limits = [
+      max_process_bytes: 1 <<< 40,
+      max_message_queue_len: 1 <<< 40,
+      max_total_bytes: 1 <<< 50,
+      max_table_bytes: 1 <<< 40,
+      max_atom_ratio: 0.9,
+      max_process_ratio: 0.9,
+      budget_ms: 10_000
+    ]
+
     check_ms = median_ms(fn -> {:ok, _} = MemProbe.check(limits) end)
 
     naive_ms =
       median_ms(fn ->
-        infos = for p <- Process.list(), i = Process.info(p, [:memory, :message_queue_len]), i != nil, do: i
+        infos =
+          for p <- Process.list(),
+              i = Process.info(p, [:memory, :message_queue_len]),
+              i != nil,
+              do: i
+
         {Enum.max_by(infos, & &1[:memory]), Enum.max_by(infos, & &1[:message_queue_len])}
       end)
 
-    IO.puts("check/1 at #{:erlang.system_info(:process_count)} processes: #{fmt(check_ms)} ms " <>
-              "(target ≤ 100 ms); straightforward process_info + max: #{fmt(naive_ms)} ms " <>
-              "(#{fmt(check_ms / naive_ms)}x)")
+    IO.puts(
+      "check/1 at #{:erlang.system_info(:process_count)} processes: #{fmt(check_ms)} ms " <>
+        "(target ≤ 100 ms); straightforward process_info + max: #{fmt(naive_ms)} ms " <>
+        "(#{fmt(check_ms / naive_ms)}x)"
+    )
+
     stop(small)
   end
 end

@@ -97,16 +97,21 @@ defmodule MemProbe do
 
       iex> big = :binary.copy("x", 1_000_000)
       iex> <<slice::binary-size(100), _::binary>> = big
-      iex> MemProbe.term_size(slice)
-      %{flat_words: 6, shared_words: 6, literal_words: 0, off_heap_binaries: 1,
-        off_heap_bytes: 1_000_000, bytes: 1_000_048}
+      iex> size = MemProbe.term_size(slice)
+      iex> {size.off_heap_binaries, size.off_heap_bytes, size.literal_words}
+      {1, 1_000_000, 0}
+      iex> size.bytes == size.shared_words * 8 + 1_000_000
+      true
 
   The 100-byte slice keeps the whole megabyte alive.
   """
   @spec term_size(term()) :: sizes()
   def term_size(term) do
     :mem_probe.term_size(term)
-    |> Map.new(fn {key, :undefined} -> {key, nil}; pair -> pair end)
+    |> Map.new(fn
+      {key, :undefined} -> {key, nil}
+      pair -> pair
+    end)
   end
 
   @doc """
@@ -132,11 +137,559 @@ defmodule MemProbe do
 
   # --- process scans (top_processes, count_processes, binary_leaks, process_memory, state_size) ---
 
+  @typedoc """
+  One process of `top_processes/3`. `value` is in bytes for `:memory`,
+  `:total_heap_size`, `:heap_size`, `:stack_size` and `:binary_memory`, a
+  count otherwise; `attr` repeats the attribute. With `window:` it is the
+  change over the window, and `born`/`died` say whether the process started
+  or exited inside it.
+  """
+  @type process_entry :: %{
+          required(:pid) => pid(),
+          required(:value) => integer(),
+          required(:attr) => atom(),
+          required(:name) => atom() | nil,
+          required(:initial_call) => mfa() | nil,
+          required(:current_function) => mfa() | nil,
+          optional(:born) => boolean(),
+          optional(:died) => boolean()
+        }
+
+  @doc """
+  The `n` processes with the largest `attr`, largest first.
+
+  `attr` is one of `:memory`, `:message_queue_len`, `:reductions`,
+  `:total_heap_size`, `:heap_size`, `:stack_size` (sizes in bytes, not the
+  words `Process.info/2` gives), `:binary_memory` (bytes of the off-heap
+  binaries the process references, each once), `:monitors`, `:monitored_by`
+  or `:links` (ranked by how many).
+
+  Each entry is `%{pid:, value:, attr:, name:, initial_call:, current_function:}`.
+  `name` is the registered name or `nil`; `initial_call` is what proc_lib
+  recorded for processes it started, so a GenServer shows `{MyServer, :init, 1}`
+  rather than `{:proc_lib, :init_p, 5}`.
+
+  The scan is built for nodes with a million processes: one `Process.info/2`
+  item per process, read by a few short-lived workers that keep only their
+  current top `n`; the other fields are read for the winners only. The caller
+  receives the result and nothing else, so its heap does not grow. The
+  calling process is ranked too; processes that exit during the scan are
+  skipped.
+
+  With `window: ms` the ranking is by the change over `ms` milliseconds. An
+  entry has `born: true` when the process started inside the window (its
+  whole value is change) and `died: true` when it exited inside it: for a
+  level such as `:memory` its change is then minus what it held; for
+  `:reductions`, whose count the VM forgets at exit, such a process is left
+  out rather than reported with its lifetime total.
+
+  Numbers that can mislead: `:memory` does not include the off-heap binaries a
+  process keeps alive (see `binary_leaks/2`), and `:binary_memory` counts a
+  binary shared by 50 processes 50 times, once in each.
+
+  ## Examples
+
+      iex> [top] = MemProbe.top_processes(:memory, 1)
+      iex> is_pid(top.pid) and top.value > 0
+      true
+      iex> pid = spawn(fn -> receive do: (:stop -> :ok) end)
+      iex> for _ <- 1..50_000, do: send(pid, :hello)
+      iex> [%{pid: ^pid, value: 50_000}] = MemProbe.top_processes(:message_queue_len, 1)
+      iex> Process.exit(pid, :kill)
+      true
+      iex> MemProbe.top_processes(:size, 3)
+      ** (ArgumentError) top_processes/3: unknown attribute size; accepted: memory, message_queue_len, reductions, total_heap_size, heap_size, stack_size, binary_memory, monitors, monitored_by, links
+  """
+  @spec top_processes(atom(), non_neg_integer(), keyword() | map()) :: [process_entry()]
+  def top_processes(attr, n, opts \\ []) do
+    translate_badarg(fn -> :mem_probe.top_processes(attr, n, opts) end) |> nil_for_undefined()
+  end
+
+  @doc """
+  All processes grouped by `by`, the `n` largest groups first: a process
+  leak is a group that keeps growing.
+
+  `by` is `:initial_call` (proc_lib's record for processes it started, so
+  GenServers group by module), `:current_function`, or `:application` (from
+  each process's group leader). Returns
+  `%{groups: [%{key:, count:}], process_count:, process_limit:}`, where
+  `process_count` is the number of processes grouped and `process_limit` the
+  VM's limit. The VM does not record which fun a `spawn(fun)` process was
+  started with: all such processes have the initial call `{:erlang, :apply, 2}`;
+  group them by `:current_function` instead.
+
+  ## Examples
+
+      iex> %{groups: groups, process_count: count, process_limit: limit} =
+      ...>   MemProbe.count_processes(:initial_call, 3)
+      iex> length(groups) <= 3 and count <= limit
+      true
+      iex> %{groups: [%{key: key} | _]} = MemProbe.count_processes(:application)
+      iex> is_atom(key)
+      true
+      iex> MemProbe.count_processes(:module)
+      ** (ArgumentError) count_processes/2: unknown grouping module; accepted: initial_call, current_function, application
+  """
+  @spec count_processes(atom(), non_neg_integer(), keyword() | map()) :: %{
+          groups: [%{key: term(), count: pos_integer()}],
+          process_count: non_neg_integer(),
+          process_limit: pos_integer()
+        }
+  def count_processes(by, n \\ 10, opts \\ []) do
+    translate_badarg(fn -> :mem_probe.count_processes(by, n, opts) end) |> nil_for_undefined()
+  end
+
+  @doc """
+  The `n` processes that keep the most off-heap binary memory alive, with
+  each binary counted once across the node.
+
+  A binary over 64 bytes lives outside the process heaps with a reference
+  count, and stays alive while anything references it, even through a
+  10-byte slice. Summing per process (as `top_processes(:binary_memory, n)`
+  does) counts a 10 MB binary held by 50 processes as 500 MB. Here each
+  binary's size is split among its references, so the `bytes` of all
+  processes add up to what the binaries really occupy; the ranking is by
+  `bytes`. Each entry also has `raw_bytes` (the per-process sum),
+  `exclusive_bytes` (binaries no one else references), `binaries` (distinct
+  ones), `largest_binary_bytes` and `holders` (that binary's reference
+  count: one per holding process, ETS object or queued message), plus `pid`,
+  `name`, `initial_call` and `current_function`.
+
+  The node is not garbage-collected. With `gc: true` the `n` winners, and
+  only they, are collected one at a time, and `freed_bytes` says what that
+  freed.
+
+  ## Examples
+
+      iex> big = :binary.copy("x", 50_000_000)
+      iex> pid = spawn(fn -> receive do: (:stop -> byte_size(big)) end)
+      iex> entry = Enum.find(MemProbe.binary_leaks(20), &(&1.pid == pid))
+      iex> {entry.bytes, entry.raw_bytes, entry.holders}
+      {25_000_000, 50_000_000, 2}
+      iex> Process.exit(pid, :kill)
+      true
+
+  The binary has two holders, this process and `pid`: each is charged half.
+  """
+  @spec binary_leaks(non_neg_integer(), keyword() | map()) :: [map()]
+  def binary_leaks(n, opts \\ []) do
+    translate_badarg(fn -> :mem_probe.binary_leaks(n, opts) end) |> nil_for_undefined()
+  end
+
+  @doc """
+  One process's memory in bytes, split into its parts, from one reading.
+
+  `{:ok, map}` with `memory` (what the VM charges to the process, as
+  `Process.info(pid, :memory)`), `heap` (young and old heap blocks, free
+  space included, stack excluded), `stack`, `mailbox` (queued messages:
+  a header each, and their data while it is outside the heap blocks),
+  `overhead_bytes` (the rest: process structure, links, monitors), so that
+  `heap + stack + mailbox + overhead_bytes == memory`; plus
+  `off_heap_bytes` and `off_heap_binaries` (the distinct refc binaries the
+  process references, not part of `memory`), `message_queue_len` and
+  `message_queue_data`. `{:error, :noproc}` if the process is not alive.
+
+  With the default `:on_heap` message queue, a message's data moves into the
+  heap at the process's next garbage collection; from then on it is counted
+  in `heap`.
+
+  ## Examples
+
+      iex> {:ok, mem} = MemProbe.process_memory(self())
+      iex> mem.heap + mem.stack + mem.mailbox + mem.overhead_bytes == mem.memory
+      true
+      iex> pid = spawn(fn -> :ok end)
+      iex> ref = Process.monitor(pid)
+      iex> receive do: ({:DOWN, ^ref, _, _, _} -> MemProbe.process_memory(pid))
+      {:error, :noproc}
+      iex> MemProbe.process_memory(:not_a_pid)
+      ** (ArgumentError) process_memory/1: expected a pid, got not_a_pid; accepted: a pid
+  """
+  @spec process_memory(pid()) :: {:ok, map()} | {:error, :noproc}
+  def process_memory(pid) do
+    translate_badarg(fn -> :mem_probe.process_memory(pid) end) |> nil_for_undefined()
+  end
+
+  @doc """
+  The sizes of a GenServer's (or any sys process's) state, measured inside
+  the process.
+
+  `:sys.get_state/1` copies the state to the caller, and a copy is flat: a
+  subterm the state shares a thousand times is copied a thousand times, and
+  module literals are copied as if they were on the heap. `state_size/2`
+  instead runs `term_size/1` in the target (through the `replace_state`
+  system message, leaving the state unchanged) and only the sizes travel.
+  Returns `{:ok, sizes}` (see `term_size/1`) or `{:error, reason}`:
+  `:noproc`, `:not_a_sys_process` (not started by proc_lib; nothing is sent),
+  `:timeout` (busy or stuck; option `timeout:`, default 5000 ms; a late
+  answer is dropped) or `:calling_process`. Never a hang or a crash of either
+  side.
+
+  ## Examples
+
+      iex> {:ok, agent} = Agent.start_link(fn -> Enum.to_list(1..100) end)
+      iex> {:ok, sizes} = MemProbe.state_size(agent)
+      iex> {sizes.flat_words, sizes.shared_words}
+      {200, 200}
+      iex> Agent.update(agent, fn list -> {list, list} end)
+      :ok
+      iex> {:ok, sizes} = MemProbe.state_size(agent)
+      iex> {sizes.flat_words, sizes.shared_words}
+      {403, 203}
+      iex> MemProbe.state_size(spawn(fn -> Process.sleep(100) end))
+      {:error, :not_a_sys_process}
+
+  The list is in the state twice but in memory once: 203 words, where a copy
+  (`flat_words`, what `:sys.get_state/1` would build) takes 403.
+  """
+  @spec state_size(pid(), keyword() | map()) :: {:ok, sizes()} | {:error, term()}
+  def state_size(pid, opts \\ []) do
+    translate_badarg(fn -> :mem_probe.state_size(pid, opts) end) |> nil_for_undefined()
+  end
+
   # --- end of process scans ---
 
   # --- ETS, system and allocator scans, print ---
 
+  @typedoc "One table in `top_tables/2`. Sizes are bytes."
+  @type table_entry :: %{
+          table: atom() | :ets.tid(),
+          name: atom(),
+          owner: pid(),
+          owner_name: atom() | nil,
+          memory_bytes: non_neg_integer(),
+          size: non_neg_integer(),
+          type: :set | :ordered_set | :bag | :duplicate_bag,
+          protection: :public | :protected | :private,
+          off_heap_bytes: non_neg_integer() | nil
+        }
+
+  @doc """
+  The `n` ETS tables holding the most memory, largest first.
+
+  Each entry has `:table` (the name of a named table, else its identifier),
+  `:name`, `:owner`, `:owner_name`, `:memory_bytes` (`:ets.info(t, :memory)`
+  converted from words to bytes), `:size` (objects), `:type`, `:protection`
+  and `:off_heap_bytes`.
+
+  `:ets.info(t, :memory)` leaves out the refc binaries (over 64 bytes) the
+  objects point to: a table of 100 binaries of 1 MB reports 12.5 KiB while it
+  keeps 100 MB alive, and a ranking by it (observer, observer_cli,
+  LiveDashboard) never shows that table. With `binaries: true` the objects of
+  every public or protected table are walked in bounded chunks in a fresh
+  helper process per table, each binary is counted once per table and whole
+  (a 100-byte slice pins its whole parent), and tables are ranked by
+  `memory_bytes + off_heap_bytes`. Without it `:off_heap_bytes` is `nil`.
+  Private tables cannot be read by the helper (even when the caller owns
+  them): they show what `:ets.info/1` shows, with `:off_heap_bytes` `nil`.
+
+  Without `binaries: true` the scan reads one item per table and fetches the
+  other fields for the winners only; with it, the cost is that of copying
+  every object once (like `:ets.tab2list/1`), spread over chunks of about
+  64k words, none of which reach the caller's heap. Tables deleted during
+  the scan are skipped.
+
+  Options: `binaries: boolean()` (default `false`).
+
+  ## Examples
+
+      iex> t = :ets.new(:doc_blobs, [:public])
+      iex> for i <- 1..10, do: :ets.insert(t, {i, :binary.copy("x", 100_000)})
+      iex> entry = Enum.find(MemProbe.top_tables(1_000, binaries: true), &(&1.table == t))
+      iex> entry.off_heap_bytes
+      1_000_000
+      iex> entry.memory_bytes < 10_000
+      true
+      iex> MemProbe.top_tables(-1)
+      ** (ArgumentError) top_tables/2: n must be a non-negative integer, got -1; accepted: 0, 1, 2, ...
+  """
+  @spec top_tables(non_neg_integer(), keyword()) :: [table_entry()]
+  def top_tables(n, opts \\ []) do
+    translate_badarg(fn -> :mem_probe.top_tables(n, opts) end)
+    |> nil_for_undefined()
+  end
+
+  @doc """
+  Every number for one table, given its name (for a named table) or its
+  identifier.
+
+  Returns `{:ok, map}` with the fields of `top_tables/2` (`:size` is the
+  number of objects) and:
+
+    * `:objects_bytes` — what a copy of all objects takes (the sum of their
+      flat sizes: what `:ets.tab2list/1` would copy), sized by the term-size
+      walker;
+    * `:off_heap_binaries`, `:off_heap_bytes` — the distinct refc binaries the
+      objects keep alive and their bytes, each binary counted once however
+      many objects refer to it;
+    * `:total_bytes` — `memory_bytes + off_heap_bytes`: what the table holds;
+    * `:compressed`, `:readable` — a private table cannot be read by another
+      process; then `readable` is `false` and the walked fields are `nil`.
+
+  `{:error, :deleted}` if the table is deleted during the walk. An unknown
+  table, or anything that is not an atom or a table identifier, raises
+  `ArgumentError`.
+
+  ## Examples
+
+      iex> t = :ets.new(:doc_slices, [:public])
+      iex> big = :binary.copy("x", 1_000_000)
+      iex> for i <- 1..1_000, do: :ets.insert(t, {i, binary_part(big, i, 100)})
+      iex> {:ok, s} = MemProbe.table_size(t)
+      iex> {s.size, s.off_heap_binaries, s.off_heap_bytes, s.readable}
+      {1000, 1, 1_000_000, true}
+      iex> s.total_bytes == s.memory_bytes + s.off_heap_bytes
+      true
+
+  A thousand 100-byte slices keep one megabyte alive, counted once. (A slice
+  of 64 bytes or less is copied into the table as a small binary of its
+  own, and pins nothing.)
+  """
+  @spec table_size(atom() | :ets.tid()) :: {:ok, map()} | {:error, :deleted}
+  def table_size(table) do
+    translate_badarg(fn -> :mem_probe.table_size(table) end)
+    |> nil_for_undefined()
+  end
+
+  @typedoc "One category of `memory/0`."
+  @type memory_category :: %{
+          category: atom(),
+          bytes: non_neg_integer(),
+          share: float() | nil,
+          part_of: :total | :processes | :system | :atom | nil
+        }
+
+  @doc """
+  `:erlang.memory/0` in bytes, from one call, with each category's share of
+  the total.
+
+  Returns `%{total_bytes: bytes, categories: [memory_category]}`. The
+  categories overlap, and `:part_of` says how: `processes` and `system` make
+  up the total; `atom`, `binary`, `code`, `ets` and `other_system` (computed
+  here: the rest of `system`) make up `system`; `processes_used` is part of
+  `processes` and `atom_used` of `atom`.
+
+  These are blocks the VM has handed out. The operating system sees the
+  carriers they are carved from, which can be much larger after a peak:
+  see `allocators/0`. ETS memory excludes the binaries tables refer to; they
+  are in `binary`.
+
+  ## Examples
+
+      iex> m = MemProbe.memory()
+      iex> Enum.sum(for %{part_of: :total, bytes: b} <- m.categories, do: b) == m.total_bytes
+      true
+      iex> Enum.find(m.categories, &(&1.category == :binary)).part_of
+      :system
+  """
+  @spec memory(keyword() | map()) ::
+          %{total_bytes: non_neg_integer(), categories: [memory_category()]} | map()
+  def memory(opts \\ []) do
+    translate_badarg(fn -> :mem_probe.memory(opts) end) |> nil_for_undefined()
+  end
+
+  @doc """
+  Allocator memory per allocator type, in bytes, from one snapshot per type.
+
+  Each entry of `:allocators` (largest `:carriers_bytes` first) sums one
+  allocator type (`:binary_alloc`, `:eheap_alloc`, `:ets_alloc`, ...) over its
+  instances and over multi-block, single-block and pooled carriers:
+
+    * `:blocks`, `:blocks_bytes` — memory handed out (what `memory/0` counts);
+    * `:carriers`, `:carriers_bytes` — memory reserved from the OS;
+    * `:usage` — `blocks_bytes / carriers_bytes`; a low value means
+      fragmented carriers the OS cannot get back;
+    * `:mbcs_usage` — the same for multi-block carriers alone, where
+      fragmentation happens;
+    * `:sbcs_carriers_bytes`, `:pool_carriers_bytes`, `:instances`.
+
+  The top level has the sums and `:usage` over all types, `:mseg_cache` (the
+  mseg_alloc carrier cache per instance: `:hits`, `:calls`, `:hit_rate`,
+  `:cached_segments`, `:segments_bytes`) and `:mseg_cache_hit_rate`.
+
+  Blocks and carriers come from the same reply of
+  `:erlang.system_info({:allocator, type})`, so `usage` never exceeds 1
+  (tools that read blocks and carriers in two calls can report more); only
+  current values are summed, never the maxima the VM reports beside them.
+
+  ## Examples
+
+      iex> a = MemProbe.allocators()
+      iex> Enum.all?(a.allocators, &(&1.usage == nil or (&1.usage >= 0 and &1.usage <= 1)))
+      true
+      iex> a.blocks_bytes <= a.carriers_bytes
+      true
+  """
+  @spec allocators(keyword() | map()) :: map()
+  def allocators(opts \\ []) do
+    translate_badarg(fn -> :mem_probe.allocators(opts) end) |> nil_for_undefined()
+  end
+
+  @doc """
+  Prints any MemProbe result as an aligned table, with human units, and
+  returns `:ok`.
+
+  A list of maps prints as a table (one column per key); a map as key/value
+  lines followed by a sub-table for each value that is a list of maps (such
+  as `:categories`, `:allocators` or `:groups`); `{:ok, x}` as `x`. Keys
+  ending in `bytes` or `memory` print in B/KiB/MiB/GiB, ratios (`share`,
+  `usage`, `*_rate`) as percentages, `{m, f, a}` as `M.f/a`, `nil` as `-`.
+
+  Options: `bytes: [key]` marks more keys as bytes (for instance
+  `bytes: [:value]`; a row or map whose `:attr` is a size attribute such as
+  `:memory` marks `:value` by itself), `raw: true` prints plain integers.
+
+      MemProbe.top_tables(5, binaries: true) |> MemProbe.print()
+      MemProbe.allocators() |> MemProbe.print()
+
+  See `format/2` for the text itself.
+  """
+  @spec print(term(), keyword()) :: :ok
+  def print(result, opts \\ []) do
+    translate_badarg(fn ->
+      :mem_probe.print(nil_for_undefined(result), elixir_style(opts))
+    end)
+  end
+
+  @doc """
+  The text `print/2` prints, as a string (no final newline).
+
+  ## Examples
+
+      iex> [%{name: :cache, memory_bytes: 13_107_200, size: 1_200},
+      ...>  %{name: :sessions, memory_bytes: 512, size: 3, owner_name: nil}]
+      ...> |> MemProbe.format()
+      ...> |> String.split("\\n")
+      ["name      owner_name  memory_bytes   size",
+       "--------  ----------  ------------  -----",
+       "cache                     12.5 MiB  1,200",
+       "sessions  -                  512 B      3"]
+      iex> MemProbe.format({:ok, %{pid: self(), initial_call: {MyApp.Worker, :init, 1}}}) =~
+      ...>   "MyApp.Worker.init/1"
+      true
+  """
+  @spec format(term(), keyword()) :: String.t()
+  def format(result, opts \\ []) do
+    translate_badarg(fn -> :mem_probe.format(nil_for_undefined(result), elixir_style(opts)) end)
+    |> IO.chardata_to_string()
+  end
+
+  defp elixir_style(opts) when is_list(opts), do: Keyword.put_new(opts, :style, :elixir)
+  defp elixir_style(opts) when is_map(opts), do: Map.put_new(opts, :style, :elixir)
+  defp elixir_style(opts), do: opts
+
   # --- end of ETS, system and allocator scans ---
+
+  # --- leak hunting over time ---
+
+  @doc """
+  Records what a later `diff/3` needs: `:erlang.memory/0`, per process
+  (memory, message queue, off-heap binary bytes, reductions), per ETS table
+  (memory, size), process, port and atom counts against their limits, and
+  when it was taken.
+
+  Compact: a 5-tuple of integers per process, about 100 bytes each (see the
+  README for a million processes). Options: `binaries: false` skips the
+  per-process binary lists (cheaper on large nodes); `nodes: :all | [node]`
+  takes one snapshot per node and returns `%{node => snapshot}`.
+
+  ## Examples
+
+      iex> snapshot = MemProbe.snapshot()
+      iex> snapshot.node == node()
+      true
+      iex> {memory, _queue, _binary_bytes, _reductions} = snapshot.processes[self()]
+      iex> memory > 0
+      true
+  """
+  @spec snapshot(keyword() | map()) :: map()
+  def snapshot(opts \\ []), do: translate_badarg(fn -> :mem_probe.snapshot(opts) end)
+
+  @doc """
+  What grew most between two snapshots of the same node, largest growth
+  first, `n` entries per list.
+
+  Returns `%{processes: [...], tables: [...], memory: [...], born: ..., gone: ...}`
+  (plus `counts` and `interval_ms`). Each growth entry carries its identity
+  (`pid` and `name`, `table` and `name`, or `category`), `change` in bytes and
+  `rate` in bytes per second. Processes and tables born or gone in between are
+  listed apart (`born`, `gone`), never as growth. Two `%{node => snapshot}`
+  maps (from `snapshot(nodes: ...)`) are diffed node by node.
+
+  ## Examples
+
+      iex> older = MemProbe.snapshot(binaries: false)
+      iex> pid = spawn(fn -> receive do: (:stop -> :ok) end)
+      iex> newer = MemProbe.snapshot(binaries: false)
+      iex> diff = MemProbe.diff(older, newer, 3)
+      iex> Enum.any?(diff.born.processes, &(&1.pid == pid))
+      true
+      iex> MemProbe.diff(older, :yesterday)
+      ** (ArgumentError) diff/3: the newer argument is not a snapshot: yesterday; accepted: maps returned by mem_probe:snapshot/1
+  """
+  @spec diff(map(), map(), non_neg_integer()) :: map()
+  def diff(older, newer, n \\ 10) do
+    translate_badarg(fn -> :mem_probe.diff(older, newer, n) end) |> nil_for_undefined()
+  end
+
+  @doc """
+  A health check: `{:ok, report}` or `{:error, violations}`.
+
+  Built for an HTTP health endpoint called every few seconds: it never raises
+  because a process or table vanished, reads only what the given limits need,
+  and stops at its time budget (`budget_ms`, default 100) with
+  `complete: false` in the report rather than answering late.
+
+  Limits (keyword list or map): `max_total_bytes`, `max_category_bytes` (a
+  map of `:erlang.memory/0` category to bytes), `max_process_ratio` and
+  `max_atom_ratio` (count over the VM's limit), `max_message_queue_len`,
+  `max_process_bytes`, `max_table_bytes`, `budget_ms`. Each violation names
+  the `limit`, its `max`, the measured `value` and the `culprit` (pid and
+  name, table, or category), with the number of `offenders`.
+
+  ## Examples
+
+      iex> {:ok, report} = MemProbe.check(max_process_ratio: 0.9)
+      iex> report.complete
+      true
+      iex> {:error, [violation]} = MemProbe.check(max_total_bytes: 1)
+      iex> violation.limit
+      :max_total_bytes
+      iex> MemProbe.check(max_bytes: 1)
+      ** (ArgumentError) check/1: unknown option max_bytes; accepted: max_total_bytes, max_category_bytes, max_process_ratio, max_atom_ratio, max_message_queue_len, max_process_bytes, max_table_bytes, budget_ms
+  """
+  @spec check(keyword() | map()) :: {:ok, map()} | {:error, [map()]} | map()
+  def check(limits), do: translate_badarg(fn -> :mem_probe.check(limits) end) |> nil_for_undefined()
+
+  @doc """
+  Prints the one screen an operator reads first and returns `:ok`: findings
+  worth a look, memory by category, top processes by memory and by mailbox,
+  top tables with the binaries they hold, binary leaks, allocator usage, and
+  process, port and atom counts against their limits.
+
+  Options: `n` (entries per list, default 5), `binaries: false` (do not walk
+  tables for their binaries), `previous: snapshot` (to say what grew),
+  `nodes:`. `:mem_probe.report/1` returns the same as a map.
+  """
+  @spec report(keyword() | map()) :: :ok
+  def report(opts \\ []) do
+    translate_badarg(fn -> :mem_probe.report(opts) end) |> nil_for_undefined() |> print()
+  end
+
+  # --- end of leak hunting over time ---
+
+  # Erlang results say `undefined` where Elixir says `nil`.
+  defp nil_for_undefined(:undefined), do: nil
+
+  defp nil_for_undefined({tag, value}) when tag in [:ok, :error],
+    do: {tag, nil_for_undefined(value)}
+
+  defp nil_for_undefined(list) when is_list(list), do: Enum.map(list, &nil_for_undefined/1)
+
+  defp nil_for_undefined(map) when is_map(map) and not is_struct(map),
+    do: Map.new(map, fn {k, v} -> {k, nil_for_undefined(v)} end)
+
+  defp nil_for_undefined(other), do: other
 
   # Erlang raises {:badarg, message} for misuse (see :mem_probe_args);
   # Elixir users get an ArgumentError with the same message.

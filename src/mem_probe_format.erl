@@ -17,7 +17,9 @@
 %%% `value' in a map (or row) whose `attr' (or `attribute') is a size
 %%% attribute (`memory', `binary_memory', ...) or whose `unit' is `bytes'.
 %%% Floats whose key is `share', `usage', `*_usage', `*_rate' or `*_ratio'
-%%% print as percentages. Other integers get thousands separators.</li>
+%%% print as percentages; `rate' (a diff's growth) prints as bytes per
+%%% second, and `change' and `binary_change' as bytes. Other integers get
+%%% thousands separators.</li>
 %%% <li>Pids print as `<0.1.0>', `{M, F, A}' as `m:f/a' (`M.f/a' in the
 %%% Elixir style), `undefined' and `nil' as `-'. Long cells are cut at 60
 %%% characters.</li>
@@ -42,11 +44,12 @@
 -define(BYTE_ATTRS, [memory, binary_memory, total_heap_size, heap_size, stack_size,
                      off_heap_bytes, bytes]).
 %% Sizes in MemProbe results whose names do not end in bytes or memory.
--define(BYTE_KEYS, [heap_size, stack_size, total_heap_size, heap, stack, mailbox]).
+-define(BYTE_KEYS, [heap_size, stack_size, total_heap_size, heap, stack, mailbox,
+                    change, binary_change]).
 %% Columns (and key/value lines) that come first, in this order: what a
 %% row is, then what it measures; the rest follow in key order.
 -define(FIRST, [rank, pid, port, table, allocator, category, part_of, instance, group,
-                name, registered_name, owner, owner_name, value, count,
+                name, registered_name, owner, owner_name, change, rate, value, count,
                 initial_call, current_function, application,
                 memory_bytes, off_heap_bytes, total_bytes, bytes, share, size,
                 objects_bytes, off_heap_binaries,
@@ -213,6 +216,9 @@ cell(Key, V, Ctx) when is_integer(V) ->
                 false -> {group(V), num}
             end
     end;
+cell(rate, V, #ctx{raw = false}) when is_number(V) ->
+    %% Growth rates in diffs are bytes per second.
+    {human_bytes(round(V)) ++ "/s", num};
 cell(Key, V, Ctx) when is_float(V) ->
     case is_ratio(Key) andalso not Ctx#ctx.raw of
         true -> {percent(V), num};
@@ -284,7 +290,7 @@ is_bytes(Key, #ctx{bytes = Extra, value_bytes = ValueBytes}) ->
 
 is_ratio(Key) when is_atom(Key) ->
     Name = atom_to_list(Key),
-    lists:member(Name, ["share", "usage", "ratio", "rate"])
+    lists:member(Name, ["share", "usage", "ratio"])
         orelse has_suffix(Name, ["_usage", "_rate", "_ratio", "_share"]);
 is_ratio(_) ->
     false.

@@ -54,14 +54,20 @@ defmodule MemProbe.EtsSystemTest do
     end
 
     test "results are ranked, sized in bytes, and n is honoured" do
-      _bulky = bulky_table()
+      bulky = bulky_table()
       entries = MemProbe.top_tables(3)
       assert length(entries) == 3
       bytes = Enum.map(entries, & &1.memory_bytes)
       assert bytes == Enum.sort(bytes, :desc)
 
+      # Tables of earlier tests may be deleted (their owners exited) between
+      # the scan and this check; the ones still alive must match exactly.
+      assert Enum.any?(entries, &(&1.table == bulky))
+
       for e <- entries do
-        assert e.memory_bytes == ets_bytes(e.table)
+        if :ets.info(e.table, :memory) != :undefined,
+          do: assert(e.memory_bytes == ets_bytes(e.table))
+
         assert is_pid(e.owner)
         assert e.type in [:set, :ordered_set, :bag, :duplicate_bag]
         assert e.protection in [:public, :protected, :private]

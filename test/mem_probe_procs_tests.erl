@@ -1,0 +1,231 @@
+%%% EUnit tests of the Erlang API of the process scans (mem_probe_procs,
+%%% mem_probe_binaries, mem_probe_state through mem_probe): real processes,
+%%% each planted culprit must rank first with its exact value.
+-module(mem_probe_procs_tests).
+
+-include_lib("eunit/include/eunit.hrl").
+
+-behaviour(gen_server).
+-export([init/1, handle_call/3, handle_cast/2]).
+
+%%--------------------------------------------------------------------
+%% Helpers
+%%--------------------------------------------------------------------
+
+idle() ->
+    receive stop -> ok end.
+
+hold(Term) ->
+    receive stop -> Term end.
+
+kill(Pids) ->
+    [exit(P, kill) || P <- Pids],
+    ok.
+
+memory(Pid) ->
+    {memory, M} = erlang:process_info(Pid, memory),
+    M.
+
+%% Waits until Pid has run its setup and waits in a receive.
+settle(Pid) ->
+    settle(Pid, 500).
+
+settle(_Pid, 0) ->
+    ok;
+settle(Pid, N) ->
+    case erlang:process_info(Pid, status) of
+        {status, waiting} -> ok;
+        _ -> timer:sleep(2), settle(Pid, N - 1)
+    end.
+
+%% A gen_server whose state is what it is told.
+init(State) -> {ok, State}.
+handle_call({set, State}, _From, _) -> {reply, ok, State};
+%% Built here, not in the test process (whose heap would then be the largest).
+handle_call({seq, N}, _From, _) -> {reply, ok, lists:seq(1, N)};
+handle_call({share, N}, _From, _) ->
+    L = lists:seq(1, N),
+    {reply, ok, {L, L}};
+handle_call({block, Ms}, _From, State) -> timer:sleep(Ms), {reply, ok, State};
+handle_call(get, _From, State) -> {reply, State, State}.
+handle_cast(_, State) -> {noreply, State}.
+
+%%--------------------------------------------------------------------
+%% top_processes
+%%--------------------------------------------------------------------
+
+top_memory_gen_server_test() ->
+    {ok, Pid} = gen_server:start(?MODULE, [], []),
+    try
+        ok = gen_server:call(Pid, {seq, 1000000}),
+        [Top] = mem_probe:top_processes(memory, 1),
+        ?assertMatch(#{pid := Pid, attr := memory, name := undefined,
+                       initial_call := {?MODULE, init, 1},
+                       current_function := {gen_server, loop, 7}}, Top),
+        ?assertEqual(memory(Pid), maps:get(value, Top))
+    after
+        kill([Pid])
+    end.
+
+top_mailbox_test() ->
+    Pid = spawn(fun idle/0),
+    [Pid ! {msg, I} || I <- lists:seq(1, 25000)],
+    ?assertMatch([#{pid := Pid, value := 25000, current_function := {?MODULE, idle, 0}}],
+                 mem_probe:top_processes(message_queue_len, 1)),
+    kill([Pid]).
+
+top_monitors_by_count_test() ->
+    Targets = [spawn(fun idle/0) || _ <- lists:seq(1, 1000)],
+    Self = self(),
+    Culprit = spawn(fun() -> [erlang:monitor(process, T) || T <- Targets], Self ! ready, idle() end),
+    Late = spawn(fun idle/0),
+    Decoy = spawn(fun() -> erlang:monitor(process, Late), Self ! ready, idle() end),
+    [receive ready -> ok end || _ <- [1, 2]],
+    ?assertMatch([#{pid := Culprit, value := 1000}], mem_probe:top_processes(monitors, 1)),
+    kill([Culprit, Decoy, Late | Targets]).
+
+top_window_test() ->
+    {ok, Pid} = gen_server:start(?MODULE, [], []),
+    Before = memory(Pid),
+    spawn(fun() -> timer:sleep(200), gen_server:call(Pid, {seq, 400000}) end),
+    [Top | _] = mem_probe:top_processes(memory, 3, [{window, 800}]),
+    ?assertMatch(#{pid := Pid, born := false, died := false}, Top),
+    ?assertEqual(memory(Pid) - Before, maps:get(value, Top)),
+    kill([Pid]).
+
+top_includes_caller_test() ->
+    Big = lists:seq(1, 2000000),
+    [#{pid := Top}] = mem_probe:top_processes(total_heap_size, 1),
+    ?assertEqual(self(), Top),
+    ?assertEqual(2000000, length(Big)).
+
+%%--------------------------------------------------------------------
+%% count_processes
+%%--------------------------------------------------------------------
+
+count_burst_test() ->
+    Pids = [spawn(fun idle/0) || _ <- lists:seq(1, 2500)],
+    [settle(P) || P <- Pids],
+    #{groups := [First | _], process_count := Count, process_limit := Limit} =
+        mem_probe:count_processes(current_function, 3),
+    ?assertEqual(#{key => {?MODULE, idle, 0}, count => 2500}, First),
+    ?assert(Count >= 2500),
+    ?assertEqual(erlang:system_info(process_limit), Limit),
+    kill(Pids).
+
+count_gen_servers_test() ->
+    Pids = [begin {ok, P} = gen_server:start(?MODULE, [], []), P end || _ <- lists:seq(1, 2000)],
+    try
+        #{groups := [First | _]} = mem_probe:count_processes(initial_call),
+        ?assertEqual(#{key => {?MODULE, init, 1}, count => 2000}, First)
+    after
+        kill(Pids)
+    end.
+
+%%--------------------------------------------------------------------
+%% binary_leaks
+%%--------------------------------------------------------------------
+
+shared_binary_counted_once_test() ->
+    Self = self(),
+    Creator = spawn(fun() ->
+                            Shared = binary:copy(<<"s">>, 10000000),
+                            Others = [spawn(fun() -> hold(Shared) end) || _ <- lists:seq(1, 49)],
+                            Self ! {holders, [self() | Others]},
+                            hold(Shared)
+                    end),
+    Holders = receive {holders, Hs} -> Hs end,
+    Culprit = spawn(fun() -> hold(binary:copy(<<"c">>, 15000000)) end),
+    [settle(P) || P <- [Culprit | Holders]],
+    [Top | _] = Leaks = mem_probe:binary_leaks(60),
+    ?assertMatch(#{pid := Culprit, bytes := 15000000, raw_bytes := 15000000,
+                   exclusive_bytes := 15000000, holders := 1}, Top),
+    Sharers = [E || #{pid := P} = E <- Leaks, lists:member(P, Holders)],
+    ?assertEqual(50, length(Sharers)),
+    ?assertEqual(10000000, lists:sum([B || #{bytes := B} <- Sharers])),
+    ?assert(lists:all(fun(#{raw_bytes := R, holders := H}) -> {R, H} =:= {10000000, 50} end,
+                      Sharers)),
+    kill([Creator, Culprit | Holders]).
+
+gc_winners_only_test() ->
+    Litter = fun(Count) ->
+                     spawn(fun() ->
+                                   process_flag(min_heap_size, 100000),
+                                   process_flag(min_bin_vheap_size, 1000000000),
+                                   [binary:copy(<<"g">>, 1000000) || _ <- lists:seq(1, Count)],
+                                   idle()
+                           end)
+             end,
+    Culprit = Litter(20),
+    Bystander = Litter(4),
+    [settle(P) || P <- [Culprit, Bystander]],
+    ?assertMatch([#{pid := Culprit, bytes := 20000000, freed_bytes := 20000000}],
+                 mem_probe:binary_leaks(1, [{gc, true}])),
+    ?assertEqual({binary, []}, erlang:process_info(Culprit, binary)),
+    {binary, Kept} = erlang:process_info(Bystander, binary),
+    ?assertEqual(4, length(Kept)),
+    kill([Culprit, Bystander]).
+
+%%--------------------------------------------------------------------
+%% process_memory and state_size
+%%--------------------------------------------------------------------
+
+process_memory_test() ->
+    Pid = spawn(fun() -> hold(binary:copy(<<"b">>, 5000000)) end),
+    settle(Pid),
+    {ok, M} = mem_probe:process_memory(Pid),
+    ?assertEqual(memory(Pid), maps:get(memory, M)),
+    #{heap := H, stack := S, mailbox := Mb, overhead_bytes := O, memory := Mem} = M,
+    ?assertEqual(Mem, H + S + Mb + O),
+    ?assertMatch(#{off_heap_bytes := 5000000, off_heap_binaries := 1}, M),
+    kill([Pid]),
+    timer:sleep(10),
+    ?assertEqual({error, noproc}, mem_probe:process_memory(Pid)).
+
+state_size_in_place_test() ->
+    {ok, Pid} = gen_server:start(?MODULE, [], []),
+    ok = gen_server:call(Pid, {share, 1000}),
+    {ok, Sizes} = mem_probe:state_size(Pid),
+    %% {L, L}: a copy (sys:get_state) takes 3 + 2 * 2000 words, the state
+    %% itself 3 + 2000.
+    ?assertMatch(#{flat_words := 4003, shared_words := 2003}, Sizes),
+    ?assertEqual(4003, erts_debug:flat_size(sys:get_state(Pid))),
+    kill([Pid]).
+
+state_size_errors_test() ->
+    Plain = spawn(fun idle/0),
+    ?assertEqual({error, not_a_sys_process}, mem_probe:state_size(Plain)),
+    ?assertEqual({error, calling_process}, mem_probe:state_size(self())),
+    {ok, Stuck} = gen_server:start(?MODULE, kept, []),
+    Self = self(),
+    spawn(fun() -> Self ! {unblocked, gen_server:call(Stuck, {block, 300})} end),
+    timer:sleep(20),
+    ?assertEqual({error, timeout}, mem_probe:state_size(Stuck, [{timeout, 50}])),
+    receive {unblocked, ok} -> ok end,
+    ?assertEqual(kept, gen_server:call(Stuck, get)),
+    receive Stray -> ?assertEqual(no_stray_message, Stray) after 0 -> ok end,
+    kill([Plain, Stuck]),
+    timer:sleep(10),
+    ?assertEqual({error, noproc}, mem_probe:state_size(Stuck)).
+
+%%--------------------------------------------------------------------
+%% Bad arguments
+%%--------------------------------------------------------------------
+
+badarg_test() ->
+    ?assertError({badarg, <<"top_processes/3: unknown attribute size; accepted: memory, "
+                            "message_queue_len, reductions, total_heap_size, heap_size, "
+                            "stack_size, binary_memory, monitors, monitored_by, links">>},
+                 mem_probe:top_processes(size, 1)),
+    ?assertError({badarg, <<"top_processes/3: n must be a non-negative integer, got -1; "
+                            "accepted: 0, 1, 2, ...">>},
+                 mem_probe:top_processes(memory, -1)),
+    ?assertError({badarg, _}, mem_probe:top_processes(memory, 1, [{window, -1}])),
+    ?assertError({badarg, _}, mem_probe:count_processes(module, 3)),
+    ?assertError({badarg, _}, mem_probe:binary_leaks(a)),
+    ?assertError({badarg, <<"process_memory/1: expected a pid, got foo; accepted: a pid">>},
+                 mem_probe:process_memory(foo)),
+    ?assertError({badarg, _}, mem_probe:state_size("pid")),
+    %% Nothing is created from input.
+    ?assertError({badarg, _}, mem_probe:top_processes(<<"no_such_attribute_7d2e">>, 1)),
+    ?assertError(badarg, binary_to_existing_atom(<<"no_such_attribute_7d2e">>, utf8)).
