@@ -264,10 +264,10 @@ defmodule MemProbe do
       iex> big = :binary.copy("x", 50_000_000)
       iex> pid = spawn(fn -> receive do: (:stop -> byte_size(big)) end)
       iex> entry = Enum.find(MemProbe.binary_leaks(20), &(&1.pid == pid))
-      iex> {entry.bytes, entry.raw_bytes, entry.holders}
-      {25_000_000, 50_000_000, 2}
       iex> Process.exit(pid, :kill)
       true
+      iex> {entry.bytes, entry.raw_bytes, entry.holders, byte_size(big)}
+      {25_000_000, 50_000_000, 2, 50_000_000}
 
   The binary has two holders, this process and `pid`: each is charged half.
   """
@@ -673,7 +673,7 @@ defmodule MemProbe do
   """
   @spec report(keyword() | map()) :: :ok
   def report(opts \\ []) do
-    translate_badarg(fn -> :mem_probe.report(opts) end) |> nil_for_undefined() |> print()
+    translate_badarg(fn -> :mem_probe.report(opts) end) |> print()
   end
 
   # --- end of leak hunting over time ---

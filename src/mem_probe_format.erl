@@ -63,7 +63,14 @@ format(Term) -> format(Term, []).
 
 -spec format(term(), list() | map()) -> unicode:chardata().
 format(Term, Opts) ->
-    lists:join($\n, render(Term, context("format/2", Opts))).
+    text("format/2", Term, Opts).
+
+text(Function, #{findings := _, top_memory := _, counts := _} = Report, Opts) ->
+    %% mem_probe:report/1's map has a layout of its own: findings first.
+    _ = context(Function, Opts),
+    mem_probe_report:format(Report, Opts);
+text(Function, Term, Opts) ->
+    lists:join($\n, render(Term, context(Function, Opts))).
 
 %% @doc Prints `format(Term)' on the standard output and returns `ok'.
 -spec print(term()) -> ok.
@@ -71,8 +78,7 @@ print(Term) -> print(Term, []).
 
 -spec print(term(), list() | map()) -> ok.
 print(Term, Opts) ->
-    Text = lists:join($\n, render(Term, context("print/2", Opts))),
-    io:put_chars([Text, $\n]).
+    io:put_chars([text("print/2", Term, Opts), $\n]).
 
 context(Fn, Opts0) ->
     IsKeyList = fun(L) -> is_list(L) andalso lists:all(fun is_atom/1, L) end,

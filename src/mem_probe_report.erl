@@ -23,7 +23,7 @@
 %%% </ul>
 -module(mem_probe_report).
 
--export([report/1]).
+-export([report/1, format/2]).
 
 -define(FN, "report/1").
 -define(MIB, (1024 * 1024)).
@@ -61,6 +61,72 @@ report(Options) ->
       binary_leaks => Leaks,
       allocators => maps:without([allocators, mseg_cache], Allocators),
       counts => Counts}.
+
+%% @doc The report as one screen of text: findings first, then each section
+%% as a table (options as `mem_probe_format:format/2').
+-spec format(map(), list() | map()) -> unicode:chardata().
+format(#{findings := Findings} = Report, Opts) ->
+    Table = fun(Key) -> mem_probe_format:format(maps:get(Key, Report), Opts) end,
+    #{memory := #{total_bytes := Total, categories := Categories}} = Report,
+    Sections =
+        [{io_lib:format("MemProbe report for ~s", [node_name(Report)]), []},
+         {"Findings worth a look", findings_text(Findings, Opts)},
+         {["Memory by category (total ", mem_probe_format:human_bytes(Total), ")"],
+          mem_probe_format:format(Categories, Opts)},
+         {"Top processes by memory", Table(top_memory)},
+         {"Top processes by message queue", Table(top_mailbox)},
+         {"Top ETS tables, with the off-heap binaries they hold", Table(top_tables)},
+         {"Binary leaks (each binary counted once across the node)", Table(binary_leaks)},
+         {"Allocators (usage = blocks / carriers)", Table(allocators)},
+         {"Counts against limits", Table(counts)}],
+    lists:join("\n\n", [[Title, "\n", lists:duplicate(string:length(Title), $-),
+                          case Body of [] -> []; _ -> ["\n", Body] end]
+                         || {Title0, Body} <- Sections,
+                            Title <- [unicode:characters_to_list(Title0)]]).
+
+node_name(#{node := Node}) -> atom_to_list(Node).
+
+findings_text([], _Opts) ->
+    "nothing stands out";
+findings_text(Findings, Opts) ->
+    lists:join("\n", [["* ", describe(Subject, Opts), ": ", Text]
+                      || #{subject := Subject, text := Text} <- Findings]).
+
+describe(#{name := Name, pid := Pid}, _Opts) when is_atom(Name), Name =/= undefined,
+                                                   Name =/= nil ->
+    [atom_to_list(Name), " ", pid_to_list(Pid)];
+describe(#{pid := Pid} = S, Opts) ->
+    [pid_to_list(Pid), case S of
+                           #{initial_call := MFA} -> [" ", mfa(MFA, Opts)];
+                           _ -> []
+                       end];
+describe(#{table := _, name := Name}, _Opts) ->
+    io_lib:format("table ~0tp", [Name]);
+describe(#{initial_call := MFA}, Opts) ->
+    ["processes started from ", mfa(MFA, Opts)];
+describe(#{category := C}, _Opts) ->
+    io_lib:format("memory category ~s", [C]);
+describe(#{allocator := A}, _Opts) ->
+    io_lib:format("~s", [A]);
+describe(#{what := What}, _Opts) ->
+    atom_to_list(What);
+describe(Subject, _Opts) ->
+    io_lib:format("~0tp", [Subject]).
+
+%% m:f/a, or Mod.f/a for Elixir modules in the Elixir style.
+mfa({M, F, A}, Opts) when is_atom(M), is_atom(F), is_integer(A) ->
+    Elixir = style(Opts) =:= elixir,
+    case {Elixir, atom_to_list(M)} of
+        {true, "Elixir." ++ Mod} -> io_lib:format("~s.~s/~b", [Mod, F, A]);
+        {true, Mod} -> io_lib:format(":~s.~s/~b", [Mod, F, A]);
+        {false, Mod} -> io_lib:format("~s:~s/~b", [Mod, F, A])
+    end;
+mfa(Other, _Opts) ->
+    io_lib:format("~0tp", [Other]).
+
+style(Opts) when is_map(Opts) -> maps:get(style, Opts, erlang);
+style(Opts) when is_list(Opts) -> proplists:get_value(style, Opts, erlang);
+style(_) -> erlang.
 
 counts() ->
     [#{what => What, count => erlang:system_info(Count), limit => erlang:system_info(Limit),
@@ -135,7 +201,7 @@ monitors(_) ->
 
 process_group(#{groups := [#{key := Key, count := Count} | _], process_count := All})
   when Count > 1000, Count * 3 > All ->
-    [finding(process_group, "~b of ~b processes started from ~0tp", [Count, All, Key],
+    [finding(process_group, "~b of ~b processes (a process leak?)", [Count, All],
              #{initial_call => Key})];
 process_group(_) ->
     [].
