@@ -129,7 +129,7 @@ defmodule Bench.TermSize do
         gaps = for _ <- 1..3, do: max_gap_ms(fn -> fun.(list) end)
 
         IO.puts(
-          "stall with +S 1:1, 20M list, #{String.pad_trailing(name, 24)} max gap #{Enum.max(gaps)} ms (runs: #{inspect(gaps)})"
+          "stall with +S 1:1, 20M list, #{String.pad_trailing(name, 24)} max gap #{Enum.max(gaps)} ms (runs: #{inspect(gaps, charlists: :as_lists)})"
         )
       end
     after

@@ -163,7 +163,33 @@ fn byte_at<M: Memory>(mem: &M, addr: usize, byte: usize) -> Result<u64, LayoutEr
 }
 
 /// Decodes the boxed object at `addr`, checking its header.
+#[inline(always)]
 pub fn boxed<M: Memory>(
+    mem: &M,
+    layout: &Layout,
+    addr: usize,
+    detail: Detail,
+) -> Result<Object, LayoutError> {
+    // Fast path for the most common object, a non-empty tuple, with the same
+    // checks as below; everything else takes the full decoder.
+    let header = mem.word(addr)?;
+    let arity = header >> HEADER_ARITY_SHIFT;
+    if header & HEADER_TAG_MASK == 0
+        && arity != 0
+        && arity <= layout.max_tuple_arity
+        && layout.kinds[0] == Some(Kind::Tuple)
+    {
+        return Ok(Object {
+            words: arity + 1,
+            children: addr + WORD_BYTES,
+            child_count: arity as usize,
+            ..Object::leaf(0)
+        });
+    }
+    boxed_any(mem, layout, addr, detail)
+}
+
+fn boxed_any<M: Memory>(
     mem: &M,
     layout: &Layout,
     addr: usize,
