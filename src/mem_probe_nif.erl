@@ -93,6 +93,7 @@ flat_size(Term) ->
         native ->
             case run(Term, flat) of
                 {ok, Hi, Lo, _, _, _, _, _} -> (Hi bsl 64) bor Lo;
+                {error, flat_size_overflow} -> overflow("flat_size/1");
                 {error, _} -> erts_debug:flat_size(Term)
             end;
         fallback ->
@@ -123,12 +124,22 @@ term_size(Term) ->
                       off_heap_binaries => Bins,
                       off_heap_bytes => BinBytes,
                       bytes => Shared * erlang:system_info(wordsize) + BinBytes};
+                {error, flat_size_overflow} ->
+                    overflow("term_size/1");
                 {error, _} ->
                     fallback_term_size(Term)
             end;
         fallback ->
             fallback_term_size(Term)
     end.
+
+%% A flat size beyond 128 bits (a term shared ~128 levels deep). Falling
+%% back to erts_debug:flat_size/1 here would walk its paths for ever.
+overflow(Function) ->
+    erlang:error({flat_size_overflow,
+                  iolist_to_binary([Function, ": the flat size of this term is above 2^128 words, "
+                                    "so no copy of it could ever be made; shared_size/1 still "
+                                    "answers"])}).
 
 fallback_term_size(Term) ->
     Shared = erts_debug:size_shared(Term),
@@ -155,7 +166,7 @@ run(Term, WalkMode) ->
             Done -> Done
         end,
     case Result of
-        {error, _} -> count_walk_error();
+        {error, {layout_error, _, _, _}} -> count_walk_error();
         _ -> ok
     end,
     Result.

@@ -6,6 +6,9 @@ defmodule MemProbe.TermSizeTest do
 
   @moduletag timeout: 300_000
 
+  # Largest flat size the tests ask :erts_debug.flat_size/1 for (~50 ms).
+  @bif_flat_limit 5_000_000
+
   # {flat_size, size_shared, size/1, off-heap bytes} per calibration case,
   # measured on OTP 25.2.3 (ERTS_LAYOUT.md §5.3). The cases added with OTP 27
   # support (fun_heap_copy, funs_of_one_lambda, export_fun_ets_copy,
@@ -267,7 +270,16 @@ defmodule MemProbe.TermSizeTest do
         term = term(Enum.random(1..5))
         m = measure(term)
         context = "term #{i} (seed #{seed}): #{inspect(term, limit: 8)}"
-        assert m.flat == :erts_debug.flat_size(term), context
+
+        if m.flat <= @bif_flat_limit do
+          assert m.flat == :erts_debug.flat_size(term), context
+        else
+          # Past this the BIF walks every path of a heavily shared term, for
+          # minutes or more. The plain path-counting walk (another code path
+          # than the DAG count) must agree that the term is that large.
+          assert :mem_probe_nif.walk_flat_raw(term, @bif_flat_limit) == :limit, context
+        end
+
         assert m.shared + m.hashmap_nodes == :erts_debug.size_shared(term), context
         assert MemProbe.flat_size(term) == m.flat, context
         assert MemProbe.shared_size(term) == m.shared, context
@@ -304,6 +316,17 @@ defmodule MemProbe.TermSizeTest do
       assert size.shared_words == 120
       # The plain path-counting walk gives up at its limit instead.
       assert :mem_probe_nif.walk_flat_raw(dag, 1_000_000) == :limit
+    end
+
+    test "a flat size beyond 128 bits is a clear error, never a walk of its paths" do
+      dag = Enum.reduce(1..130, :leaf, fn _, t -> {t, t} end)
+      assert MemProbe.shared_size(dag) == 390
+
+      for size <- [&MemProbe.flat_size/1, &MemProbe.term_size/1] do
+        error = assert_raise ErlangError, fn -> size.(dag) end
+        assert {:flat_size_overflow, message} = error.original
+        assert message =~ "above 2^128 words"
+      end
     end
 
     test "flat sizes beyond 64 bits are exact integers" do

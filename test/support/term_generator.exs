@@ -75,9 +75,15 @@ defmodule MemProbe.TermGenerator do
     end
   end
 
+  # Pooled subterms are reused by later terms, so sharing compounds across
+  # the run; only modest terms are pooled, or flat sizes would grow without
+  # bound (2^n paths after n rounds).
   defp remember(term) do
-    pool = Process.get(:term_pool, [])
-    Process.put(:term_pool, Enum.take([term | pool], 30))
+    if MemProbe.flat_size(term) < 200_000 do
+      pool = Process.get(:term_pool, [])
+      Process.put(:term_pool, Enum.take([term | pool], 30))
+    end
+
     term
   end
 
