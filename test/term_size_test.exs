@@ -1,5 +1,5 @@
 defmodule MemProbe.TermSizeTest do
-  # Not async: one test switches the whole library into fallback mode.
+  # Not async: sizes of process-wide things (literal areas, persistent terms).
   use ExUnit.Case, async: false
 
   import MemProbe.TermGenerator
@@ -416,27 +416,38 @@ defmodule MemProbe.TermSizeTest do
   end
 
   describe "fallback mode" do
+    # In a VM of its own (a peer over standard I/O): switching this VM to
+    # fallback would change what every concurrently running test sees.
     test "forced by configuration, sizes come from the BIFs and info says why" do
-      Application.put_env(:mem_probe, :mode, :fallback)
+      ebin = :code.which(:mem_probe) |> Path.dirname() |> to_charlist()
+
+      {:ok, peer, _node} =
+        :peer.start(%{
+          connection: :standard_io,
+          args: [~c"-pa", ebin, ~c"-mem_probe", ~c"mode", ~c"fallback"]
+        })
 
       try do
-        info = :mem_probe_nif.recalibrate()
+        call = fn m, f, a -> :peer.call(peer, m, f, a, 30_000) end
+        :ok = call.(:application, :load, [:mem_probe])
+        info = call.(:mem_probe, :info, [])
         assert info.mode == :fallback
         assert info.reason == :forced_by_configuration
         assert :literal_words in info.inexact
 
         map = :maps.from_list(for i <- 1..40, do: {i, i})
-        assert MemProbe.flat_size(map) == elem(table()[:hashmap_40], 0)
-        assert MemProbe.shared_size(map) == :erts_debug.size_shared(map)
-        size = MemProbe.term_size(:binary.copy(<<1>>, 100))
-        assert size.flat_words == refc_words()
-        assert size.off_heap_bytes == nil
-        assert size.literal_words == nil
-        assert MemProbe.info().mode == :fallback
+        assert call.(:mem_probe, :flat_size, [map]) == 152
+        assert call.(:mem_probe, :shared_size, [map]) == 224
+        size = call.(:mem_probe, :term_size, [:binary.copy(<<1>>, 100)])
+        assert size.flat_words == call.(:erts_debug, :flat_size, [:binary.copy(<<1>>, 100)])
+        assert size.off_heap_bytes == :undefined
+        assert size.literal_words == :undefined
       after
-        Application.delete_env(:mem_probe, :mode)
-        assert :mem_probe_nif.recalibrate().mode == :native
+        :peer.stop(peer)
       end
+
+      # This VM was never touched.
+      assert MemProbe.info().mode == :native
     end
   end
 end
