@@ -23,19 +23,13 @@
 # that is the point: the caller's heap never holds the table. Timings are
 # medians on a shared machine: read the ratios, not the absolute numbers.
 
+Code.require_file("support.exs", __DIR__)
+
 defmodule Bench.EtsSystem do
+  import Bench.Support
+
   @runs 7
   @min_heap 40_000_000
-
-  def median_us(fun, runs \\ @runs) do
-    times =
-      for _ <- 1..runs do
-        {us, _} = :timer.tc(fun)
-        us
-      end
-
-    Enum.at(Enum.sort(times), div(runs, 2))
-  end
 
   # Words allocated on the caller's heap by `fun`, in a fresh process. The
   # process is measured from outside while it waits (a process reading its
@@ -149,9 +143,6 @@ defmodule Bench.EtsSystem do
     end
   end
 
-  def fmt_ms(us), do: :io_lib.format("~.2f", [us / 1000]) |> to_string()
-  def ratio(a, b), do: :io_lib.format("~.2fx", [a / max(b, 1)]) |> to_string()
-
   def fmt_words({:exact, w}), do: Integer.to_string(w)
   def fmt_words({:gc, w}), do: ">= #{w} (gc ran)"
 
@@ -222,7 +213,7 @@ defmodule Bench.EtsSystem do
         ]
       end
 
-    print_table([header | rows])
+    print_table([header | rows], [0, 2])
 
     IO.puts(
       "\nThe binaries walk copies every object once, like tab2list, but in chunks in a helper " <>
@@ -230,25 +221,6 @@ defmodule Bench.EtsSystem do
     )
 
     send(owner, :stop)
-  end
-
-  defp print_table(rows) do
-    widths =
-      rows
-      |> Enum.zip()
-      |> Enum.map(fn col -> col |> Tuple.to_list() |> Enum.map(&String.length/1) |> Enum.max() end)
-
-    for row <- rows do
-      row
-      |> Enum.zip(widths)
-      |> Enum.with_index()
-      |> Enum.map(fn
-        {{cell, w}, i} when i in [0, 2] -> String.pad_trailing(cell, w)
-        {{cell, w}, _} -> String.pad_leading(cell, w)
-      end)
-      |> Enum.join("  ")
-      |> IO.puts()
-    end
   end
 end
 

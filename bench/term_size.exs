@@ -8,20 +8,16 @@
 # list with one normal scheduler online. Timings are medians of several runs
 # on a shared machine: read the ratios, not the absolute numbers.
 
+Code.require_file("support.exs", __DIR__)
+
 defmodule Bench.TermSize do
+  import Bench.Support
+
   @runs 7
+
+  def median_us(fun), do: Bench.Support.median_us(fun, @runs)
   # erts_debug:size/1 is plain Erlang and very slow; it runs once, with a cap.
   @size_cap_ms 60_000
-
-  def median_us(fun, runs \\ @runs) do
-    times =
-      for _ <- 1..runs do
-        {us, _} = :timer.tc(fun)
-        us
-      end
-
-    Enum.at(Enum.sort(times), div(runs, 2))
-  end
 
   # size/1 once, in its own process, given up after @size_cap_ms.
   def size1_us(term) do
@@ -48,9 +44,6 @@ defmodule Bench.TermSize do
       {"50k binaries", fn -> for i <- 1..50_000, do: :binary.copy(<<i::32>>, 100) end}
     ]
   end
-
-  def fmt_ms(us), do: :io_lib.format("~.2f", [us / 1000]) |> to_string()
-  def ratio(a, b), do: :io_lib.format("~.2fx", [a / max(b, 1)]) |> to_string()
 
   def run do
     IO.puts(
@@ -159,25 +152,6 @@ defmodule Bench.TermSize do
       1 ->
         now = System.monotonic_time(:millisecond)
         tick(now, max(max_gap, now - last), parent)
-    end
-  end
-
-  defp print_table(rows) do
-    widths =
-      rows
-      |> Enum.zip()
-      |> Enum.map(fn col -> col |> Tuple.to_list() |> Enum.map(&String.length/1) |> Enum.max() end)
-
-    for row <- rows do
-      row
-      |> Enum.zip(widths)
-      |> Enum.with_index()
-      |> Enum.map(fn
-        {{cell, w}, 0} -> String.pad_trailing(cell, w)
-        {{cell, w}, _} -> String.pad_leading(cell, w)
-      end)
-      |> Enum.join("  ")
-      |> IO.puts()
     end
   end
 end
