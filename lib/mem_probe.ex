@@ -85,7 +85,8 @@ defmodule MemProbe do
     * `:shared_words` — as `shared_size/1`;
     * `:literal_words` — distinct words in the literal area (module constants,
       `:persistent_term`); `shared_words + literal_words` equals
-      `:erts_debug.size/1`;
+      `:erts_debug.size/1` (on OTP 27 it can be lower: `size/1` counts a shared
+      BinRef or FunRef once per owner);
     * `:off_heap_binaries`, `:off_heap_bytes` — distinct off-heap binaries the
       term keeps alive and their allocated bytes, each counted once;
     * `:bytes` — `shared_words` in bytes plus `off_heap_bytes`: what the term
