@@ -365,19 +365,9 @@ count_chunk([P | Ps], By, Acc) ->
     end.
 
 group_key(P, initial_call) ->
+    %% proc_lib processes by their '$initial_call' (mem_probe_scan).
     case erlang:process_info(P, initial_call) of
-        {initial_call, {proc_lib, init_p, 5} = Raw} ->
-            %% The dictionary is copied (OTP 25 cannot read one key), but only
-            %% for processes started by proc_lib.
-            case erlang:process_info(P, dictionary) of
-                {dictionary, Dict} ->
-                    case lists:keyfind('$initial_call', 1, Dict) of
-                        {_, {M, F, A} = MFA} when is_atom(M), is_atom(F), is_integer(A) -> MFA;
-                        _ -> Raw
-                    end;
-                undefined -> '$gone'
-            end;
-        {initial_call, MFA} -> MFA;
+        {initial_call, Raw} -> mem_probe_scan:initial_call(P, Raw);
         undefined -> '$gone'
     end;
 group_key(P, current_function) ->

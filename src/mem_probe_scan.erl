@@ -24,7 +24,7 @@
 %%% a scan answer `undefined' and are skipped; no scan crashes on them.
 -module(mem_probe_scan).
 
--export([isolated/1, processes/0, parallel/2, chunks/1, worker_count/1,
+-export([isolated/1, processes/0, parallel/2, chunks/1, worker_count/1, initial_call/2,
          top_new/1, top_offer/4, top_accepts/2, top_list/1,
          details/1, details/2, wordsize/0, sleep_or_caller_down/2]).
 
@@ -217,6 +217,9 @@ details(Pid, Map) ->
             undefined
     end.
 
+%% @doc A process's initial call, preferring proc_lib's `'$initial_call'' so
+%% that GenServers show their module; `Raw' is `process_info(Pid, initial_call)'.
+-spec initial_call(pid(), mfa()) -> mfa().
 initial_call(Pid, {proc_lib, init_p, 5} = Raw) ->
     %% OTP 25 has no process_info(P, {dictionary, Key}): the dictionary is
     %% copied, which is why this is done for winners only.
