@@ -334,6 +334,36 @@ fn part<T>(table: &Option<T>, addr: usize, header: u64) -> Result<&T, LayoutErro
     ))
 }
 
+/// `Ok` when `header` is exactly `expected`.
+fn exact_header(
+    header: u64,
+    expected: u64,
+    addr: usize,
+    what: &'static str,
+) -> Result<(), LayoutError> {
+    if header == expected {
+        Ok(())
+    } else {
+        Err(LayoutError::new(what, addr, header))
+    }
+}
+
+/// The object a boxed field of the object at `addr` points to (a
+/// sub-binary's or sub-bitstring's `orig`); `what` when it is not boxed.
+fn boxed_field<M: Memory>(
+    mem: &M,
+    addr: usize,
+    index: usize,
+    what: &'static str,
+) -> Result<usize, LayoutError> {
+    let at = addr + index * WORD_BYTES;
+    let word = mem.word(at)?;
+    match classify(word, at)? {
+        Word::Boxed(target) => Ok(target),
+        _ => Err(LayoutError::new(what, at, word)),
+    }
+}
+
 /// An `ErlFunEntry*`, `Export*` or `Binary*`: non-null and 8-aligned.
 fn plausible_pointer(word: u64) -> bool {
     word >= LOWEST_VALID_ADDRESS && word.is_multiple_of(WORD_BYTES as u64)
@@ -523,13 +553,7 @@ fn sub_binary<M: Memory>(
     detail: Detail,
 ) -> Result<Object, LayoutError> {
     let sl = part(&layout.sub_binary, addr, header)?;
-    if header != sl.header {
-        return Err(LayoutError::new(
-            "unexpected sub binary header",
-            addr,
-            header,
-        ));
-    }
+    exact_header(header, sl.header, addr, "unexpected sub binary header")?;
     let size = word_at(mem, addr, sl.size_word)?;
     let offset = word_at(mem, addr, sl.offset_word)?;
     let bitsize = byte_at(mem, addr, sl.bitsize_byte)?;
@@ -541,31 +565,26 @@ fn sub_binary<M: Memory>(
             header,
         ));
     }
-    let orig_at = addr + sl.orig_word * WORD_BYTES;
-    let orig_word = mem.word(orig_at)?;
-    let orig = match classify(orig_word, orig_at)? {
-        Word::Boxed(orig) => orig,
-        _ => {
-            return Err(LayoutError::new(
-                "sub binary orig is not boxed",
-                orig_at,
-                orig_word,
-            ))
-        }
-    };
+    let orig = boxed_field(mem, addr, sl.orig_word, "sub binary orig is not boxed")?;
     // Checks the orig as any object: a refc or heap binary, never a sub binary.
     let orig_object = boxed(mem, layout, orig, detail)?;
     let orig_header = mem.word(orig)?;
-    let (orig_bytes, binary) = match layout.kind_of(orig_header) {
-        Some(Kind::RefcBinary) => (
-            word_at(
-                mem,
-                orig,
-                part(&layout.refc_binary, orig, orig_header)?.size_word,
-            )?,
-            orig_object.binary,
+    // What a copy of a slice of a refc binary keeps: a new ProcBin (`None`
+    // for a heap binary, whose copy holds only the slice's bytes).
+    let (orig_bytes, binary, refc_words) = match layout.kind_of(orig_header) {
+        Some(Kind::RefcBinary) => {
+            let rl = part(&layout.refc_binary, orig, orig_header)?;
+            (
+                word_at(mem, orig, rl.size_word)?,
+                orig_object.binary,
+                Some(rl.words),
+            )
+        }
+        Some(Kind::HeapBinary) => (
+            word_at(mem, orig, layout.heap_binary.size_word)?,
+            None,
+            None,
         ),
-        Some(Kind::HeapBinary) => (word_at(mem, orig, layout.heap_binary.size_word)?, None),
         _ => {
             return Err(LayoutError::new(
                 "sub binary orig is not a binary",
@@ -583,19 +602,14 @@ fn sub_binary<M: Memory>(
         ));
     }
     let bits = bitoffs + bitsize;
-    let refc_words = match layout.kind_of(orig_header) {
-        Some(Kind::RefcBinary) => part(&layout.refc_binary, orig, orig_header)?.words,
-        _ => 0,
-    };
     let (mut words, extra_bytes) = match bits {
         0 => (0, 0),
         1..=8 => (sl.words, 1),
         _ => (sl.words, 2),
     };
-    words += if refc_words > 0 {
-        refc_words
-    } else {
-        layout.heap_binary.base_words + words_for_bytes(size + extra_bytes)
+    words += match refc_words {
+        Some(refc_words) => refc_words,
+        None => layout.heap_binary.base_words + words_for_bytes(size + extra_bytes),
     };
     Ok(Object {
         binary,
@@ -615,13 +629,7 @@ fn sub_bits<M: Memory>(
     detail: Detail,
 ) -> Result<Object, LayoutError> {
     let sl = part(&layout.sub_bits, addr, header)?;
-    if header != sl.header {
-        return Err(LayoutError::new(
-            "unexpected sub-bitstring header",
-            addr,
-            header,
-        ));
-    }
+    exact_header(header, sl.header, addr, "unexpected sub-bitstring header")?;
     let base_flags = word_at(mem, addr, sl.base_flags_word)?;
     let flags = base_flags & sl.flags_mask;
     let base = base_flags & !sl.flags_mask;
@@ -634,29 +642,12 @@ fn sub_bits<M: Memory>(
             start,
         ));
     }
-    let orig_at = addr + sl.orig_word * WORD_BYTES;
-    let orig_word = mem.word(orig_at)?;
-    let orig = match classify(orig_word, orig_at)? {
-        Word::Boxed(orig) => orig,
-        _ => {
-            return Err(LayoutError::new(
-                "sub-bitstring orig is not boxed",
-                orig_at,
-                orig_word,
-            ))
-        }
-    };
+    let orig = boxed_field(mem, addr, sl.orig_word, "sub-bitstring orig is not boxed")?;
     let orig_header = mem.word(orig)?;
     match layout.kind_of(orig_header) {
         Some(Kind::BinRef) if orig_header & PRIMARY_MASK == PRIMARY_HEADER => {
             let br = part(&layout.bin_ref, orig, orig_header)?;
-            if orig_header != br.header {
-                return Err(LayoutError::new(
-                    "unexpected BinRef header",
-                    orig,
-                    orig_header,
-                ));
-            }
+            exact_header(orig_header, br.header, orig, "unexpected BinRef header")?;
             let binary = binary_pointer(
                 mem,
                 orig,
