@@ -6,20 +6,8 @@ use heap::*;
 use term_walker::layout::OTP_25;
 use term_walker::{flat, flat_words, flat_words_dag, scan, term_size, Detail, Scan, Stop, Work};
 
-/// Flat words by every route (plain, DAG, term_size), which must agree, and the scan.
 fn measure(h: &TestHeap, term: u64) -> (u128, Scan) {
-    let plain = flat_words(h, &OTP_25, term, u64::MAX, &mut Work::unlimited())
-        .unwrap()
-        .unwrap() as u128;
-    let dag = flat_words_dag(h, &OTP_25, term, &mut Work::unlimited()).unwrap();
-    let picked = flat(h, &OTP_25, term, 0, &mut Work::unlimited()).unwrap();
-    let found = scan(h, &OTP_25, term, Detail::OffHeap, &mut Work::unlimited()).unwrap();
-    let both = term_size(h, &OTP_25, term, &mut Work::unlimited()).unwrap();
-    assert_eq!(plain, dag, "plain and DAG flat sizes differ");
-    assert_eq!(plain, picked);
-    assert_eq!(both.flat_words, plain);
-    assert_eq!(both.scan, found);
-    (plain, found)
+    check::measure(&OTP_25, h, term)
 }
 
 fn flat_of(h: &TestHeap, term: u64) -> u128 {
@@ -30,27 +18,12 @@ fn shared_of(h: &TestHeap, term: u64) -> u64 {
     measure(h, term).1.shared_words
 }
 
-/// The reason a scan (and a flat walk) refuses the term.
 fn refused(h: &TestHeap, term: u64) -> &'static str {
-    let from_scan = match scan(h, &OTP_25, term, Detail::OffHeap, &mut Work::unlimited()) {
-        Err(Stop::Layout(e)) => e.what,
-        other => panic!("expected a layout error, got {other:?}"),
-    };
-    match flat_words(h, &OTP_25, term, u64::MAX, &mut Work::unlimited()) {
-        Err(Stop::Layout(e)) => assert_eq!(e.what, from_scan),
-        other => panic!("flat walk accepted a term the scan refused: {other:?}"),
-    }
-    from_scan
+    check::refused(&OTP_25, h, term)
 }
 
-/// The reason a walk that reads off-heap `Binary`s refuses the term, which
-/// size-only walks (that never read that memory) accept.
 fn refused_off_heap(h: &TestHeap, term: u64) -> &'static str {
-    assert!(scan(h, &OTP_25, term, Detail::Words, &mut Work::unlimited()).is_ok());
-    match term_size(h, &OTP_25, term, &mut Work::unlimited()) {
-        Err(Stop::Layout(e)) => e.what,
-        other => panic!("expected a layout error, got {other:?}"),
-    }
+    check::refused_off_heap(&OTP_25, h, term)
 }
 
 #[test]

@@ -7,32 +7,14 @@ mod heap;
 use heap::otp27::*;
 use heap::*;
 use term_walker::layout::{Layout, OTP_25, OTP_27};
-use term_walker::{flat, flat_words, flat_words_dag, scan, term_size, Detail, Scan, Stop, Work};
+use term_walker::Scan;
 
-/// Flat words by every route (plain, DAG, picked, term_size), which must
-/// agree, and the scan.
 fn measure_with(layout: &Layout, h: &TestHeap, term: u64) -> (u128, Scan) {
-    let plain = flat_words(h, layout, term, u64::MAX, &mut Work::unlimited())
-        .unwrap()
-        .unwrap() as u128;
-    let dag = flat_words_dag(h, layout, term, &mut Work::unlimited()).unwrap();
-    let picked = flat(h, layout, term, 0, &mut Work::unlimited()).unwrap();
-    let found = scan(h, layout, term, Detail::OffHeap, &mut Work::unlimited()).unwrap();
-    let words_only = scan(h, layout, term, Detail::Words, &mut Work::unlimited()).unwrap();
-    let both = term_size(h, layout, term, &mut Work::unlimited()).unwrap();
-    assert_eq!(plain, dag, "plain and DAG flat sizes differ");
-    assert_eq!(plain, picked);
-    assert_eq!(both.flat_words, plain);
-    assert_eq!(both.scan, found);
-    assert_eq!(
-        (words_only.shared_words, words_only.literal_words),
-        (found.shared_words, found.literal_words)
-    );
-    (plain, found)
+    check::measure(layout, h, term)
 }
 
 fn measure(h: &TestHeap, term: u64) -> (u128, Scan) {
-    measure_with(&OTP_27, h, term)
+    check::measure(&OTP_27, h, term)
 }
 
 /// (flat, size_shared without the hashmap double count, literal words,
@@ -43,28 +25,15 @@ fn sizes(h: &TestHeap, term: u64) -> (u128, u64, u64, u64) {
 }
 
 fn refused_with(layout: &Layout, h: &TestHeap, term: u64) -> &'static str {
-    let from_scan = match scan(h, layout, term, Detail::OffHeap, &mut Work::unlimited()) {
-        Err(Stop::Layout(e)) => e.what,
-        other => panic!("expected a layout error, got {other:?}"),
-    };
-    match flat_words(h, layout, term, u64::MAX, &mut Work::unlimited()) {
-        Err(Stop::Layout(e)) => assert_eq!(e.what, from_scan),
-        other => panic!("flat walk accepted a term the scan refused: {other:?}"),
-    }
-    from_scan
+    check::refused(layout, h, term)
 }
 
 fn refused(h: &TestHeap, term: u64) -> &'static str {
-    refused_with(&OTP_27, h, term)
+    check::refused(&OTP_27, h, term)
 }
 
-/// Refused only by walks that read the off-heap `Binary`.
 fn refused_off_heap(h: &TestHeap, term: u64) -> &'static str {
-    assert!(scan(h, &OTP_27, term, Detail::Words, &mut Work::unlimited()).is_ok());
-    match term_size(h, &OTP_27, term, &mut Work::unlimited()) {
-        Err(Stop::Layout(e)) => e.what,
-        other => panic!("expected a layout error, got {other:?}"),
-    }
+    check::refused_off_heap(&OTP_27, h, term)
 }
 
 #[test]

@@ -275,4 +275,5 @@ impl TestHeap {
     }
 }
 
+pub mod check;
 pub mod otp27;
