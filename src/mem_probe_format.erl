@@ -33,7 +33,7 @@
 %%% for arithmetic.
 -module(mem_probe_format).
 
--export([format/1, format/2, print/1, print/2, human_bytes/1]).
+-export([format/1, format/2, print/1, print/2, human_bytes/1, value_text/2]).
 
 -record(ctx, {style = erlang :: erlang | elixir,
               bytes = [] :: [term()],
@@ -232,6 +232,12 @@ cell(Key, V, Ctx) when is_float(V) ->
     end;
 cell(_Key, V, Ctx) ->
     {inline(V, Ctx), text}.
+
+%% @doc One value as a table cell shows it (a pid, `m:f/a' or `Mod.f/a', a
+%% name), for text that mentions values outside a table.
+-spec value_text(term(), list() | map()) -> unicode:chardata().
+value_text(Value, Opts) ->
+    inline(Value, context("value_text/2", Opts)).
 
 inline(V, _Ctx) when is_pid(V) -> pid_to_list(V);
 inline(V, _Ctx) when is_port(V) -> erlang:port_to_list(V);

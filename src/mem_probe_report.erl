@@ -92,41 +92,30 @@ findings_text(Findings, Opts) ->
     lists:join("\n", [["* ", describe(Subject, Opts), ": ", Text]
                       || #{subject := Subject, text := Text} <- Findings]).
 
-describe(#{name := Name, pid := Pid}, _Opts) when is_atom(Name), Name =/= undefined,
-                                                   Name =/= nil ->
-    [atom_to_list(Name), " ", pid_to_list(Pid)];
+describe(#{name := Name, pid := Pid}, Opts) when is_atom(Name), Name =/= undefined,
+                                                  Name =/= nil ->
+    [text(Name, Opts), " ", pid_to_list(Pid)];
 describe(#{pid := Pid} = S, Opts) ->
     [pid_to_list(Pid), case S of
-                           #{initial_call := MFA} -> [" ", mfa(MFA, Opts)];
+                           #{initial_call := MFA} -> [" ", text(MFA, Opts)];
                            _ -> []
                        end];
-describe(#{table := _, name := Name}, _Opts) ->
-    io_lib:format("table ~0tp", [Name]);
+describe(#{table := _, name := Name}, Opts) ->
+    ["table ", text(Name, Opts)];
 describe(#{initial_call := MFA}, Opts) ->
-    ["processes started from ", mfa(MFA, Opts)];
-describe(#{category := C}, _Opts) ->
-    io_lib:format("memory category ~s", [C]);
-describe(#{allocator := A}, _Opts) ->
-    io_lib:format("~s", [A]);
-describe(#{what := What}, _Opts) ->
-    atom_to_list(What);
-describe(Subject, _Opts) ->
-    io_lib:format("~0tp", [Subject]).
+    ["processes started from ", text(MFA, Opts)];
+describe(#{category := C}, Opts) ->
+    ["memory category ", text(C, Opts)];
+describe(#{allocator := A}, Opts) ->
+    text(A, Opts);
+describe(#{what := What}, Opts) ->
+    text(What, Opts);
+describe(Subject, Opts) ->
+    text(Subject, Opts).
 
-%% m:f/a, or Mod.f/a for Elixir modules in the Elixir style.
-mfa({M, F, A}, Opts) when is_atom(M), is_atom(F), is_integer(A) ->
-    Elixir = style(Opts) =:= elixir,
-    case {Elixir, atom_to_list(M)} of
-        {true, "Elixir." ++ Mod} -> io_lib:format("~s.~s/~b", [Mod, F, A]);
-        {true, Mod} -> io_lib:format(":~s.~s/~b", [Mod, F, A]);
-        {false, Mod} -> io_lib:format("~s:~s/~b", [Mod, F, A])
-    end;
-mfa(Other, _Opts) ->
-    io_lib:format("~0tp", [Other]).
-
-style(Opts) when is_map(Opts) -> maps:get(style, Opts, erlang);
-style(Opts) when is_list(Opts) -> proplists:get_value(style, Opts, erlang);
-style(_) -> erlang.
+%% A value as the tables show it (pids, m:f/a or Mod.f/a, names).
+text(Value, Opts) ->
+    mem_probe_format:value_text(Value, Opts).
 
 counts() ->
     [#{what => What, count => erlang:system_info(Count), limit => erlang:system_info(Limit),
