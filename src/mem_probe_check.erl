@@ -134,15 +134,9 @@ process_limits(L, Deadline) ->
 
 merge(Parts) ->
     {Worst, Complete, Checked} = lists:foldl(
-      fun({Worst, Complete, Checked}, {Violations, AllComplete, AllChecked}) ->
-              {maps:fold(fun(Limit, {V, P, M, C}, Acc) ->
-                                 case Acc of
-                                     #{Limit := {V0, P0, _, C0}} when V0 >= V -> Acc#{Limit := {V0, P0, M, C0 + C}};
-                                     #{Limit := {_, _, _, C0}} -> Acc#{Limit := {V, P, M, C0 + C}};
-                                     _ -> Acc#{Limit => {V, P, M, C}}
-                                 end
-                         end, Violations, Worst),
-               AllComplete andalso Complete, AllChecked + Checked}
+      fun({PartWorst, PartComplete, PartChecked}, {AllWorst, AllComplete, AllChecked}) ->
+              {maps:fold(fun add_offenders/3, AllWorst, PartWorst),
+               AllComplete andalso PartComplete, AllChecked + PartChecked}
       end, {#{}, true, 0}, Parts),
     {process_violations(Worst), Complete, Checked}.
 
@@ -173,14 +167,20 @@ note(Pid, {message_queue_len, Len}, #{max_message_queue_len := Max}, W) when Len
 note(_, _, _, W) ->
     W.
 
-worse(Limit, Max, Value, Pid, W) ->
+worse(Limit, Max, Value, Culprit, W) ->
+    add_offenders(Limit, {Value, Culprit, Max, 1}, W).
+
+%% The worst-offender table: per limit `{WorstValue, Culprit, Max, Count}'.
+%% Adds `Count' offenders whose worst is `Value' (one from a scan, or a
+%% worker's whole tally when the parts are merged).
+add_offenders(Limit, {Value, Culprit, Max, Count}, W) ->
     case W of
-        #{Limit := {Best, _, _, Count}} when Best >= Value ->
-            W#{Limit := setelement(4, maps:get(Limit, W), Count + 1)};
-        #{Limit := {_, _, _, Count}} ->
-            W#{Limit := {Value, Pid, Max, Count + 1}};
+        #{Limit := {Worst, WorstCulprit, _, Seen}} when Worst >= Value ->
+            W#{Limit := {Worst, WorstCulprit, Max, Seen + Count}};
+        #{Limit := {_, _, _, Seen}} ->
+            W#{Limit := {Value, Culprit, Max, Seen + Count}};
         _ ->
-            W#{Limit => {Value, Pid, Max, 1}}
+            W#{Limit => {Value, Culprit, Max, Count}}
     end.
 
 process_violations(Worst) ->
