@@ -50,8 +50,8 @@ snapshot(Options) ->
       system_time => os:system_time(millisecond),
       memory => maps:from_list(erlang:memory()),
       processes => Procs,
-      names => maps:from_list([{whereis(Name), Name} || Name <- registered(),
-                                                         is_pid(whereis(Name))]),
+      names => maps:from_list([{Pid, Name} || Name <- registered(),
+                                               Pid <- [whereis(Name)], is_pid(Pid)]),
       tables => tables(),
       counts => counts(),
       binaries => Binaries}.
