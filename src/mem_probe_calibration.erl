@@ -8,7 +8,7 @@
 %%% nodes twice), and the walker's `erts_debug:size/1' count with that
 %%% function. That count is shared plus literal words, plus (OTP 27 only) the
 %%% words of BinRefs and FunRefs met again through another owner, which
-%%% `size/1' counts once per SubBits or fun (ERTS_LAYOUT.md §3.6); on OTP 25
+%%% `size/1' counts once per SubBits or fun (docs/LAYOUT.md §4); on OTP 25
 %%% it is exactly shared plus literal words. Any difference keeps the walker
 %%% off (`mem_probe_nif' falls back).
 %%%

@@ -145,7 +145,10 @@ fn load(_env: Env, load_info: Term) -> bool {
             Ok((range, LiteralMethod::Symbols)),
             from_maps.ok().map(|found| found == range),
         ),
-        None => (from_maps.map(|range| (range, LiteralMethod::ProcMaps)), None),
+        None => (
+            from_maps.map(|range| (range, LiteralMethod::ProcMaps)),
+            None,
+        ),
     };
     let _ = LOADED.set(Loaded {
         layout,

@@ -1,5 +1,5 @@
 //! Decoding one term word, or one object, at a time. Every header is checked
-//! against the layout's invariants (ERTS_LAYOUT.md §5.1); anything unexpected
+//! against the layout's invariants (docs/LAYOUT.md §6); anything unexpected
 //! is a [`LayoutError`] that ends the walk. Nothing here guesses.
 
 use crate::layout::{FunHeader, Kind, Layout, RefcBinaryLayout};
@@ -654,7 +654,7 @@ fn refc_binary<M: Memory>(
     Ok(found)
 }
 
-/// A sub-binary counts what its copy would take (ERTS_LAYOUT.md §2.11); its
+/// A sub-binary counts what its copy would take (docs/LAYOUT.md §3); its
 /// `orig` is never a child, but a refc `orig` names the `Binary` it pins.
 fn sub_binary<M: Memory>(
     mem: &M,
@@ -728,7 +728,7 @@ fn sub_binary<M: Memory>(
     })
 }
 
-/// OTP 27 SubBits (ERTS_LAYOUT.md §2.12, copy.c). Over a BinRef it is 5 words
+/// OTP 27 SubBits (docs/LAYOUT.md §3, copy.c). Over a BinRef it is 5 words
 /// with the 3-word BinRef attached (a copy takes both: `ERL_REFC_BITS_SIZE`;
 /// `size_shared` counts the BinRef once per address). Over heap bits it can
 /// only be a match context, which a copy replaces by the matched bits alone.
