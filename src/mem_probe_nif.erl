@@ -54,6 +54,12 @@ load() ->
             {error, {Reason, Text}} -> {not_loaded, {Reason, Text}}
         end,
     persistent_term:put({?MODULE, load_status}, Status),
+    %% A new instance of this module (a reload or an upgrade) decides its mode
+    %% again: the old verdict was about the old instance and its library.
+    case persistent_term:get(?STATE_KEY, undefined) of
+        undefined -> ok;
+        _ -> persistent_term:erase(?STATE_KEY)
+    end,
     %% Always load the Erlang module: without the library it runs in fallback.
     ok.
 

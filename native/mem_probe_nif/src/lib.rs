@@ -11,6 +11,7 @@
 //! * `set_native/1` is the calibration's verdict: until it says `true`, only
 //!   `calibrate` walks run (guarded), every other walk is refused.
 
+mod entry;
 mod vm;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -125,6 +126,7 @@ fn literal_range_from_maps(load_info: Term) -> Result<Range, &'static str> {
     literal_area::locate(&maps, &carrier, &literals, &heap).map_err(|r| r.as_str())
 }
 
+/// The load (and upgrade) callback, called through [`entry`].
 fn load(_env: Env, load_info: Term) -> bool {
     // load_info: #{otp_release => Binary, layout_release => N | undefined,
     // literal_carrier => {Scs, TotalSa, TotalSua} | undefined,
@@ -342,4 +344,3 @@ fn native_info(env: Env) -> Term {
     Term::map_from_pairs(env, &pairs).unwrap_or_else(|_| error().encode(env))
 }
 
-rustler::init!("mem_probe_nif", load = load);
