@@ -59,6 +59,9 @@ rustler::atoms! {
     literal_probes,
     heap_probes,
     layout_release,
+    walk_memory_limit,
+    inject_layout_error,
+    out_of_memory,
 }
 
 /// Words a walk may visit on a normal scheduler before it hands over to a
@@ -90,6 +93,11 @@ struct Loaded {
     cross_check: Option<bool>,
     guarded: bool,
     term_size: Option<TermSizeFn>,
+    /// Bytes one walk may allocate for itself (`walk_memory_limit`).
+    memory_limit: u64,
+    /// The `inject_layout_error` test switch: every walk but the
+    /// calibration ends in a layout error, to exercise the fault policy.
+    inject_layout_error: bool,
 }
 
 static LOADED: OnceLock<Loaded> = OnceLock::new();
@@ -141,6 +149,16 @@ fn load(_env: Env, load_info: Term) -> bool {
         .ok()
         .and_then(|t| t.decode::<u32>().ok());
     let layout = forced.or(release).and_then(layout::for_release);
+    let memory_limit = load_info
+        .map_get(walk_memory_limit())
+        .ok()
+        .and_then(|t| t.decode::<u64>().ok())
+        .unwrap_or(u64::MAX);
+    let inject_layout_error = load_info
+        .map_get(inject_layout_error())
+        .ok()
+        .and_then(|t| t.decode::<bool>().ok())
+        .unwrap_or(false);
     let from_maps = literal_range_from_maps(load_info);
     let (literals, cross_check) = match vm::exported_literal_range() {
         Some(range) => (
@@ -159,6 +177,8 @@ fn load(_env: Env, load_info: Term) -> bool {
         cross_check,
         guarded: GuardedMemory::available(),
         term_size: vm::enif_term_size(),
+        memory_limit,
+        inject_layout_error,
     });
     true // the Erlang side reports what is missing and falls back
 }
@@ -188,7 +208,7 @@ fn walk_with<M: Memory>(
     }
 }
 
-fn run<'a>(env: Env<'a>, term: Term<'a>, mode: Atom, heap_words: u64, mut work: Work) -> Term<'a> {
+fn run<'a>(env: Env<'a>, term: Term<'a>, mode: Atom, heap_words: u64, work: Work) -> Term<'a> {
     let Some((layout, literals, loaded)) = ready() else {
         return (error(), unknown_release_layout()).encode(env);
     };
@@ -200,7 +220,19 @@ fn run<'a>(env: Env<'a>, term: Term<'a>, mode: Atom, heap_words: u64, mut work: 
         return (error(), not_calibrated()).encode(env);
     }
     let root = term_word(term);
-    let result = if calibrating && loaded.guarded {
+    // The calibration set is small and fixed: the limit is for users' terms.
+    let mut work = if calibrating {
+        work
+    } else {
+        work.with_memory_limit(loaded.memory_limit)
+    };
+    let result = if loaded.inject_layout_error && !calibrating {
+        Err(Stop::Layout(term_walker::LayoutError::new(
+            "layout error injected by the inject_layout_error test switch",
+            (root & !0b111) as usize,
+            root,
+        )))
+    } else if calibrating && loaded.guarded {
         walk_with(
             &GuardedMemory::new(literals),
             layout,
@@ -214,14 +246,11 @@ fn run<'a>(env: Env<'a>, term: Term<'a>, mode: Atom, heap_words: u64, mut work: 
         // calibration has passed.
         return (error(), guarded_reads_unavailable()).encode(env);
     } else {
-        walk_with(
-            &VmMemory::new(literals),
-            layout,
-            root,
-            mode,
-            heap_words,
-            &mut work,
-        )
+        // SAFETY: this is a NIF call walking its own argument; the table is
+        // the running emulator's, proven by the calibration (or, while it
+        // runs, verified and chosen by the release itself).
+        let mem = unsafe { VmMemory::new(literals) };
+        walk_with(&mem, layout, root, mode, heap_words, &mut work)
     };
     match result {
         Ok((flat_words, found)) => {
@@ -251,6 +280,7 @@ fn run<'a>(env: Env<'a>, term: Term<'a>, mode: Atom, heap_words: u64, mut work: 
         }
         Err(Stop::Budget) => budget_exceeded().encode(env),
         Err(Stop::Overflow) => (error(), flat_size_overflow()).encode(env),
+        Err(Stop::OutOfMemory) => (error(), out_of_memory()).encode(env),
         Err(Stop::Layout(e)) => {
             let detail = (layout_error(), e.what, e.addr as u64, e.word);
             (error(), detail).encode(env)
@@ -282,7 +312,8 @@ fn walk_flat_raw<'a>(env: Env<'a>, term: Term<'a>, path_limit: u64) -> Term<'a> 
     if !NATIVE.load(Ordering::Acquire) {
         return (error(), not_calibrated()).encode(env);
     }
-    let mem = VmMemory::new(literals);
+    // SAFETY: as in `run`: this call's own argument, a calibrated table.
+    let mem = unsafe { VmMemory::new(literals) };
     match walk::flat_words(
         &mem,
         layout,
@@ -343,4 +374,3 @@ fn native_info(env: Env) -> Term {
     ];
     Term::map_from_pairs(env, &pairs).unwrap_or_else(|_| error().encode(env))
 }
-

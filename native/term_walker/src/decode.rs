@@ -35,6 +35,10 @@ pub enum Word {
 /// Addresses below this are never heap objects; a pointer into this page is
 /// a broken layout assumption, not a term.
 const LOWEST_VALID_ADDRESS: u64 = 4096;
+/// User-space addresses of the 64-bit platforms the walker runs on are
+/// below 2^56 (2^47 or 2^48 usually); a pointer above is not one, and no
+/// object offset added to a pointer below can wrap around.
+const HIGHEST_VALID_ADDRESS: u64 = 1 << 56;
 
 /// Classifies a term word. `at` is where the word was read (for errors).
 #[inline]
@@ -52,13 +56,13 @@ pub fn classify(word: u64, at: usize) -> Result<Word, LayoutError> {
         PRIMARY_LIST => {
             // Bit 2 set would be a tagged literal pointer: a build this
             // layout table does not describe.
-            if word & !POINTER_MASK != PRIMARY_LIST || word < LOWEST_VALID_ADDRESS {
+            if word & !POINTER_MASK != PRIMARY_LIST || !plausible_address(word) {
                 return Err(LayoutError::new("bad list pointer", at, word));
             }
             Ok(Word::List((word & POINTER_MASK) as usize))
         }
         PRIMARY_BOXED => {
-            if word & !POINTER_MASK != PRIMARY_BOXED || word < LOWEST_VALID_ADDRESS {
+            if word & !POINTER_MASK != PRIMARY_BOXED || !plausible_address(word) {
                 return Err(LayoutError::new("bad boxed pointer", at, word));
             }
             Ok(Word::Boxed((word & POINTER_MASK) as usize))
@@ -382,9 +386,15 @@ fn boxed_field<M: Memory>(
     }
 }
 
-/// An `ErlFunEntry*`, `Export*` or `Binary*`: non-null and 8-aligned.
+/// Outside the first page and below the top of user space.
+#[inline]
+fn plausible_address(word: u64) -> bool {
+    (LOWEST_VALID_ADDRESS..HIGHEST_VALID_ADDRESS).contains(&word)
+}
+
+/// An `ErlFunEntry*`, `Export*` or `Binary*`: a plausible address, 8-aligned.
 fn plausible_pointer(word: u64) -> bool {
-    word >= LOWEST_VALID_ADDRESS && word.is_multiple_of(WORD_BYTES as u64)
+    plausible_address(word) && word.is_multiple_of(WORD_BYTES as u64)
 }
 
 /// OTP ≤ 26: every fun has the same header; a creator pid, then the free
@@ -611,7 +621,8 @@ fn read_binary<M: Memory>(
     binary: usize,
 ) -> Result<OffHeapBinary, LayoutError> {
     let bl = &layout.binary;
-    let refc = mem.word(binary + bl.refc_offset)? as i64;
+    // Other schedulers change the count atomically while this one reads it.
+    let refc = mem.shared_word(binary + bl.refc_offset)? as i64;
     let orig_size = mem.word(binary + bl.orig_size_offset)? as i64;
     if refc < 1 || orig_size < 0 {
         return Err(LayoutError::new(
@@ -644,7 +655,10 @@ fn refc_binary<M: Memory>(
     let found = read_binary(mem, layout, binary)?;
     let data = (binary + layout.binary.data_offset) as u64;
     let orig_size = found.orig_size;
-    if size > orig_size || bytes < data || bytes - data + size > orig_size {
+    let end = bytes
+        .checked_sub(data)
+        .and_then(|offset| offset.checked_add(size));
+    if size > orig_size || end.is_none_or(|end| end > orig_size) {
         return Err(LayoutError::new(
             "refc binary outside its Binary",
             addr,
@@ -704,8 +718,9 @@ fn sub_binary<M: Memory>(
             ))
         }
     };
-    let end_bits = (offset + size) * 8 + bitoffs + bitsize;
-    if end_bits > orig_bytes * 8 {
+    // In 128 bits: the words read may be anything, and must not wrap.
+    let end_bits = (offset as u128 + size as u128) * 8 + (bitoffs + bitsize) as u128;
+    if end_bits > orig_bytes as u128 * 8 {
         return Err(LayoutError::new(
             "sub binary reaches past its orig",
             addr,
@@ -812,8 +827,8 @@ fn sub_bits<M: Memory>(
             boxed(mem, layout, orig, detail)?;
             let hb = &layout.heap_binary;
             let data = (orig + hb.base_words as usize * WORD_BYTES) as u64;
-            let orig_bits = word_at(mem, orig, hb.size_word)? * hb.size_unit_bits;
-            if base != data || end > orig_bits {
+            let orig_bits = word_at(mem, orig, hb.size_word)? as u128 * hb.size_unit_bits as u128;
+            if base != data || end as u128 > orig_bits {
                 return Err(LayoutError::new(
                     "sub-bitstring reaches past its orig",
                     addr,

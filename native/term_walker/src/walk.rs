@@ -37,6 +37,9 @@ pub enum Stop {
     Layout(LayoutError),
     /// The flat size does not fit in 128 bits.
     Overflow,
+    /// The walk's own memory would pass its limit ([`Work::with_memory_limit`]),
+    /// or the allocator refused it: the walk ends, the VM does not.
+    OutOfMemory,
 }
 
 impl From<LayoutError> for Stop {
@@ -45,20 +48,32 @@ impl From<LayoutError> for Stop {
     }
 }
 
-/// A work allowance, in words visited (plus one per object).
+/// A work allowance, in words visited (plus one per object), and the bytes
+/// the walk may allocate for its own bookkeeping (stacks, visited sets, the
+/// DAG walk's graph).
 #[derive(Clone, Copy, Debug)]
 pub struct Work {
     remaining: u64,
+    memory: u64,
 }
 
 impl Work {
     pub fn limited(words: u64) -> Self {
-        Work { remaining: words }
+        Work {
+            remaining: words,
+            memory: u64::MAX,
+        }
     }
 
     pub fn unlimited() -> Self {
+        Self::limited(u64::MAX)
+    }
+
+    /// The same allowance with at most `bytes` of the walk's own memory.
+    pub fn with_memory_limit(self, bytes: u64) -> Self {
         Work {
-            remaining: u64::MAX,
+            memory: bytes,
+            ..self
         }
     }
 
@@ -72,6 +87,87 @@ impl Work {
         self.remaining -= cost;
         Ok(())
     }
+
+    /// Takes `bytes` from the memory allowance.
+    #[inline]
+    pub(crate) fn allocate(&mut self, bytes: usize) -> Result<(), Stop> {
+        let bytes = bytes as u64;
+        if bytes > self.memory {
+            return Err(Stop::OutOfMemory);
+        }
+        self.memory -= bytes;
+        Ok(())
+    }
+}
+
+/// Makes room for one more element, charging the growth to `work` and
+/// asking the allocator without aborting on failure. Every collection a
+/// walk grows goes through this or [`reserve_map`].
+#[inline]
+pub(crate) fn reserve<T>(v: &mut Vec<T>, work: &mut Work) -> Result<(), Stop> {
+    if v.len() < v.capacity() {
+        return Ok(());
+    }
+    grow(v, work)
+}
+
+#[cold]
+fn grow<T>(v: &mut Vec<T>, work: &mut Work) -> Result<(), Stop> {
+    let extra = v.capacity().max(16);
+    work.allocate(extra.saturating_mul(std::mem::size_of::<T>()))?;
+    v.try_reserve(extra).map_err(|_| Stop::OutOfMemory)
+}
+
+/// The hash maps and sets a walk grows.
+pub(crate) trait Table {
+    fn len(&self) -> usize;
+    fn capacity(&self) -> usize;
+    fn slot_bytes(&self) -> usize;
+    fn try_reserve(&mut self, extra: usize) -> Result<(), std::collections::TryReserveError>;
+}
+
+impl<K: Eq + std::hash::Hash, V, S: std::hash::BuildHasher> Table
+    for std::collections::HashMap<K, V, S>
+{
+    fn len(&self) -> usize {
+        self.len()
+    }
+    fn capacity(&self) -> usize {
+        self.capacity()
+    }
+    fn slot_bytes(&self) -> usize {
+        std::mem::size_of::<(K, V)>() + 1
+    }
+    fn try_reserve(&mut self, extra: usize) -> Result<(), std::collections::TryReserveError> {
+        self.try_reserve(extra)
+    }
+}
+
+impl<K: Eq + std::hash::Hash, S: std::hash::BuildHasher> Table for std::collections::HashSet<K, S> {
+    fn len(&self) -> usize {
+        self.len()
+    }
+    fn capacity(&self) -> usize {
+        self.capacity()
+    }
+    fn slot_bytes(&self) -> usize {
+        std::mem::size_of::<K>() + 1
+    }
+    fn try_reserve(&mut self, extra: usize) -> Result<(), std::collections::TryReserveError> {
+        self.try_reserve(extra)
+    }
+}
+
+/// [`reserve`] for hash maps and sets (a slot costs the entry and a control
+/// byte).
+#[inline]
+pub(crate) fn reserve_map<T: Table + ?Sized>(m: &mut T, work: &mut Work) -> Result<(), Stop> {
+    if m.len() < m.capacity() {
+        return Ok(());
+    }
+    let extra = m.capacity().max(16);
+    work.allocate(extra.saturating_mul(m.slot_bytes()))?;
+    m.try_reserve(extra).map_err(|_| Stop::OutOfMemory)
 }
 
 /// Decodes the object a term word points to, or `None` for an immediate.
@@ -97,11 +193,12 @@ fn traverse<M, F>(
     layout: &Layout,
     root: u64,
     detail: Detail,
+    work: &mut Work,
     mut visit: F,
 ) -> Result<(), Stop>
 where
     M: Memory,
-    F: FnMut(usize, &Object) -> Result<bool, Stop>,
+    F: FnMut(usize, &Object, &mut Work) -> Result<bool, Stop>,
 {
     // Ranges of term words still to visit: (address of the next word, count).
     let mut pending: Vec<(usize, usize)> = Vec::new();
@@ -114,7 +211,7 @@ where
                 // List spines are walked in place: the head is visited now
                 // and the tail pushed only when both are pointers, so a long
                 // list of immediates never touches the stack.
-                if visit(addr, &Object::cons(addr))? {
+                if visit(addr, &Object::cons(addr), work)? {
                     let head = mem.word(addr)?;
                     let tail_at = addr + WORD_BYTES;
                     if classify(head, addr)? == Word::Immediate {
@@ -124,6 +221,7 @@ where
                     }
                     let tail = mem.word(tail_at)?;
                     if classify(tail, tail_at)? != Word::Immediate {
+                        reserve(&mut pending, work)?;
                         pending.push((tail_at, 1));
                     }
                     at = addr;
@@ -133,7 +231,7 @@ where
             }
             Word::Boxed(addr) => {
                 let object = decode::boxed(mem, layout, addr, detail)?;
-                if visit(addr, &object)? && object.child_count > 0 {
+                if visit(addr, &object, work)? && object.child_count > 0 {
                     let rest = object.child_count - 1;
                     let rest_at = object.children + WORD_BYTES;
                     if rest == 1 {
@@ -141,9 +239,11 @@ where
                         // immediate, after checking it.
                         let last = mem.word(rest_at)?;
                         if classify(last, rest_at)? != Word::Immediate {
+                            reserve(&mut pending, work)?;
                             pending.push((rest_at, 1));
                         }
                     } else if rest > 1 {
+                        reserve(&mut pending, work)?;
                         pending.push((rest_at, rest));
                     }
                     at = object.children;
@@ -180,7 +280,7 @@ pub fn flat_words<M: Memory>(
     let allowed = work.remaining;
     let cap = path_limit.min(allowed);
     let mut total = 0u64;
-    let result = traverse(mem, layout, root, Detail::Words, |_, object| {
+    let result = traverse(mem, layout, root, Detail::Words, work, |_, object, _| {
         total += object.flat_words();
         if total > cap {
             return Err(Stop::Budget);
@@ -242,8 +342,8 @@ pub fn scan<M: Memory>(
     let mut result = Scan::default();
     let mut visited = VisitedSet::new();
     let mut binaries: AHashSet<usize> = AHashSet::new();
-    traverse(mem, layout, root, detail, |addr, object| {
-        if !visited.insert(addr) {
+    traverse(mem, layout, root, detail, work, |addr, object, work| {
+        if !visited.insert(addr, work)? {
             result.repeats = true;
             return Ok(false);
         }
@@ -257,7 +357,7 @@ pub fn scan<M: Memory>(
             }
         }
         if let Some(attached) = object.attached {
-            if visited.insert(attached.addr) {
+            if visited.insert(attached.addr, work)? {
                 work.spend(attached.words)?;
                 if mem.is_literal(attached.addr) {
                     result.literal_words += attached.words;
@@ -271,6 +371,7 @@ pub fn scan<M: Memory>(
             }
         }
         if let Some(binary) = object.binary {
+            reserve_map(&mut *binaries, work)?;
             if binaries.insert(binary.addr) {
                 result.off_heap_binaries += 1;
                 result.off_heap_bytes += binary.orig_size;
@@ -308,11 +409,16 @@ pub fn flat_words_dag<M: Memory>(
         first_edge: 0,
         edge_count: 0,
     };
-    let mut nodes = vec![new_node(root_object)];
+    let mut nodes = Vec::new();
+    reserve(&mut nodes, work)?;
+    nodes.push(new_node(root_object));
     let mut index: AHashMap<usize, usize> = AHashMap::new();
+    reserve_map(&mut *index, work)?;
     index.insert(root_addr, 0);
     let mut edges: Vec<usize> = Vec::new();
-    let mut unexpanded = vec![0usize];
+    let mut unexpanded = Vec::new();
+    reserve(&mut unexpanded, work)?;
+    unexpanded.push(0usize);
     while let Some(i) = unexpanded.pop() {
         let object = nodes[i].object;
         nodes[i].first_edge = edges.len();
@@ -332,23 +438,34 @@ pub fn flat_words_dag<M: Memory>(
                 None => {
                     let (_, child) = object_of(mem, layout, term, at)?.expect("not an immediate");
                     work.spend(child.flat_words())?;
+                    reserve(&mut nodes, work)?;
                     nodes.push(new_node(child));
                     let j = nodes.len() - 1;
+                    reserve_map(&mut *index, work)?;
                     index.insert(addr, j);
+                    reserve(&mut unexpanded, work)?;
                     unexpanded.push(j);
                     j
                 }
             };
             nodes[j].in_degree += 1;
+            reserve(&mut edges, work)?;
             edges.push(j);
         }
         nodes[i].edge_count = edges.len() - nodes[i].first_edge;
     }
     drop(index);
 
-    let mut paths = vec![0u128; nodes.len()];
+    work.allocate(nodes.len().saturating_mul(std::mem::size_of::<u128>()))?;
+    let mut paths: Vec<u128> = Vec::new();
+    paths
+        .try_reserve_exact(nodes.len())
+        .map_err(|_| Stop::OutOfMemory)?;
+    paths.resize(nodes.len(), 0);
     paths[0] = 1;
-    let mut ready = vec![0usize];
+    let mut ready = Vec::new();
+    reserve(&mut ready, work)?;
+    ready.push(0usize);
     let mut total: u128 = 0;
     let mut done = 0usize;
     while let Some(i) = ready.pop() {
@@ -363,6 +480,7 @@ pub fn flat_words_dag<M: Memory>(
             paths[j] = paths[j].checked_add(here).ok_or(Stop::Overflow)?;
             nodes[j].in_degree -= 1;
             if nodes[j].in_degree == 0 {
+                reserve(&mut ready, work)?;
                 ready.push(j);
             }
         }
