@@ -204,7 +204,10 @@ native(Term, WalkMode, Function) ->
         native ->
             case run(Term, WalkMode) of
                 {ok, _, _, _, _, _, _, _} = Done -> Done;
+                %% The verdict was taken back meanwhile, or the NIF has no
+                %% layout after all: the fallback answers.
                 {error, not_calibrated} -> fallback;
+                {error, unknown_release_layout} -> fallback;
                 {error, flat_size_overflow} -> overflow(Function);
                 {error, out_of_memory} -> out_of_memory(Function);
                 {error, {layout_error, What, Address, Word}} ->
