@@ -108,11 +108,12 @@ defmodule MemProbe do
   """
   @spec term_size(term()) :: sizes()
   def term_size(term) do
-    :mem_probe.term_size(term)
-    |> Map.new(fn
-      {key, :undefined} -> {key, nil}
-      pair -> pair
-    end)
+    case :mem_probe.term_size(term) do
+      # Native: the map the NIF built, as it is.
+      %{literal_words: words} = sizes when is_integer(words) -> sizes
+      # Fallback: the fields it cannot give are nil here.
+      sizes -> nil_for_undefined(sizes)
+    end
   end
 
   @doc """

@@ -131,8 +131,7 @@ check() ->
 
 compare(Name, Term) ->
     case mem_probe_nif:walk_dirty(Term, calibrate, 0) of
-        {ok, Hi, Lo, Shared, Literal, HashmapNodes, _Bins, _BinBytes, SizeWords, TermSize} ->
-            Flat = (Hi bsl 64) bor Lo,
+        {ok, Flat, Shared, Literal, HashmapNodes, _Bins, _BinBytes, SizeWords, TermSize} ->
             Checks = [{flat_words, erts_debug:flat_size(Term), Flat},
                       {size_shared, erts_debug:size_shared(Term), Shared + HashmapNodes},
                       {size, erts_debug:size(Term), SizeWords},
@@ -157,8 +156,8 @@ compare(Name, Term) ->
                          | term().
 measure(Term) ->
     case mem_probe_nif:walk_dirty(Term, calibrate, 0) of
-        {ok, Hi, Lo, Shared, Literal, HashmapNodes, Bins, BinBytes, SizeWords, _TermSize} ->
-            {ok, (Hi bsl 64) bor Lo, Shared, Literal, HashmapNodes, Bins, BinBytes, SizeWords};
+        {ok, Flat, Shared, Literal, HashmapNodes, Bins, BinBytes, SizeWords, _TermSize} ->
+            {ok, Flat, Shared, Literal, HashmapNodes, Bins, BinBytes, SizeWords};
         Other ->
             Other
     end.

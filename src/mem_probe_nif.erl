@@ -127,10 +127,13 @@ priv_dir() ->
 %% NIF stubs (replaced when the library loads)
 %%--------------------------------------------------------------------
 
-%% @private Walk on the caller's scheduler within a budget. Returns
-%% `{ok, FlatHi, FlatLo, Shared, Literal, HashmapNodeWords, Bins, BinBytes}'
-%% (mode `calibrate': one more element, the `erts_debug:size/1' count),
-%% `budget_exceeded' or `{error, Reason}'.
+%% @private Walk on the caller's scheduler within a budget (about 10k words,
+%% at most 1 ms of CPU time). Returns `{ok, FlatWords}' (mode `flat'),
+%% `{ok, SharedWords}' (`shared'), `{ok, Sizes}' (`full': the map of
+%% `term_size/1'), `{ok, Flat, Shared, Literal, HashmapNodeWords, Bins,
+%% BinBytes, SizeWords, TermSizeBytes}' (`calibrate'), `budget_exceeded' or
+%% `{error, Reason}'. `HeapWords' is the caller's heap size for a flat walk
+%% (0: unknown).
 walk(_Term, _Mode, _HeapWords) -> erlang:nif_error(nif_not_loaded).
 
 %% @private The same walk on a dirty CPU scheduler, without a budget.
@@ -157,29 +160,23 @@ walk_flat_raw(_Term, _Limit) -> erlang:nif_error(nif_not_loaded).
 -spec flat_size(term()) -> non_neg_integer().
 flat_size(Term) ->
     case native(Term, flat, "flat_size/1") of
-        {ok, Hi, Lo, _, _, _, _, _} -> (Hi bsl 64) bor Lo;
+        {ok, Flat} -> Flat;
         fallback -> erts_debug:flat_size(Term)
     end.
 
 -spec shared_size(term()) -> non_neg_integer().
 shared_size(Term) ->
     case native(Term, shared, "shared_size/1") of
-        {ok, _, _, Shared, _, _, _, _} -> Shared;
+        {ok, Shared} -> Shared;
         fallback -> erts_debug:size_shared(Term)
     end.
 
+%% The NIF builds the very map returned here (no copy on the way).
 -spec term_size(term()) -> sizes().
 term_size(Term) ->
     case native(Term, full, "term_size/1") of
-        {ok, Hi, Lo, Shared, Literal, _HashmapNodes, Bins, BinBytes} ->
-            #{flat_words => (Hi bsl 64) bor Lo,
-              shared_words => Shared,
-              literal_words => Literal,
-              off_heap_binaries => Bins,
-              off_heap_bytes => BinBytes,
-              bytes => Shared * erlang:system_info(wordsize) + BinBytes};
-        fallback ->
-            fallback_term_size(Term)
+        {ok, Sizes} -> Sizes;
+        fallback -> fallback_term_size(Term)
     end.
 
 fallback_term_size(Term) ->
@@ -203,7 +200,7 @@ native(Term, WalkMode, Function) ->
             fallback;
         native ->
             case run(Term, WalkMode) of
-                {ok, _, _, _, _, _, _, _} = Done -> Done;
+                {ok, _} = Done -> Done;
                 %% The verdict was taken back meanwhile, or the NIF has no
                 %% layout after all: the fallback answers.
                 {error, not_calibrated} -> fallback;
@@ -252,17 +249,17 @@ layout_fault(Function, WalkMode, What, Address, Word) ->
                     "recalibrate() tries the walker again", [Function, What, Address, Word]))}).
 
 %% A native walk: budgeted on this scheduler, then (if needed) from the root
-%% again on a dirty CPU scheduler.
+%% again on a dirty CPU scheduler. Only the dirty flat walk uses the heap
+%% size (to notice shared paths early); the budgeted one is bounded anyway.
 run(Term, WalkMode) ->
-    %% Only the flat walk uses the heap size (to notice shared paths early).
-    HeapWords =
-        case WalkMode of
-            flat -> element(2, erlang:process_info(self(), total_heap_size));
-            _ -> 0
-        end,
-    case walk(Term, WalkMode, HeapWords) of
-        budget_exceeded -> walk_dirty(Term, WalkMode, HeapWords);
-        Done -> Done
+    case walk(Term, WalkMode, 0) of
+        budget_exceeded when WalkMode =:= flat ->
+            {total_heap_size, HeapWords} = erlang:process_info(self(), total_heap_size),
+            walk_dirty(Term, flat, HeapWords);
+        budget_exceeded ->
+            walk_dirty(Term, WalkMode, 0);
+        Done ->
+            Done
     end.
 
 count_walk_error() ->

@@ -55,6 +55,22 @@ pub fn enif_term_size() -> Option<TermSizeFn> {
     }
 }
 
+/// The CPU time of the calling thread, in nanoseconds (a scheduler thread
+/// that the OS preempts spends none).
+pub fn thread_cpu_ns() -> u64 {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec, which we own.
+    if unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut now) } != 0 {
+        return 0;
+    }
+    (now.tv_sec as u64)
+        .saturating_mul(1_000_000_000)
+        .saturating_add(now.tv_nsec as u64)
+}
+
 /// The memory of the running VM, as seen during one NIF call, read directly.
 pub struct VmMemory {
     literals: Range,

@@ -48,25 +48,59 @@ impl From<LayoutError> for Stop {
     }
 }
 
-/// A work allowance, in words visited (plus one per object), and the bytes
-/// the walk may allocate for its own bookkeeping (stacks, visited sets, the
-/// DAG walk's graph).
+/// A work allowance, in words visited (plus one per object), an optional
+/// deadline on a clock, and the bytes the walk may allocate for its own
+/// bookkeeping (stacks, visited sets, the DAG walk's graph).
+///
+/// The words are handed out in chunks of [`CLOCK_CHECK_WORDS`]: the hot loops
+/// compare against what is left of the current chunk only, and the clock is
+/// read when a chunk runs out, so a time limit costs no work per word.
 #[derive(Clone, Copy, Debug)]
 pub struct Work {
+    /// Left in the current chunk.
     remaining: u64,
+    /// Left beyond the current chunk.
+    reserve: u64,
+    deadline: Option<Deadline>,
     memory: u64,
 }
+
+/// A point in time on a clock the caller supplies (the walker reads no clock
+/// of its own): the NIF passes the scheduler thread's CPU time, which a
+/// preempted thread does not spend.
+#[derive(Clone, Copy, Debug)]
+pub struct Deadline {
+    pub now: fn() -> u64,
+    pub at: u64,
+}
+
+/// Words between two reads of the clock: a few microseconds of walking.
+pub const CLOCK_CHECK_WORDS: u64 = 4096;
 
 impl Work {
     pub fn limited(words: u64) -> Self {
         Work {
             remaining: words,
+            reserve: 0,
+            deadline: None,
             memory: u64::MAX,
         }
     }
 
     pub fn unlimited() -> Self {
         Self::limited(u64::MAX)
+    }
+
+    /// The same allowance, ending also when `deadline` passes.
+    pub fn with_deadline(self, deadline: Deadline) -> Self {
+        let total = self.remaining.saturating_add(self.reserve);
+        let chunk = total.min(CLOCK_CHECK_WORDS);
+        Work {
+            remaining: chunk,
+            reserve: total - chunk,
+            deadline: Some(deadline),
+            ..self
+        }
     }
 
     /// The same allowance with at most `bytes` of the walk's own memory.
@@ -81,11 +115,36 @@ impl Work {
     fn spend(&mut self, object_words: u64) -> Result<(), Stop> {
         let cost = object_words + 1;
         if cost > self.remaining {
-            self.remaining = 0;
-            return Err(Stop::Budget);
+            return self.next_chunk(cost);
         }
         self.remaining -= cost;
         Ok(())
+    }
+
+    /// Spends `cost` when the current chunk cannot: takes the next chunk if
+    /// the words and the clock allow it.
+    #[cold]
+    fn next_chunk(&mut self, cost: u64) -> Result<(), Stop> {
+        let available = self.remaining.saturating_add(self.reserve);
+        let past_deadline = self.deadline.is_some_and(|d| (d.now)() >= d.at);
+        if cost > available || past_deadline {
+            self.remaining = 0;
+            self.reserve = 0;
+            return Err(Stop::Budget);
+        }
+        let left = available - cost;
+        self.remaining = left.min(CLOCK_CHECK_WORDS);
+        self.reserve = left - self.remaining;
+        Ok(())
+    }
+
+    /// Charges `cost` that was already spent, without failing: what is left
+    /// goes down to zero at most (the next `spend` then stops).
+    fn next_chunk_or_drain(&mut self, cost: u64) {
+        if self.next_chunk(cost).is_err() {
+            self.remaining = 0;
+            self.reserve = 0;
+        }
     }
 
     /// Takes `bytes` from the memory allowance.
@@ -276,21 +335,34 @@ pub fn flat_words<M: Memory>(
     path_limit: u64,
     work: &mut Work,
 ) -> Result<Option<u64>, Stop> {
-    // One counter serves both limits: the hot loop does a single compare.
-    let allowed = work.remaining;
-    let cap = path_limit.min(allowed);
+    // One counter serves every limit: the hot loop does a single compare
+    // against `cap`, the nearest of the path limit and the end of the work
+    // chunk; only when it is passed does it find out which.
+    let mut charged = 0u64;
+    let mut cap = path_limit.min(work.remaining);
     let mut total = 0u64;
-    let result = traverse(mem, layout, root, Detail::Words, work, |_, object, _| {
+    let result = traverse(mem, layout, root, Detail::Words, work, |_, object, work| {
         total += object.flat_words();
         if total > cap {
-            return Err(Stop::Budget);
+            if total > path_limit {
+                return Err(Stop::Budget);
+            }
+            // The chunk ran out: charge what was counted, take the next one.
+            work.next_chunk(total - charged)?;
+            charged = total;
+            cap = path_limit.min(total.saturating_add(work.remaining));
         }
         Ok(true)
     });
-    work.remaining = allowed.saturating_sub(total);
     match result {
-        Ok(()) => Ok(Some(total)),
-        Err(Stop::Budget) if path_limit < allowed => Ok(None),
+        Ok(()) => {
+            work.next_chunk_or_drain(total - charged);
+            Ok(Some(total))
+        }
+        Err(Stop::Budget) if total > path_limit => {
+            work.next_chunk_or_drain(total.min(path_limit) - charged);
+            Ok(None)
+        }
         Err(stop) => Err(stop),
     }
 }
@@ -523,7 +595,9 @@ fn flat_with_sharing<M: Memory>(
 /// Flat words of `root`. `heap_words` is the caller's heap size: a term
 /// without sharing cannot have many more (non-literal) flat words than that,
 /// so a plain walk that goes far past it is walking shared paths again and
-/// hands over to a sharing-aware count.
+/// hands over to a sharing-aware count. 0 means unknown: then only the work
+/// allowance bounds the plain walk (a budgeted first attempt, which need not
+/// ask the VM for the heap size).
 pub fn flat<M: Memory>(
     mem: &M,
     layout: &Layout,
@@ -531,7 +605,10 @@ pub fn flat<M: Memory>(
     heap_words: u64,
     work: &mut Work,
 ) -> Result<u128, Stop> {
-    let path_limit = heap_words.saturating_mul(2).saturating_add(PATH_SLACK);
+    let path_limit = match heap_words {
+        0 => u64::MAX,
+        _ => heap_words.saturating_mul(2).saturating_add(PATH_SLACK),
+    };
     if let Some(words) = flat_words(mem, layout, root, path_limit, work)? {
         return Ok(words as u128);
     }
