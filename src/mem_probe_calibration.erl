@@ -21,6 +21,9 @@
 
 -export([cases/0, check/0, measure/1]).
 
+%% Improper lists are among the shapes the walker must read.
+-dialyzer({no_improper_lists, cases/0}).
+
 -define(PT_KEY, {?MODULE, persistent}).
 
 %% @doc `[{Name, Term}]': one or more terms per layout rule.
