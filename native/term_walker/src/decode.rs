@@ -498,6 +498,26 @@ fn kind_bit_fun<M: Memory>(
     })
 }
 
+/// Whether the term word `word` (read at `at`) is a boxed pointer to a tuple
+/// of exactly `arity` elements: a flatmap's keys, a record's definition.
+fn points_to_tuple_of<M: Memory>(
+    mem: &M,
+    layout: &Layout,
+    word: u64,
+    at: usize,
+    arity: u64,
+) -> Result<bool, LayoutError> {
+    Ok(match classify(word, at)? {
+        Word::Boxed(tuple) => {
+            let header = mem.word(tuple)?;
+            header & PRIMARY_MASK == PRIMARY_HEADER
+                && layout.kind_of(header) == Some(Kind::Tuple)
+                && header >> HEADER_ARITY_SHIFT == arity
+        }
+        _ => false,
+    })
+}
+
 /// OTP 29 native record: header, definition, values. The definition is an
 /// ordinary tuple child (normally literal), checked here to have the arity
 /// the record's field count implies.
@@ -515,16 +535,8 @@ fn record<M: Memory>(
     let fields = arity - 1;
     let definition_at = addr + rl.definition_word * WORD_BYTES;
     let definition = mem.word(definition_at)?;
-    let definition_ok = match classify(definition, definition_at)? {
-        Word::Boxed(tuple) => {
-            let tuple_header = mem.word(tuple)?;
-            tuple_header & HEADER_TAG_MASK == 0
-                && layout.kind_of(tuple_header) == Some(Kind::Tuple)
-                && tuple_header >> HEADER_ARITY_SHIFT == rl.definition_base_arity + fields
-        }
-        _ => false,
-    };
-    if !definition_ok {
+    let arity_wanted = rl.definition_base_arity + fields;
+    if !points_to_tuple_of(mem, layout, definition, definition_at, arity_wanted)? {
         return Err(LayoutError::new(
             "record definition is not a tuple of its field count",
             definition_at,
@@ -873,16 +885,7 @@ fn map<M: Memory>(
         // The keys tuple has one element per key (the global `{}` when empty).
         let keys_at = addr + 2 * WORD_BYTES;
         let keys_word = mem.word(keys_at)?;
-        let keys_ok = match classify(keys_word, keys_at)? {
-            Word::Boxed(keys) => {
-                let keys_header = mem.word(keys)?;
-                layout.kind_of(keys_header) == Some(Kind::Tuple)
-                    && keys_header & PRIMARY_MASK == PRIMARY_HEADER
-                    && keys_header >> HEADER_ARITY_SHIFT == keys_count
-            }
-            _ => false,
-        };
-        if !keys_ok {
+        if !points_to_tuple_of(mem, layout, keys_word, keys_at, keys_count)? {
             return Err(LayoutError::new(
                 "flatmap keys are not a tuple of its size",
                 keys_at,
