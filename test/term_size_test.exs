@@ -571,10 +571,10 @@ defmodule MemProbe.TermSizeTest do
         end
 
         # The calibration itself still runs (guarded reads).
-        assert {:ok, 4, 4, 0, 0, 0, 0, 4, _} =
-                 call.(:mem_probe_nif, :walk, [heap, :calibrate, 0])
+        assert {:ok, 4, 4, 0, 0, 0, 0, 4, _} = call.(:mem_probe_nif, :walk, [heap, :calibrate, 0])
 
         assert call.(:mem_probe_nif, :set_native, [true]) == true
+
         assert {:ok, %{flat_words: 4, shared_words: 4}} =
                  call.(:mem_probe_nif, :walk, [heap, :full, 0])
       end)
