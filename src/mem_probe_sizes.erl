@@ -224,8 +224,13 @@ decide() ->
     State.
 
 native_or_fallback(#{layout := undefined}) ->
-    %% No layout table for this release (24 and older, 30 and later).
-    fallback({unknown_release_layout, list_to_binary(erlang:system_info(otp_release))});
+    %% No layout table for this release (24 and older, 30 and later), or for
+    %% the one `layout_release' asked for.
+    Release = case application:get_env(mem_probe, layout_release) of
+                  {ok, Forced} -> integer_to_binary(Forced);
+                  undefined -> list_to_binary(erlang:system_info(otp_release))
+              end,
+    fallback({unknown_release_layout, Release});
 native_or_fallback(#{literal_range := {error, Why}}) ->
     fallback({no_literal_range, Why});
 native_or_fallback(#{verified := false, guarded_reads := false}) ->
