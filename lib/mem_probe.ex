@@ -679,18 +679,19 @@ defmodule MemProbe do
 
   # --- end of leak hunting over time ---
 
-  # Erlang results say `undefined` where Elixir says `nil`.
-  defp nil_for_undefined(:undefined), do: nil
+  # Erlang results say `undefined` where Elixir says `nil` (MemProbe.Watcher too).
+  @doc false
+  def nil_for_undefined(:undefined), do: nil
 
-  defp nil_for_undefined({tag, value}) when tag in [:ok, :error],
+  def nil_for_undefined({tag, value}) when tag in [:ok, :error],
     do: {tag, nil_for_undefined(value)}
 
-  defp nil_for_undefined(list) when is_list(list), do: Enum.map(list, &nil_for_undefined/1)
+  def nil_for_undefined(list) when is_list(list), do: Enum.map(list, &nil_for_undefined/1)
 
-  defp nil_for_undefined(map) when is_map(map) and not is_struct(map),
+  def nil_for_undefined(map) when is_map(map) and not is_struct(map),
     do: Map.new(map, fn {k, v} -> {k, nil_for_undefined(v)} end)
 
-  defp nil_for_undefined(other), do: other
+  def nil_for_undefined(other), do: other
 
   # Erlang raises {:badarg, message} for misuse (see :mem_probe_args);
   # Elixir users get an ArgumentError with the same message.
