@@ -20,7 +20,13 @@
 %%% <li>and sustained: the floors must cover `min_span', both halves of
 %%%     them must rise (a single step, a cache warming up to a plateau, is
 %%%     not a leak), the rate must reach `min_bytes_per_s' and the rise over
-%%%     the span `min_growth' of the first floor.</li>
+%%%     the span `min_growth' of the first floor;</li>
+%%% <li>and seen at two scales: the minimum of the newer half of the samples
+%%%     must exceed the older half's by half of what the slope predicts. A
+%%%     sawtooth slower than a sub-window makes sub-window minima climb its
+%%%     ramps (they beat with it); the halves, longer than its period, both
+%%%     hold its trough. Slower still (a period over half the window), a
+%%%     sawtooth is growth for all a window can tell.</li>
 %%% </ol>
 %%% Once a series is found growing, `still_growing/2' keeps it so with looser
 %%% conditions (hysteresis): it clears when the floor has stopped rising over
@@ -29,7 +35,7 @@
 -module(mem_probe_trend).
 
 -export([floors/3, theil_sen/1, mann_kendall/1, z_for/1, confidence/1, assess/2,
-         still_growing/2]).
+         still_growing/2, verdict/3]).
 
 -export_type([sample/0, params/0, assessment/0]).
 
@@ -155,10 +161,10 @@ assess(Samples, #{floor_ms := FloorMs, now := Now} = P) ->
              floors => length(Floors), span => span(Floors), start => start(Floors)},
     case length(Floors) >= 3 of
         false -> Base;
-        true -> judge(Floors, Base, P)
+        true -> judge(Samples, Floors, Base, P)
     end.
 
-judge(Floors, #{span := Span} = Base,
+judge(Samples, Floors, #{span := Span} = Base,
       #{min_span := MinSpan, min_bytes_per_s := MinRate, min_growth := MinGrowth, z := Zmin}) ->
     Rate = per_second(theil_sen(Floors)),
     {_, Z} = mann_kendall([V || {_, V} <- Floors]),
@@ -170,7 +176,8 @@ judge(Floors, #{span := Span} = Base,
         andalso Rate > 0
         andalso per_second(theil_sen(Older)) >= MinRate / 2
         andalso per_second(theil_sen(Newer)) >= MinRate / 2
-        andalso Rate * Span / 1000 >= MinGrowth * max(First, 1),
+        andalso Rate * Span / 1000 >= MinGrowth * max(First, 1)
+        andalso halves_rise(Samples, Rate),
     Base#{growing => Growing, rate => Rate, z => Z, confidence => confidence(Z)}.
 
 %% @doc For a series already found growing: whether it still is. Looser
@@ -184,6 +191,39 @@ still_growing(Samples, #{floor_ms := FloorMs, now := Now, min_bytes_per_s := Min
     length(Floors) >= ?RECENT
         andalso lists:all(fun(Rate) -> Rate > 0 andalso Rate >= MinRate / 2 end,
                           [per_second(theil_sen(Floors)), per_second(theil_sen(Recent))]).
+
+%% @doc One step of a series' finding: for a series that is not a finding
+%% (`Found' false), `{raise, Assessment}' when `assess/2' finds it growing,
+%% else `none'; for a finding, `keep' while `still_growing/2', else `clear'.
+-spec verdict([sample()], params(), boolean()) -> {raise, assessment()} | none | keep | clear.
+verdict(Samples, P, false) ->
+    case assess(Samples, P) of
+        #{growing := true} = A -> {raise, A};
+        _ -> none
+    end;
+verdict(Samples, P, true) ->
+    case still_growing(Samples, P) of
+        true -> keep;
+        false -> clear
+    end.
+
+%% The minimum of the newer half of the samples exceeds that of the older
+%% half by at least half of what `Rate' (per second) predicts. A sawtooth
+%% whose period is longer than a sub-window makes the sub-windows' minima
+%% climb its ramps (they miss its troughs, a little more each time when the
+%% periods beat): its halves, each longer than its period, have the same
+%% minimum.
+halves_rise([{T0, _} | _] = Samples, Rate) ->
+    {T1, _} = lists:last(Samples),
+    Mid = T0 + (T1 - T0) div 2,
+    {Older, Newer} = lists:partition(fun({T, _}) -> T < Mid end, Samples),
+    case {Older, Newer} of
+        {[_ | _], [_ | _]} ->
+            Rise = lists:min([V || {_, V} <- Newer]) - lists:min([V || {_, V} <- Older]),
+            Rise >= Rate * (T1 - T0) / 2000 / 2;
+        _ ->
+            false
+    end.
 
 %% The older and the newer half (sharing the middle floor when odd).
 halves(Floors) ->

@@ -125,8 +125,11 @@ start_link() -> start_link([]).
 %% <li>`min_span' — the time growth must last (default half the window);</li>
 %% <li>`min_bytes_per_s' (default 1024) and `min_growth' (a fraction of the
 %%     first floor, default 0.1) — rates too small to matter;</li>
-%% <li>`significance' — the false-alarm probability of each test (default
-%%     0.001);</li>
+%% <li>`significance' — the false-alarm probability of one trend test
+%%     (default 0.0001: a series is tested at every tick, all day; with the
+%%     default window, 10 floors, that asks for a nearly monotone floor.
+%%     0.001 finds more slow leaks under a large sawtooth and raises a false
+%%     alarm every 15 series-days or so on the benchmark's healthy day);</li>
 %% <li>`limit_bytes' — the memory limit for forecasts (default: detected);</li>
 %% <li>`max_processes' (default `4 * top') and `max_tables' (default 1000) —
 %%     the most series of each kind;</li>
@@ -224,7 +227,7 @@ parse(Options) ->
     Top = maps:get(top, Given, 20),
     maps:merge(#{interval => Interval, window => Window, top => Top,
                  floor_ms => 6 * Interval, min_span => Window * Interval div 2,
-                 min_bytes_per_s => 1024, min_growth => 0.1, significance => 0.001,
+                 min_bytes_per_s => 1024, min_growth => 0.1, significance => 0.0001,
                  limit_bytes => undefined, max_processes => 4 * Top, max_tables => 1000,
                  alarms => true, log => true, on_finding => undefined},
                Given#{name => Name}).
@@ -490,17 +493,11 @@ alive(undefined) -> false.
 
 judge_one(Key, #series{samples = Newest} = S, Total, P, #state{findings = Findings} = State) ->
     Samples = lists:reverse(Newest),
-    case Findings of
-        #{Key := Old} ->
-            case mem_probe_trend:still_growing(Samples, P) of
-                true -> update(Key, Old, S, Samples, Total, P, State);
-                false -> clear(Key, State)
-            end;
-        _ ->
-            case mem_probe_trend:assess(Samples, P) of
-                #{growing := true} = A -> raise(Key, S, A, Total, P, State);
-                _ -> State
-            end
+    case mem_probe_trend:verdict(Samples, P, is_map_key(Key, Findings)) of
+        {raise, A} -> raise(Key, S, A, Total, P, State);
+        keep -> update(Key, maps:get(Key, Findings), S, Samples, Total, P, State);
+        clear -> clear(Key, State);
+        none -> State
     end.
 
 raise(Key, S, #{rate := Rate, confidence := C, start := Start}, Total,

@@ -102,6 +102,23 @@ assess_test_() ->
      %% Too short: the same leak over 3 s.
      ?_assertEqual(false, growing(series(3000, fun(T) -> 1000000 + 100 * T end), 3000))].
 
+%% A sawtooth slower than a sub-window (period 6.5 s, sub-windows of 1 s):
+%% the floors climb its ramps, and at a loose z every test on the floors
+%% passes. The halves of the window, each holding a trough, have the same
+%% minimum: not growth.
+slow_sawtooth_test() ->
+    Now = 12000,
+    Saw = series(Now, fun(T) -> 1000000 + (T rem 6500) * 200 end),
+    P = (?P(Now))#{z => 1.0},
+    {_, Z} = mem_probe_trend:mann_kendall([V || {_, V} <- mem_probe_trend:floors(Saw, 1000, Now)]),
+    A = mem_probe_trend:assess(Saw, P),
+    ?assert(Z > 1.0),
+    ?assert(maps:get(rate, A) * 11 > 0.1 * 1000000),
+    ?assertEqual(false, maps:get(growing, A)),
+    %% The same with 100 KB/s of growth under it is found.
+    Leak = series(Now, fun(T) -> 1000000 + (T rem 6500) * 200 + 100 * T end),
+    ?assertEqual(true, maps:get(growing, mem_probe_trend:assess(Leak, P))).
+
 still_growing_test_() ->
     Now = 12000,
     %% Grew until 8 s, flat since.

@@ -116,8 +116,10 @@ defmodule MemProbe.WatcherTest do
 
   doctest MemProbe.Watcher
 
-  # Short sub-windows, longer than the sawtooth's and the bursts' periods.
+  # Short sub-windows, longer than the sawtooth's and the bursts' periods;
+  # ten floors in the window, tested at 0.001.
   @opts [
+    significance: 0.001,
     interval: 100,
     window: 120,
     floor_ms: 1_200,

@@ -33,7 +33,7 @@ defmodule MemProbe.Watcher do
   which `MemProbe.report/1` looks for; `nil` for none), `:interval` (10_000),
   `:window` (60 samples), `:top` (20), `:floor_ms` (6 intervals),
   `:min_span` (half the window), `:min_bytes_per_s` (1024), `:min_growth`
-  (0.1), `:significance` (0.001), `:limit_bytes` (default: the cgroup's
+  (0.1), `:significance` (0.0001), `:limit_bytes` (default: the cgroup's
   memory limit, else the machine's memory), `:max_processes` (4 × `:top`),
   `:max_tables` (1000), `:alarms` (true), `:log` (true), `:on_finding` (a
   function of one finding). See `:mem_probe_watcher` for the details.
