@@ -624,7 +624,8 @@ finding_text(#{kind := Kind, id := Id, name := Name, bytes := Bytes, rate := Rat
                since := Since, forecast_ms := Forecast, confidence := C}, Opts) ->
     Text = fun(V) -> mem_probe_format:value_text(V, Opts) end,
     What = case Kind of
-               process when is_atom(Name), Name =/= undefined -> [Text(Name), " ", Text(Id)];
+               process when is_atom(Name), Name =/= undefined, Name =/= nil ->
+                   [Text(Name), " ", Text(Id)];
                process -> [Text(Id), " ", Text(Name)];
                table -> ["table ", Text(Name)];
                category -> ["memory category ", Text(Id)];
@@ -633,9 +634,9 @@ finding_text(#{kind := Kind, id := Id, name := Name, bytes := Bytes, rate := Rat
     Ago = max(0, erlang:system_time(millisecond) - Since),
     [What, " holds ", mem_probe_format:human_bytes(Bytes), ", growing ",
      mem_probe_format:human_bytes(round(Rate)), "/s for ", duration(Ago),
-     case Forecast of
-         undefined -> "; no memory limit known";
-         _ -> ["; at this rate the node reaches its memory limit in ", duration(Forecast)]
+     case is_integer(Forecast) of
+         false -> "; no memory limit known";
+         true -> ["; at this rate the node reaches its memory limit in ", duration(Forecast)]
      end,
      io_lib:format(" (confidence ~.1f%)", [C * 100])].
 

@@ -136,6 +136,22 @@ defmodule MemProbe.Watcher do
     :mem_probe_watcher.tick(watcher) |> MemProbe.nil_for_undefined()
   end
 
+  @doc """
+  One finding as a line of text: what grows, what it holds, how fast, for
+  how long, and when the node would reach its limit at that rate.
+
+  ## Examples
+
+      iex> MemProbe.Watcher.describe(%{kind: :table, id: :sessions, name: :sessions,
+      ...>   bytes: 52_428_800, rate: 1_048_576.0, since: System.system_time(:millisecond) - 90_000,
+      ...>   forecast_ms: 7_200_000, confidence: 0.9999})
+      "table sessions holds 50.0 MiB, growing 1.0 MiB/s for 1 min; at this rate the node reaches its memory limit in 2.0 h (confidence 100.0%)"
+  """
+  @spec describe(finding()) :: String.t()
+  def describe(finding) do
+    :mem_probe_watcher.finding_text(finding, style: :elixir) |> IO.chardata_to_string()
+  end
+
   @doc "Stops the watcher and clears its alarms."
   @spec stop(watcher()) :: :ok
   def stop(watcher \\ :mem_probe_watcher), do: :mem_probe_watcher.stop(watcher)
