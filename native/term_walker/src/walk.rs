@@ -211,7 +211,7 @@ pub struct Scan {
     /// Words of attached objects (OTP 27 BinRefs and FunRefs) met again
     /// through another distinct owner. They count once in the words above,
     /// as in `erts_debug:size_shared/1`; `erts_debug:size/1` counts them with
-    /// every owner (ERTS_LAYOUT.md §3.6), so it is
+    /// every owner (docs/LAYOUT.md §4), so it is
     /// [`Scan::erts_size_words`]. Always 0 on layouts without attached objects.
     pub attached_repeat_words: u64,
     /// Whether some object was reached more than once (sharing).
