@@ -30,7 +30,7 @@
 %%% </ol>
 %%% Once a series is found growing, `still_growing/2' keeps it so with looser
 %%% conditions (hysteresis): it clears when the floor has stopped rising over
-%%% its last three sub-windows or over the window, not when one test dips
+%%% the newer half of the window or over the window, not when one test dips
 %%% below its threshold.
 -module(mem_probe_trend).
 
@@ -48,8 +48,8 @@
                         z := float(), confidence := float(), floors := non_neg_integer(),
                         span := non_neg_integer(), start := integer() | undefined}.
 
-%% Floors looked at by the hysteresis: the newest three sub-windows.
--define(RECENT, 3).
+%% The fewest floors a trend is read from.
+-define(MIN_FLOORS, 3).
 
 %% @doc The floor of each complete sub-window of `FloorMs' milliseconds
 %% (sub-window `K' holds the samples with `T div FloorMs == K'), oldest
@@ -159,7 +159,7 @@ assess(Samples, #{floor_ms := FloorMs, now := Now} = P) ->
     Floors = floors(Samples, FloorMs, Now),
     Base = #{growing => false, rate => undefined, z => 0.0, confidence => 0.5,
              floors => length(Floors), span => span(Floors), start => start(Floors)},
-    case length(Floors) >= 3 of
+    case length(Floors) >= ?MIN_FLOORS of
         false -> Base;
         true -> judge(Samples, Floors, Base, P)
     end.
@@ -181,16 +181,17 @@ judge(Samples, Floors, #{span := Span} = Base,
     Base#{growing => Growing, rate => Rate, z => Z, confidence => confidence(Z)}.
 
 %% @doc For a series already found growing: whether it still is. Looser
-%% than `assess/2' (hysteresis): the floors' slope, over the window and
-%% over the newest three sub-windows, is at least half of `min_bytes_per_s'
-%% (and positive).
+%% than `assess/2' (hysteresis): the floors' slope, over the window and over
+%% its newer half, is at least half of `min_bytes_per_s' (and positive). A
+%% finding so clears after about half a window without growth; a shorter
+%% pause, such as a heap that grows in steps, keeps it.
 -spec still_growing([sample()], params()) -> boolean().
 still_growing(Samples, #{floor_ms := FloorMs, now := Now, min_bytes_per_s := MinRate}) ->
     Floors = floors(Samples, FloorMs, Now),
-    Recent = lists:nthtail(max(0, length(Floors) - ?RECENT), Floors),
-    length(Floors) >= ?RECENT
+    {_, Newer} = halves(Floors),
+    length(Floors) >= ?MIN_FLOORS
         andalso lists:all(fun(Rate) -> Rate > 0 andalso Rate >= MinRate / 2 end,
-                          [per_second(theil_sen(Floors)), per_second(theil_sen(Recent))]).
+                          [per_second(theil_sen(Floors)), per_second(theil_sen(Newer))]).
 
 %% @doc One step of a series' finding: for a series that is not a finding
 %% (`Found' false), `{raise, Assessment}' when `assess/2' finds it growing,

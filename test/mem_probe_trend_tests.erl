@@ -121,10 +121,14 @@ slow_sawtooth_test() ->
 
 still_growing_test_() ->
     Now = 12000,
-    %% Grew until 8 s, flat since.
-    Stopped = series(Now, fun(T) -> 1000000 + 100 * min(T, 8000) end),
+    %% Grew until 5 s, flat since (over the newer half of the window).
+    Stopped = series(Now, fun(T) -> 1000000 + 100 * min(T, 5000) end),
+    %% Grows in steps of 300 KB every 3 s; the newest plateau is no
+    %% reason to clear.
+    Steps = series(Now, fun(T) -> 1000000 + 300000 * (T div 3000) end),
     Going = series(Now, fun(T) -> 1000000 + 100 * T end),
     [?_assertEqual(true, mem_probe_trend:still_growing(Going, ?P(Now))),
+     ?_assertEqual(true, mem_probe_trend:still_growing(Steps, ?P(Now))),
      ?_assertEqual(false, mem_probe_trend:still_growing(Stopped, ?P(Now))),
      %% Looser than assess/2: a slope of 600 B/s is below min_bytes_per_s for
      %% a new finding but keeps an old one.

@@ -321,7 +321,7 @@ defmodule MemProbe.TermSizeTest do
       assert info.calibration_reads == :guarded
       # NIF 2.18 (OTP 29) adds enif_term_size, a second flat count the
       # calibration compares with.
-      assert :mem_probe_nif.native_info().term_size_check == (release() >= ~c"29")
+      assert :mem_probe_nif.native_info().term_size_check == release() >= ~c"29"
 
       # Where the emulator exports the literal area's bounds (25, 27), the
       # /proc/self/maps method found the very same range; where it does not
