@@ -46,30 +46,6 @@ defmodule Bench.Watcher do
 
   # ------------------------------------------------------------ tick cost
 
-  def spawn_idle(count) do
-    parent = self()
-    spawners = 8
-
-    for s <- 1..spawners do
-      spawn(fn ->
-        for i <- 1..div(count, spawners) do
-          len = rem(i * 7919 + s, 100)
-          spawn(fn -> idle(Enum.to_list(1..len//1)) end)
-        end
-
-        send(parent, :spawned)
-      end)
-    end
-
-    for _ <- 1..spawners, do: receive(do: (:spawned -> :ok))
-  end
-
-  def idle(data) do
-    receive do
-      :stop -> data
-    end
-  end
-
   def tick_cost do
     n = procs()
     spawn_idle(n - :erlang.system_info(:process_count))

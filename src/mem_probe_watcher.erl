@@ -137,20 +137,18 @@ start_link() -> start_link([]).
 %%     fun of one argument, called with each new finding).</li>
 %% </ul>
 -spec start_link(list() | map()) -> {ok, pid()} | {error, term()}.
-start_link(Options) ->
-    Opts = parse(Options),
-    case maps:get(name, Opts) of
-        undefined -> gen_server:start_link(?MODULE, Opts, []);
-        Name -> gen_server:start_link({local, Name}, ?MODULE, Opts, [])
-    end.
+start_link(Options) -> start(start_link, Options).
 
 %% @doc As `start_link/1', not linked.
 -spec start(list() | map()) -> {ok, pid()} | {error, term()}.
-start(Options) ->
+start(Options) -> start(start, Options).
+
+%% Options are checked in the caller, so that misuse raises there.
+start(How, Options) ->
     Opts = parse(Options),
     case maps:get(name, Opts) of
-        undefined -> gen_server:start(?MODULE, Opts, []);
-        Name -> gen_server:start({local, Name}, ?MODULE, Opts, [])
+        undefined -> gen_server:How(?MODULE, Opts, []);
+        Name -> gen_server:How({local, Name}, ?MODULE, Opts, [])
     end.
 
 %% @doc Stops the watcher; its alarms are cleared.
