@@ -668,9 +668,14 @@ defmodule MemProbe do
   top tables with the binaries they hold, binary leaks, allocator usage, and
   process, port and atom counts against their limits.
 
+  When a leak watcher runs (`MemProbe.Watcher`, under its default name), the
+  screen adds its findings — sustained growth with forecasts — after the
+  findings worth a look.
+
   Options: `n` (entries per list, default 5), `binaries: false` (do not walk
   tables for their binaries), `previous: snapshot` (to say what grew),
-  `nodes:`. `:mem_probe.report/1` returns the same as a map.
+  `watcher: pid_or_name` (another watcher), `nodes:`. `:mem_probe.report/1`
+  returns the same as a map (the watcher's findings under `:watcher`).
   """
   @spec report(keyword() | map()) :: :ok
   def report(opts \\ []) do

@@ -325,6 +325,10 @@ defmodule MemProbe.WatcherTest do
     assert Watcher.tick(w) == []
     info = Watcher.info(w)
     assert {info.limit_bytes, info.limit_source, info.ticks} == {1_099_511_627_776, :limit_bytes, 3}
+    # The report shows a watcher it is given; none runs under the default name.
+    assert :mem_probe.report(binaries: false, watcher: w).watcher == []
+    refute Map.has_key?(:mem_probe.report(binaries: false), :watcher)
+    assert MemProbe.format(:mem_probe.report(binaries: false, watcher: w)) =~ "no sustained growth"
     Watcher.stop(w)
   end
 end
