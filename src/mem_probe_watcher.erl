@@ -5,7 +5,8 @@
 %%%
 %%% == What it samples, every `interval' ==
 %%% <ul>
-%%% <li>`erlang:memory/0': the total and every category;</li>
+%%% <li>`erlang:memory/0': the total and every category (but
+%%%     `processes_used' and `atom_used', parts of `processes' and `atom');</li>
 %%% <li>every ETS table's `memory' (bytes) and `size' (objects), the
 %%%     `max_tables' largest when there are more;</li>
 %%% <li>the memory of the processes that matter: the current top `top' by
@@ -297,8 +298,12 @@ sample(#state{origin = Origin, ticks = Ticks} = State0) ->
     Us = erlang:monotonic_time(microsecond) - Started,
     State5#state{last_tick_us = Us, max_tick_us = max(Us, State5#state.max_tick_us)}.
 
+%% `processes_used' and `atom_used' are left out: they are parts of
+%% `processes' and `atom' that grow with them, and would double a finding.
 sample_memory(Now, Tick, State) ->
-    lists:foldl(fun({total, Bytes}, S) ->
+    lists:foldl(fun({Used, _}, S) when Used =:= processes_used; Used =:= atom_used ->
+                        S;
+                   ({total, Bytes}, S) ->
                         put_sample({total, total}, #series{kind = total, id = total,
                                                            name = total},
                                    Now, Tick, Bytes, S);
