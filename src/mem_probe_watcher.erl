@@ -47,7 +47,7 @@
 %%% For each new finding: `alarm_handler:set_alarm({{mem_probe_leak, Id},
 %%% Finding})' (cleared with the finding, and when the watcher stops; sasl's
 %%% alarm handler is started if it does not run, or `{alarms, false}'), one
-%%% logger warning (at most `?LOG_BURST' a minute, the rest counted), the
+%%% logger warning (at most 5 a minute, the rest counted in the next), the
 %%% `telemetry' event `[mem_probe, watcher, finding]' when the `telemetry'
 %%% module is loaded (called dynamically: MemProbe does not depend on it),
 %%% and `on_finding(Finding)'. Callbacks run in the watcher: an exception in
@@ -86,7 +86,7 @@
                  count = 0 :: non_neg_integer(),
                  size :: non_neg_integer() | undefined,     % ETS objects
                  alive = true :: boolean(),
-                 seen :: non_neg_integer()}).               % tick of the last sample
+                 seen = 0 :: non_neg_integer()}).           % tick of the last sample
 
 -record(state, {opts :: map(),
                 params :: map(),
