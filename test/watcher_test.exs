@@ -88,6 +88,14 @@ defmodule MemProbe.WatcherTest.Planted do
     sawtooth([chunk() | state], ticks + 1)
   end
 
+  # Holds `data` until killed (spawned with spawn/3, so that its initial
+  # call names this function).
+  def hold(data) do
+    receive do
+      :never -> data
+    end
+  end
+
   # 6. A bursty mailbox: 20,000 messages every 700 ms, drained at once.
   def bursty_sink do
     receive do
@@ -297,6 +305,24 @@ defmodule MemProbe.WatcherTest do
     assert log =~ ~r/mem_probe_watcher: .*holds .*, growing .*\/s for \d+ s; at this rate/
     assert alarm_ids() == []
     Process.unregister(:mem_probe_watcher_test_sink)
+  end
+
+  test "a restarted unregistered process keeps its series by its initial call" do
+    data = Enum.to_list(1..1_000_000)
+    first = spawn(Planted, :hold, [data])
+    # Sampled at start and by one tick.
+    {:ok, w} = Watcher.start_link(name: nil, interval: 3_600_000, alarms: false, top: 30)
+    Watcher.tick(w)
+    assert [_, _] = Watcher.series(w, first).samples
+    Process.exit(first, :kill)
+    Watcher.tick(w)
+    second = spawn(Planted, :hold, [data])
+    Watcher.tick(w)
+    # The successor has taken over the series: the predecessor's samples, then its own.
+    assert %{kind: :process, name: nil, samples: [_, _, _]} = Watcher.series(w, second)
+    assert Watcher.series(w, first) == nil
+    Process.exit(second, :kill)
+    Watcher.stop(w)
   end
 
   test "misuse raises ArgumentError naming what is accepted" do
