@@ -688,9 +688,14 @@ defmodule MemProbe do
   top tables with the binaries they hold, binary leaks, allocator usage, and
   process, port and atom counts against their limits.
 
+  When a leak watcher runs (`MemProbe.Watcher`, under its default name), the
+  screen adds its findings — sustained growth with forecasts — after the
+  findings worth a look.
+
   Options: `n` (entries per list, default 5), `binaries: false` (do not walk
   tables for their binaries), `previous: snapshot` (to say what grew),
-  `nodes:`. `:mem_probe.report/1` returns the same as a map.
+  `watcher: pid_or_name` (another watcher), `nodes:`. `:mem_probe.report/1`
+  returns the same as a map (the watcher's findings under `:watcher`).
   """
   @spec report(keyword() | map()) :: :ok
   def report(opts \\ []) do
@@ -699,18 +704,19 @@ defmodule MemProbe do
 
   # --- end of leak hunting over time ---
 
-  # Erlang results say `undefined` where Elixir says `nil`.
-  defp nil_for_undefined(:undefined), do: nil
+  # Erlang results say `undefined` where Elixir says `nil` (MemProbe.Watcher too).
+  @doc false
+  def nil_for_undefined(:undefined), do: nil
 
-  defp nil_for_undefined({tag, value}) when tag in [:ok, :error],
+  def nil_for_undefined({tag, value}) when tag in [:ok, :error],
     do: {tag, nil_for_undefined(value)}
 
-  defp nil_for_undefined(list) when is_list(list), do: Enum.map(list, &nil_for_undefined/1)
+  def nil_for_undefined(list) when is_list(list), do: Enum.map(list, &nil_for_undefined/1)
 
-  defp nil_for_undefined(map) when is_map(map) and not is_struct(map),
+  def nil_for_undefined(map) when is_map(map) and not is_struct(map),
     do: Map.new(map, fn {k, v} -> {k, nil_for_undefined(v)} end)
 
-  defp nil_for_undefined(other), do: other
+  def nil_for_undefined(other), do: other
 
   # Erlang raises {:badarg, message} for misuse (see :mem_probe_args);
   # Elixir users get an ArgumentError with the same message.

@@ -48,7 +48,7 @@
                     change, binary_change]).
 %% Columns (and key/value lines) that come first, in this order: what a
 %% row is, then what it measures; the rest follow in key order.
--define(FIRST, [rank, pid, port, table, allocator, category, part_of, instance, group,
+-define(FIRST, [kind, id, rank, pid, port, table, allocator, category, part_of, instance, group,
                 name, registered_name, owner, owner_name, change, rate, value, count,
                 initial_call, current_function, application,
                 memory_bytes, off_heap_bytes, total_bytes, bytes, share, size,

@@ -21,6 +21,9 @@
 %%% <li>`fragmentation' — an allocator type whose blocks fill under half of
 %%%     its carriers, on more than 64 MiB of carriers.</li>
 %%% </ul>
+%%% When a leak watcher runs (`mem_probe_watcher', by default under its
+%%% default name), the report adds its findings under `watcher': sustained
+%%% growth seen over time, which one look cannot see.
 -module(mem_probe_report).
 
 -export([report/1, format/2]).
@@ -31,13 +34,15 @@
 %% @doc The report as a map (print it with `mem_probe:print/1'). Options:
 %% `n' (entries per list, default 5), `binaries' (walk tables for their
 %% binaries, default `true'), `previous' (an earlier `mem_probe:snapshot/1'
-%% of this node, to see what grew).
+%% of this node, to see what grew), `watcher' (a leak watcher's pid or
+%% name, default `mem_probe_watcher:default_name()').
 -spec report(list() | map()) -> map().
 report(Options) ->
     Opts = mem_probe_args:options(?FN, Options,
                                   [{n, fun(N) -> is_integer(N) andalso N > 0 end},
                                    {binaries, fun is_boolean/1},
-                                   {previous, fun is_map/1}]),
+                                   {previous, fun is_map/1},
+                                   {watcher, fun(W) -> is_pid(W) orelse is_atom(W) end}]),
     N = maps:get(n, Opts, 5),
     ByMemory = mem_probe:top_processes(memory, max(N, 2)),
     ByMailbox = mem_probe:top_processes(message_queue_len, N),
@@ -52,15 +57,16 @@ report(Options) ->
                   process_outlier(ByMemory), table_outlier(Tables), pinned(Leaks),
                   monitors(ByMonitors), process_group(Groups), limits(Counts),
                   fragmentation(Allocators)]),
-    #{node => node(),
-      findings => Findings,
-      memory => mem_probe:memory(),
-      top_memory => lists:sublist(ByMemory, N),
-      top_mailbox => ByMailbox,
-      top_tables => lists:sublist(Tables, N),
-      binary_leaks => Leaks,
-      allocators => maps:without([allocators, mseg_cache], Allocators),
-      counts => Counts}.
+    Watched = watched(maps:get(watcher, Opts, mem_probe_watcher:default_name())),
+    Watched#{node => node(),
+             findings => Findings,
+             memory => mem_probe:memory(),
+             top_memory => lists:sublist(ByMemory, N),
+             top_mailbox => ByMailbox,
+             top_tables => lists:sublist(Tables, N),
+             binary_leaks => Leaks,
+             allocators => maps:without([allocators, mseg_cache], Allocators),
+             counts => Counts}.
 
 %% @doc The report as one screen of text: findings first, then each section
 %% as a table (options as `mem_probe_format:format/2').
@@ -70,8 +76,9 @@ format(#{findings := Findings} = Report, Opts) ->
     #{memory := #{total_bytes := Total, categories := Categories}} = Report,
     Sections =
         [{io_lib:format("MemProbe report for ~s", [node_name(Report)]), []},
-         {"Findings worth a look", findings_text(Findings, Opts)},
-         {["Memory by category (total ", mem_probe_format:human_bytes(Total), ")"],
+         {"Findings worth a look", findings_text(Findings, Opts)}
+         | watcher_sections(Report, Opts)] ++
+        [{["Memory by category (total ", mem_probe_format:human_bytes(Total), ")"],
           mem_probe_format:format(Categories, Opts)},
          {"Top processes by memory", Table(top_memory)},
          {"Top processes by message queue", Table(top_mailbox)},
@@ -85,6 +92,26 @@ format(#{findings := Findings} = Report, Opts) ->
                             Title <- [unicode:characters_to_list(Title0)]]).
 
 node_name(#{node := Node}) -> atom_to_list(Node).
+
+%% A running watcher's findings; nothing when none runs (or it is stuck).
+watched(Watcher) when is_atom(Watcher) ->
+    case erlang:whereis(Watcher) of
+        undefined -> #{};
+        Pid -> watched(Pid)
+    end;
+watched(Pid) ->
+    try #{watcher => mem_probe_watcher:findings(Pid)}
+    catch exit:_ -> #{}
+    end.
+
+watcher_sections(#{watcher := Found}, Opts) ->
+    [{"Leak watcher: sustained growth, most urgent first",
+      case Found of
+          [] -> "no sustained growth";
+          _ -> lists:join("\n", [["* ", mem_probe_watcher:finding_text(F, Opts)] || F <- Found])
+      end}];
+watcher_sections(_, _Opts) ->
+    [].
 
 findings_text([], _Opts) ->
     "nothing stands out";
