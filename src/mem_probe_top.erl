@@ -282,7 +282,9 @@ interactive(Session, Opts) ->
 
 loop(#{session := Session, view := View} = St) ->
     {Width, Height} = terminal_size(),
-    Rows = max(1, Height - 10),
+    %% Header and blank (6), title and column heads (2), blank and keys
+    %% (2), and the last line, where the cursor waits.
+    Rows = max(1, Height - 11),
     case fetch(Session, View, Rows) of
         {ok, Frame} ->
             St1 = with_detail(St#{rows := maps:get(rows, Frame)}),
