@@ -357,10 +357,20 @@ read_keys(GL, Top) ->
 %% The terminal
 %%--------------------------------------------------------------------
 
-%% Single keys: an interactive shell's io server (it has an `echo' option;
-%% turned off, it answers get_chars with each key, OTP 25 to 29), a noshell
-%% node on OTP 28+ (`shell:start_interactive({noshell, raw})'), or a
-%% terminal bin/mem_probe has put in cbreak mode. Otherwise key then Enter.
+%% Single keys where the terminal allows, detected, not assumed:
+%% <ul>
+%% <li>on a noshell node without a shell (bin/mem_probe's viewer) on OTP
+%%     28+, `shell:start_interactive({noshell, raw})': the VM sets raw mode
+%%     and restores the terminal itself at exit;</li>
+%% <li>in a shell (erl, iex, a remote shell) the group's `echo' option,
+%%     turned off, makes get_chars answer each key (OTP 25 to 29);</li>
+%% <li>on an older noshell node whose terminal bin/mem_probe lets it use
+%%     (`{terminal, cbreak}'; the script restores it however the viewer
+%%     ends), stty cbreak mode, set after the VM started so that whatever
+%%     the VM restores at exit is the terminal as it was.</li>
+%% </ul>
+%% Where bin/mem_probe allows, Ctrl-C arrives as a key (stty -isig) and
+%% quits like q. Otherwise (or with `{input, line}') key then Enter.
 setup_terminal(Opts) ->
     Forced = maps:get(input, Opts, auto) =:= line,
     Saved = case io:getopts() of
@@ -370,35 +380,79 @@ setup_terminal(Opts) ->
     %% Lists, not binaries: on OTP 25 a group in binary mode answers every
     %% get_chars after the first with eof (Elixir's iex sets binary mode).
     _ = io:setopts([{binary, false}]),
+    MayStty = maps:get(terminal, Opts, cooked) =:= cbreak,
     HasEcho = lists:keymember(echo, 1, Saved),
-    Keys = if
-               Forced -> line;
-               HasEcho ->
-                   _ = io:setopts([{echo, false}]),
-                   single;
-               true ->
-                   case raw_noshell() of
-                       true -> single;
-                       false ->
-                           case maps:get(terminal, Opts, cooked) of
-                               cbreak -> single;
-                               cooked -> line
-                           end
-                   end
-           end,
+    {Keys, Tty} =
+        case Forced orelse raw_noshell() of
+            true when Forced ->
+                {line, undefined};
+            true ->
+                _ = MayStty andalso stty("-isig") =:= ok,
+                {single, undefined};
+            false when HasEcho ->
+                _ = io:setopts([{echo, false}]),
+                {single, undefined};
+            false when MayStty ->
+                case cbreak() of
+                    undefined -> {line, undefined};
+                    Previous -> {single, Previous}
+                end;
+            false ->
+                {line, undefined}
+        end,
     io:put_chars("\e[?1049h\e[?25l"),
-    #{keys => Keys, saved => Saved}.
+    #{keys => Keys, saved => Saved, tty => Tty}.
 
+%% Fails where an interactive shell runs (iex on OTP 29 is a noshell node
+%% that started one).
 raw_noshell() ->
     init:get_argument(noshell) =/= error
         andalso code:ensure_loaded(shell) =:= {module, shell}
         andalso erlang:function_exported(shell, start_interactive, 1)
-        andalso (catch shell:start_interactive({noshell, raw})) =:= ok.
+        andalso try shell:start_interactive({noshell, raw}) =:= ok
+                catch _:_ -> false
+                end.
 
-restore_terminal(#{saved := Saved}) ->
+restore_terminal(#{saved := Saved, tty := Tty}) ->
     io:put_chars("\e[?25h\e[?1049l"),
     _ = io:setopts(Saved),
+    _ = case Tty of
+            undefined -> ok;
+            _ -> stty(Tty)
+        end,
     ok.
+
+stty(Args) ->
+    case os:cmd("stty " ++ Args ++ " < " ++ tty_device() ++ " 2>&1") of
+        [] -> ok;
+        _ -> error
+    end.
+
+%% The terminal by its path (bin/mem_probe says which): the shell os:cmd
+%% starts has no controlling terminal, so /dev/tty would not do.
+tty_device() ->
+    case os:getenv("MEMPROBE_TOP_TTY") of
+        "/dev/" ++ Rest = Path when Rest =/= "" ->
+            case lists:all(fun(C) -> (C >= $a andalso C =< $z) orelse (C >= $0 andalso C =< $9)
+                                         orelse C =:= $/ end, Rest) of
+                true -> Path;
+                false -> "/dev/tty"
+            end;
+        _ ->
+            "/dev/tty"
+    end.
+
+%% Keys one at a time, not echoed, Ctrl-C as a key (byte 3) so that it
+%% quits like q; the previous settings (`stty -g'), or undefined.
+cbreak() ->
+    Saved = string:trim(os:cmd("stty -g < " ++ tty_device() ++ " 2>/dev/null")),
+    case Saved =/= "" andalso lists:all(fun(C) -> C =:= $: orelse
+                                                 (C >= $0 andalso C =< $9) orelse
+                                                 (C >= $a andalso C =< $f) end, Saved)
+        andalso stty("-icanon -echo -isig min 1") =:= ok of
+        true -> Saved;
+        false -> undefined
+    end.
 
 terminal_size() ->
     {size(io:columns(), "COLUMNS", 100), size(io:rows(), "LINES", 30)}.

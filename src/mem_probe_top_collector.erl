@@ -135,7 +135,7 @@ loop(#{owner_ref := OwnerRef} = S) ->
 %% for the occasion. The purge, in a process of its own, also ends this one
 %% if it still runs the (now old) code.
 unload(#{unload := true}) ->
-    _ = (catch code:delete(?MODULE)),
+    _ = try code:delete(?MODULE) catch _:_ -> false end,
     _ = spawn(code, purge, [?MODULE]),
     ok;
 unload(_) ->
@@ -447,10 +447,11 @@ bin_term(_, Stack, Acc) -> bin_bytes([], Stack, Acc).
 %% carriers first. The shape of `mem_probe:allocators/0''s `allocators'.
 allocators() ->
     Types = try erlang:system_info(alloc_util_allocators) catch error:badarg -> [] end,
-    Rows = [allocator_row(T, Info) || T <- Types,
-                                      Info <- [catch erlang:system_info({allocator, T})],
-                                      is_list(Info)],
+    Rows = [allocator_row(T, Info) || T <- Types, Info <- [allocator_info(T)], is_list(Info)],
     lists:sort(fun(#{carriers_bytes := A}, #{carriers_bytes := B}) -> A >= B end, Rows).
+
+allocator_info(Type) ->
+    try erlang:system_info({allocator, Type}) catch error:badarg -> false end.
 
 allocator_row(Type, Instances) ->
     {Blocks, Carriers} =

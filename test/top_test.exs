@@ -37,13 +37,14 @@ defmodule MemProbe.TopTest do
     peer_eval(node, """
     register(planted_mailbox, spawn(fun() -> receive stop -> ok end end)),
     [planted_mailbox ! {msg, I} || I <- lists:seq(1, 50000)],
-    register(planted_hog, spawn(fun() -> L = lists:seq(1, 1500000),
+    register(planted_hog, spawn(fun() -> L = lists:seq(1, 2000000),
                                          receive stop -> length(L) end end)),
     register(planted_binholder, spawn(fun() -> B = binary:copy(<<"z">>, 20000000),
                                                receive stop -> byte_size(B) end end)),
     register(planted_grower, spawn(fun() ->
-        Grow = fun G(Acc) -> receive stop -> length(Acc)
-                             after 50 -> G([lists:seq(1, 4000) | Acc]) end end,
+        Grow = fun G(Acc) when length(Acc) >= 1000 -> receive stop -> ok end;
+                   G(Acc) -> receive stop -> length(Acc)
+                             after 50 -> G([lists:seq(1, 1000) | Acc]) end end,
         Grow([]) end)),
     Self = self(),
     spawn(fun() -> ets:new(planted_blobs, [named_table, public]),
@@ -174,7 +175,9 @@ defmodule MemProbe.TopTest do
 
   defp stty(term, file) do
     type(term, "stty -g > #{file}; echo saved-#{Path.basename(file)}")
-    wait_for(term, "stty saved", &(&1 =~ "saved-#{Path.basename(file)}\n"))
+    # The echoed line alone (not the typed command, which contains it too).
+    marker = ~r/^saved-#{Path.basename(file)}$/m
+    wait_for(term, "stty saved", &(&1 =~ marker))
     File.read!(file)
   end
 
