@@ -38,6 +38,7 @@
 -define(CHUNK, 500).            % objects per ets:select/3 chunk
 -define(HEAP_BIN, 64).          % binaries up to this size live in a heap (or a table)
 -define(STATE_TIMEOUT, 2000).
+-define(MIN_CHUNK, 4096).       % processes worth a scan worker of their own
 
 %% @doc The views a frame can compute.
 -spec views() -> [atom()].
@@ -107,7 +108,7 @@ init(Owner, Opts, {Starter, Ref}) ->
     OwnerRef = erlang:monitor(process, Owner),
     Starter ! {Ref, ready},
     loop(#{owner_ref => OwnerRef, unload => maps:get(unload, Opts, false),
-           prev => #{}, prev_at => undefined, frames => 0}).
+           prev => undefined, prev_at => undefined, frames => 0}).
 
 loop(#{owner_ref := OwnerRef} = S) ->
     receive
@@ -153,7 +154,14 @@ frame_now(Spec, #{prev := Prev, prev_at := PrevAt, frames := Frames} = S) ->
     {reductions, R0} = erlang:process_info(self(), reductions),
     Now = erlang:monotonic_time(millisecond),
     IntervalMs = case PrevAt of undefined -> undefined; _ -> max(1, Now - PrevAt) end,
-    Scan = scan(View, Rows, Prev, IntervalMs),
+    %% This frame's memory and reductions per process go to a fresh table
+    %% (public: the scan workers write it); the previous frame's is read,
+    %% then dropped, so processes that exited leave nothing behind.
+    Next = ets:new(mem_probe_top_previous, [set, public, {write_concurrency, true}]),
+    Scan = try scan(View, Rows, Prev, Next, IntervalMs)
+           catch Class:Reason:Stack -> ets:delete(Next), erlang:raise(Class, Reason, Stack)
+           end,
+    Prev =:= undefined orelse ets:delete(Prev),
     Wordsize = erlang:system_info(wordsize),
     Tables = case View of
                  ets -> tables(Rows, true, maps:get(table_binaries, Spec, undefined), Wordsize);
@@ -191,42 +199,91 @@ frame_now(Spec, #{prev := Prev, prev_at := PrevAt, frames := Frames} = S) ->
               cost => #{ms => Ms, reductions => R1 - R0,
                         collector_bytes => CollectorMemory,
                         processes_scanned => maps:get(scanned, Scan)}},
-    {{ok, Frame}, S#{prev := maps:get(prev, Scan), prev_at := Now, frames := Frames + 1}}.
+    {{ok, Frame}, S#{prev := Next, prev_at := Now, frames := Frames + 1}}.
 
 %%--------------------------------------------------------------------
 %% The process pass
 %%--------------------------------------------------------------------
 
-scan(View, Rows, Prev, IntervalMs) ->
+scan(View, Rows, Prev, Next, IntervalMs) ->
     Items = [memory, message_queue_len, reductions, initial_call]
         ++ case View of binaries -> [binary, total_heap_size]; _ -> [] end,
-    Acc0 = #{view => top_new(Rows), memory => top_new(2), mailbox => top_new(5),
-             groups => #{}, prev => [], scanned => 0},
     Self = self(),
-    Acc = lists:foldl(
-            fun(P, A) when P =:= Self -> A;
-               (P, A) ->
-                    case erlang:process_info(P, Items) of
-                        undefined -> A;
-                        Info -> one(P, Info, View, Prev, IntervalMs, A)
-                    end
-            end, Acc0, erlang:processes()),
-    #{view := ViewTop, memory := MemTop, mailbox := MailTop, groups := Groups,
-      prev := PrevList, scanned := Scanned} = Acc,
-    #{rows => view_rows(View, top_list(ViewTop), IntervalMs),
-      by_memory => [Row || {V, P, _} <- top_list(MemTop),
+    Pass = fun(Pids) ->
+                   Acc0 = #{view => top_new(Rows), memory => top_new(2), mailbox => top_new(5),
+                            groups => #{}, scanned => 0},
+                   lists:foldl(
+                     fun(P, A) when P =:= Self -> A;
+                        (P, A) ->
+                             case erlang:process_info(P, Items) of
+                                 undefined -> A;
+                                 Info -> one(P, Info, View, Prev, Next, IntervalMs, A)
+                             end
+                     end, Acc0, Pids)
+           end,
+    Parts = in_parallel(Pass, erlang:processes()),
+    Merge = fun(Key, Cap) -> lists:foldl(fun({V, P, X}, T) -> top_offer(V, P, X, T) end,
+                                         top_new(Cap),
+                                         lists:append([top_list(maps:get(Key, A)) || A <- Parts]))
+            end,
+    Groups = lists:foldl(fun(#{groups := G}, Acc) ->
+                                 maps:fold(fun(K, C, A) ->
+                                                   maps:update_with(K, fun(C0) -> C0 + C end, C, A)
+                                           end, Acc, G)
+                         end, #{}, Parts),
+    Scanned = lists:sum([N || #{scanned := N} <- Parts]),
+    #{rows => view_rows(View, top_list(Merge(view, Rows)), IntervalMs),
+      by_memory => [Row || {V, P, _} <- top_list(Merge(memory, 2)),
                            Row <- described(P, #{value => V, attr => memory})],
-      by_mailbox => [Row || {V, P, _} <- top_list(MailTop), V > 10000,
+      by_mailbox => [Row || {V, P, _} <- top_list(Merge(mailbox, 5)), V > 10000,
                             Row <- described(P, #{value => V,
                                                   attr => message_queue_len})],
       groups => group_summary(Groups, Scanned),
-      prev => maps:from_list(PrevList),
       scanned => Scanned}.
 
+%% `Pass' over contiguous chunks of `Pids', in workers when there are many:
+%% a process_info/2 call waits for the other process to answer it, and with
+%% a few requests in flight the schedulers answer them back to back (the
+%% reason mem_probe_scan's scans use workers too). A worker that dies (it
+%% cannot, short of being killed) leaves its chunk out of this frame.
+in_parallel(Pass, Pids) ->
+    Len = length(Pids),
+    Workers = max(1, min(2 * erlang:system_info(schedulers_online), Len div ?MIN_CHUNK)),
+    case Workers of
+        1 ->
+            [Pass(Pids)];
+        _ ->
+            Tag = make_ref(),
+            Self = self(),
+            Started = [spawn_monitor(fun() -> Self ! {Tag, self(), Pass(Chunk)} end)
+                       || Chunk <- chunks(Pids, (Len + Workers - 1) div Workers)],
+            [R || {Pid, MRef} <- Started,
+                  R <- receive
+                           {Tag, Pid, Result} ->
+                               erlang:demonitor(MRef, [flush]),
+                               [Result];
+                           {'DOWN', MRef, process, Pid, _} ->
+                               []
+                       end]
+    end.
+
+chunks([], _Size) -> [];
+chunks(Pids, Size) when length(Pids) =< Size -> [Pids];
+chunks(Pids, Size) ->
+    {Chunk, Rest} = lists:split(Size, Pids),
+    [Chunk | chunks(Rest, Size)].
+
 one(P, [{memory, M}, {message_queue_len, Q}, {reductions, R}, {initial_call, IC} | More],
-    View, Prev, IntervalMs, A) ->
-    #{view := VT, memory := MT, mailbox := QT, groups := G, prev := PL, scanned := N} = A,
-    Before = maps:get(P, Prev, undefined),
+    View, Prev, Next, IntervalMs, A) ->
+    #{view := VT, memory := MT, mailbox := QT, groups := G, scanned := N} = A,
+    Before = case Prev of
+                 undefined -> undefined;
+                 _ -> case ets:lookup(Prev, P) of
+                          [{_, M0, R0}] -> {M0, R0};
+                          [] -> undefined
+                      end
+             end,
+    ets:insert(Next, {P, M, R}),
     VT1 = case view_value(View, M, Q, R, Before, IntervalMs, More) of
               skip -> VT;
               {Value, Extra} -> top_offer(Value, P, Extra, VT)
@@ -235,7 +292,6 @@ one(P, [{memory, M}, {message_queue_len, Q}, {reductions, R}, {initial_call, IC}
        memory := top_offer(M, P, [], MT),
        mailbox := case Q > 0 of true -> top_offer(Q, P, [], QT); false -> QT end,
        groups := maps:update_with(IC, fun(C) -> C + 1 end, 1, G),
-       prev := [{P, {M, R}} | PL],
        scanned := N + 1}.
 
 %% The sort value of one process in `View' and what its row needs besides.
@@ -353,6 +409,7 @@ top_list({_, _, Set}) -> lists:reverse(gb_sets:to_list(Set)).
 tables(N, Walk, Sizer, Wordsize) ->
     Measured = [{rank(Mem * Wordsize, Off), T, Mem * Wordsize, Off, Extra}
                 || T <- ets:all(),
+                   ets_info(T, owner) =/= self(), % the collector's own
                    Mem <- [ets_info(T, memory)], is_integer(Mem),
                    {Off, Extra} <- [case Walk of
                                         true -> table_binaries(T, Sizer);
