@@ -249,7 +249,11 @@ once(Session, Opts) ->
              end,
     case Result of
         {ok, Frame} ->
-            {Width, _} = terminal_size(),
+            %% Text for a file or a ticket is not cut to a width.
+            Width = case io:columns() of
+                        {ok, W} -> W;
+                        _ -> size(none, "COLUMNS", 1000)
+                    end,
             St = #{view => View, style => maps:get(style, Opts, erlang),
                    interval => maps:get(interval, Opts, 2000), keys => none,
                    detail => undefined, detail_data => undefined},

@@ -174,6 +174,9 @@ frame_now(Spec, #{prev := Prev, prev_at := PrevAt, frames := Frames} = S) ->
                    _ -> maps:get(rows, Scan)
                end,
     Counts = counts(),
+    %% What the frame allocated here (binary lists, rows) is garbage now;
+    %% the memory shown is what the collector keeps between frames.
+    true = erlang:garbage_collect(),
     {reductions, R1} = erlang:process_info(self(), reductions),
     {memory, CollectorMemory} = erlang:process_info(self(), memory),
     Ms = erlang:convert_time_unit(erlang:monotonic_time() - T0, native, microsecond) / 1000,
@@ -303,7 +306,8 @@ view_value(reductions, _M, _Q, R, undefined, _Ms, _More) -> {R, born};
 view_value(reductions, _M, _Q, R, {_, R0}, _Ms, _More) -> {R - R0, []};
 view_value(growth, _M, _Q, _R, _Before, undefined, _More) -> skip;
 view_value(growth, M, _Q, _R, undefined, _Ms, _More) -> {M, born};
-view_value(growth, M, _Q, _R, {M0, _}, _Ms, _More) -> {M - M0, []};
+view_value(growth, M, _Q, _R, {M0, _}, _Ms, _More) when M > M0 -> {M - M0, []};
+view_value(growth, _M, _Q, _R, _Before, _Ms, _More) -> skip;
 view_value(binaries, _M, _Q, _R, _Before, _Ms,
            [{binary, Bins}, {total_heap_size, Words}]) ->
     {Share, Raw, Count} = binaries(Bins),
