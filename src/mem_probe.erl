@@ -24,6 +24,7 @@
          print/1, print/2, format/1, format/2]).
 %% --- end of ETS, system and allocator exports ---
 -export([snapshot/0, snapshot/1, diff/2, diff/3, check/1, report/0, report/1]).
+-export([top/0, top/1]).
 
 %% @doc Words a full copy of `Term' takes; equals `erts_debug:flat_size/1'.
 %% Shared subterms count once per path, as a copy would expand them, but the
@@ -244,3 +245,18 @@ report() -> report([]).
 report(Opts) ->
     mem_probe_cluster:dispatch({"report/1", report}, Opts, fun(Rest) -> [Rest] end,
                                fun() -> mem_probe_report:report(Opts) end).
+
+%%--------------------------------------------------------------------
+%% The live top
+%%--------------------------------------------------------------------
+
+%% @doc `top([])'.
+-spec top() -> ok | {error, term()}.
+top() -> top([]).
+
+%% @doc A refreshing full-screen view of this node (or of `{node, N}',
+%% which need not have MemProbe) until `q'; `{once, true}' prints one frame.
+%% Options: `interval', `sort', `node', `once', `rows', `style', `input';
+%% see mem_probe_top.
+-spec top(list() | map()) -> ok | {error, term()}.
+top(Opts) -> mem_probe_top:top(Opts).
