@@ -413,7 +413,8 @@ raw_noshell() ->
     init:get_argument(noshell) =/= error
         andalso code:ensure_loaded(shell) =:= {module, shell}
         andalso erlang:function_exported(shell, start_interactive, 1)
-        andalso try shell:start_interactive({noshell, raw}) =:= ok
+        %% Through apply/3: the function exists from OTP 26 on only.
+        andalso try apply(shell, start_interactive, [{noshell, raw}]) =:= ok
                 catch _:_ -> false
                 end.
 
