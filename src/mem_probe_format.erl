@@ -33,7 +33,7 @@
 %%% for arithmetic.
 -module(mem_probe_format).
 
--export([format/1, format/2, print/1, print/2, human_bytes/1, value_text/2]).
+-export([format/1, format/2, print/1, print/2, human_bytes/1, integer_text/1, value_text/2]).
 
 -record(ctx, {style = erlang :: erlang | elixir,
               bytes = [] :: [term()],
@@ -327,6 +327,10 @@ human_bytes(V, [Unit | Rest]) ->
         true -> human_bytes(V / 1024, Rest);
         false -> lists:flatten(io_lib:format("~.1f ~s", [V, Unit]))
     end.
+
+%% @doc `N' with thousands separators, as tables print integers: `1,234,567'.
+-spec integer_text(integer()) -> string().
+integer_text(N) -> group(N).
 
 percent(F) -> lists:flatten(io_lib:format("~.1f%", [F * 100])).
 

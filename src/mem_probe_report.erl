@@ -26,7 +26,7 @@
 %%% growth seen over time, which one look cannot see.
 -module(mem_probe_report).
 
--export([report/1, format/2]).
+-export([report/1, format/2, findings/1, finding_text/2]).
 
 -define(FN, "report/1").
 -define(MIB, (1024 * 1024)).
@@ -52,11 +52,10 @@ report(Options) ->
     Groups = mem_probe:count_processes(initial_call, 3),
     Allocators = mem_probe:allocators(),
     Counts = counts(),
-    Findings = lists:append(
-                 [mailbox(ByMailbox, maps:get(previous, Opts, undefined)),
-                  process_outlier(ByMemory), table_outlier(Tables), pinned(Leaks),
-                  monitors(ByMonitors), process_group(Groups), limits(Counts),
-                  fragmentation(Allocators)]),
+    Findings = findings(#{by_mailbox => ByMailbox, previous => maps:get(previous, Opts, undefined),
+                          by_memory => ByMemory, tables => Tables, leaks => Leaks,
+                          by_monitors => ByMonitors, groups => Groups, counts => Counts,
+                          allocators => Allocators}),
     Watched = watched(maps:get(watcher, Opts, mem_probe_watcher:default_name())),
     Watched#{node => node(),
              findings => Findings,
@@ -67,6 +66,29 @@ report(Options) ->
              binary_leaks => Leaks,
              allocators => maps:without([allocators, mseg_cache], Allocators),
              counts => Counts}.
+
+%% @doc The findings rules (see the module doc) applied to scan results
+%% gathered elsewhere, each optional: `by_memory' (at least the top two
+%% `top_processes(memory, _)' entries), `by_mailbox', `by_monitors',
+%% `tables' (`top_tables/2' entries), `leaks' (`binary_leaks/2' entries;
+%% an entry's `heap_bytes' is used when present, else its heap is read),
+%% `groups' (`count_processes(initial_call, _)'), `counts' (as the report's),
+%% `allocators' (as `allocators/0') and `previous' (a snapshot). A rule
+%% whose input is missing finds nothing. The live top (`mem_probe_top')
+%% applies them to each frame.
+-spec findings(map()) -> [map()].
+findings(In) ->
+    lists:append(
+      [mailbox(maps:get(by_mailbox, In, []), maps:get(previous, In, undefined)),
+       process_outlier(maps:get(by_memory, In, [])), table_outlier(maps:get(tables, In, [])),
+       pinned(maps:get(leaks, In, [])), monitors(maps:get(by_monitors, In, [])),
+       process_group(maps:get(groups, In, #{})), limits(maps:get(counts, In, [])),
+       fragmentation(maps:get(allocators, In, #{}))]).
+
+%% @doc One finding as the report prints it: who, then what (chardata).
+-spec finding_text(map(), list() | map()) -> unicode:chardata().
+finding_text(#{subject := Subject, text := Text}, Opts) ->
+    [describe(Subject, Opts), ": ", Text].
 
 %% @doc The report as one screen of text: findings first, then each section
 %% as a table (options as `mem_probe_format:format/2').
@@ -116,8 +138,7 @@ watcher_sections(_, _Opts) ->
 findings_text([], _Opts) ->
     "nothing stands out";
 findings_text(Findings, Opts) ->
-    lists:join("\n", [["* ", describe(Subject, Opts), ": ", Text]
-                      || #{subject := Subject, text := Text} <- Findings]).
+    lists:join("\n", [["* ", finding_text(F, Opts)] || F <- Findings]).
 
 describe(#{name := Name, pid := Pid}, Opts) when is_atom(Name), Name =/= undefined,
                                                   Name =/= nil ->
@@ -198,17 +219,25 @@ off_heap(_) -> 0.
 pinned(Leaks) ->
     lists:append([pinned_one(E) || E <- Leaks]).
 
-pinned_one(#{pid := Pid, bytes := Bytes} = E) when Bytes >= 8 * ?MIB ->
-    case erlang:process_info(Pid, total_heap_size) of
-        {total_heap_size, Words} when Bytes >= 16 * Words * 8 ->
+pinned_one(#{bytes := Bytes} = E) when Bytes >= 8 * ?MIB ->
+    case heap_bytes(E) of
+        Heap when is_integer(Heap), Bytes >= 16 * Heap ->
             [finding(pinned_binaries,
                      "keeps ~s of off-heap binaries alive with a ~s heap (sub-binaries of larger binaries, or binaries it no longer needs?)",
-                     [human(Bytes), human(Words * 8)], subject(E))];
+                     [human(Bytes), human(Heap)], subject(E))];
         _ ->
             []
     end;
 pinned_one(_) ->
     [].
+
+heap_bytes(#{heap_bytes := Heap}) ->
+    Heap;
+heap_bytes(#{pid := Pid}) ->
+    case erlang:process_info(Pid, total_heap_size) of
+        {total_heap_size, Words} -> Words * erlang:system_info(wordsize);
+        undefined -> undefined
+    end.
 
 monitors([#{value := Count} = E | _]) when Count > 10000 ->
     [finding(monitors, "holds ~b monitors", [Count], subject(E))];
