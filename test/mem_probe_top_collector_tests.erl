@@ -15,15 +15,21 @@ frame(Server, View) ->
     {ok, Frame} = ?C:frame(Server, #{view => View, rows => 5}, 30000),
     Frame.
 
+%% A process holding `Make()', once it holds it.
+ready(Make) ->
+    Parent = self(),
+    Pid = spawn(fun() -> Held = Make(), Parent ! {self(), ready},
+                         receive stop -> Held end end),
+    receive {Pid, ready} -> Pid end.
+
 top_pid(#{rows := [#{pid := Pid} | _]}) -> Pid;
 top_pid(_) -> none.
 
 planted_views_test() ->
-    Hog = spawn(fun() -> L = lists:seq(1, 300000), receive stop -> length(L) end end),
+    Hog = ready(fun() -> lists:seq(1, 3000000) end),
     Queue = spawn(fun() -> receive stop -> ok end end),
     [Queue ! {m, I} || I <- lists:seq(1, 20000)],
-    Holder = spawn(fun() -> B = binary:copy(<<"x">>, 5000000),
-                            receive stop -> byte_size(B) end end),
+    Holder = ready(fun() -> binary:copy(<<"x">>, 5000000) end),
     Table = ets:new(collector_test_blobs, [public]),
     [ets:insert(Table, {I, binary:copy(<<"b">>, 10000)}) || I <- lists:seq(1, 300)],
     try
