@@ -225,8 +225,9 @@ run_suite() {
   tests_ebin="$MIX_BUILD_PATH/eunit"
   rm -rf "$tests_ebin"
   mkdir -p "$tests_ebin"
-  erlc -o "$tests_ebin" -pa "$ebin" test/*_tests.erl
-  modules=$(cd "$tests_ebin" && ls -- *.beam | sed 's/\.beam$//' | paste -sd, -)
+  # Every Erlang file in test/ (helpers too); the *_tests modules are run.
+  erlc -o "$tests_ebin" -pa "$ebin" test/*.erl
+  modules=$(cd "$tests_ebin" && ls -- *_tests.beam | sed 's/\.beam$//' | paste -sd, -)
   erl -noshell -pa "$ebin" "$tests_ebin" -eval \
     "case eunit:test([$modules], [verbose]) of ok -> halt(0); _ -> halt(1) end." \
     || die "EUnit failed on OTP $release"

@@ -384,8 +384,13 @@ setup_terminal(Opts) ->
     %% Lists, not binaries: on OTP 25 a group in binary mode answers every
     %% get_chars after the first with eof (Elixir's iex sets binary mode).
     _ = io:setopts([{binary, false}]),
-    MayStty = maps:get(terminal, Opts, cooked) =:= cbreak,
-    HasEcho = lists:keymember(echo, 1, Saved),
+    %% On OTP 26 and 27 the viewer's noshell VM gets its input a line at a
+    %% time whatever the terminal's mode (single keys came back with OTP
+    %% 28's raw noshell mode), so there it reads key then Enter.
+    Viewer = maps:get(terminal, Opts, cooked) =:= cbreak,
+    LineOnly = Viewer andalso lists:member(erlang:system_info(otp_release), ["26", "27"]),
+    MayStty = Viewer andalso not LineOnly,
+    HasEcho = lists:keymember(echo, 1, Saved) andalso not LineOnly,
     {Keys, Tty} =
         case Forced orelse raw_noshell() of
             true when Forced ->
@@ -410,7 +415,10 @@ setup_terminal(Opts) ->
 %% Fails where an interactive shell runs (iex on OTP 29 is a noshell node
 %% that started one).
 raw_noshell() ->
-    init:get_argument(noshell) =/= error
+    %% Raw keys without a shell came with OTP 28; on 26 and 27 the call
+    %% exists and says ok, but no key arrives (the viewer then uses cbreak).
+    list_to_integer(erlang:system_info(otp_release)) >= 28
+        andalso init:get_argument(noshell) =/= error
         andalso code:ensure_loaded(shell) =:= {module, shell}
         andalso erlang:function_exported(shell, start_interactive, 1)
         %% Through apply/3: the function exists from OTP 26 on only.
