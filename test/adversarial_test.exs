@@ -24,10 +24,15 @@ defmodule MemProbe.AdversarialTest do
     :persistent_term.put({__MODULE__, :bytecode}, bytecode)
   end
 
+  # A fresh peer VM with this module loaded.
+  defp start_peer do
+    TestPeer.start([{__MODULE__, :persistent_term.get({__MODULE__, :bytecode})}])
+  end
+
   # Runs `fun` in a fresh peer VM; its result is returned, its assertion
   # failures raised here, and the peer's death is a test failure.
   defp in_peer(what, fun) do
-    peer = TestPeer.start([{__MODULE__, :persistent_term.get({__MODULE__, :bytecode})}])
+    peer = start_peer()
 
     try do
       case TestPeer.run(peer, fn -> checked(fun) end) do
@@ -89,7 +94,7 @@ defmodule MemProbe.AdversarialTest do
   end
 
   defp run_batch(seed, batch) do
-    peer = TestPeer.start([{__MODULE__, :persistent_term.get({__MODULE__, :bytecode})}])
+    peer = start_peer()
 
     try do
       TestPeer.run(peer, fn -> checked(fn -> check_mutants(seed, batch) end) end)
@@ -252,7 +257,7 @@ defmodule MemProbe.AdversarialTest do
   # each in the same fresh peer until it dies, to name the binary.
   defp crash_report(seed, batch, reason) do
     mutants = in_peer("generating batch #{batch} again", fn -> mutants(seed, batch) end)
-    peer = TestPeer.start([{__MODULE__, :persistent_term.get({__MODULE__, :bytecode})}])
+    peer = start_peer()
 
     culprit =
       try do
