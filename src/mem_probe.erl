@@ -2,7 +2,7 @@
 %%%
 %%% Term sizes (`flat_size/1', `shared_size/1', `term_size/1') are read in
 %%% place by a native walker and always agree with the VM's own accounting;
-%%% see `mem_probe_nif' for when the walker is trusted and what the fallback
+%%% see `mem_probe_sizes' for when the walker is trusted and what the fallback
 %%% gives. Sizes are in words unless a field says bytes.
 %%%
 %%% Why three sizes: a term's flat size is what a copy costs (a send, an ETS
@@ -12,7 +12,7 @@
 %%% whole, even when only a small slice of it is referenced.
 -module(mem_probe).
 
--export([flat_size/1, shared_size/1, term_size/1, info/0]).
+-export([flat_size/1, shared_size/1, term_size/1, info/0, recalibrate/0]).
 %% --- process scans exports ---
 -export([top_processes/2, top_processes/3, count_processes/1, count_processes/2,
          count_processes/3,
@@ -24,30 +24,37 @@
          print/1, print/2, format/1, format/2]).
 %% --- end of ETS, system and allocator exports ---
 -export([snapshot/0, snapshot/1, diff/2, diff/3, check/1, report/0, report/1]).
+-export([top/0, top/1]).
 
 %% @doc Words a full copy of `Term' takes; equals `erts_debug:flat_size/1'.
 %% Shared subterms count once per path, as a copy would expand them, but the
 %% walk is linear in the distinct objects, so a deeply shared term answers at
 %% once.
 -spec flat_size(term()) -> non_neg_integer().
-flat_size(Term) -> mem_probe_nif:flat_size(Term).
+flat_size(Term) -> mem_probe_sizes:flat_size(Term).
 
 %% @doc Words of the distinct heap objects of `Term', each counted once,
 %% module literals excluded. Equals `erts_debug:size_shared/1' except that
 %% hashmap nodes are counted once (size_shared counts them twice).
 -spec shared_size(term()) -> non_neg_integer().
-shared_size(Term) -> mem_probe_nif:shared_size(Term).
+shared_size(Term) -> mem_probe_sizes:shared_size(Term).
 
 %% @doc All sizes of `Term' from one walk: `flat_words', `shared_words',
 %% `literal_words', `off_heap_binaries', `off_heap_bytes' and `bytes'
 %% (`shared_words' in bytes plus `off_heap_bytes': what the term holds now).
--spec term_size(term()) -> mem_probe_nif:sizes().
-term_size(Term) -> mem_probe_nif:term_size(Term).
+-spec term_size(term()) -> mem_probe_sizes:sizes().
+term_size(Term) -> mem_probe_sizes:term_size(Term).
 
 %% @doc The mode (`native' or `fallback'), the OTP release, the layout in use
 %% and, in fallback, the reason and the fields that are not exact.
 -spec info() -> map().
-info() -> mem_probe_nif:info().
+info() -> mem_probe_sizes:info().
+
+%% @doc Decides the mode again: runs the calibration (after a layout error
+%% switched the node to fallback, or after changing the `mem_probe'
+%% application environment) and returns the new `info()'.
+-spec recalibrate() -> map().
+recalibrate() -> mem_probe_sizes:recalibrate().
 
 %%--------------------------------------------------------------------
 %% Process scans
@@ -108,12 +115,12 @@ binary_leaks(N, Opts) ->
 process_memory(Pid) -> mem_probe_procs:process_memory(Pid).
 
 %% @doc `state_size(Pid, [])'.
--spec state_size(pid()) -> {ok, mem_probe_nif:sizes()} | {error, term()}.
+-spec state_size(pid()) -> {ok, mem_probe_sizes:sizes()} | {error, term()}.
 state_size(Pid) -> mem_probe_state:state_size(Pid, []).
 
 %% @doc The term sizes of a sys process's state, measured inside it;
 %% `{timeout, Ms}' (default 5000).
--spec state_size(pid(), list() | map()) -> {ok, mem_probe_nif:sizes()} | {error, term()}.
+-spec state_size(pid(), list() | map()) -> {ok, mem_probe_sizes:sizes()} | {error, term()}.
 state_size(Pid, Opts) -> mem_probe_state:state_size(Pid, Opts).
 %% --- end of process scans ---
 
@@ -176,20 +183,33 @@ no_options(Function, Opts) ->
 
 %% @doc Prints any MemProbe result as an aligned table; returns `ok'.
 -spec print(term()) -> ok.
-print(Result) -> mem_probe_format:print(Result, []).
+print(Result) -> print(Result, []).
 
 %% @doc As `print/1' with options: `style' (`erlang' | `elixir'), `bytes'
 %% (more keys whose integers are bytes), `raw' (no units). See
 %% `mem_probe_format'.
 -spec print(term(), list() | map()) -> ok.
-print(Result, Opts) -> mem_probe_format:print(Result, Opts).
+print(Result, Opts) ->
+    case is_report(Result) of
+        true -> io:put_chars([mem_probe_report:format(Result, Opts), $\n]);
+        false -> mem_probe_format:print(Result, Opts)
+    end.
 
 %% @doc The text `print/1' prints (chardata, no final newline).
 -spec format(term()) -> unicode:chardata().
-format(Result) -> mem_probe_format:format(Result, []).
+format(Result) -> format(Result, []).
 
 -spec format(term(), list() | map()) -> unicode:chardata().
-format(Result, Opts) -> mem_probe_format:format(Result, Opts).
+format(Result, Opts) ->
+    case is_report(Result) of
+        true -> mem_probe_report:format(Result, Opts);
+        false -> mem_probe_format:format(Result, Opts)
+    end.
+
+%% report/1's map has a layout of its own (findings first), so its text
+%% comes from mem_probe_report; every other result is a table.
+is_report(#{findings := _, top_memory := _, counts := _}) -> true;
+is_report(_) -> false.
 %% --- end of ETS, system and allocator scans ---
 
 %%--------------------------------------------------------------------
@@ -238,3 +258,18 @@ report() -> report([]).
 report(Opts) ->
     mem_probe_cluster:dispatch({"report/1", report}, Opts, fun(Rest) -> [Rest] end,
                                fun() -> mem_probe_report:report(Opts) end).
+
+%%--------------------------------------------------------------------
+%% The live top
+%%--------------------------------------------------------------------
+
+%% @doc `top([])'.
+-spec top() -> ok | {error, term()}.
+top() -> top([]).
+
+%% @doc A refreshing full-screen view of this node (or of `{node, N}',
+%% which need not have MemProbe) until `q'; `{once, true}' prints one frame.
+%% Options: `interval', `sort', `node', `once', `rows', `style', `input';
+%% see mem_probe_top.
+-spec top(list() | map()) -> ok | {error, term()}.
+top(Opts) -> mem_probe_top:top(Opts).

@@ -33,7 +33,7 @@
 %%% for arithmetic.
 -module(mem_probe_format).
 
--export([format/1, format/2, print/1, print/2, human_bytes/1, value_text/2]).
+-export([format/1, format/2, print/1, print/2, human_bytes/1, integer_text/1, value_text/2]).
 
 -record(ctx, {style = erlang :: erlang | elixir,
               bytes = [] :: [term()],
@@ -48,7 +48,7 @@
                     change, binary_change]).
 %% Columns (and key/value lines) that come first, in this order: what a
 %% row is, then what it measures; the rest follow in key order.
--define(FIRST, [rank, pid, port, table, allocator, category, part_of, instance, group,
+-define(FIRST, [kind, id, rank, pid, port, table, allocator, category, part_of, instance, group,
                 name, registered_name, owner, owner_name, change, rate, value, count,
                 initial_call, current_function, application,
                 memory_bytes, off_heap_bytes, total_bytes, bytes, share, size,
@@ -65,10 +65,6 @@ format(Term) -> format(Term, []).
 format(Term, Opts) ->
     text("format/2", Term, Opts).
 
-text(Function, #{findings := _, top_memory := _, counts := _} = Report, Opts) ->
-    %% mem_probe:report/1's map has a layout of its own: findings first.
-    _ = context(Function, Opts),
-    mem_probe_report:format(Report, Opts);
 text(Function, Term, Opts) ->
     lists:join($\n, render(Term, context(Function, Opts))).
 
@@ -327,6 +323,10 @@ human_bytes(V, [Unit | Rest]) ->
         true -> human_bytes(V / 1024, Rest);
         false -> lists:flatten(io_lib:format("~.1f ~s", [V, Unit]))
     end.
+
+%% @doc `N' with thousands separators, as tables print integers: `1,234,567'.
+-spec integer_text(integer()) -> string().
+integer_text(N) -> group(N).
 
 percent(F) -> lists:flatten(io_lib:format("~.1f%", [F * 100])).
 

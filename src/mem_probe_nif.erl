@@ -1,46 +1,25 @@
-%%% @doc The term-size NIF: loader, mode, scheduling and the fallback path.
+%%% @doc The term-size NIF library: loading it, and its entry points.
 %%%
-%%% The native walker reads a term's words in place. It is trusted only
-%%% when four things hold: the library loaded, this OTP release has a
-%%% layout in the walker's layout table, the literal area was found (from
-%%% the emulator's symbols, or where it exports none, as on OTP 29, from
-%%% `/proc/self/maps' proven with known literals and heap terms), and the
-%%% calibration set (`mem_probe_calibration') sized by the walker agrees with
-%%% `erts_debug:flat_size/1', `erts_debug:size_shared/1' and
-%%% `erts_debug:size/1'. The calibration reads memory through guarded reads
-%%% (a failing read is a refusal, never a fault), so an unverified layout
-%%% table (OTP 26, 28) can be tried safely. The check runs once, on first
-%%% use; its verdict is kept in `persistent_term' and handed to the NIF,
-%%% which refuses every other walk until then.
-%%% Otherwise every call answers through the fallback path: the erts_debug
-%%% BIFs, which are exact for flat and shared words but cannot see literals or
-%%% off-heap binaries (those fields are `undefined').
-%%%
-%%% Scheduling: a walk first runs on the caller's normal scheduler with a work
-%%% budget of about a millisecond. A term too large for it is walked again,
-%%% from the root, on a dirty CPU scheduler; no address survives between the
-%%% two calls because the process may be garbage-collected in between.
+%%% This module only loads the Rust library (native/mem_probe_nif) and holds
+%%% the stubs it replaces. Whether its walks are trusted, and what answers
+%%% when they are not, is `mem_probe_sizes''s job; the calibration set is
+%%% `mem_probe_calibration'. At load the library gets the release (for its
+%%% layout table) and what it needs to find the literal area where the
+%%% emulator exports no symbol for it (docs/LAYOUT.md §7). It refuses every
+%%% walk but the guarded calibration until `set_native(true)'.
 -module(mem_probe_nif).
 
--export([flat_size/1, shared_size/1, term_size/1, info/0, recalibrate/0]).
-%% Raw NIF entry points, exported for the calibration and the tests.
+%% The library's entry points (raw: `mem_probe_sizes' and the calibration
+%% call them; so do the tests).
 -export([walk/3, walk_dirty/3, native_info/0, walk_flat_raw/2, set_native/1]).
+%% What `mem_probe_sizes' needs to know of the loading.
+-export([load_status/0, walk_memory_limit/0]).
 
 -on_load(load/0).
 
--define(STATE_KEY, {?MODULE, state}).
--define(ERRORS_KEY, {?MODULE, walk_errors}).
-
--type mode() :: native | fallback.
--type sizes() :: #{
-    flat_words := non_neg_integer(),
-    shared_words := non_neg_integer(),
-    literal_words := non_neg_integer() | undefined,
-    off_heap_binaries := non_neg_integer() | undefined,
-    off_heap_bytes := non_neg_integer() | undefined,
-    bytes := non_neg_integer()
-}.
--export_type([sizes/0, mode/0]).
+-define(LOAD_STATUS_KEY, {?MODULE, load_status}).
+%% Bytes one walk may allocate for its own bookkeeping (`walk_memory_limit').
+-define(DEFAULT_WALK_MEMORY, 1 bsl 30).
 
 %%--------------------------------------------------------------------
 %% Loading
@@ -53,9 +32,17 @@ load() ->
             ok -> loaded;
             {error, {Reason, Text}} -> {not_loaded, {Reason, Text}}
         end,
-    persistent_term:put({?MODULE, load_status}, Status),
+    %% A new instance of this module (a reload or an upgrade) has a status of
+    %% its own, so the mode is decided again (mem_probe_sizes compares them).
+    persistent_term:put(?LOAD_STATUS_KEY, {make_ref(), Status}),
     %% Always load the Erlang module: without the library it runs in fallback.
     ok.
+
+%% @doc How the library loaded into this instance of the module: `{Load,
+%% loaded | {not_loaded, Why}}', where `Load' is new at every load.
+-spec load_status() -> {reference(), loaded | {not_loaded, term()}}.
+load_status() ->
+    persistent_term:get(?LOAD_STATUS_KEY, {undefined, {not_loaded, module_not_loaded}}).
 
 %% What the library needs to know at load: the release (for its layout
 %% table) and, for finding the literal area where the emulator exports no
@@ -68,6 +55,10 @@ load_info() ->
       %% made for (the tests do, to prove a wrong table is refused): always
       %% treated as unverified, so calibrated with guarded reads.
       layout_release => application:get_env(mem_probe, layout_release, undefined),
+      walk_memory_limit => walk_memory_limit(),
+      %% A test switch: every walk but the calibration ends in a layout
+      %% error, so the tests can watch the fault policy act.
+      inject_layout_error => application:get_env(mem_probe, inject_layout_error, false),
       literal_carrier => literal_carrier(),
       literal_probes => [{mem_probe_nif, literal_probe, [1, 2, 3]}, [a, b, c],
                          fun lists:map/2, {}, persistent_literal_probe()],
@@ -100,6 +91,11 @@ persistent_literal_probe() ->
     end,
     persistent_term:get(Key).
 
+%% @doc Bytes one walk may allocate for itself (`walk_memory_limit').
+-spec walk_memory_limit() -> non_neg_integer() | infinity.
+walk_memory_limit() ->
+    application:get_env(mem_probe, walk_memory_limit, ?DEFAULT_WALK_MEMORY).
+
 priv_dir() ->
     case code:priv_dir(mem_probe) of
         {error, bad_name} ->
@@ -114,10 +110,13 @@ priv_dir() ->
 %% NIF stubs (replaced when the library loads)
 %%--------------------------------------------------------------------
 
-%% @private Walk on the caller's scheduler within a budget. Returns
-%% `{ok, FlatHi, FlatLo, Shared, Literal, HashmapNodeWords, Bins, BinBytes}'
-%% (mode `calibrate': one more element, the `erts_debug:size/1' count),
-%% `budget_exceeded' or `{error, Reason}'.
+%% @private Walk on the caller's scheduler within a budget (about 10k words,
+%% at most 1 ms of CPU time). Returns `{ok, FlatWords}' (mode `flat'),
+%% `{ok, SharedWords}' (`shared'), `{ok, Sizes}' (`full': the map of
+%% `term_size/1'), `{ok, Flat, Shared, Literal, HashmapNodeWords, Bins,
+%% BinBytes, SizeWords, TermSizeBytes}' (`calibrate'), `budget_exceeded' or
+%% `{error, Reason}'. `HeapWords' is the caller's heap size for a flat walk
+%% (0: unknown).
 walk(_Term, _Mode, _HeapWords) -> erlang:nif_error(nif_not_loaded).
 
 %% @private The same walk on a dirty CPU scheduler, without a budget.
@@ -136,182 +135,3 @@ set_native(_Native) -> erlang:nif_error(nif_not_loaded).
 %% @private The plain (path-counting) flat walk with a word limit, no
 %% sharing detection: `{ok, Words}' or `limit'. For tests of the DAG switch.
 walk_flat_raw(_Term, _Limit) -> erlang:nif_error(nif_not_loaded).
-
-%%--------------------------------------------------------------------
-%% Public sizing functions
-%%--------------------------------------------------------------------
-
--spec flat_size(term()) -> non_neg_integer().
-flat_size(Term) ->
-    case mode() of
-        native ->
-            case run(Term, flat) of
-                {ok, Hi, Lo, _, _, _, _, _} -> (Hi bsl 64) bor Lo;
-                {error, flat_size_overflow} -> overflow("flat_size/1");
-                {error, _} -> erts_debug:flat_size(Term)
-            end;
-        fallback ->
-            erts_debug:flat_size(Term)
-    end.
-
--spec shared_size(term()) -> non_neg_integer().
-shared_size(Term) ->
-    case mode() of
-        native ->
-            case run(Term, shared) of
-                {ok, _, _, Shared, _, _, _, _} -> Shared;
-                {error, _} -> erts_debug:size_shared(Term)
-            end;
-        fallback ->
-            erts_debug:size_shared(Term)
-    end.
-
--spec term_size(term()) -> sizes().
-term_size(Term) ->
-    case mode() of
-        native ->
-            case run(Term, full) of
-                {ok, Hi, Lo, Shared, Literal, _HashmapNodes, Bins, BinBytes} ->
-                    #{flat_words => (Hi bsl 64) bor Lo,
-                      shared_words => Shared,
-                      literal_words => Literal,
-                      off_heap_binaries => Bins,
-                      off_heap_bytes => BinBytes,
-                      bytes => Shared * erlang:system_info(wordsize) + BinBytes};
-                {error, flat_size_overflow} ->
-                    overflow("term_size/1");
-                {error, _} ->
-                    fallback_term_size(Term)
-            end;
-        fallback ->
-            fallback_term_size(Term)
-    end.
-
-%% A flat size beyond 128 bits (a term shared ~128 levels deep). Falling
-%% back to erts_debug:flat_size/1 here would walk its paths for ever.
-overflow(Function) ->
-    erlang:error({flat_size_overflow,
-                  iolist_to_binary([Function, ": the flat size of this term is above 2^128 words, "
-                                    "so no copy of it could ever be made; shared_size/1 still "
-                                    "answers"])}).
-
-fallback_term_size(Term) ->
-    Shared = erts_debug:size_shared(Term),
-    #{flat_words => erts_debug:flat_size(Term),
-      shared_words => Shared,
-      literal_words => undefined,
-      off_heap_binaries => undefined,
-      off_heap_bytes => undefined,
-      bytes => Shared * erlang:system_info(wordsize)}.
-
-%% A native walk: budgeted on this scheduler, then (if needed) from the root
-%% again on a dirty CPU scheduler. Layout errors are counted and answered by
-%% the caller through the fallback path.
-run(Term, WalkMode) ->
-    %% Only the flat walk uses the heap size (to notice shared paths early).
-    HeapWords =
-        case WalkMode of
-            flat -> element(2, erlang:process_info(self(), total_heap_size));
-            _ -> 0
-        end,
-    Result =
-        case walk(Term, WalkMode, HeapWords) of
-            budget_exceeded -> walk_dirty(Term, WalkMode, HeapWords);
-            Done -> Done
-        end,
-    case Result of
-        {error, {layout_error, _, _, _}} -> count_walk_error();
-        _ -> ok
-    end,
-    Result.
-
-count_walk_error() ->
-    case persistent_term:get(?ERRORS_KEY, undefined) of
-        undefined -> ok;
-        Ref -> counters:add(Ref, 1, 1)
-    end.
-
-%%--------------------------------------------------------------------
-%% Mode and calibration
-%%--------------------------------------------------------------------
-
--spec mode() -> mode().
-mode() ->
-    case persistent_term:get(?STATE_KEY, undefined) of
-        undefined -> maps:get(mode, calibrate());
-        #{mode := Mode} -> Mode
-    end.
-
-%% @doc What the library is doing and why: `mode' (`native' or `fallback'),
-%% `otp_release', the layout in use, the literal range, `reason' when in
-%% fallback, the fields that are inexact in that mode, and how many native
-%% walks stopped on an unexpected layout since load.
--spec info() -> map().
-info() ->
-    _ = mode(),
-    State = persistent_term:get(?STATE_KEY),
-    Errors =
-        case persistent_term:get(?ERRORS_KEY, undefined) of
-            undefined -> 0;
-            Ref -> counters:get(Ref, 1)
-        end,
-    State#{walk_errors => Errors}.
-
-%% @doc Runs the calibration again (for instance after forcing a mode in
-%% the application environment) and returns the new `info()'.
--spec recalibrate() -> map().
-recalibrate() ->
-    _ = calibrate(),
-    info().
-
-calibrate() ->
-    case persistent_term:get(?ERRORS_KEY, undefined) of
-        undefined -> persistent_term:put(?ERRORS_KEY, counters:new(1, [write_concurrency]));
-        _ -> ok
-    end,
-    Base = #{otp_release => list_to_binary(erlang:system_info(otp_release)),
-             erts_version => list_to_binary(erlang:system_info(version))},
-    State = maps:merge(Base, decide()),
-    persistent_term:put(?STATE_KEY, State),
-    State.
-
-decide() ->
-    Forced = application:get_env(mem_probe, mode, auto),
-    LoadStatus = persistent_term:get({?MODULE, load_status}, {not_loaded, unknown}),
-    State =
-        case {Forced, LoadStatus} of
-            {fallback, _} -> fallback(forced_by_configuration);
-            {_, {not_loaded, Why}} -> fallback({nif_not_loaded, Why});
-            {_, loaded} -> native_or_fallback(native_info())
-        end,
-    case LoadStatus of
-        loaded -> set_native(maps:get(mode, State) =:= native);
-        _ -> ok
-    end,
-    State.
-
-native_or_fallback(#{layout := undefined}) ->
-    %% No layout table for this release (24 and older, 30 and later).
-    fallback({unknown_release_layout, list_to_binary(erlang:system_info(otp_release))});
-native_or_fallback(#{literal_range := {error, Why}}) ->
-    fallback({no_literal_range, Why});
-native_or_fallback(#{verified := false, guarded_reads := false}) ->
-    fallback(unverified_layout_needs_guarded_reads);
-native_or_fallback(#{layout := Layout, verified := Verified,
-                     literal_range := {Method, Start, Size},
-                     literal_cross_check := CrossCheck, guarded_reads := Guarded}) ->
-    Native = #{layout => Layout, verified => Verified, literal_method => Method,
-               literal_start => Start, literal_size => Size,
-               literal_cross_check => CrossCheck,
-               calibration_reads => case Guarded of true -> guarded; false -> direct end},
-    case mem_probe_calibration:check() of
-        ok -> Native#{mode => native};
-        {mismatch, Cases} -> maps:merge(Native, fallback({calibration_mismatch, Cases}))
-    end.
-
-fallback(Reason) ->
-    #{mode => fallback,
-      reason => Reason,
-      inexact => [literal_words, off_heap_binaries, off_heap_bytes,
-                  {shared_words, hashmap_nodes_counted_twice},
-                  {flat_words, blocks_scheduler_and_walks_every_path}]}.

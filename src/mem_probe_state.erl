@@ -38,7 +38,7 @@
 
 %% @doc `{ok, Sizes}' of `Pid''s state, measured in `Pid'. Options:
 %% `{timeout, Ms | infinity}' (default 5000).
--spec state_size(pid(), list() | map()) -> {ok, mem_probe_nif:sizes()} | {error, term()}.
+-spec state_size(pid(), list() | map()) -> {ok, mem_probe_sizes:sizes()} | {error, term()}.
 state_size(Pid0, Opts0) ->
     F = "state_size/2",
     Pid = mem_probe_args:pid(F, Pid0),
@@ -84,7 +84,7 @@ ask(Pid, Timeout) ->
     end.
 
 sizes(State) ->
-    try {ok, mem_probe:term_size(State)}
+    try {ok, mem_probe_sizes:term_size(State)}
     catch Class:Reason -> {error, {term_size_failed, Class, Reason}}
     end.
 

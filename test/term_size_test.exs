@@ -505,11 +505,12 @@ defmodule MemProbe.TermSizeTest do
         end
 
         # The calibration itself still runs (guarded reads).
-        assert {:ok, 0, 4, _, 0, 0, 0, 0, _, _} =
-                 call.(:mem_probe_nif, :walk, [heap, :calibrate, 0])
+        assert {:ok, 4, 4, 0, 0, 0, 0, 4, _} = call.(:mem_probe_nif, :walk, [heap, :calibrate, 0])
 
         assert call.(:mem_probe_nif, :set_native, [true]) == true
-        assert {:ok, 0, 4, _, 0, 0, 0, 0} = call.(:mem_probe_nif, :walk, [heap, :full, 0])
+
+        assert {:ok, %{flat_words: 4, shared_words: 4}} =
+                 call.(:mem_probe_nif, :walk, [heap, :full, 0])
       end)
     end
   end
@@ -532,6 +533,17 @@ defmodule MemProbe.TermSizeTest do
         # Sizes still answer, from the BIFs; the raw walks stay refused.
         assert call.(:mem_probe, :flat_size, [[1, 2, 3]]) == 6
         assert call.(:mem_probe_nif, :walk, [[1, 2, 3], :full, 0]) == {:error, :not_calibrated}
+      end)
+    end
+
+    test "a release without a table (30 and later) stays in fallback" do
+      with_peer([~c"-mem_probe", ~c"layout_release", ~c"30"], fn call ->
+        :ok = call.(:application, :load, [:mem_probe])
+        info = call.(:mem_probe, :info, [])
+        assert {info.mode, info.reason} == {:fallback, {:unknown_release_layout, "30"}}
+
+        assert call.(:mem_probe_nif, :walk, [[1], :calibrate, 0]) ==
+                 {:error, :unknown_release_layout}
       end)
     end
 
