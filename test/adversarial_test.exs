@@ -68,7 +68,7 @@ defmodule MemProbe.AdversarialTest do
 
       totals =
         for batch <- 1..@batches,
-            reduce: %{mutants: 0, decoded: 0, checks: 0, size_1: 0, known_bug: 0} do
+            reduce: %{mutants: 0, decoded: 0, checks: 0, size_1: 0} do
           acc ->
             counts =
               case run_batch(seed, batch) do
@@ -82,8 +82,7 @@ defmodule MemProbe.AdversarialTest do
       report(
         "#{totals.mutants} mutated binaries (seed #{seed}), #{totals.decoded} decoded, " <>
           "#{totals.checks} terms checked (each, {t, t} and [t | t]), " <>
-          "#{totals.size_1} of them also against size/1, " <>
-          "#{totals.known_bug} refused (known bug: fun creator not a pid)"
+          "#{totals.size_1} of them also against size/1"
       )
 
       assert totals.mutants == @batches * @bases * @per_base
@@ -109,7 +108,7 @@ defmodule MemProbe.AdversarialTest do
     {original, _} = hd(mutants)
     assert_agrees(:erlang.binary_to_term(original, [:safe]), "an unmutated term")
     atoms = :erlang.system_info(:atom_count)
-    zero = %{mutants: 0, decoded: 0, checks: 0, size_1: 0, known_bug: 0}
+    zero = %{mutants: 0, decoded: 0, checks: 0, size_1: 0}
 
     counts =
       for {{original, mutant}, i} <- Enum.with_index(mutants), reduce: zero do
@@ -121,76 +120,29 @@ defmodule MemProbe.AdversarialTest do
               acc
 
             {:ok, term} ->
-              if known_bug?(term) do
-                # Counted, not sized: the public API would take the refusal
-                # for a layout error (see known_bug?/1).
-                %{acc | decoded: acc.decoded + 1, known_bug: acc.known_bug + 1}
-              else
-                context = fn ->
-                  "mutant #{i} of batch #{batch} (seed #{seed}): #{Base.encode64(mutant)} " <>
-                    "from #{Base.encode64(original)}, decoded #{inspect(term, limit: 20)}"
+              context = fn ->
+                "mutant #{i} of batch #{batch} (seed #{seed}): #{Base.encode64(mutant)} " <>
+                  "from #{Base.encode64(original)}, decoded #{inspect(term, limit: 20)}"
+              end
+
+              size_1 =
+                for t <- [term, {term, term}, [term | term]] do
+                  {_, size_1?} = assert_agrees(t, context, size_1_below: 2_000)
+                  if size_1?, do: 1, else: 0
                 end
 
-                size_1 =
-                  for t <- [term, {term, term}, [term | term]] do
-                    {_, size_1?} = assert_agrees(t, context, size_1_below: 2_000)
-                    if size_1?, do: 1, else: 0
-                  end
-
-                %{
-                  acc
-                  | decoded: acc.decoded + 1,
-                    checks: acc.checks + 3,
-                    size_1: acc.size_1 + Enum.sum(size_1)
-                }
-              end
+              %{
+                acc
+                | decoded: acc.decoded + 1,
+                  checks: acc.checks + 3,
+                  size_1: acc.size_1 + Enum.sum(size_1)
+              }
           end
       end
 
     assert :erlang.system_info(:atom_count) == atoms, "decoding created atoms"
     counts
   end
-
-  # KNOWN BUG (found by this test, OTP 25): binary_to_term accepts a
-  # NEW_FUN_EXT whose creator "pid" is any term (a mutant makes it a small
-  # integer), the VM sizes such a fun (erts_debug agrees), and the walker
-  # refuses it with {:layout_error, "fun creator is not a pid or an export
-  # marker", ...}. Only that refusal is let through here, and only for such a
-  # term; the test tagged :known_bug below sizes one exactly and fails until
-  # the walker accepts it. Remove this when it passes.
-  defp known_bug?(term) do
-    release() < ~c"27" and
-      match?(
-        {:error, {:layout_error, "fun creator is not a pid" <> _, _, _}},
-        :mem_probe_calibration.measure(term)
-      ) and fun_with_non_pid_creator?(term)
-  end
-
-  defp fun_with_non_pid_creator?(term) do
-    cond do
-      is_function(term) ->
-        not is_pid(elem(:erlang.fun_info(term, :pid), 1)) or
-          fun_with_non_pid_creator?(elem(:erlang.fun_info(term, :env), 1))
-
-      is_tuple(term) ->
-        fun_with_non_pid_creator?(Tuple.to_list(term))
-
-      is_map(term) ->
-        fun_with_non_pid_creator?(Map.to_list(term))
-
-      is_list(term) ->
-        improper_with_non_pid_creator?(term)
-
-      true ->
-        false
-    end
-  end
-
-  defp improper_with_non_pid_creator?([head | tail]),
-    do: fun_with_non_pid_creator?(head) or improper_with_non_pid_creator?(tail)
-
-  defp improper_with_non_pid_creator?([]), do: false
-  defp improper_with_non_pid_creator?(tail), do: fun_with_non_pid_creator?(tail)
 
   defp safe_decode(binary) do
     {:ok, :erlang.binary_to_term(binary, [:safe])}
@@ -284,22 +236,25 @@ defmodule MemProbe.AdversarialTest do
     end
   end
 
-  # A mutant found by the test above (seed 274, batch 2, mutant 356 of the
-  # first version of this file): a fun of MemProbe.TermGenerator whose
-  # creator is the small integer 28118164. OTP 25 decodes it; erts_debug
-  # sizes it 7 / 7 / 7; the walker refuses it.
+  # A mutant this test found (the walker refused it until main's b2743a5):
+  # a fun of MemProbe.TermGenerator whose creator is the small integer
+  # 28118164. OTP 25 decodes it and erts_debug sizes it 7 / 7 / 7; OTP 27
+  # and later refuse to decode it.
   @fun_with_integer_creator "g3AAAAB2ADWhkp6Ag5JUekyqHP19FKUAAAAAAAAAAmQAHUVsaXhpci5NZW1Qcm9iZS5UZXJtR2VuZXJhdG9yYQBhAGIBrQyUWGQADW5vbm9kZUBub2hvc3QAAABUAAAAAAAAAABiAAABunFkAARtYXBzZAADbWFwYQI="
 
-  describe "known bugs" do
-    @describetag :known_bug
-    test "a decoded fun whose creator is not a pid is sized, not refused (OTP 25)" do
-      in_peer("sizing a fun whose creator is an integer", fn ->
-        case safe_decode(Base.decode64!(@fun_with_integer_creator)) do
-          {:ok, fun} -> assert_agrees(fun, "fun with creator 28118164")
-          :error -> :ok
-        end
-      end)
-    end
+  test "a decoded fun whose creator is not a pid is sized, not refused (OTP 25)" do
+    in_peer("sizing a fun whose creator is an integer", fn ->
+      case safe_decode(Base.decode64!(@fun_with_integer_creator)) do
+        {:ok, fun} ->
+          assert :erlang.fun_info(fun, :pid) == {:pid, 28_118_164}
+          {m, true} = assert_agrees(fun, "fun with creator 28118164")
+          assert {m.flat, m.shared, m.size} == {7, 7, 7}
+          assert_agrees({fun, fun}, "two of the fun with creator 28118164")
+
+        :error ->
+          assert release() >= ~c"27"
+      end
+    end)
   end
 
   describe "terms at every limit" do

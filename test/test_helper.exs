@@ -6,5 +6,4 @@ support =
       do: module
 
 :persistent_term.put({MemProbe.TestPeer, :modules}, support)
-# Tests of walker bugs found and not fixed yet: `mix test --include known_bug`.
-ExUnit.start(exclude: [:known_bug])
+ExUnit.start()

@@ -57,14 +57,15 @@ defmodule MemProbe.WalkerAssertions do
         # expanded, so it can only be larger than the distinct words.
         assert m.shared + m.literal <= size, "#{context}: shared + literal above size/1"
 
-      contains_boxed_creator?(term) ->
+      (creators = boxed_creator_words(term)) > 0 ->
         # erts_debug:size/1 (OTP 25) counts a local fun as its header and
-        # environment, never its creator pid; an external pid there (a fun
-        # decoded from another node, or with a serial the local node cannot
-        # hold in an immediate) is 4 words it leaves out, per distinct pid.
+        # environment, never its creator; a boxed one there (an external
+        # pid: a fun decoded from another node, or with a serial the local
+        # node cannot hold in an immediate) is words it leaves out, at most
+        # the creators' words.
         assert m.shared + m.literal == m.size, "#{context}: shared + literal vs walker's size/1"
         assert m.size >= size, "#{context}: size/1 above the walker's"
-        assert rem(m.size - size, 4) == 0, "#{context}: size/1 differs by other than pids"
+        assert m.size - size <= creators, "#{context}: size/1 differs by more than creators"
 
       release() in @attached_objects ->
         assert m.size == size, "#{context}: size/1"
@@ -82,31 +83,39 @@ defmodule MemProbe.WalkerAssertions do
   end
 
   @doc """
-  Whether a fun whose creator is a boxed (external) pid is anywhere in `term`
-  (OTP 25 and 26 keep a fun's creator pid in the fun).
+  Words of the boxed creators (external pids, or any boxed term a decoded fun
+  was given) of the funs anywhere in `term`, each time it is met (OTP 25 and
+  26 keep a fun's creator in the fun); 0 on later releases.
   """
-  def contains_boxed_creator?(term) do
-    release() < ~c"27" and
-      contains?(term, fn t ->
-        is_function(t) and :erts_debug.flat_size(elem(:erlang.fun_info(t, :pid), 1)) > 0
-      end)
+  def boxed_creator_words(term) do
+    if release() < ~c"27", do: creator_words(term), else: 0
   end
 
-  # Whether `pred` holds for `term` or anything inside it.
-  defp contains?(term, pred) do
+  defp creator_words(term) do
+    own =
+      if is_function(term),
+        do: :erts_debug.flat_size(elem(:erlang.fun_info(term, :pid), 1)),
+        else: 0
+
+    own + (term |> children() |> Enum.map(&creator_words/1) |> Enum.sum())
+  end
+
+  defp children(term) do
     cond do
-      pred.(term) -> true
-      is_tuple(term) -> term |> Tuple.to_list() |> contains?(pred)
-      is_map(term) -> term |> Map.to_list() |> contains?(pred)
-      is_function(term) -> term |> :erlang.fun_info(:env) |> elem(1) |> contains?(pred)
-      is_list(term) -> improper_any?(term, pred)
-      true -> false
+      is_tuple(term) -> Tuple.to_list(term)
+      is_map(term) -> Enum.flat_map(term, fn {k, v} -> [k, v] end)
+      is_function(term) -> elem(:erlang.fun_info(term, :env), 1)
+      is_list(term) -> improper_elements(term)
+      true -> []
     end
   end
 
-  defp improper_any?([head | tail], pred), do: contains?(head, pred) or improper_any?(tail, pred)
-  defp improper_any?([], _pred), do: false
-  defp improper_any?(tail, pred), do: contains?(tail, pred)
+  defp improper_elements([head | tail]), do: [head | improper_elements(tail)]
+  defp improper_elements([]), do: []
+  defp improper_elements(tail), do: [tail]
+
+  # Whether `pred` holds for `term` or anything inside it.
+  defp contains?(term, pred), do: pred.(term) or Enum.any?(children(term), &contains?(&1, pred))
 
   @doc """
   Asserts that the walker sizes `term` exactly as erts_debug does: flat words
