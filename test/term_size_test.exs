@@ -3,11 +3,11 @@ defmodule MemProbe.TermSizeTest do
   use ExUnit.Case, async: false
 
   import MemProbe.TermGenerator
+  import MemProbe.WalkerAssertions
 
   @moduletag timeout: 300_000
 
-  # Largest flat size the tests ask :erts_debug.flat_size/1 for (~50 ms).
-  @bif_flat_limit 5_000_000
+  @bif_flat_limit MemProbe.WalkerAssertions.bif_flat_limit()
 
   # {flat_size, size_shared, size/1, off-heap bytes} per calibration case,
   # measured on OTP 25.2.3 (docs/LAYOUT.md §3). The cases added with OTP 27
@@ -192,83 +192,17 @@ defmodule MemProbe.TermSizeTest do
   # Calibration cases only releases with native records have.
   @record_cases [:record_heap_definition, :shared_record, :record_in_tuple]
 
-  # Releases whose layout has attached objects (OTP 27 BinRefs and FunRefs):
-  # erts_debug:size/1 counts such an object once per owner (every SubBits
-  # counts 8, every local fun its FunRef), while the walker's shared and
-  # literal words count it once, as size_shared does (docs/LAYOUT.md §4).
-  # There, shared + literal equals size/1 only when no BinRef or FunRef is
-  # shared between two distinct owners, which the test cannot see from
-  # outside; the walker's own size/1 count (shared + literal + the attached
-  # words met again) is compared instead, and shared + literal must not
-  # exceed it. On OTP 25 both are the same number and both are asserted.
-  @attached_objects [~c"27", ~c"29"]
-
-  defp release, do: :erlang.system_info(:otp_release)
   defp table, do: Map.fetch!(@tables, release())
 
   # Words of an off-heap binary or a slice of one: a ProcBin (6) on OTP 25,
   # SubBits + BinRef (8) on OTP 27.
   defp refc_words, do: elem(table()[:refc_binary], 0)
 
-  defp assert_size_1(m, term, context) do
-    size = :erts_debug.size(term)
-
-    cond do
-      contains_record?(term) ->
-        # erts_debug:size/1 (OTP 29) has no clause for native records: it
-        # counts each distinct record by its flat size, sharing inside it
-        # expanded, so it can only be larger than the distinct words.
-        assert m.shared + m.literal <= size, "#{context}: shared + literal above size/1"
-
-      release() in @attached_objects ->
-        assert m.size == size, "#{context}: size/1"
-        assert m.shared + m.literal <= size, "#{context}: shared + literal above size/1"
-
-      true ->
-        assert m.size == size, "#{context}: size/1"
-        assert m.shared + m.literal == size, "#{context}: shared + literal vs size/1"
-    end
-  end
-
-  # Whether a native record (OTP 29) is anywhere in `term`.
-  defp contains_record?(term) do
-    cond do
-      release() < ~c"29" -> false
-      apply(:erlang, :is_record, [term]) -> true
-      is_tuple(term) -> term |> Tuple.to_list() |> contains_record?()
-      is_map(term) -> term |> Map.to_list() |> contains_record?()
-      is_function(term) -> term |> :erlang.fun_info(:env) |> elem(1) |> contains_record?()
-      is_list(term) -> improper_any?(term)
-      true -> false
-    end
-  end
-
-  defp improper_any?([head | tail]), do: contains_record?(head) or improper_any?(tail)
-  defp improper_any?([]), do: false
-  defp improper_any?(tail), do: contains_record?(tail)
-
   setup_all do
     assert MemProbe.info().mode == :native,
            "tests need the native walker: #{inspect(MemProbe.info())}"
 
     :ok
-  end
-
-  # The walker's numbers, including the hashmap node words that size_shared
-  # counts a second time.
-  defp measure(term) do
-    {:ok, flat, shared, literal, hashmap_nodes, binaries, bytes, size} =
-      :mem_probe_calibration.measure(term)
-
-    %{
-      flat: flat,
-      shared: shared,
-      literal: literal,
-      hashmap_nodes: hashmap_nodes,
-      binaries: binaries,
-      bytes: bytes,
-      size: size
-    }
   end
 
   describe "calibration set" do

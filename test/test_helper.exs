@@ -1,2 +1,9 @@
-Code.require_file("support/term_generator.exs", __DIR__)
+# The support modules' bytecode is kept so that MemProbe.TestPeer can load the
+# same modules into a peer VM (test/adversarial_test.exs runs there).
+support =
+  for file <- ~w(support/term_generator.exs support/walker_assertions.exs support/test_peer.exs),
+      module <- Code.require_file(file, __DIR__),
+      do: module
+
+:persistent_term.put({MemProbe.TestPeer, :modules}, support)
 ExUnit.start()
