@@ -11,6 +11,7 @@
 //! * [`walk`] — the walks (flat, shared, DAG-aware flat), iterative, with a
 //!   work budget.
 
+pub mod breakdown;
 pub mod decode;
 pub mod layout;
 pub mod memory;
