@@ -23,6 +23,8 @@
          allocators/1,
          print/1, print/2, format/1, format/2]).
 %% --- end of ETS, system and allocator exports ---
+-export([breakdown/1, breakdown/2, state_breakdown/1, state_breakdown/2,
+         diff_breakdown/2]).
 -export([snapshot/0, snapshot/1, diff/2, diff/3, check/1, report/0, report/1]).
 
 %% @doc Words a full copy of `Term' takes; equals `erts_debug:flat_size/1'.
@@ -116,6 +118,34 @@ state_size(Pid) -> mem_probe_state:state_size(Pid, []).
 -spec state_size(pid(), list() | map()) -> {ok, mem_probe_nif:sizes()} | {error, term()}.
 state_size(Pid, Opts) -> mem_probe_state:state_size(Pid, Opts).
 %% --- end of process scans ---
+
+%%--------------------------------------------------------------------
+%% Where in a term the bytes are
+%%--------------------------------------------------------------------
+
+%% @doc `breakdown(Term, [])'.
+-spec breakdown(term()) -> {ok, mem_probe_breakdown:breakdown()} | {error, term()}.
+breakdown(Term) -> mem_probe_breakdown:breakdown(Term, []).
+
+%% @doc An exact breakdown of `Term' by retained size (dominators): the
+%% heaviest accumulation points with their paths; see mem_probe_breakdown.
+-spec breakdown(term(), list() | map()) ->
+          {ok, mem_probe_breakdown:breakdown()} | {error, term()}.
+breakdown(Term, Opts) -> mem_probe_breakdown:breakdown(Term, Opts).
+
+%% @doc `state_breakdown(Pid, [])'.
+-spec state_breakdown(pid()) -> {ok, mem_probe_breakdown:breakdown()} | {error, term()}.
+state_breakdown(Pid) -> mem_probe_breakdown:state_breakdown(Pid, []).
+
+%% @doc `breakdown/2' of a sys process's state, measured inside it;
+%% `{timeout, Ms}' (default 5000) besides the options of `breakdown/2'.
+-spec state_breakdown(pid(), list() | map()) ->
+          {ok, mem_probe_breakdown:breakdown()} | {error, term()}.
+state_breakdown(Pid, Opts) -> mem_probe_breakdown:state_breakdown(Pid, Opts).
+
+%% @doc Which paths grew between two breakdowns of the same term or process.
+-spec diff_breakdown(term(), term()) -> map().
+diff_breakdown(Older, Newer) -> mem_probe_breakdown:diff_breakdown(Older, Newer).
 
 %%--------------------------------------------------------------------
 %% ETS, system and allocator scans

@@ -19,6 +19,7 @@
 -export([flat_size/1, shared_size/1, term_size/1, info/0, recalibrate/0]).
 %% Raw NIF entry points, exported for the calibration and the tests.
 -export([walk/3, walk_dirty/3, native_info/0, walk_flat_raw/2]).
+-export([breakdown/4, breakdown_dirty/4]).
 
 -on_load(load/0).
 
@@ -82,6 +83,13 @@ native_info() -> erlang:nif_error(nif_not_loaded).
 %% @private The plain (path-counting) flat walk with a word limit, no
 %% sharing detection: `{ok, Words}' or `limit'. For tests of the DAG switch.
 walk_flat_raw(_Term, _Limit) -> erlang:nif_error(nif_not_loaded).
+
+%% @private Retained sizes by position (`mem_probe_breakdown') within a
+%% budget: `{ok, Total, Rows}', `budget_exceeded' or `{error, Reason}'.
+breakdown(_Term, _MinShare, _MaxRows, _MaxDepth) -> erlang:nif_error(nif_not_loaded).
+
+%% @private The same on a dirty CPU scheduler, without a budget.
+breakdown_dirty(_Term, _MinShare, _MaxRows, _MaxDepth) -> erlang:nif_error(nif_not_loaded).
 
 %%--------------------------------------------------------------------
 %% Public sizing functions

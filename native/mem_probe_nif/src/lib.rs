@@ -8,6 +8,7 @@
 //! * `walk_dirty/3` runs the same walk from the root on a dirty CPU scheduler;
 //! * `native_info/0` says which layout was selected at load.
 
+mod breakdown;
 mod vm;
 
 use std::sync::OnceLock;
