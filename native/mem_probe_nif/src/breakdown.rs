@@ -12,7 +12,7 @@
 
 use rustler::sys::ErlNifTerm;
 use rustler::{Encoder, Env, Term};
-use term_walker::breakdown::{self, Budget, Breakdown, RowKind, Settings, Step};
+use term_walker::breakdown::{self, Breakdown, Budget, RowKind, Settings, Step};
 use term_walker::walk::Stop;
 
 use crate::vm::{term_word, VmMemory};
@@ -155,5 +155,12 @@ fn breakdown_dirty<'a>(
     max_rows: u64,
     max_depth: u64,
 ) -> Term<'a> {
-    run(env, term, min_share, max_rows, max_depth, Budget::unlimited())
+    run(
+        env,
+        term,
+        min_share,
+        max_rows,
+        max_depth,
+        Budget::unlimited(),
+    )
 }

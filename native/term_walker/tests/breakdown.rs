@@ -358,6 +358,15 @@ fn list_elements_are_runs_split_by_powers_of_ten() {
     assert_eq!(rows[0].path, at(Step::List(0, 249)));
     assert_eq!(rows[0].kind, RowKind::List);
     assert_eq!(rows.len(), 1, "{rows:?}");
+    // 120 even elements: the first hundred hold most of the run only
+    // because that is where the power of ten falls; the run is the row.
+    let mut h = TestHeap::new();
+    let items: Vec<u64> = (0..120).map(|i| h.tuple(&[small(i), small(i)])).collect();
+    let list = h.list(&items);
+    let root = h.tuple(&[list]);
+    let rows = run(&h, root, &Settings::default()).rows;
+    assert_eq!(rows[0].path, at(Step::List(0, 119)), "{rows:?}");
+    assert!(rows.iter().all(|r| r.path != at(Step::List(0, 99))));
     // A hot slice is the row, not the run around it.
     let mut h = TestHeap::new();
     let items: Vec<u64> = (0..250)
@@ -416,7 +425,7 @@ fn map_values_are_positions_under_their_keys() {
     let la = h.cons(atom(20), va);
     let lb = h.cons(atom(21), vb);
     let lc = h.cons(atom(22), vc);
-    let inner = h.hashmap_node(0b11, &[lc, small(0) | 0]);
+    let inner = h.hashmap_node(0b11, &[lc, small(0)]);
     // Replace the filler with a second leaf so the node is valid.
     let ld = h.cons(atom(23), small(4));
     h.poke(TestHeap::addr(inner) + 16, ld);
