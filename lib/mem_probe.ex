@@ -756,8 +756,8 @@ defmodule MemProbe do
       iex> {:ok, breakdown} = MemProbe.state_breakdown(agent)
       iex> hd(breakdown.rows).label
       "state.log[0..4999]"
-      iex> MemProbe.state_breakdown(spawn(fn -> :ok end))
-      {:error, :noproc}
+      iex> MemProbe.state_breakdown(spawn(fn -> Process.sleep(100) end))
+      {:error, :not_a_sys_process}
   """
   @spec state_breakdown(pid(), keyword() | map()) :: {:ok, map()} | {:error, term()}
   def state_breakdown(pid, opts \\ []) do
