@@ -28,4 +28,21 @@ defmodule Bench.Support do
       |> IO.puts()
     end
   end
+
+  @doc "The term-size benchmark's terms: `[{name, build_fun}]`."
+  def term_size_workloads do
+    l1k = Enum.to_list(1..1000)
+
+    [
+      {"2M-element list", fn -> Enum.to_list(1..2_000_000) end},
+      {"200k-key map", fn -> Map.new(1..200_000, &{&1, &1}) end},
+      {"100k records",
+       fn ->
+         for i <- 1..100_000, do: {:rec, "name #{i}", %{id: i, tag: "t#{rem(i, 10)}"}, i * 1.5}
+       end},
+      {"1k list shared 2000x", fn -> List.duplicate(l1k, 2000) end},
+      {"24-level doubling DAG", fn -> Enum.reduce(1..24, :leaf, fn _, t -> {t, t} end) end},
+      {"50k binaries", fn -> for i <- 1..50_000, do: :binary.copy(<<i::32>>, 100) end}
+    ]
+  end
 end

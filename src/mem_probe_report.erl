@@ -21,6 +21,9 @@
 %%% <li>`fragmentation' — an allocator type whose blocks fill under half of
 %%%     its carriers, on more than 64 MiB of carriers.</li>
 %%% </ul>
+%%% It also shows where in its state the largest process (other than the
+%%% caller) holds its bytes: `mem_probe_breakdown:state_breakdown/2', five
+%%% rows, one second at most (`top_paths').
 -module(mem_probe_report).
 
 -export([report/1, format/2]).
@@ -47,6 +50,7 @@ report(Options) ->
     Groups = mem_probe:count_processes(initial_call, 3),
     Allocators = mem_probe:allocators(),
     Counts = counts(),
+    TopPaths = top_paths(ByMemory, N),
     Findings = lists:append(
                  [mailbox(ByMailbox, maps:get(previous, Opts, undefined)),
                   process_outlier(ByMemory), table_outlier(Tables), pinned(Leaks),
@@ -56,6 +60,7 @@ report(Options) ->
       findings => Findings,
       memory => mem_probe:memory(),
       top_memory => lists:sublist(ByMemory, N),
+      top_paths => TopPaths,
       top_mailbox => ByMailbox,
       top_tables => lists:sublist(Tables, N),
       binary_leaks => Leaks,
@@ -74,6 +79,7 @@ format(#{findings := Findings} = Report, Opts) ->
          {["Memory by category (total ", mem_probe_format:human_bytes(Total), ")"],
           mem_probe_format:format(Categories, Opts)},
          {"Top processes by memory", Table(top_memory)},
+         top_paths_section(maps:get(top_paths, Report, undefined), Opts),
          {"Top processes by message queue", Table(top_mailbox)},
          {"Top ETS tables, with the off-heap binaries they hold", Table(top_tables)},
          {"Binary leaks (each binary counted once across the node)", Table(binary_leaks)},
@@ -85,6 +91,27 @@ format(#{findings := Findings} = Report, Opts) ->
                             Title <- [unicode:characters_to_list(Title0)]]).
 
 node_name(#{node := Node}) -> atom_to_list(Node).
+
+%% The heaviest paths in the state of the largest process that is not the
+%% caller (a sys process's state, measured inside it).
+top_paths(ByMemory, N) ->
+    case [E || #{pid := Pid} = E <- ByMemory, Pid =/= self()] of
+        [#{pid := Pid} = Top | _] ->
+            Found = mem_probe_breakdown:state_breakdown(Pid, [{n, N}, {timeout, 1000}]),
+            (subject(Top))#{breakdown => Found};
+        [] ->
+            undefined
+    end.
+
+top_paths_section(#{breakdown := Found} = Top, Opts) ->
+    Title = ["Heaviest paths in the state of ", describe(maps:remove(breakdown, Top), Opts)],
+    Body = case Found of
+               {ok, Breakdown} -> mem_probe_breakdown:format(Breakdown, Opts);
+               {error, Reason} -> io_lib:format("not available: ~0tp", [Reason])
+           end,
+    {Title, Body};
+top_paths_section(undefined, _Opts) ->
+    {"Heaviest paths in the state of the largest process", "no process to look at"}.
 
 findings_text([], _Opts) ->
     "nothing stands out";

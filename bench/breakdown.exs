@@ -1,0 +1,60 @@
+# Breakdown benchmark: MemProbe.breakdown/2 against MemProbe.term_size/1 on
+# the term-size benchmark's terms, in one run.
+#
+#   MIX_ENV=prod mix run bench/breakdown.exs
+#
+# Prints, per workload, the median time of term_size/1 and breakdown/2 (one
+# walk building the object graph, dominators, retained sizes and the rows)
+# and their ratio (target: ≤ 2x), and the bytes per object the walk's arrays
+# held at their largest (target: ≤ 32). Medians of several runs on a shared
+# machine: read the ratios, not the absolute numbers.
+
+Code.require_file("support.exs", __DIR__)
+
+defmodule Bench.Breakdown do
+  import Bench.Support
+
+  @runs 7
+
+  def run do
+    IO.puts(
+      "MemProbe breakdown benchmark — #{MemProbe.info().mode} mode, OTP #{:erlang.system_info(:otp_release)}\n"
+    )
+
+    header = [
+      "workload",
+      "objects",
+      "term_size ms",
+      "breakdown ms",
+      "÷ term_size",
+      "bytes/object",
+      "rows"
+    ]
+
+    rows =
+      for {name, build} <- term_size_workloads() do
+        term = build.()
+        {:ok, b} = MemProbe.breakdown(term)
+        # Same total as term_size/1 first; then time.
+        true = b.total.bytes == MemProbe.term_size(term).bytes
+        size_us = median_us(fn -> MemProbe.term_size(term) end, @runs)
+        breakdown_us = median_us(fn -> MemProbe.breakdown(term) end, @runs)
+        objects = max(b.total.objects, 1)
+
+        [
+          name,
+          Integer.to_string(b.total.objects),
+          fmt_ms(size_us),
+          fmt_ms(breakdown_us),
+          ratio(breakdown_us, size_us),
+          :io_lib.format("~.1f", [b.total.graph_bytes / objects])
+          |> to_string(),
+          Integer.to_string(length(b.rows))
+        ]
+      end
+
+    print_table([header | rows])
+  end
+end
+
+Bench.Breakdown.run()
