@@ -96,7 +96,29 @@ cases() ->
      {writable_binary, Writable}, {appended_binary, <<Writable/binary, "x">>},
      {persistent_term, persistent()},
      {doubling_dag, doubling_dag(12)},
-     {mixed, h([{self(), 1.0, <<"abc">>, [x | y], #{k => [1, 2]}} || _ <- lists:seq(1, 5)])}].
+     {mixed, h([{self(), 1.0, <<"abc">>, [x | y], #{k => [1, 2]}} || _ <- lists:seq(1, 5)])}
+     | record_cases()].
+
+%% OTP 29 native records, built at run time from the external format (this
+%% module cannot use the record syntax: it compiles on every release). A
+%% record of a module that defines no such record gets a definition of its
+%% own on the heap. Releases without native records refuse the format: no
+%% cases there.
+record_cases() ->
+    try binary_to_term(<<131, (record_ext([<<97, 1>>, <<97, 2>>]))/binary>>) of
+        Record ->
+            [{record_heap_definition, Record}, {shared_record, [Record, Record]},
+             {record_in_tuple, h({wrapped, Record})}]
+    catch
+        error:badarg -> []
+    end.
+
+%% RECORD_EXT: 'C', field count, a flag byte, module, name, field names,
+%% values; all atoms already exist (no atom is created).
+record_ext(Values) ->
+    Atom = fun(A) -> B = atom_to_binary(A), <<119, (byte_size(B)), B/binary>> end,
+    iolist_to_binary([<<67, (length(Values)):32, 0>>, Atom(?MODULE), Atom(cases),
+                      Atom(nil), Atom(atom), Values]).
 
 %% @doc `ok', or `{mismatch, [{Name, What, Expected, Got}]}'.
 -spec check() -> ok | {mismatch, [tuple()]}.
@@ -108,29 +130,34 @@ check() ->
     end.
 
 compare(Name, Term) ->
-    case measure(Term) of
-        {ok, Flat, Shared, Literal, HashmapNodes, _Bins, _BinBytes, SizeWords} ->
+    case mem_probe_nif:walk_dirty(Term, calibrate, 0) of
+        {ok, Hi, Lo, Shared, Literal, HashmapNodes, _Bins, _BinBytes, SizeWords, TermSize} ->
+            Flat = (Hi bsl 64) bor Lo,
             Checks = [{flat_words, erts_debug:flat_size(Term), Flat},
                       {size_shared, erts_debug:size_shared(Term), Shared + HashmapNodes},
                       {size, erts_debug:size(Term), SizeWords},
                       %% size/1 never counts less than each distinct word once.
-                      {size_covers_shared_and_literal, true, SizeWords >= Shared + Literal}],
+                      {size_covers_shared_and_literal, true, SizeWords >= Shared + Literal}
+                      %% NIF 2.18 (OTP 29): the VM's own flat size, in bytes.
+                      | [{enif_term_size, TermSize, Flat * erlang:system_info(wordsize)}
+                         || is_integer(TermSize)]],
             [{Name, What, Expected, Got} || {What, Expected, Got} <- Checks, Expected =/= Got];
         Other ->
             [{Name, walk, ok, Other}]
     end.
 
-%% @doc The raw native result for one term (dirty scheduler, no budget):
-%% `{ok, Flat, Shared, Literal, HashmapNodeWords, Binaries, BinaryBytes,
-%% SizeWords}', where `SizeWords' is the walker's `erts_debug:size/1' count
-%% (shared plus literal words on OTP 25; see the module doc for OTP 27).
+%% @doc The raw native result for one term (dirty scheduler, no budget,
+%% guarded reads): `{ok, Flat, Shared, Literal, HashmapNodeWords, Binaries,
+%% BinaryBytes, SizeWords}', where `SizeWords' is the walker's
+%% `erts_debug:size/1' count (shared plus literal words on OTP 25; see the
+%% module doc for OTP 27).
 -spec measure(term()) -> {ok, non_neg_integer(), non_neg_integer(), non_neg_integer(),
                           non_neg_integer(), non_neg_integer(), non_neg_integer(),
                           non_neg_integer()}
                          | term().
 measure(Term) ->
     case mem_probe_nif:walk_dirty(Term, calibrate, 0) of
-        {ok, Hi, Lo, Shared, Literal, HashmapNodes, Bins, BinBytes, SizeWords} ->
+        {ok, Hi, Lo, Shared, Literal, HashmapNodes, Bins, BinBytes, SizeWords, _TermSize} ->
             {ok, (Hi bsl 64) bor Lo, Shared, Literal, HashmapNodes, Bins, BinBytes, SizeWords};
         Other ->
             Other

@@ -1,11 +1,17 @@
 %%% @doc The term-size NIF: loader, mode, scheduling and the fallback path.
 %%%
 %%% The native walker reads a term's words in place. It is trusted only
-%%% when three things hold: the library loaded, this OTP release has a known
-%%% layout in the walker's layout table, and the calibration set
-%%% (`mem_probe_calibration') sized by the walker agrees with
-%%% `erts_debug:flat_size/1' and `erts_debug:size_shared/1'. The check runs
-%%% once, on first use, and its verdict is kept in `persistent_term'.
+%%% when four things hold: the library loaded, this OTP release has a
+%%% layout in the walker's layout table, the literal area was found (from
+%%% the emulator's symbols, or where it exports none, as on OTP 29, from
+%%% `/proc/self/maps' proven with known literals and heap terms), and the
+%%% calibration set (`mem_probe_calibration') sized by the walker agrees with
+%%% `erts_debug:flat_size/1', `erts_debug:size_shared/1' and
+%%% `erts_debug:size/1'. The calibration reads memory through guarded reads
+%%% (a failing read is a refusal, never a fault), so an unverified layout
+%%% table (OTP 26, 28) can be tried safely. The check runs once, on first
+%%% use; its verdict is kept in `persistent_term' and handed to the NIF,
+%%% which refuses every other walk until then.
 %%% Otherwise every call answers through the fallback path: the erts_debug
 %%% BIFs, which are exact for flat and shared words but cannot see literals or
 %%% off-heap binaries (those fields are `undefined').
@@ -18,7 +24,7 @@
 
 -export([flat_size/1, shared_size/1, term_size/1, info/0, recalibrate/0]).
 %% Raw NIF entry points, exported for the calibration and the tests.
--export([walk/3, walk_dirty/3, native_info/0, walk_flat_raw/2]).
+-export([walk/3, walk_dirty/3, native_info/0, walk_flat_raw/2, set_native/1]).
 -export([breakdown/4, breakdown_dirty/4]).
 
 -on_load(load/0).
@@ -43,16 +49,57 @@
 
 load() ->
     Path = filename:join(priv_dir(), "mem_probe_nif"),
-    LoadInfo = {list_to_binary(erlang:system_info(otp_release)),
-                list_to_binary(erlang:system_info(version))},
     Status =
-        case erlang:load_nif(Path, LoadInfo) of
+        case erlang:load_nif(Path, load_info()) of
             ok -> loaded;
             {error, {Reason, Text}} -> {not_loaded, {Reason, Text}}
         end,
     persistent_term:put({?MODULE, load_status}, Status),
     %% Always load the Erlang module: without the library it runs in fallback.
     ok.
+
+%% What the library needs to know at load: the release (for its layout
+%% table) and, for finding the literal area where the emulator exports no
+%% symbol for it, the literal super carrier's sizes and terms whose place is
+%% known: module constants and a persistent term (literal), and terms built
+%% here at run time (on this process's heap).
+load_info() ->
+    #{otp_release => list_to_binary(erlang:system_info(otp_release)),
+      %% Another release's table, for trying a table on a release it was not
+      %% made for (the tests do, to prove a wrong table is refused): always
+      %% treated as unverified, so calibrated with guarded reads.
+      layout_release => application:get_env(mem_probe, layout_release, undefined),
+      literal_carrier => literal_carrier(),
+      literal_probes => [{mem_probe_nif, literal_probe, [1, 2, 3]}, [a, b, c],
+                         fun lists:map/2, {}, persistent_literal_probe()],
+      heap_probes => [binary_to_term(term_to_binary({heap_probe, [1, 2, 3]})),
+                      lists:seq(1, 3), make_ref()]}.
+
+%% `{Size, UsedFromBottom, UsedFromTop}' of the literal super carrier, or
+%% `undefined' when the emulator does not describe one.
+literal_carrier() ->
+    try
+        Mmap = erlang:system_info({allocator, erts_mmap}),
+        Literal = proplists:get_value(literal_mmap, Mmap),
+        Scs = proplists:get_value(scs, proplists:get_value(options, Literal)),
+        Sizes = proplists:get_value(sizes, proplists:get_value(supercarrier, Literal)),
+        {Scs, proplists:get_value(total_sa, Sizes), proplists:get_value(total_sua, Sizes)}
+    of
+        {S, Sa, Sua} = Carrier when is_integer(S), is_integer(Sa), is_integer(Sua) -> Carrier;
+        _ -> undefined
+    catch
+        _:_ -> undefined
+    end.
+
+%% A persistent term lives in the literal area. Put once per node: putting a
+%% new key is cheap, replacing or erasing one would make every process scan.
+persistent_literal_probe() ->
+    Key = {?MODULE, literal_probe},
+    case persistent_term:get(Key, undefined) of
+        undefined -> persistent_term:put(Key, {literal_probe, [1, 2, 3]});
+        _ -> ok
+    end,
+    persistent_term:get(Key).
 
 priv_dir() ->
     case code:priv_dir(mem_probe) of
@@ -77,8 +124,15 @@ walk(_Term, _Mode, _HeapWords) -> erlang:nif_error(nif_not_loaded).
 %% @private The same walk on a dirty CPU scheduler, without a budget.
 walk_dirty(_Term, _Mode, _HeapWords) -> erlang:nif_error(nif_not_loaded).
 
-%% @private `{LayoutName | unknown | no_literal_range, LiteralStart, LiteralSize}'.
+%% @private What the library found at load: `#{layout => Name | undefined,
+%% verified => boolean(), literal_range => {symbols | proc_maps, Start, Size}
+%% | {error, Why}, literal_cross_check => agrees | disagrees | not_checked,
+%% guarded_reads => boolean(), term_size_check => boolean()}'.
 native_info() -> erlang:nif_error(nif_not_loaded).
+
+%% @private The calibration's verdict for the NIF: until `true', it refuses
+%% every walk but the (guarded) calibration. Returns the verdict it keeps.
+set_native(_Native) -> erlang:nif_error(nif_not_loaded).
 
 %% @private The plain (path-counting) flat walk with a word limit, no
 %% sharing detection: `{ok, Words}' or `limit'. For tests of the DAG switch.
@@ -232,30 +286,35 @@ calibrate() ->
 decide() ->
     Forced = application:get_env(mem_probe, mode, auto),
     LoadStatus = persistent_term:get({?MODULE, load_status}, {not_loaded, unknown}),
-    case {Forced, LoadStatus} of
-        {fallback, _} ->
-            fallback(forced_by_configuration);
-        {_, {not_loaded, Why}} ->
-            fallback({nif_not_loaded, Why});
-        {_, loaded} ->
-            case native_info() of
-                {unknown, _, _} ->
-                    %% No layout table for this release (only OTP 25 and 27
-                    %% have one): say which release it was.
-                    fallback({unknown_release_layout,
-                              list_to_binary(erlang:system_info(otp_release))});
-                {no_literal_range, _, _} ->
-                    fallback(no_literal_range);
-                {Layout, LitStart, LitSize} ->
-                    Native = #{layout => Layout, literal_start => LitStart,
-                               literal_size => LitSize},
-                    case mem_probe_calibration:check() of
-                        ok ->
-                            Native#{mode => native};
-                        {mismatch, Cases} ->
-                            maps:merge(Native, fallback({calibration_mismatch, Cases}))
-                    end
-            end
+    State =
+        case {Forced, LoadStatus} of
+            {fallback, _} -> fallback(forced_by_configuration);
+            {_, {not_loaded, Why}} -> fallback({nif_not_loaded, Why});
+            {_, loaded} -> native_or_fallback(native_info())
+        end,
+    case LoadStatus of
+        loaded -> set_native(maps:get(mode, State) =:= native);
+        _ -> ok
+    end,
+    State.
+
+native_or_fallback(#{layout := undefined}) ->
+    %% No layout table for this release (24 and older, 30 and later).
+    fallback({unknown_release_layout, list_to_binary(erlang:system_info(otp_release))});
+native_or_fallback(#{literal_range := {error, Why}}) ->
+    fallback({no_literal_range, Why});
+native_or_fallback(#{verified := false, guarded_reads := false}) ->
+    fallback(unverified_layout_needs_guarded_reads);
+native_or_fallback(#{layout := Layout, verified := Verified,
+                     literal_range := {Method, Start, Size},
+                     literal_cross_check := CrossCheck, guarded_reads := Guarded}) ->
+    Native = #{layout => Layout, verified => Verified, literal_method => Method,
+               literal_start => Start, literal_size => Size,
+               literal_cross_check => CrossCheck,
+               calibration_reads => case Guarded of true -> guarded; false -> direct end},
+    case mem_probe_calibration:check() of
+        ok -> Native#{mode => native};
+        {mismatch, Cases} -> maps:merge(Native, fallback({calibration_mismatch, Cases}))
     end.
 
 fallback(Reason) ->

@@ -7,8 +7,10 @@ defmodule MemProbe.ClusterTest do
   setup_all do
     {_, 0} = System.cmd("epmd", ["-daemon"])
 
+    # A name of its own: another test run on this machine may hold the last.
     if node() == :nonode@nohost do
-      {:ok, _} = :net_kernel.start([:"mem_probe_test@127.0.0.1", :longnames])
+      name = :"mem_probe_test_#{System.os_time()}_#{:os.getpid()}@127.0.0.1"
+      {:ok, _} = :net_kernel.start([name, :longnames])
     end
 
     :ok

@@ -59,9 +59,10 @@ top_memory_gen_server_test() ->
     try
         ok = gen_server:call(Pid, {seq, 1000000}),
         [Top] = mem_probe:top_processes(memory, 1),
+        %% The gen_server loop's arity changed (7 up to OTP 27, 5 on 29).
         ?assertMatch(#{pid := Pid, attr := memory, name := undefined,
                        initial_call := {?MODULE, init, 1},
-                       current_function := {gen_server, loop, 7}}, Top),
+                       current_function := {gen_server, loop, _}}, Top),
         ?assertEqual(memory(Pid), maps:get(value, Top))
     after
         kill([Pid])

@@ -80,7 +80,8 @@ defmodule MemProbe.ProcessScansTest do
       assert top.value > 1_000_000 * 2 * @word
       assert top.name == :mem_probe_test_grower
       assert top.initial_call == {Grower, :init, 1}
-      assert top.current_function == {:gen_server, :loop, 7}
+      # The gen_server loop's arity changed (7 up to OTP 27, 5 on 29).
+      assert {:gen_server, :loop, _} = top.current_function
       assert top.attr == :memory
 
       [top] = MemProbe.top_processes(:total_heap_size, 1)

@@ -83,9 +83,9 @@ defmodule MemProbe.TermSizeTest do
   }
 
   # The same cases on OTP 27.3.4.1 (erts-15.2.7, x86-64), measured on a build
-  # of Debian trixie's source (scripts/otp27.sh) with the walker and the three
-  # erts_debug functions (which agreed), and cross-checked against the OTP 27
-  # formulas of ERTS_LAYOUT.md §2.8, §2.12 and §5.3: an off-heap binary or
+  # of Debian trixie's source and again on trixie's binaries (scripts/otp.sh
+  # 27) with the walker and the three erts_debug functions (which agreed),
+  # and cross-checked against the OTP 27 formulas of docs/LAYOUT.md: an off-heap binary or
   # slice is 8 (SubBits 5 + BinRef 3), sharing one BinRef between SubBits
   # counts it once in size_shared but per SubBits in size/1
   # (refc_binary_and_subs: 28 / 22 / 28); slices of at most 512 bits are
@@ -166,7 +166,31 @@ defmodule MemProbe.TermSizeTest do
     persistent_term: {9, 0, 9, 0}
   }
 
-  @tables %{~c"25" => @otp25_table, ~c"27" => @otp27_table}
+  # OTP 29.1.2 (erts-17.1.1, Debian sid's build), measured with the walker and
+  # the three erts_debug functions (which agreed), and cross-checked against
+  # the formulas of docs/LAYOUT.md: funs lost their FunRef, so a local fun
+  # with n free variables is 2 + n (fun_env: 2 + 1 + its 3-word tuple), a
+  # fun without free variables a 2-word literal, and size/1 no longer counts
+  # a FunRef per fun (funs_of_one_lambda: 12 / 12 / 12). Native records are
+  # n + 2 words plus their definition tuple (arity 5 + n, here 8 words plus
+  # the 3-word defaults tuple): a record of a module without that record
+  # gets a heap definition (15 / 15 / 15); shared, 4 words more (34 / 19).
+  # Everything else is as on OTP 27.
+  @otp29_table Map.merge(@otp27_table, %{
+                 fun_no_env: {2, 0, 2, 0},
+                 fun_env: {6, 6, 6, 0},
+                 shared_fun: {16, 10, 10, 0},
+                 fun_heap_copy: {2, 2, 2, 0},
+                 funs_of_one_lambda: {12, 12, 12, 0},
+                 record_heap_definition: {15, 15, 15, 0},
+                 shared_record: {34, 19, 19, 0},
+                 record_in_tuple: {18, 18, 18, 0}
+               })
+
+  @tables %{~c"25" => @otp25_table, ~c"27" => @otp27_table, ~c"29" => @otp29_table}
+
+  # Calibration cases only releases with native records have.
+  @record_cases [:record_heap_definition, :shared_record, :record_in_tuple]
 
   # Releases whose layout has attached objects (OTP 27 BinRefs and FunRefs):
   # erts_debug:size/1 counts such an object once per owner (every SubBits
@@ -177,7 +201,7 @@ defmodule MemProbe.TermSizeTest do
   # outside; the walker's own size/1 count (shared + literal + the attached
   # words met again) is compared instead, and shared + literal must not
   # exceed it. On OTP 25 both are the same number and both are asserted.
-  @attached_objects [~c"27"]
+  @attached_objects [~c"27", ~c"29"]
 
   defp release, do: :erlang.system_info(:otp_release)
   defp table, do: Map.fetch!(@tables, release())
@@ -188,14 +212,40 @@ defmodule MemProbe.TermSizeTest do
 
   defp assert_size_1(m, term, context) do
     size = :erts_debug.size(term)
-    assert m.size == size, "#{context}: size/1"
 
-    if release() in @attached_objects do
-      assert m.shared + m.literal <= size, "#{context}: shared + literal above size/1"
-    else
-      assert m.shared + m.literal == size, "#{context}: shared + literal vs size/1"
+    cond do
+      contains_record?(term) ->
+        # erts_debug:size/1 (OTP 29) has no clause for native records: it
+        # counts each distinct record by its flat size, sharing inside it
+        # expanded, so it can only be larger than the distinct words.
+        assert m.shared + m.literal <= size, "#{context}: shared + literal above size/1"
+
+      release() in @attached_objects ->
+        assert m.size == size, "#{context}: size/1"
+        assert m.shared + m.literal <= size, "#{context}: shared + literal above size/1"
+
+      true ->
+        assert m.size == size, "#{context}: size/1"
+        assert m.shared + m.literal == size, "#{context}: shared + literal vs size/1"
     end
   end
+
+  # Whether a native record (OTP 29) is anywhere in `term`.
+  defp contains_record?(term) do
+    cond do
+      release() < ~c"29" -> false
+      apply(:erlang, :is_record, [term]) -> true
+      is_tuple(term) -> term |> Tuple.to_list() |> contains_record?()
+      is_map(term) -> term |> Map.to_list() |> contains_record?()
+      is_function(term) -> term |> :erlang.fun_info(:env) |> elem(1) |> contains_record?()
+      is_list(term) -> improper_any?(term)
+      true -> false
+    end
+  end
+
+  defp improper_any?([head | tail]), do: contains_record?(head) or improper_any?(tail)
+  defp improper_any?([]), do: false
+  defp improper_any?(tail), do: contains_record?(tail)
 
   setup_all do
     assert MemProbe.info().mode == :native,
@@ -247,17 +297,48 @@ defmodule MemProbe.TermSizeTest do
       end
     end
 
-    test "the tables of both releases cover the same cases" do
+    test "the tables of every release cover the same cases" do
       assert Enum.sort(Map.keys(@otp25_table)) == Enum.sort(Map.keys(@otp27_table))
+
+      assert Enum.sort(Map.keys(@otp29_table)) ==
+               Enum.sort(Map.keys(@otp27_table) ++ @record_cases)
     end
 
-    test "the load-time check passes and names the layout" do
+    test "native records are calibration cases exactly where the release has them" do
+      names = Keyword.keys(:mem_probe_calibration.cases())
+      assert Enum.all?(@record_cases, &(&1 in names)) == release() >= ~c"29"
+      refute Enum.any?(@record_cases, &(&1 in names)) and release() < ~c"29"
+    end
+
+    test "the load-time check passes and names the layout and the literal range" do
       info = MemProbe.info()
       assert :mem_probe_calibration.check() == :ok
       assert is_binary(info.layout)
       assert info.layout =~ "OTP #{release()} "
+      assert info.verified == true
       assert info.literal_size > 0
       assert info.walk_errors == 0
+      assert info.calibration_reads == :guarded
+
+      # Where the emulator exports the literal area's bounds (25, 27), the
+      # /proc/self/maps method found the very same range; where it does not
+      # (29), that method is the one in use.
+      case release() do
+        r when r in [~c"25", ~c"27"] ->
+          assert {info.literal_method, info.literal_cross_check} == {:symbols, :agrees}
+
+        _ ->
+          assert {info.literal_method, info.literal_cross_check} == {:proc_maps, :not_checked}
+      end
+    end
+
+    test "known literals fall inside the literal range and heap terms outside" do
+      lit = :mem_probe_calibration.cases()[:literal_list]
+      heap = :erlang.binary_to_term(:erlang.term_to_binary(lit))
+      assert MemProbe.term_size(lit).literal_words == 6
+      assert MemProbe.term_size(lit).shared_words == 0
+      assert MemProbe.term_size(heap).literal_words == 0
+      assert MemProbe.term_size(heap).shared_words == 6
     end
   end
 
@@ -415,20 +496,135 @@ defmodule MemProbe.TermSizeTest do
     end
   end
 
+  if :erlang.system_info(:otp_release) >= ~c"29" do
+    describe "native records (OTP 29)" do
+      setup do
+        assert MemProbe.TermGenerator.records?()
+        :ok
+      end
+
+      # Compiled at run time (the syntax exists only here), so called by name.
+      defp point(x, y), do: apply(:mem_probe_test_records, :point, [x, y])
+      defp record(fields), do: apply(:mem_probe_test_records, :make, [fields])
+
+      test "a record is n + 2 words, its literal definition literal words" do
+        list = :erlang.binary_to_term(:erlang.term_to_binary([1, 2]))
+        point = point(list, 5)
+        size = MemProbe.term_size(point)
+        # The record (header, definition pointer, 2 values) and the list.
+        assert size.shared_words == 4 + 4
+        assert size.flat_words == :erts_debug.flat_size(point)
+        assert size.shared_words == :erts_debug.size_shared(point)
+        assert size.shared_words + size.literal_words == :erts_debug.size(point)
+        # The definition: a tuple of arity 5 + 2 and its 3-word defaults.
+        assert size.literal_words == 8 + 3
+        assert size.flat_words == 8 + 11
+        assert size.bytes == 8 * 8
+      end
+
+      test "the issue's 2-field record: flat 15, size_shared 4, size/1 15" do
+        point = point(1, 2)
+        assert MemProbe.flat_size(point) == 15
+        assert MemProbe.shared_size(point) == 4
+        size = MemProbe.term_size(point)
+        assert size.shared_words + size.literal_words == 15
+      end
+
+      test "records of every field count, shared and inside other terms" do
+        for fields <- [[], [:a], [1, 2], [[1], "x", 3.5]] do
+          record = record(fields)
+          pair = {record, record}
+
+          for term <- [record, pair, [record | record], %{k: record}] do
+            m = measure(term)
+            assert m.flat == :erts_debug.flat_size(term), inspect(term)
+            assert m.shared + m.hashmap_nodes == :erts_debug.size_shared(term), inspect(term)
+            assert_size_1(m, term, inspect(term))
+          end
+        end
+      end
+
+      test "a record on an off-heap binary slice reports the binary it pins" do
+        parent = :binary.copy(<<1>>, 1_000_000)
+        <<_::binary-size(10), slice::binary-size(100), _::binary>> = parent
+        size = MemProbe.term_size(record([slice]))
+        assert {size.off_heap_binaries, size.off_heap_bytes} == {1, 1_000_000}
+      end
+    end
+  end
+
+  describe "the calibration's verdict" do
+    # In a VM of its own: taking the verdict back here would send every
+    # concurrently running test through the fallback path.
+    test "the raw walks refuse to run until the calibration has said native" do
+      with_peer([], fn call ->
+        assert call.(:mem_probe, :info, []).mode == :native
+        heap = call.(:erlang, :binary_to_term, [:erlang.term_to_binary([1, 2])])
+        # The NIF keeps a no until a yes.
+        assert call.(:mem_probe_nif, :set_native, [false]) == false
+
+        for walk <- [:walk, :walk_dirty], mode <- [:flat, :shared, :full] do
+          assert call.(:mem_probe_nif, walk, [heap, mode, 0]) == {:error, :not_calibrated}
+        end
+
+        # The calibration itself still runs (guarded reads).
+        assert {:ok, 0, 4, _, 0, 0, 0, 0, _, _} =
+                 call.(:mem_probe_nif, :walk, [heap, :calibrate, 0])
+
+        assert call.(:mem_probe_nif, :set_native, [true]) == true
+        assert {:ok, 0, 4, _, 0, 0, 0, 0} = call.(:mem_probe_nif, :walk, [heap, :full, 0])
+      end)
+    end
+  end
+
+  describe "an unverified or wrong layout table" do
+    # A table forced by `layout_release` is treated as unverified: the
+    # calibration reads through guarded reads, so the wrong one ends in a
+    # refusal (fallback), never a fault, and the right one still passes.
+    test "a wrong table is refused by the guarded calibration; the VM lives on" do
+      wrong = if release() == ~c"27", do: ~c"29", else: ~c"27"
+
+      with_peer([~c"-mem_probe", ~c"layout_release", wrong], fn call ->
+        :ok = call.(:application, :load, [:mem_probe])
+        info = call.(:mem_probe, :info, [])
+        assert info.mode == :fallback
+        assert {:calibration_mismatch, [_ | _]} = info.reason
+        assert info.verified == false
+        assert info.calibration_reads == :guarded
+        assert info.layout =~ "OTP #{wrong} "
+        # Sizes still answer, from the BIFs; the raw walks stay refused.
+        assert call.(:mem_probe, :flat_size, [[1, 2, 3]]) == 6
+        assert call.(:mem_probe_nif, :walk, [[1, 2, 3], :full, 0]) == {:error, :not_calibrated}
+      end)
+    end
+
+    test "the release's own table, forced, passes as unverified" do
+      with_peer([~c"-mem_probe", ~c"layout_release", release()], fn call ->
+        :ok = call.(:application, :load, [:mem_probe])
+        info = call.(:mem_probe, :info, [])
+        assert {info.mode, info.verified, info.calibration_reads} == {:native, false, :guarded}
+      end)
+    end
+  end
+
+  # Runs `fun.(call)` against a peer VM with MemProbe on its code path and
+  # these extra VM arguments; `call.(m, f, a)` calls into the peer.
+  defp with_peer(args, fun) do
+    ebin = :code.which(:mem_probe) |> Path.dirname() |> to_charlist()
+    {:ok, peer, _node} = :peer.start(%{connection: :standard_io, args: [~c"-pa", ebin | args]})
+
+    try do
+      fun.(fn m, f, a -> :peer.call(peer, m, f, a, 30_000) end)
+    after
+      :peer.stop(peer)
+    end
+  end
+
   describe "fallback mode" do
     # In a VM of its own (a peer over standard I/O): switching this VM to
     # fallback would change what every concurrently running test sees.
     test "forced by configuration, sizes come from the BIFs and info says why" do
-      ebin = :code.which(:mem_probe) |> Path.dirname() |> to_charlist()
-
-      {:ok, peer, _node} =
-        :peer.start(%{
-          connection: :standard_io,
-          args: [~c"-pa", ebin, ~c"-mem_probe", ~c"mode", ~c"fallback"]
-        })
-
-      try do
-        call = fn m, f, a -> :peer.call(peer, m, f, a, 30_000) end
+      with_peer([~c"-mem_probe", ~c"mode", ~c"fallback"], fn call ->
         :ok = call.(:application, :load, [:mem_probe])
         info = call.(:mem_probe, :info, [])
         assert info.mode == :fallback
@@ -445,9 +641,9 @@ defmodule MemProbe.TermSizeTest do
         assert size.flat_words == call.(:erts_debug, :flat_size, [:binary.copy(<<1>>, 100)])
         assert size.off_heap_bytes == :undefined
         assert size.literal_words == :undefined
-      after
-        :peer.stop(peer)
-      end
+        # The raw NIF entry points follow the mode: no native walk.
+        assert call.(:mem_probe_nif, :walk, [map, :full, 0]) == {:error, :not_calibrated}
+      end)
 
       # This VM was never touched.
       assert MemProbe.info().mode == :native

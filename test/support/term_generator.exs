@@ -19,7 +19,7 @@ defmodule MemProbe.TermGenerator do
   def term(depth) when depth <= 0, do: leaf()
 
   def term(depth) do
-    case :rand.uniform(14) do
+    case :rand.uniform(15) do
       n when n <= 3 -> leaf()
       4 -> reuse(depth)
       5 -> list(depth)
@@ -32,6 +32,62 @@ defmodule MemProbe.TermGenerator do
       12 -> Enum.random(@literals)
       13 -> {Enum.random(@literals), term(depth - 1)}
       14 -> deep(depth)
+      15 -> record(depth)
+    end
+  end
+
+  @doc """
+  Whether this release has native records (OTP 29+); there the generator
+  also builds records of `:mem_probe_test_records`, compiled on first use.
+  """
+  def records? do
+    :erlang.system_info(:otp_release) >= ~c"29" and load_records()
+  end
+
+  # OTP 29 native records of 0 to 3 fields, one with a default value. The
+  # source is compiled here, at run time, because no other release can parse
+  # it (so it is no .erl file a build tool would pick up).
+  @records_source """
+  -module(mem_probe_test_records).
+  -export([make/1, point/2]).
+  -record #empty{}.
+  -record #one{a}.
+  -record #point{x = 0, y = 0}.
+  -record #three{a, b = default, c}.
+  make([]) -> #empty{};
+  make([A]) -> #one{a = A};
+  make([X, Y]) -> #point{x = X, y = Y};
+  make([A, B, C]) -> #three{a = A, b = B, c = C}.
+  point(X, Y) -> #point{x = X, y = Y}.
+  """
+
+  defp load_records do
+    case :code.ensure_loaded(:mem_probe_test_records) do
+      {:module, _} ->
+        true
+
+      _ ->
+        forms =
+          @records_source
+          |> String.split(~r/(?<=\.)\n/, trim: true)
+          |> Enum.map(fn form ->
+            {:ok, tokens, _} = :erl_scan.string(to_charlist(form))
+            {:ok, parsed} = :erl_parse.parse_form(tokens)
+            parsed
+          end)
+
+        {:ok, module, beam} = :compile.forms(forms, [:binary, :report])
+        {:module, ^module} = :code.load_binary(module, ~c"mem_probe_test_records", beam)
+        true
+    end
+  end
+
+  defp record(depth) do
+    if records?() do
+      fields = for _ <- 1..Enum.random([0, 1, 2, 3])//1, do: term(depth - 1)
+      remember(apply(:mem_probe_test_records, :make, [fields]))
+    else
+      leaf()
     end
   end
 

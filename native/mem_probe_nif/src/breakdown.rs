@@ -15,8 +15,9 @@ use rustler::{Encoder, Env, Term};
 use term_walker::breakdown::{self, Breakdown, Budget, RowKind, Settings, Step};
 use term_walker::walk::Stop;
 
+use std::sync::atomic::Ordering;
+
 use crate::vm::{term_word, VmMemory};
-use crate::LOADED;
 
 rustler::atoms! {
     elem,
@@ -32,6 +33,7 @@ rustler::atoms! {
     reference,
     pid,
     port,
+    record,
     other,
 }
 
@@ -62,6 +64,7 @@ fn kind_atom(kind: RowKind) -> rustler::Atom {
         RowKind::Reference => reference(),
         RowKind::Pid => pid(),
         RowKind::Port => port(),
+        RowKind::Record => record(),
         RowKind::Other => other(),
     }
 }
@@ -111,19 +114,20 @@ fn run<'a>(
     max_depth: u64,
     mut budget: Budget,
 ) -> Term<'a> {
-    let Some(loaded) = LOADED.get() else {
+    let Some((layout, literals, _)) = crate::ready() else {
         return (crate::error(), crate::unknown_release_layout()).encode(env);
     };
-    let Some(layout) = loaded.layout else {
-        return (crate::error(), crate::unknown_release_layout()).encode(env);
-    };
+    // Direct reads only once the calibration has passed (`set_native/1`).
+    if !crate::NATIVE.load(Ordering::Acquire) {
+        return (crate::error(), crate::not_calibrated()).encode(env);
+    }
     let settings = Settings {
         min_share,
         max_rows: max_rows as usize,
         max_depth: max_depth as usize,
         accumulation_only: true,
     };
-    let mem = VmMemory::new(loaded.literals);
+    let mem = VmMemory::new(literals);
     match breakdown::breakdown(&mem, layout, term_word(term), &settings, &mut budget) {
         Ok(found) => encode(env, &found),
         Err(Stop::Budget) => crate::budget_exceeded().encode(env),

@@ -3,22 +3,27 @@
 //! Entry points (see `src/mem_probe_nif.erl`):
 //! * `walk/3` runs on the caller's normal scheduler with a work budget of
 //!   about a millisecond and answers `budget_exceeded` when the term is larger
-//!   (modes `flat`, `shared`, `full`, and `calibrate`: `full` plus the
-//!   `erts_debug:size/1` count as a ninth element);
+//!   (modes `flat`, `shared`, `full`, and `calibrate`: `full` through guarded
+//!   reads, plus the `erts_debug:size/1` count and `enif_term_size`);
 //! * `walk_dirty/3` runs the same walk from the root on a dirty CPU scheduler;
-//! * `native_info/0` says which layout was selected at load.
+//! * `native_info/0` says which layout was selected at load and how the
+//!   literal area was found;
+//! * `set_native/1` is the calibration's verdict: until it says `true`, only
+//!   `calibrate` walks run (guarded), every other walk is refused.
 
 mod breakdown;
 mod vm;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
 
 use rustler::types::tuple::make_tuple;
 use rustler::{Atom, Encoder, Env, Term};
+use term_walker::literal_area::{self, LiteralCarrier, Range};
 use term_walker::walk::{self, Stop, Work};
-use term_walker::{layout, Detail, Layout};
+use term_walker::{layout, Detail, Layout, Memory};
 
-use vm::{term_word, LiteralRange, VmMemory};
+use vm::{term_word, GuardedMemory, TermSizeFn, VmMemory};
 
 rustler::atoms! {
     ok,
@@ -27,14 +32,33 @@ rustler::atoms! {
     shared,
     full,
     calibrate,
-    unknown,
+    undefined,
     budget_exceeded,
     limit,
     layout_error,
     flat_size_overflow,
     unknown_release_layout,
-    no_literal_range,
     bad_walk_mode,
+    not_calibrated,
+    guarded_reads_unavailable,
+    symbols,
+    proc_maps,
+    agrees,
+    disagrees,
+    not_checked,
+    no_carrier_info,
+    maps_unreadable,
+    layout,
+    verified,
+    literal_range,
+    literal_cross_check,
+    guarded_reads,
+    term_size_check,
+    otp_release,
+    literal_carrier,
+    literal_probes,
+    heap_probes,
+    layout_release,
 }
 
 /// Words a walk may visit on a normal scheduler before it hands over to a
@@ -46,49 +70,157 @@ rustler::atoms! {
 const NORMAL_SCHEDULER_FLAT_WORDS: u64 = 150_000;
 const NORMAL_SCHEDULER_SCAN_WORDS: u64 = 100_000;
 
+/// How the literal area was found.
+#[derive(Clone, Copy)]
+enum LiteralMethod {
+    /// `erts_literals_start` / `erts_literals_size` (OTP 25, 27).
+    Symbols,
+    /// `/proc/self/maps`, the carrier's sizes and known addresses (OTP 29).
+    ProcMaps,
+}
+
 struct Loaded {
     layout: Option<&'static Layout>,
-    literals: LiteralRange,
+    /// Whether the layout table may be walked with direct reads before the
+    /// calibration passed: only a verified table chosen by the release itself
+    /// (a table forced by `layout_release` is treated as unverified).
+    verified: bool,
+    literals: Result<(Range, LiteralMethod), &'static str>,
+    /// Where both methods work: whether the maps found the symbols' range.
+    cross_check: Option<bool>,
+    guarded: bool,
+    term_size: Option<TermSizeFn>,
 }
 
 static LOADED: OnceLock<Loaded> = OnceLock::new();
+/// The calibration's verdict (`set_native/1`).
+static NATIVE: AtomicBool = AtomicBool::new(false);
+
+/// Addresses of the boxed and list terms in a list of probes.
+fn probe_addresses(list: Option<Term>) -> Vec<usize> {
+    list.and_then(|l| l.decode::<Vec<Term>>().ok())
+        .unwrap_or_default()
+        .into_iter()
+        .map(term_word)
+        .filter(|w| matches!(w & 0b11, 1 | 2))
+        .map(|w| (w & !0b111) as usize)
+        .collect()
+}
+
+/// The literal area from `/proc/self/maps`, proven with the load info's
+/// probes (term_walker::literal_area).
+fn literal_range_from_maps(load_info: Term) -> Result<Range, &'static str> {
+    let get = |key: Atom| load_info.map_get(key).ok();
+    let (size, used_bottom, used_top) = get(literal_carrier())
+        .and_then(|c| c.decode::<(usize, usize, usize)>().ok())
+        .ok_or("no_carrier_info")?;
+    let carrier = LiteralCarrier {
+        size,
+        used_bottom,
+        used_top,
+    };
+    let text = std::fs::read_to_string("/proc/self/maps").map_err(|_| "maps_unreadable")?;
+    let maps = literal_area::parse_maps(&text);
+    let literals = probe_addresses(get(literal_probes()));
+    let heap = probe_addresses(get(heap_probes()));
+    literal_area::locate(&maps, &carrier, &literals, &heap).map_err(|r| r.as_str())
+}
 
 fn load(_env: Env, load_info: Term) -> bool {
-    // load_info is {OtpRelease, ErtsVersion} as binaries.
+    // load_info: #{otp_release => Binary, layout_release => N | undefined,
+    // literal_carrier => {Scs, TotalSa, TotalSua} | undefined,
+    // literal_probes => [Literal], heap_probes => [T]}.
     let release = load_info
-        .decode::<(String, String)>()
+        .map_get(otp_release())
         .ok()
-        .and_then(|(otp, _erts)| otp.parse::<u32>().ok());
-    let literals = LiteralRange::of_running_emulator();
-    let layout = match (release, literals) {
-        (Some(otp), Some(_)) => layout::for_release(otp),
-        _ => None,
+        .and_then(|t| t.decode::<String>().ok())
+        .and_then(|otp| otp.parse::<u32>().ok());
+    let forced = load_info
+        .map_get(layout_release())
+        .ok()
+        .and_then(|t| t.decode::<u32>().ok());
+    let layout = forced.or(release).and_then(layout::for_release);
+    let from_maps = literal_range_from_maps(load_info);
+    let (literals, cross_check) = match vm::exported_literal_range() {
+        Some(range) => (
+            Ok((range, LiteralMethod::Symbols)),
+            from_maps.ok().map(|found| found == range),
+        ),
+        None => (
+            from_maps.map(|range| (range, LiteralMethod::ProcMaps)),
+            None,
+        ),
     };
     let _ = LOADED.set(Loaded {
         layout,
-        literals: literals.unwrap_or_default(),
+        verified: forced.is_none() && layout.is_some_and(|l| l.verified),
+        literals,
+        cross_check,
+        guarded: GuardedMemory::available(),
+        term_size: vm::enif_term_size(),
     });
-    true // the Erlang side reports a missing layout and falls back
+    true // the Erlang side reports what is missing and falls back
+}
+
+/// The layout and literal range, when both are known.
+fn ready() -> Option<(&'static Layout, Range, &'static Loaded)> {
+    let loaded = LOADED.get()?;
+    let layout = loaded.layout?;
+    let (range, _) = loaded.literals.ok()?;
+    Some((layout, range, loaded))
+}
+
+fn walk_with<M: Memory>(
+    mem: &M,
+    layout: &Layout,
+    root: u64,
+    mode: Atom,
+    heap_words: u64,
+    work: &mut Work,
+) -> Result<(u128, term_walker::Scan), Stop> {
+    if mode == flat() {
+        walk::flat(mem, layout, root, heap_words, work).map(|words| (words, Default::default()))
+    } else if mode == shared() {
+        walk::scan(mem, layout, root, Detail::Words, work).map(|found| (0, found))
+    } else {
+        walk::term_size(mem, layout, root, work).map(|size| (size.flat_words, size.scan))
+    }
 }
 
 fn run<'a>(env: Env<'a>, term: Term<'a>, mode: Atom, heap_words: u64, mut work: Work) -> Term<'a> {
-    let Some(loaded) = LOADED.get() else {
+    let Some((layout, literals, loaded)) = ready() else {
         return (error(), unknown_release_layout()).encode(env);
     };
-    let Some(layout) = loaded.layout else {
-        return (error(), unknown_release_layout()).encode(env);
-    };
-    let mem = VmMemory::new(loaded.literals);
-    let root = term_word(term);
-    let result = if mode == flat() {
-        walk::flat(&mem, layout, root, heap_words, &mut work)
-            .map(|words| (words, Default::default()))
-    } else if mode == shared() {
-        walk::scan(&mem, layout, root, Detail::Words, &mut work).map(|found| (0, found))
-    } else if mode == full() || mode == calibrate() {
-        walk::term_size(&mem, layout, root, &mut work).map(|size| (size.flat_words, size.scan))
-    } else {
+    let calibrating = mode == calibrate();
+    if !(calibrating || mode == flat() || mode == shared() || mode == full()) {
         return (error(), bad_walk_mode()).encode(env);
+    }
+    if !calibrating && !NATIVE.load(Ordering::Acquire) {
+        return (error(), not_calibrated()).encode(env);
+    }
+    let root = term_word(term);
+    let result = if calibrating && loaded.guarded {
+        walk_with(
+            &GuardedMemory::new(literals),
+            layout,
+            root,
+            mode,
+            heap_words,
+            &mut work,
+        )
+    } else if calibrating && !loaded.verified {
+        // An unverified table is never walked with direct reads before the
+        // calibration has passed.
+        return (error(), guarded_reads_unavailable()).encode(env);
+    } else {
+        walk_with(
+            &VmMemory::new(literals),
+            layout,
+            root,
+            mode,
+            heap_words,
+            &mut work,
+        )
     };
     match result {
         Ok((flat_words, found)) => {
@@ -102,10 +234,17 @@ fn run<'a>(env: Env<'a>, term: Term<'a>, mode: Atom, heap_words: u64, mut work: 
                 found.off_heap_binaries.encode(env),
                 found.off_heap_bytes.encode(env),
             ];
-            if mode == calibrate() {
+            if calibrating {
                 // The calibration also checks erts_debug:size/1, which
-                // counts OTP 27's shared BinRefs and FunRefs once per owner.
+                // counts OTP 27's shared BinRefs and FunRefs once per owner,
+                // and (NIF 2.18) the VM's own flat size in bytes.
                 fields.push(found.erts_size_words().encode(env));
+                fields.push(match loaded.term_size {
+                    // SAFETY: the VM's own function on a live term of this
+                    // call (the calibration terms are small).
+                    Some(term_size) => (unsafe { term_size(term.as_c_arg()) } as u64).encode(env),
+                    None => undefined().encode(env),
+                });
             }
             make_tuple(env, &fields)
         }
@@ -136,10 +275,13 @@ fn walk_dirty<'a>(env: Env<'a>, term: Term<'a>, mode: Atom, heap_words: u64) -> 
 /// The plain path-counting walk alone, for the tests of the DAG switch.
 #[rustler::nif(schedule = "DirtyCpu")]
 fn walk_flat_raw<'a>(env: Env<'a>, term: Term<'a>, path_limit: u64) -> Term<'a> {
-    let Some(layout) = LOADED.get().and_then(|l| l.layout) else {
+    let Some((layout, literals, _)) = ready() else {
         return (error(), unknown_release_layout()).encode(env);
     };
-    let mem = VmMemory::new(LOADED.get().map(|l| l.literals).unwrap_or_default());
+    if !NATIVE.load(Ordering::Acquire) {
+        return (error(), not_calibrated()).encode(env);
+    }
+    let mem = VmMemory::new(literals);
     match walk::flat_words(
         &mem,
         layout,
@@ -153,20 +295,52 @@ fn walk_flat_raw<'a>(env: Env<'a>, term: Term<'a>, path_limit: u64) -> Term<'a> 
     }
 }
 
+/// The calibration's verdict: `true` lets every walk run with direct reads.
+#[rustler::nif]
+fn set_native(native: bool) -> bool {
+    NATIVE.store(native && ready().is_some(), Ordering::Release);
+    NATIVE.load(Ordering::Acquire)
+}
+
 #[rustler::nif]
 fn native_info(env: Env) -> Term {
     let loaded = LOADED.get();
-    let name = loaded.and_then(|l| l.layout).map(|l| l.name);
-    let literals = loaded.map(|l| l.literals).unwrap_or_default();
-    // Without a layout: `no_literal_range` when the emulator does not export
-    // its literal area (the walker cannot tell literals apart), otherwise the
-    // release has no layout table.
-    let name = match name {
-        Some(name) => name.encode(env),
-        None if loaded.is_some() && literals.size == 0 => no_literal_range().encode(env),
-        None => unknown().encode(env),
+    let layout_term = match loaded.and_then(|l| l.layout) {
+        Some(l) => l.name.encode(env),
+        None => undefined().encode(env),
     };
-    (name, literals.start as u64, literals.size as u64).encode(env)
+    let verified_term = loaded.is_some_and(|l| l.verified);
+    let range_term = match loaded.map(|l| l.literals) {
+        Some(Ok((range, method))) => {
+            let method = match method {
+                LiteralMethod::Symbols => symbols(),
+                LiteralMethod::ProcMaps => proc_maps(),
+            };
+            (method, range.start as u64, range.size as u64).encode(env)
+        }
+        Some(Err(why)) => (error(), Atom::from_str(env, why).unwrap_or(error())).encode(env),
+        None => (error(), undefined()).encode(env),
+    };
+    let cross = match loaded.and_then(|l| l.cross_check) {
+        Some(true) => agrees(),
+        Some(false) => disagrees(),
+        None => not_checked(),
+    };
+    let pairs = [
+        (layout().encode(env), layout_term),
+        (verified().encode(env), verified_term.encode(env)),
+        (literal_range().encode(env), range_term),
+        (literal_cross_check().encode(env), cross.encode(env)),
+        (
+            guarded_reads().encode(env),
+            loaded.is_some_and(|l| l.guarded).encode(env),
+        ),
+        (
+            term_size_check().encode(env),
+            loaded.is_some_and(|l| l.term_size.is_some()).encode(env),
+        ),
+    ];
+    Term::map_from_pairs(env, &pairs).unwrap_or_else(|_| error().encode(env))
 }
 
 rustler::init!("mem_probe_nif", load = load);

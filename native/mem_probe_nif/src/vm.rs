@@ -1,56 +1,67 @@
-//! The one `unsafe` boundary: reading words of the running VM's memory.
+//! The one `unsafe` boundary: reading words of the running VM's memory, and
+//! the few symbols of the emulator MemProbe looks up.
 //!
-//! Everything else in MemProbe reads through [`VmMemory`], and the walker
-//! only asks for addresses it derived from a term word or from fields of an
-//! object whose header it has already checked against the release's layout
-//! (`term_walker::decode`). Reads are valid for the whole NIF call: the
-//! calling process cannot be garbage-collected, nor its literals purged,
-//! while it runs a NIF (ERTS_LAYOUT.md §6.2). No address is kept past the
-//! call that read it.
+//! Everything else in MemProbe reads through [`VmMemory`] or
+//! [`GuardedMemory`], and the walker only asks for addresses it derived from
+//! a term word or from fields of an object whose header it has already
+//! checked against the release's layout (`term_walker::decode`). Reads are
+//! valid for the whole NIF call: the calling process cannot be
+//! garbage-collected, nor its literals purged, while it runs a NIF
+//! (docs/LAYOUT.md, "Scheduling"). No address is kept past the call that
+//! read it.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
 
 use rustler::sys::ErlNifTerm;
 use rustler::Term;
 use term_walker::decode::LayoutError;
+use term_walker::literal_area::Range;
 use term_walker::Memory;
 
-/// The literal area's address range, or an empty range when the emulator does
-/// not export it (the calibration then fails and the library falls back).
-#[derive(Clone, Copy, Debug, Default)]
-pub struct LiteralRange {
-    pub start: usize,
-    pub size: usize,
-}
-
-impl LiteralRange {
-    /// Reads `erts_literals_start` and `erts_literals_size` from the running
-    /// emulator. They are set once when the emulator reserves the literal
-    /// area and never change afterwards, so reading them at load is enough.
-    pub fn of_running_emulator() -> Option<LiteralRange> {
-        // SAFETY: dlsym with RTLD_DEFAULT only looks symbols up. When found,
-        // the symbols are `char *erts_literals_start` and
-        // `UWord erts_literals_size` (erl_mmap.c), both pointer-sized.
-        unsafe {
-            let start = libc::dlsym(libc::RTLD_DEFAULT, c"erts_literals_start".as_ptr());
-            let size = libc::dlsym(libc::RTLD_DEFAULT, c"erts_literals_size".as_ptr());
-            if start.is_null() || size.is_null() {
-                return None;
-            }
-            let range = LiteralRange {
-                start: *(start as *const usize),
-                size: *(size as *const usize),
-            };
-            (range.start != 0 && range.size != 0).then_some(range)
+/// The literal area's bounds from `erts_literals_start` and
+/// `erts_literals_size`, where `beam.smp` exports them (OTP 25 and 27; not
+/// OTP 29). They are set once when the emulator reserves the literal area
+/// and never change afterwards, so reading them at load is enough.
+pub fn exported_literal_range() -> Option<Range> {
+    // SAFETY: dlsym with RTLD_DEFAULT only looks symbols up. When found,
+    // the symbols are `char *erts_literals_start` and
+    // `UWord erts_literals_size` (erl_mmap.c), both pointer-sized and
+    // written once before any NIF can load.
+    unsafe {
+        let start = libc::dlsym(libc::RTLD_DEFAULT, c"erts_literals_start".as_ptr());
+        let size = libc::dlsym(libc::RTLD_DEFAULT, c"erts_literals_size".as_ptr());
+        if start.is_null() || size.is_null() {
+            return None;
         }
+        let range = Range {
+            start: *(start as *const usize),
+            size: *(size as *const usize),
+        };
+        (range.start != 0 && range.size != 0).then_some(range)
     }
 }
 
-/// The memory of the running VM, as seen during one NIF call.
+/// `size_t enif_term_size(ERL_NIF_TERM)` (NIF 2.18, OTP 29): the flat size
+/// in bytes. Looked up at run time so that one library serves every release.
+pub type TermSizeFn = unsafe extern "C" fn(ErlNifTerm) -> usize;
+
+pub fn enif_term_size() -> Option<TermSizeFn> {
+    // SAFETY: a symbol lookup; when present the symbol is the NIF API
+    // function of the signature above (erl_nif_api_funcs.h of OTP 29).
+    unsafe {
+        let f = libc::dlsym(libc::RTLD_DEFAULT, c"enif_term_size".as_ptr());
+        (!f.is_null()).then(|| std::mem::transmute::<*mut libc::c_void, TermSizeFn>(f))
+    }
+}
+
+/// The memory of the running VM, as seen during one NIF call, read directly.
 pub struct VmMemory {
-    literals: LiteralRange,
+    literals: Range,
 }
 
 impl VmMemory {
-    pub fn new(literals: LiteralRange) -> Self {
+    pub fn new(literals: Range) -> Self {
         VmMemory { literals }
     }
 }
@@ -68,7 +79,79 @@ impl Memory for VmMemory {
 
     #[inline(always)]
     fn is_literal(&self, addr: usize) -> bool {
-        addr.wrapping_sub(self.literals.start) < self.literals.size
+        self.literals.contains(addr)
+    }
+}
+
+const PAGE_BYTES: usize = 4096;
+const PAGE_WORDS: usize = PAGE_BYTES / 8;
+
+/// Memory read through `process_vm_readv` on this process: a read of an
+/// address that is not mapped readable fails with `EFAULT` instead of
+/// faulting, so a walk with a wrong layout table ends in a layout error,
+/// never a crash. Pages are copied once per walk. Used by the load-time
+/// calibration, which is what decides whether direct reads are trusted.
+pub struct GuardedMemory {
+    literals: Range,
+    pages: RefCell<HashMap<usize, Box<[u64; PAGE_WORDS]>>>,
+}
+
+impl GuardedMemory {
+    pub fn new(literals: Range) -> Self {
+        GuardedMemory {
+            literals,
+            pages: RefCell::new(HashMap::new()),
+        }
+    }
+
+    /// Whether the system lets this process read itself this way (a
+    /// seccomp profile or a kernel without the call says no).
+    pub fn available() -> bool {
+        let probe: u64 = 0x5EED;
+        let mut copy = [0u64; 1];
+        read_self(&probe as *const u64 as usize, &mut copy).is_ok() && copy[0] == probe
+    }
+}
+
+/// Copies `out.len()` words at `addr` of this process's memory into `out`.
+fn read_self(addr: usize, out: &mut [u64]) -> Result<(), ()> {
+    let bytes = std::mem::size_of_val(out);
+    let local = libc::iovec {
+        iov_base: out.as_mut_ptr() as *mut libc::c_void,
+        iov_len: bytes,
+    };
+    let remote = libc::iovec {
+        iov_base: addr as *mut libc::c_void,
+        iov_len: bytes,
+    };
+    // SAFETY: the kernel writes at most `bytes` bytes into `out`, which we
+    // own; the remote side is only read, by the kernel, which checks it.
+    let copied = unsafe { libc::process_vm_readv(libc::getpid(), &local, 1, &remote, 1, 0) };
+    if copied == bytes as isize {
+        Ok(())
+    } else {
+        Err(())
+    }
+}
+
+impl Memory for GuardedMemory {
+    fn word(&self, addr: usize) -> Result<u64, LayoutError> {
+        let page = addr & !(PAGE_BYTES - 1);
+        let index = (addr - page) / 8;
+        let mut pages = self.pages.borrow_mut();
+        if let Some(words) = pages.get(&page) {
+            return Ok(words[index]);
+        }
+        let mut words = Box::new([0u64; PAGE_WORDS]);
+        read_self(page, &mut words[..])
+            .map_err(|_| LayoutError::new("read outside readable memory", addr, 0))?;
+        let word = words[index];
+        pages.insert(page, words);
+        Ok(word)
+    }
+
+    fn is_literal(&self, addr: usize) -> bool {
+        self.literals.contains(addr)
     }
 }
 
@@ -78,6 +161,7 @@ pub fn term_word(term: Term) -> u64 {
     let raw: ErlNifTerm = term.as_c_arg();
     // SAFETY: `ErlNifTerm` is `repr(transparent)` over `ERL_NIF_UINT`
     // (`usize`), and erl_nif passes the `Eterm` word through unchanged
-    // (ERTS_LAYOUT.md §1.1); transmute checks the sizes at compile time.
+    // (docs/LAYOUT.md, "Words and tags"); transmute checks the sizes at
+    // compile time.
     (unsafe { std::mem::transmute::<ErlNifTerm, usize>(raw) }) as u64
 }

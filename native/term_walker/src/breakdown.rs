@@ -36,7 +36,7 @@
 use ahash::AHashMap;
 
 use crate::decode::{self, classify, Detail, LayoutError, Object, Word};
-use crate::layout::{FunHeader, Kind, Layout};
+use crate::layout::{Kind, Layout};
 use crate::memory::Memory;
 use crate::tags::*;
 use crate::visited::VisitedSet;
@@ -124,6 +124,8 @@ pub enum RowKind {
     Reference,
     Pid,
     Port,
+    /// OTP 29 native record.
+    Record,
     Other,
 }
 
@@ -655,6 +657,7 @@ impl<M: Memory> Searcher<'_, M> {
             Some(Kind::Ref | Kind::ExternalRef) => RowKind::Reference,
             Some(Kind::ExternalPid) => RowKind::Pid,
             Some(Kind::ExternalPort) => RowKind::Port,
+            Some(Kind::Record) => RowKind::Record,
             _ => RowKind::Other,
         })
     }
@@ -724,11 +727,8 @@ impl<M: Memory> Searcher<'_, M> {
             }
             Some(Kind::Map) => self.hashmap_children(object, node, budget, &mut children)?,
             Some(Kind::Fun) => {
-                let skip = match self.layout.fun.header {
-                    // The creator pid comes before the free variables.
-                    FunHeader::Fixed { .. } => 1,
-                    FunHeader::Packed { .. } => 0,
-                };
+                // OTP <= 26: the creator pid comes before the free variables.
+                let skip = usize::from(self.layout.fun.creator_word.is_some());
                 for (k, term, n) in self.slots(&object, node)?.into_iter().filter(unique) {
                     if k >= skip {
                         children.push(self.value(term, n, Step::Env((k - skip) as u32)));

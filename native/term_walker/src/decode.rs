@@ -270,11 +270,11 @@ fn boxed_any<M: Memory>(
                 header: fun_header,
                 num_free_byte,
             } => fixed_fun(mem, layout, addr, header, fun_header, num_free_byte),
-            FunHeader::Packed {
+            FunHeader::EnvSize {
                 arity_shift,
                 env_size_shift,
                 max_env_size,
-            } => packed_fun(
+            } => env_size_fun(
                 mem,
                 layout,
                 addr,
@@ -282,6 +282,23 @@ fn boxed_any<M: Memory>(
                 arity_shift,
                 env_size_shift,
                 max_env_size,
+            ),
+            FunHeader::KindBit {
+                arity_shift,
+                num_free_shift,
+                num_free_mask,
+                external_shift,
+            } => kind_bit_fun(
+                mem,
+                layout,
+                addr,
+                header,
+                FunBits {
+                    arity_shift,
+                    num_free_shift,
+                    num_free_mask,
+                    external_shift,
+                },
             ),
         },
         // Both belong to one owner and are decoded only through it.
@@ -320,6 +337,7 @@ fn boxed_any<M: Memory>(
         Kind::SubBinary => sub_binary(mem, layout, addr, header, detail),
         Kind::SubBits => sub_bits(mem, layout, addr, header, detail),
         Kind::Map => map(mem, layout, addr, header),
+        Kind::Record => record(mem, layout, addr, header),
     }
 }
 
@@ -412,10 +430,110 @@ fn fixed_fun<M: Memory>(
     })
 }
 
+/// The fun entry word (`ErlFunEntry*` or `Export*`), checked for
+/// plausibility; never followed.
+fn fun_entry<M: Memory>(mem: &M, layout: &Layout, addr: usize) -> Result<u64, LayoutError> {
+    let entry_word = layout.fun.entry_word;
+    let entry = word_at(mem, addr, entry_word)?;
+    if !plausible_pointer(entry) {
+        return Err(LayoutError::new(
+            "fun with a bad entry pointer",
+            addr + entry_word * WORD_BYTES,
+            entry,
+        ));
+    }
+    Ok(entry)
+}
+
+/// Where the fields of an OTP 28+ fun header are.
+struct FunBits {
+    arity_shift: u32,
+    num_free_shift: u32,
+    num_free_mask: u64,
+    external_shift: u32,
+}
+
+/// OTP 28+: arity, number of free variables and the export bit in the
+/// header; the environment is the free variables alone (no FunRef), and an
+/// export fun has none.
+fn kind_bit_fun<M: Memory>(
+    mem: &M,
+    layout: &Layout,
+    addr: usize,
+    header: u64,
+    bits: FunBits,
+) -> Result<Object, LayoutError> {
+    let fl = &layout.fun;
+    let bad = |what| Err(LayoutError::new(what, addr, header));
+    // Zero: the two bits between the tag and the arity, the bits between the
+    // free-variable count and the kind bit, and everything above the kind bit.
+    let tag_gap = ((1u64 << bits.arity_shift) - 1) & !HEADER_TAG_MASK;
+    let num_free_field = bits.num_free_mask << bits.num_free_shift;
+    let free_gap = ((1u64 << bits.external_shift) - 1) & !((1u64 << bits.num_free_shift) - 1);
+    let above = !((1u64 << (bits.external_shift + 1)) - 1);
+    if header & (tag_gap | (free_gap & !num_free_field) | above) != 0 {
+        return bad("unexpected fun header");
+    }
+    let num_free = (header >> bits.num_free_shift) & bits.num_free_mask;
+    let external = (header >> bits.external_shift) & 1 == 1;
+    if external && num_free != 0 {
+        return bad("export fun with free variables");
+    }
+    fun_entry(mem, layout, addr)?;
+    Ok(Object {
+        words: fl.base_words + num_free,
+        children: addr + fl.env_word * WORD_BYTES,
+        child_count: num_free as usize,
+        ..Object::leaf(0)
+    })
+}
+
+/// OTP 29 native record: header, definition, values. The definition is an
+/// ordinary tuple child (normally literal), checked here to have the arity
+/// the record's field count implies.
+fn record<M: Memory>(
+    mem: &M,
+    layout: &Layout,
+    addr: usize,
+    header: u64,
+) -> Result<Object, LayoutError> {
+    let rl = part(&layout.record, addr, header)?;
+    let arity = header >> HEADER_ARITY_SHIFT;
+    if arity == 0 || arity > layout.max_tuple_arity {
+        return Err(LayoutError::new("record arity out of range", addr, header));
+    }
+    let fields = arity - 1;
+    let definition_at = addr + rl.definition_word * WORD_BYTES;
+    let definition = mem.word(definition_at)?;
+    let definition_ok = match classify(definition, definition_at)? {
+        Word::Boxed(tuple) => {
+            let tuple_header = mem.word(tuple)?;
+            tuple_header & HEADER_TAG_MASK == 0
+                && layout.kind_of(tuple_header) == Some(Kind::Tuple)
+                && tuple_header >> HEADER_ARITY_SHIFT == rl.definition_base_arity + fields
+        }
+        _ => false,
+    };
+    if !definition_ok {
+        return Err(LayoutError::new(
+            "record definition is not a tuple of its field count",
+            definition_at,
+            definition,
+        ));
+    }
+    // The definition and the values are contiguous term words.
+    Ok(Object {
+        words: arity + 1,
+        children: definition_at,
+        child_count: arity as usize,
+        ..Object::leaf(0)
+    })
+}
+
 /// OTP 27: arity and environment size in the header. An export fun has no
 /// environment; a local fun's environment is its free variables and then its
 /// FunRef, which is attached to it rather than a child (erl_fun.h).
-fn packed_fun<M: Memory>(
+fn env_size_fun<M: Memory>(
     mem: &M,
     layout: &Layout,
     addr: usize,
@@ -435,14 +553,7 @@ fn packed_fun<M: Memory>(
     if env_size > max_env_size {
         return bad("fun environment larger than the maximum");
     }
-    let entry = word_at(mem, addr, fl.entry_word)?;
-    if !plausible_pointer(entry) {
-        return Err(LayoutError::new(
-            "fun with a bad entry pointer",
-            addr + fl.entry_word * WORD_BYTES,
-            entry,
-        ));
-    }
+    let entry = fun_entry(mem, layout, addr)?;
     let env_at = addr + fl.env_word * WORD_BYTES;
     if env_size == 0 {
         // An export fun: header and `Export*`.

@@ -1,7 +1,13 @@
 //! Per-release layout tables: every tag value, fixed header word, object size
-//! and field offset the decoder relies on, for each OTP release whose layout
-//! was read in its exact source and checked against the VM
-//! (ERTS_LAYOUT.md §1.4, §1.6, §1.7, §2, §4.1, §5.1).
+//! and field offset the decoder relies on (docs/LAYOUT.md has the reasons).
+//!
+//! A table is *verified* when its release was read in its exact source or
+//! dumped word by word on a real VM of that release, and the whole test
+//! suite passed there (OTP 25, 27, 29). A table is *unverified* when it
+//! follows from the facts of its neighbours only (OTP 26: the 25 table; OTP
+//! 28: the 29 table without native records): the NIF then runs the load-time
+//! calibration with guarded reads (every word read through a call that fails
+//! instead of faulting), so a wrong table ends in a refusal, never a crash.
 //!
 //! A release without a table here gets no native walker at all: the Erlang
 //! side then runs in fallback mode. Adding a release means adding a table and
@@ -45,6 +51,10 @@ pub enum Kind {
     ExternalRef,
     /// Flatmaps and every hashmap node.
     Map,
+    /// OTP 29 native record: header, a boxed pointer to its definition (an
+    /// ordinary tuple, normally literal), then the field values
+    /// ([`RecordLayout`]).
+    Record,
 }
 
 /// How a fun header is checked and where the size of its environment is.
@@ -56,11 +66,20 @@ pub enum FunHeader {
     /// OTP 27: `tag | arity << arity_shift | env_size << env_size_shift`, the
     /// two bits between the tag and the arity zero. `env_size` is 0 for
     /// export funs and `num_free + 1` for local ones (the FunRef slot).
-    Packed {
+    EnvSize {
         arity_shift: u32,
         env_size_shift: u32,
         /// `MAX_ARG` + 1: at most 255 free variables plus the FunRef.
         max_env_size: u64,
+    },
+    /// OTP 28+: `tag | arity << arity_shift | num_free << num_free_shift |
+    /// external << external_shift`; no FunRef, so the environment is the free
+    /// variables alone, and an export fun (kind bit set) has none.
+    KindBit {
+        arity_shift: u32,
+        num_free_shift: u32,
+        num_free_mask: u64,
+        external_shift: u32,
     },
 }
 
@@ -163,6 +182,17 @@ pub struct SubBitsLayout {
     pub orig_word: usize,
 }
 
+/// OTP 29 native records (erl_term.h of the 29 line, checked by dumping
+/// record words on 29.1.2): `(1 + n) << 6 | tag`, then the definition
+/// pointer and the n values; the definition is a tuple of arity
+/// `definition_base_arity + n`. A copy takes it like a tuple (`size_object`
+/// and `size_shared` treat records as tuples).
+#[derive(Debug)]
+pub struct RecordLayout {
+    pub definition_word: usize,
+    pub definition_base_arity: u64,
+}
+
 /// OTP 27 `BinRef`: header, `Binary*`, off-heap link.
 #[derive(Debug)]
 pub struct BinRefLayout {
@@ -178,6 +208,9 @@ pub struct Layout {
     /// Human-readable name, reported by `MemProbe.info()`.
     pub name: &'static str,
     pub otp_release: u32,
+    /// Whether the table was checked on a real VM of its release (see the
+    /// module doc); an unverified table is calibrated with guarded reads.
+    pub verified: bool,
     /// Header subtag (bits 2–5) to object kind; `None` is an invalid header.
     pub kinds: [Option<Kind>; 16],
     /// `MAX_ARITYVAL`.
@@ -204,6 +237,8 @@ pub struct Layout {
     /// OTP 27 off-heap bitstrings.
     pub sub_bits: Option<SubBitsLayout>,
     pub bin_ref: Option<BinRefLayout>,
+    /// OTP 29 native records.
+    pub record: Option<RecordLayout>,
     pub flatmap_header: u64,
     /// `MAP_SMALL_MAP_LIMIT`.
     pub flatmap_max_keys: u64,
@@ -217,10 +252,13 @@ pub struct Layout {
 }
 
 /// OTP 25 (erts-13.x), 64-bit, little-endian, non-debug, no `TAG_LITERAL_PTR`.
-/// Read in the exact 25.2.3 source and confirmed by raw header dumps [E].
-pub static OTP_25: Layout = Layout {
+/// Read in the exact 25.2.3 source and confirmed by raw header dumps.
+pub static OTP_25: Layout = OTP_25_TABLE;
+
+const OTP_25_TABLE: Layout = Layout {
     name: "OTP 25 (erts-13)",
     otp_release: 25,
+    verified: true,
     kinds: [
         Some(Kind::Tuple),          // 0x00
         None,                       // 0x04 match state: never inside a term
@@ -289,21 +327,36 @@ pub static OTP_25: Layout = Layout {
     }),
     sub_bits: None,
     bin_ref: None,
+    record: None,
     flatmap_header: 0x13C,
     flatmap_max_keys: 32,
     flatmap_base_words: 3,
-    // OTP 25 rehashes deeper levels with a salt instead (ERTS_LAYOUT.md §1.7).
+    // OTP 25 rehashes deeper levels with a salt instead (docs/LAYOUT.md).
     hashmap_collision_nodes: false,
     empty_tuple_is_literal: true,
 };
 
+/// OTP 26 (erts-14.x): unverified. No OTP 26 VM or release source can be had
+/// here; the upstream fragments of the 26 line show the fun, binary and tag
+/// layout of 25, so this is the 25 table, trusted only after the guarded
+/// load-time calibration agrees with the VM.
+pub static OTP_26: Layout = Layout {
+    name: "OTP 26 (erts-14, unverified)",
+    otp_release: 26,
+    verified: false,
+    ..OTP_25_TABLE
+};
+
 /// OTP 27 (erts-15.x), 64-bit, little-endian, non-debug, no `TAG_LITERAL_PTR`.
 /// Read in the exact 27.3.4.1 source (erts-15.2.7: erl_term.h, erl_bits.h,
-/// erl_binary.h, erl_fun.h, erl_map.h, copy.c) and calibrated on a build of
-/// that source.
-pub static OTP_27: Layout = Layout {
+/// erl_binary.h, erl_fun.h, erl_map.h, copy.c) and calibrated on Debian's
+/// build of that release.
+pub static OTP_27: Layout = OTP_27_TABLE;
+
+const OTP_27_TABLE: Layout = Layout {
     name: "OTP 27 (erts-15)",
     otp_release: 27,
+    verified: true,
     kinds: [
         Some(Kind::Tuple),          // 0x00
         Some(Kind::FunRef),         // 0x04 FUN_REF (only as a fun's last env slot)
@@ -333,7 +386,7 @@ pub static OTP_27: Layout = Layout {
     external_ref_min_arity: 3,
     external_ref_max_arity: 5,
     fun: FunLayout {
-        header: FunHeader::Packed {
+        header: FunHeader::EnvSize {
             arity_shift: 8,
             env_size_shift: 16,
             max_env_size: 256,
@@ -377,6 +430,7 @@ pub static OTP_27: Layout = Layout {
         words: 3,
         binary_word: 1,
     }),
+    record: None,
     flatmap_header: 0x12C,
     flatmap_max_keys: 32,
     flatmap_base_words: 3,
@@ -384,17 +438,75 @@ pub static OTP_27: Layout = Layout {
     empty_tuple_is_literal: true,
 };
 
-/// Every layout table, for the consistency tests.
-pub static ALL: [&Layout; 2] = [&OTP_25, &OTP_27];
+/// The kinds of OTP 28 and 29: the 27 table without FunRef (tag 0x04 is free
+/// again); 29 adds native records at 0x1C.
+const FUN_REF_FREE_KINDS: [Option<Kind>; 16] = {
+    let mut kinds = OTP_27_TABLE.kinds;
+    kinds[0x04 >> 2] = None;
+    kinds
+};
 
-/// The layout for an OTP release, or `None` when the release was never read
-/// and calibrated: the walker then stays off. OTP 26 and 28+ have no table on
-/// purpose: their exact sources were not read (ERTS_LAYOUT.md §1.7 lists the
-/// facts that are only inferred for them), so they run in fallback mode.
+/// OTP 29 (erts-17.x): the 27 layout with funs that lost their FunRef and a
+/// kind bit in the header, and native records. Checked word by word on
+/// Debian's 29.1.2 (fun headers `0x14 | arity << 8 | num_free << 16 |
+/// external << 24`, record header `(1 + n) << 6 | 0x1C`, definition tuples
+/// of arity `5 + n`), and by the whole suite there.
+pub static OTP_29: Layout = OTP_29_TABLE;
+
+const OTP_29_TABLE: Layout = Layout {
+    name: "OTP 29 (erts-17)",
+    otp_release: 29,
+    verified: true,
+    kinds: {
+        let mut kinds = FUN_REF_FREE_KINDS;
+        kinds[0x1C >> 2] = Some(Kind::Record);
+        kinds
+    },
+    fun: FunLayout {
+        header: FunHeader::KindBit {
+            arity_shift: 8,
+            num_free_shift: 16,
+            num_free_mask: 0xFF,
+            external_shift: 24,
+        },
+        base_words: 2,
+        entry_word: 1,
+        creator_word: None,
+        env_word: 2,
+        fun_ref: None,
+    },
+    record: Some(RecordLayout {
+        definition_word: 1,
+        definition_base_arity: 5,
+    }),
+    ..OTP_27_TABLE
+};
+
+/// OTP 28 (erts-16.x): unverified. No OTP 28 VM or source can be had here;
+/// the FunRef removal (upstream PR 8674) landed before 28 branched and native
+/// records after, so this is the 29 table without records, trusted only
+/// after the guarded load-time calibration agrees with the VM.
+pub static OTP_28: Layout = Layout {
+    name: "OTP 28 (erts-16, unverified)",
+    otp_release: 28,
+    verified: false,
+    kinds: FUN_REF_FREE_KINDS,
+    record: None,
+    ..OTP_29_TABLE
+};
+
+/// Every layout table, for the consistency tests.
+pub static ALL: [&Layout; 5] = [&OTP_25, &OTP_26, &OTP_27, &OTP_28, &OTP_29];
+
+/// The layout for an OTP release, or `None` for a release without a table
+/// (24 and older, 30 and later): the walker then stays off.
 pub fn for_release(otp_release: u32) -> Option<&'static Layout> {
     match otp_release {
         25 => Some(&OTP_25),
+        26 => Some(&OTP_26),
         27 => Some(&OTP_27),
+        28 => Some(&OTP_28),
+        29 => Some(&OTP_29),
         _ => None,
     }
 }
@@ -431,6 +543,7 @@ mod tests {
             assert_eq!(has(Kind::SubBits), layout.sub_bits.is_some());
             assert_eq!(has(Kind::BinRef), layout.bin_ref.is_some());
             assert_eq!(has(Kind::FunRef), layout.fun.fun_ref.is_some());
+            assert_eq!(has(Kind::Record), layout.record.is_some());
             // Off-heap binaries are reachable through exactly one family.
             assert!(layout.refc_binary.is_some() != layout.bin_ref.is_some());
             for (subtag, kind) in layout.kinds.iter().enumerate() {
@@ -445,9 +558,34 @@ mod tests {
             );
             assert_eq!(for_release(layout.otp_release).unwrap().name, layout.name);
         }
-        for release in [24, 26, 28, 29] {
+        for release in [23, 24, 30, 31] {
             assert!(for_release(release).is_none());
         }
+        // Only the releases tested on a real VM here are verified.
+        let verified: Vec<u32> = ALL
+            .iter()
+            .filter(|l| l.verified)
+            .map(|l| l.otp_release)
+            .collect();
+        assert_eq!(verified, [25, 27, 29]);
+    }
+
+    #[test]
+    fn unverified_tables_are_their_neighbours_tables() {
+        // 26 is 25 in every field but its name and verdict.
+        assert_eq!(OTP_26.kinds, OTP_25.kinds);
+        assert_eq!(format!("{:?}", OTP_26.fun), format!("{:?}", OTP_25.fun));
+        assert_eq!(
+            format!("{:?}", OTP_26.binary),
+            format!("{:?}", OTP_25.binary)
+        );
+        // 28 is 29 without records: tag 0x1C is invalid there.
+        assert_eq!(OTP_28.kind_of(0xDC), None);
+        assert_eq!(OTP_29.kind_of(0xDC), Some(Kind::Record));
+        assert_eq!(OTP_28.kind_of(0x84), None);
+        assert_eq!(OTP_27.kind_of(0x84), Some(Kind::FunRef));
+        assert_eq!(format!("{:?}", OTP_28.fun), format!("{:?}", OTP_29.fun));
+        assert_eq!(OTP_28.flatmap_header, OTP_29.flatmap_header);
     }
 
     #[test]

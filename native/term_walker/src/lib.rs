@@ -8,12 +8,15 @@
 //! * [`layout`] — the per-release table: header tags, fixed header words,
 //!   object sizes, field offsets. Nothing else holds a layout literal.
 //! * [`decode`] — one word or one object at a time, every header checked.
+//! * [`literal_area`] — finding the literal area from `/proc/self/maps` where
+//!   the emulator does not export it (OTP 29).
 //! * [`walk`] — the walks (flat, shared, DAG-aware flat), iterative, with a
 //!   work budget.
 
 pub mod breakdown;
 pub mod decode;
 pub mod layout;
+pub mod literal_area;
 pub mod memory;
 pub mod tags;
 pub mod visited;

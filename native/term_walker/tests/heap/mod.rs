@@ -277,3 +277,4 @@ impl TestHeap {
 
 pub mod check;
 pub mod otp27;
+pub mod otp29;
