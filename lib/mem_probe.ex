@@ -813,7 +813,7 @@ defmodule MemProbe do
     do: %{row | path: Enum.map(path, &erlang_step/1)}
 
   defp erlang_row(row), do: row
-  defp erlang_step({:list, first..last}), do: {:list, first, last}
+  defp erlang_step({:list, first..last//_}), do: {:list, first, last}
   defp erlang_step(step), do: step
 
   # --- end of where in a term the bytes are ---
