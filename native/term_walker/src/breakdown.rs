@@ -26,11 +26,11 @@
 //!    retain at least the threshold. A position is a row when no child of it
 //!    retains more than half of what it does (an accumulation point).
 //!
-//! Memory: per object 4 bytes of edge offset, 4 per edge, 4 of dominator, 4 of
-//! own size/count, 8 of address during the walk only, then 8 of retained
+//! Memory: per object 4 bytes of edge offset, 4 per edge, 4 of own size (then
+//! object count), 8 of address during the walk, reused for the retained
 //! words (plus 8 of retained off-heap bytes when the term pins any binary)
-//! and, with sharing, 4 + 4 + 4 of in-degree, jump pointer and topological
-//! order. [`Breakdown::peak_bytes`] reports the most these arrays held at
+//! and, with sharing, 4 + 4 + 4 + 4 of dominator, in-degree, jump pointer
+//! and topological order. [`Breakdown::peak_bytes`] reports the most these arrays held at
 //! once.
 
 use ahash::AHashMap;
@@ -216,17 +216,15 @@ fn cycle(at: usize) -> Stop {
 struct NewNodes {
     /// Tagged address (see `TAG_*`).
     addr: Vec<usize>,
-    /// The node whose expansion found it (its dominator in a tree).
-    parent: Vec<u32>,
     own: Vec<u32>,
 }
 
-/// Adds a node found from `parent` and the edge to it; returns its index.
+/// Adds a node and the edge to it from the node being expanded; returns its
+/// index.
 fn push_node(
     nodes: &mut NewNodes,
     edges: &mut Vec<u32>,
     tagged: usize,
-    parent: usize,
     words: u32,
 ) -> Result<u32, Stop> {
     let j = nodes.addr.len();
@@ -235,7 +233,6 @@ fn push_node(
     }
     edges.push(j as u32);
     nodes.addr.push(tagged);
-    nodes.parent.push(parent as u32);
     nodes.own.push(words);
     Ok(j as u32)
 }
@@ -248,7 +245,8 @@ struct Graph {
     /// then its off-heap binary.
     edge_start: Vec<u32>,
     edges: Vec<u32>,
-    /// Immediate dominator (the root is its own), with [`SHARED`].
+    /// Immediate dominator (the root is its own), with [`SHARED`]; empty for
+    /// a tree, where it is the node that references it.
     idom: Vec<u32>,
     /// Own words during the walk; object count once retained sizes are summed.
     own: Vec<u32>,
@@ -277,7 +275,6 @@ impl Graph {
     ) -> Result<Graph, Stop> {
         let mut nodes = NewNodes {
             addr: vec![root_addr | root_tag],
-            parent: vec![0],
             own: vec![0],
         };
         let mut edge_start: Vec<u32> = Vec::new();
@@ -320,7 +317,7 @@ impl Graph {
                     Word::Boxed(a) => (a, TAG_BOXED),
                 };
                 if visited.insert(child) {
-                    push_node(&mut nodes, &mut edges, child | tag, i, 0)?;
+                    push_node(&mut nodes, &mut edges, child | tag, 0)?;
                 } else {
                     repeats.push((edges.len() as u32, child));
                     edges.push(UNSET);
@@ -336,13 +333,7 @@ impl Graph {
                     } else {
                         words
                     };
-                    push_node(
-                        &mut nodes,
-                        &mut edges,
-                        attached.addr | TAG_ATTACHED,
-                        i,
-                        words,
-                    )?;
+                    push_node(&mut nodes, &mut edges, attached.addr | TAG_ATTACHED, words)?;
                 } else {
                     repeats.push((edges.len() as u32, attached.addr));
                     edges.push(UNSET);
@@ -355,7 +346,7 @@ impl Graph {
                         edges.push(j);
                     }
                     None => {
-                        let j = push_node(&mut nodes, &mut edges, binary.addr | TAG_BINARY, i, 0)?;
+                        let j = push_node(&mut nodes, &mut edges, binary.addr | TAG_BINARY, 0)?;
                         binary_index.insert(binary.addr, j);
                         binaries.push((j, binary.orig_size));
                     }
@@ -364,9 +355,8 @@ impl Graph {
             i += 1;
         }
         edge_start.push(edges.len() as u32);
-        let NewNodes { addr, parent, own } = nodes;
+        let NewNodes { addr, own } = nodes;
         let mut peak_bytes = bytes_of(&addr)
-            + bytes_of(&parent)
             + bytes_of(&own)
             + bytes_of(&edge_start)
             + bytes_of(&edges)
@@ -393,17 +383,18 @@ impl Graph {
         }
         let sharing = !repeats.is_empty() || shared_binary;
         drop(repeats);
-        drop(addr);
-        let (mut edge_start, mut edges, mut parent, mut own) = (edge_start, edges, parent, own);
+        // The addresses' memory is reused for the retained sizes (same width).
+        let mut spare: Vec<u64> = addr.into_iter().map(|a| a as u64).collect();
+        spare.clear();
+        let (mut edge_start, mut edges, mut own) = (edge_start, edges, own);
         edge_start.shrink_to_fit();
         edges.shrink_to_fit();
-        parent.shrink_to_fit();
         own.shrink_to_fit();
 
         let mut graph = Graph {
             edge_start,
             edges,
-            idom: parent,
+            idom: Vec::new(),
             own,
             binaries,
             literal_words,
@@ -418,7 +409,7 @@ impl Graph {
         } else {
             None
         };
-        graph.sum_retained(order.as_deref());
+        graph.sum_retained(order.as_deref(), spare);
         peak_bytes = peak_bytes.max(graph.resident_bytes() + order.as_ref().map_or(0, bytes_of));
         graph.peak_bytes = peak_bytes;
         Ok(graph)
@@ -454,9 +445,7 @@ impl Graph {
         }
         let mut jump: Vec<u32> = vec![UNSET; n];
         let mut order: Vec<u32> = Vec::with_capacity(n);
-        for d in self.idom.iter_mut() {
-            *d = UNSET;
-        }
+        self.idom = vec![UNSET; n];
         self.idom[0] = 0;
         jump[0] = 0;
         level[0] = 0;
@@ -500,9 +489,9 @@ impl Graph {
 
     /// Sums own sizes up the dominator tree; `order` is topological (`None`:
     /// node order is, as for a tree walked breadth first).
-    fn sum_retained(&mut self, order: Option<&[u32]>) {
+    fn sum_retained(&mut self, order: Option<&[u32]>, mut words: Vec<u64>) {
         let n = self.len();
-        let mut words: Vec<u64> = self.own.iter().map(|&w| w as u64).collect();
+        words.extend(self.own.iter().map(|&w| w as u64));
         let mut off_heap: Vec<u64> = Vec::new();
         if !self.binaries.is_empty() {
             off_heap = vec![0; n];
@@ -515,8 +504,7 @@ impl Graph {
             off_heap[b as usize] = size;
             self.own[b as usize] = 0;
         }
-        let mut charge = |v: usize, own: &mut Vec<u32>| {
-            let p = (self.idom[v] & INDEX) as usize;
+        let mut charge = |p: usize, v: usize, own: &mut Vec<u32>| {
             words[p] += words[v];
             own[p] += own[v];
             if !off_heap.is_empty() {
@@ -526,12 +514,18 @@ impl Graph {
         match order {
             Some(order) => {
                 for &v in order.iter().skip(1).rev() {
-                    charge(v as usize, &mut self.own);
+                    let p = (self.idom[v as usize] & INDEX) as usize;
+                    charge(p, v as usize, &mut self.own);
                 }
             }
             None => {
-                for v in (1..n).rev() {
-                    charge(v, &mut self.own);
+                // A tree walked breadth first: every node's references are
+                // its children, all numbered after it.
+                for p in (0..n).rev() {
+                    let (from, to) = (self.edge_start[p], self.edge_start[p + 1]);
+                    for e in from..to {
+                        charge(p, self.edges[e as usize] as usize, &mut self.own);
+                    }
                 }
             }
         }
@@ -548,8 +542,9 @@ impl Graph {
         }
     }
 
+    /// Referenced more than once (a tree has no dominator array: nothing is).
     fn is_shared(&self, i: u32) -> bool {
-        self.idom[i as usize] & SHARED != 0
+        self.idom.get(i as usize).is_some_and(|&d| d & SHARED != 0)
     }
 }
 
@@ -588,11 +583,11 @@ fn lca(idom: &[u32], level: &[u32], jump: &[u32], a: u32, b: u32) -> u32 {
     a
 }
 
-/// A list whose elements were looked at: per element the cons cell's address
-/// and node, and sums per block of ten elements for the runs.
+/// A list whose elements were looked at: the cons cell (address and node)
+/// that starts each block of ten elements, and sums per block for the runs.
 struct ListInfo {
-    cells: Vec<usize>,
-    nodes: Vec<u32>,
+    len: u64,
+    starts: Vec<(usize, u32)>,
     /// `blocks[j]`: what elements `0..10 * j` retain (the last block partial).
     blocks: Vec<Retained>,
 }
@@ -703,7 +698,7 @@ impl<M: Memory> Searcher<'_, M> {
         let at = tagged & !TAG_MASK;
         if tagged & TAG_MASK == TAG_CONS {
             let list = self.list(at, node, budget)?;
-            let last = self.lists[list].cells.len() as u64 - 1;
+            let last = self.lists[list].len - 1;
             return Ok(self.run_child(list, 0, last).into_iter().collect());
         }
         let object = decode::boxed(self.mem, self.layout, at, Detail::Words)?;
@@ -763,10 +758,13 @@ impl<M: Memory> Searcher<'_, M> {
                 }
                 let at = (term & POINTER_MASK) as usize;
                 if term & PRIMARY_MASK == PRIMARY_LIST {
-                    // A leaf [K | V]: its value is the position.
-                    let leaf = Object::cons(at);
-                    for (k, value, v) in self.slots(&leaf, n)? {
-                        if k == 1 && !self.graph.is_shared(v) {
+                    // A leaf [K | V]: its value, when not an immediate, is
+                    // the leaf's last reference and the position.
+                    let value_at = at + WORD_BYTES;
+                    let value = self.mem.word(value_at)?;
+                    if classify(value, value_at)? != Word::Immediate {
+                        let v = self.tail_node(n);
+                        if !self.graph.is_shared(v) {
                             let key = self.mem.word(at)?;
                             children.push(self.value(value, v, Step::Key(key)));
                         }
@@ -786,17 +784,19 @@ impl<M: Memory> Searcher<'_, M> {
     /// the cell before it.
     fn list(&mut self, at: usize, node: u32, budget: &mut Budget) -> Result<usize, Stop> {
         let mut info = ListInfo {
-            cells: Vec::new(),
-            nodes: Vec::new(),
+            len: 0,
+            starts: Vec::new(),
             blocks: vec![Retained::default()],
         };
         let mut sum = Retained::default();
         let (mut cell, mut n) = (at, node);
         loop {
             budget.spend(2)?;
-            let index = info.cells.len() as u64;
-            info.cells.push(cell);
-            info.nodes.push(n);
+            let index = info.len;
+            info.len += 1;
+            if index.is_multiple_of(RUN_BLOCK) {
+                info.starts.push((cell, n));
+            }
             sum.add(self.element(cell, n)?);
             if (index + 1).is_multiple_of(RUN_BLOCK) {
                 info.blocks.push(sum);
@@ -805,19 +805,37 @@ impl<M: Memory> Searcher<'_, M> {
             if tail & PRIMARY_MASK != PRIMARY_LIST {
                 break;
             }
-            let out = self.graph.out(n as usize);
-            let next = out[out.len() - 1];
+            let next = self.tail_node(n);
             if self.graph.is_shared(next) {
                 break;
             }
             cell = (tail & POINTER_MASK) as usize;
             n = next;
         }
-        if !(info.cells.len() as u64).is_multiple_of(RUN_BLOCK) {
+        if !info.len.is_multiple_of(RUN_BLOCK) {
             info.blocks.push(sum);
         }
         self.lists.push(info);
         Ok(self.lists.len() - 1)
+    }
+
+    /// A cons cell's tail node (its last reference, when the tail is not an
+    /// immediate).
+    fn tail_node(&self, node: u32) -> u32 {
+        let out = self.graph.out(node as usize);
+        out[out.len() - 1]
+    }
+
+    /// The cons cell (address and node) of element `i` of `lists[list]`:
+    /// from the start of its block, at most nine tails on.
+    fn cell(&self, list: usize, i: u64) -> Result<(usize, u32), Stop> {
+        let (mut cell, mut node) = self.lists[list].starts[(i / RUN_BLOCK) as usize];
+        for _ in 0..i % RUN_BLOCK {
+            let tail = self.mem.word(cell + WORD_BYTES)?;
+            cell = (tail & POINTER_MASK) as usize;
+            node = self.tail_node(node);
+        }
+        Ok((cell, node))
     }
 
     /// What one list element retains: its cons cell and its head, when the
@@ -856,12 +874,11 @@ impl<M: Memory> Searcher<'_, M> {
         }
         let mut sum = Retained::default();
         for i in first..=last {
-            let i = i as usize;
             // Errors were caught when the list was first read.
-            sum.add(
-                self.element(info.cells[i], info.nodes[i])
-                    .unwrap_or_default(),
-            );
+            let found = self
+                .cell(list, i)
+                .and_then(|(cell, node)| self.element(cell, node));
+            sum.add(found.unwrap_or_default());
         }
         sum
     }
@@ -877,10 +894,11 @@ impl<M: Memory> Searcher<'_, M> {
                 retained,
             });
         }
-        let info = &self.lists[list];
-        let i = first as usize;
         // Errors were caught when the list was first read.
-        match self.head(info.cells[i], info.nodes[i]) {
+        let head = self
+            .cell(list, first)
+            .and_then(|(cell, node)| self.head(cell, node));
+        match head {
             Ok(Some((term, head))) if !self.graph.is_shared(head) => {
                 let mut child = self.value(term, head, Step::List(first, first));
                 child.retained = retained;
