@@ -5,8 +5,8 @@
 #
 # Prints, per workload, the median time of term_size/1 and breakdown/2 (one
 # walk building the object graph, dominators, retained sizes and the rows)
-# and their ratio (target: ≤ 2x), and the bytes per object the walk's arrays
-# held at their largest (target: ≤ 32). Medians of several runs on a shared
+# and their ratio (target: ≤ 2x), and the bytes per graph node (an object or
+# an off-heap binary) the walk's arrays held at their largest (target: ≤ 32). Medians of several runs on a shared
 # machine: read the ratios, not the absolute numbers.
 
 Code.require_file("support.exs", __DIR__)
@@ -27,7 +27,7 @@ defmodule Bench.Breakdown do
       "term_size ms",
       "breakdown ms",
       "÷ term_size",
-      "bytes/object",
+      "bytes/node",
       "rows"
     ]
 
@@ -39,7 +39,7 @@ defmodule Bench.Breakdown do
         true = b.total.bytes == MemProbe.term_size(term).bytes
         size_us = median_us(fn -> MemProbe.term_size(term) end, @runs)
         breakdown_us = median_us(fn -> MemProbe.breakdown(term) end, @runs)
-        objects = max(b.total.objects, 1)
+        nodes = max(b.total.graph_nodes, 1)
 
         [
           name,
@@ -47,7 +47,7 @@ defmodule Bench.Breakdown do
           fmt_ms(size_us),
           fmt_ms(breakdown_us),
           ratio(breakdown_us, size_us),
-          :io_lib.format("~.1f", [b.total.graph_bytes / objects])
+          :io_lib.format("~.1f", [b.total.graph_bytes / nodes])
           |> to_string(),
           Integer.to_string(length(b.rows))
         ]

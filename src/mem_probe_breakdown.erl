@@ -15,7 +15,8 @@
 %%% <li>`total': `bytes' (equals `term_size(Term)''s `bytes'),
 %%%     `shared_words', `off_heap_bytes', `off_heap_binaries',
 %%%     `literal_words' (module literals, reported apart, never charged),
-%%%     `objects' and `graph_bytes' (what the walk's arrays held).</li>
+%%%     `objects', and `graph_nodes' and `graph_bytes': the objects and
+%%%     binaries the walk's graph had and the bytes its arrays held.</li>
 %%% <li>`rows': the heaviest accumulation points, heaviest first, each
 %%%     `#{path, label, bytes, shared_words, off_heap_bytes, share, count,
 %%%     kind}'. `path' is a list of steps (0-based): `{elem, I}' (tuples),
@@ -187,7 +188,7 @@ walk(Term, Opts) ->
         Done -> Done
     end.
 
-walked(Term, {ok, {Words, OffHeap, Binaries, Literal, Objects, _Nodes, GraphBytes}, Rows},
+walked(Term, {ok, {Words, OffHeap, Binaries, Literal, Objects, Nodes, GraphBytes}, Rows},
        Opts) ->
     WordSize = erlang:system_info(wordsize),
     Total = Words * WordSize + OffHeap,
@@ -195,7 +196,8 @@ walked(Term, {ok, {Words, OffHeap, Binaries, Literal, Objects, _Nodes, GraphByte
     {ok, #{name => maps:get(name, Opts),
            total => #{bytes => Total, shared_words => Words, off_heap_bytes => OffHeap,
                       off_heap_binaries => Binaries, literal_words => Literal,
-                      objects => Objects, graph_bytes => GraphBytes},
+                      objects => Objects, graph_nodes => Nodes,
+                      graph_bytes => GraphBytes},
            rows => [begin
                         Bytes = RowWords * WordSize + RowOffHeap,
                         {Label, Shown} = Labeller(Term, Path),
