@@ -212,6 +212,58 @@ fn cycle(at: usize) -> Stop {
     Stop::Layout(LayoutError::new("cycle in a term", at, 0))
 }
 
+/// All nodes' references in one array. While the term is a tree, reference
+/// `k` always leads to node `k + 1` (breadth-first numbering: every
+/// reference creates the next node), so the array is not stored; the first
+/// reference that breaks the pattern (sharing) writes it out.
+struct Edges {
+    explicit: Vec<u32>,
+    count: u32,
+    implicit: bool,
+}
+
+impl Edges {
+    fn new() -> Self {
+        Edges {
+            explicit: Vec::new(),
+            count: 0,
+            implicit: true,
+        }
+    }
+
+    fn len(&self) -> u32 {
+        self.count
+    }
+
+    #[inline]
+    fn push(&mut self, j: u32) {
+        if self.implicit {
+            if j == self.count + 1 {
+                self.count += 1;
+                return;
+            }
+            self.explicit = (1..=self.count).collect();
+            self.implicit = false;
+        }
+        self.explicit.push(j);
+        self.count += 1;
+    }
+
+    /// Resolves a reference pushed as `UNSET` (never implicit).
+    fn set(&mut self, k: u32, j: u32) {
+        self.explicit[k as usize] = j;
+    }
+
+    #[inline]
+    fn get(&self, k: u32) -> u32 {
+        if self.implicit {
+            k + 1
+        } else {
+            self.explicit[k as usize]
+        }
+    }
+}
+
 /// Nodes as the walk creates them.
 struct NewNodes {
     /// Tagged address (see `TAG_*`).
@@ -223,7 +275,7 @@ struct NewNodes {
 /// index.
 fn push_node(
     nodes: &mut NewNodes,
-    edges: &mut Vec<u32>,
+    edges: &mut Edges,
     tagged: usize,
     words: u32,
 ) -> Result<u32, Stop> {
@@ -240,11 +292,11 @@ fn push_node(
 /// The object graph and, once computed, the dominator tree with retained
 /// sizes.
 struct Graph {
-    /// `edges[edge_start[i]..edge_start[i + 1]]` are node `i`'s references:
+    /// References `edge_start[i]..edge_start[i + 1]` are node `i`'s:
     /// its non-immediate children in slot order, then its attached object,
     /// then its off-heap binary.
     edge_start: Vec<u32>,
-    edges: Vec<u32>,
+    edges: Edges,
     /// Immediate dominator (the root is its own), with [`SHARED`]; empty for
     /// a tree, where it is the node that references it.
     idom: Vec<u32>,
@@ -278,7 +330,7 @@ impl Graph {
             own: vec![0],
         };
         let mut edge_start: Vec<u32> = Vec::new();
-        let mut edges: Vec<u32> = Vec::new();
+        let mut edges = Edges::new();
         let mut binaries: Vec<(u32, u64)> = Vec::new();
         let mut binary_index: AHashMap<usize, u32> = AHashMap::new();
         // References to objects already in the graph: (edge slot, address).
@@ -289,7 +341,7 @@ impl Graph {
         let mut literal_words = 0u64;
         let mut i = 0usize;
         while i < nodes.addr.len() {
-            edge_start.push(edges.len() as u32);
+            edge_start.push(edges.len());
             let tagged = nodes.addr[i];
             let at = tagged & !TAG_MASK;
             let object = match tagged & TAG_MASK {
@@ -319,7 +371,7 @@ impl Graph {
                 if visited.insert(child) {
                     push_node(&mut nodes, &mut edges, child | tag, 0)?;
                 } else {
-                    repeats.push((edges.len() as u32, child));
+                    repeats.push((edges.len(), child));
                     edges.push(UNSET);
                 }
             }
@@ -335,7 +387,7 @@ impl Graph {
                     };
                     push_node(&mut nodes, &mut edges, attached.addr | TAG_ATTACHED, words)?;
                 } else {
-                    repeats.push((edges.len() as u32, attached.addr));
+                    repeats.push((edges.len(), attached.addr));
                     edges.push(UNSET);
                 }
             }
@@ -354,12 +406,12 @@ impl Graph {
             }
             i += 1;
         }
-        edge_start.push(edges.len() as u32);
+        edge_start.push(edges.len());
         let NewNodes { addr, own } = nodes;
         let mut peak_bytes = bytes_of(&addr)
             + bytes_of(&own)
             + bytes_of(&edge_start)
-            + bytes_of(&edges)
+            + bytes_of(&edges.explicit)
             + bytes_of(&repeats);
         drop(binary_index);
 
@@ -378,7 +430,7 @@ impl Graph {
                 }
             }
             for &(slot, a) in &repeats {
-                edges[slot as usize] = *index.get(&a).ok_or(cycle(a))?;
+                edges.set(slot, *index.get(&a).ok_or(cycle(a))?);
             }
         }
         let sharing = !repeats.is_empty() || shared_binary;
@@ -388,7 +440,7 @@ impl Graph {
         spare.clear();
         let (mut edge_start, mut edges, mut own) = (edge_start, edges, own);
         edge_start.shrink_to_fit();
-        edges.shrink_to_fit();
+        edges.explicit.shrink_to_fit();
         own.shrink_to_fit();
 
         let mut graph = Graph {
@@ -417,7 +469,7 @@ impl Graph {
 
     fn resident_bytes(&self) -> u64 {
         bytes_of(&self.edge_start)
-            + bytes_of(&self.edges)
+            + bytes_of(&self.edges.explicit)
             + bytes_of(&self.idom)
             + bytes_of(&self.own)
             + bytes_of(&self.binaries)
@@ -429,9 +481,16 @@ impl Graph {
         self.own.len()
     }
 
+    /// Node `i`'s references, as indices for `edges.get`.
     #[inline]
-    fn out(&self, i: usize) -> &[u32] {
-        &self.edges[self.edge_start[i] as usize..self.edge_start[i + 1] as usize]
+    fn out(&self, i: usize) -> std::ops::Range<u32> {
+        self.edge_start[i]..self.edge_start[i + 1]
+    }
+
+    /// The node reference `e` leads to.
+    #[inline]
+    fn target(&self, e: u32) -> u32 {
+        self.edges.get(e)
     }
 
     /// Immediate dominators in topological order; returns that order and the
@@ -440,8 +499,8 @@ impl Graph {
         let n = self.len();
         // In-degree until a node is final, then its depth in the tree.
         let mut level: Vec<u32> = vec![0; n];
-        for &e in &self.edges {
-            level[e as usize] += 1;
+        for e in 0..self.edges.len() {
+            level[self.edges.get(e) as usize] += 1;
         }
         let mut jump: Vec<u32> = vec![UNSET; n];
         let mut order: Vec<u32> = Vec::with_capacity(n);
@@ -455,7 +514,7 @@ impl Graph {
             let u = order[head];
             head += 1;
             for e in self.edge_start[u as usize]..self.edge_start[u as usize + 1] {
-                let v = self.edges[e as usize] as usize;
+                let v = self.edges.get(e) as usize;
                 if jump[v] != UNSET {
                     // A reference to a node already final: to the root or
                     // to an ancestor. Terms are acyclic; this memory is not.
@@ -524,7 +583,7 @@ impl Graph {
                 for p in (0..n).rev() {
                     let (from, to) = (self.edge_start[p], self.edge_start[p + 1]);
                     for e in from..to {
-                        charge(p, self.edges[e as usize] as usize, &mut self.own);
+                        charge(p, self.edges.get(e) as usize, &mut self.own);
                     }
                 }
             }
@@ -660,16 +719,15 @@ impl<M: Memory> Searcher<'_, M> {
     /// The node each non-immediate child slot of `node` refers to, in slot
     /// order, with the slot's term word.
     fn slots(&self, object: &Object, node: u32) -> Result<Vec<(usize, u64, u32)>, Stop> {
-        let out = self.graph.out(node as usize);
+        let mut e = self.graph.out(node as usize).start;
         let mut found = Vec::new();
-        let mut e = 0;
         for k in 0..object.child_count {
             let at = object.children + k * WORD_BYTES;
             let term = self.mem.word(at)?;
             if classify(term, at)? == Word::Immediate {
                 continue;
             }
-            found.push((k, term, out[e]));
+            found.push((k, term, self.graph.target(e)));
             e += 1;
         }
         Ok(found)
@@ -822,8 +880,7 @@ impl<M: Memory> Searcher<'_, M> {
     /// A cons cell's tail node (its last reference, when the tail is not an
     /// immediate).
     fn tail_node(&self, node: u32) -> u32 {
-        let out = self.graph.out(node as usize);
-        out[out.len() - 1]
+        self.graph.target(self.graph.out(node as usize).end - 1)
     }
 
     /// The cons cell (address and node) of element `i` of `lists[list]`:
@@ -860,7 +917,10 @@ impl<M: Memory> Searcher<'_, M> {
         if classify(term, cell)? == Word::Immediate {
             return Ok(None);
         }
-        Ok(Some((term, self.graph.out(node as usize)[0])))
+        Ok(Some((
+            term,
+            self.graph.target(self.graph.out(node as usize).start),
+        )))
     }
 
     fn run_retained(&self, list: usize, first: u64, last: u64) -> Retained {
