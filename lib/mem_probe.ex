@@ -720,8 +720,10 @@ defmodule MemProbe do
   (default 32), `records:` (`[state: [:sessions, :count]]` or
   `Record.extract/2` output: tuples tagged `:state` show field names), `name:`
   (the root's label, default `"term"`), `key_format:` (how non-atom keys
-  print; default `inspect/1`). Struct and other atom keys print as fields.
-  Without the native walker: `{:error, :native_walker_unavailable}`.
+  print; default `inspect/1`), `max_objects:` (default 10,000,000; the walk
+  keeps 16–40 bytes per object, and a larger term answers
+  `{:error, :too_many_objects}`). Struct and other atom keys print as
+  fields. Without the native walker: `{:error, :native_walker_unavailable}`.
 
   ## Examples
 
@@ -733,7 +735,7 @@ defmodule MemProbe do
       iex> {row.label, row.path, row.kind, row.bytes}
       {"term.sessions[0..999]", [key: :sessions, list: 0..999], :list, 40_000}
       iex> MemProbe.breakdown(term, n: 0)
-      ** (ArgumentError) breakdown/2: bad value 0 for option n; accepted: min_share, n, depth, records, name, key_format
+      ** (ArgumentError) breakdown/2: bad value 0 for option n; accepted: min_share, n, depth, records, name, key_format, max_objects
   """
   @spec breakdown(term(), keyword() | map()) :: {:ok, map()} | {:error, term()}
   def breakdown(term, opts \\ []) do

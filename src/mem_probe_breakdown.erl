@@ -35,6 +35,9 @@
 -define(DEFAULT_MIN_SHARE, 0.01).
 -define(DEFAULT_ROWS, 20).
 -define(DEFAULT_DEPTH, 32).
+%% The walk keeps 16-40 bytes per object: past this many objects it stops
+%% (`{error, too_many_objects}') rather than take gigabytes on a live node.
+-define(DEFAULT_MAX_OBJECTS, 10000000).
 -define(DEFAULT_TIMEOUT, 5000).
 %% A key larger than this (in words) is shown by its text in a path sent out
 %% of a measured process, so that the answer stays small.
@@ -55,7 +58,9 @@
 %% (steps, default 32), `records' (`[{Name, [Field]}]': tuples tagged `Name'
 %% with one element per field show field names), `name' (the root's label,
 %% default `"term"') and `key_format' (`fun(Key) -> iodata()' for keys that
-%% are not atoms; default `~0tp').
+%% are not atoms; default `~0tp') and `max_objects' (default 10,000,000: a
+%% larger term answers `{error, too_many_objects}', as the walk keeps 16-40
+%% bytes per object).
 -spec breakdown(term(), list() | map()) -> {ok, breakdown()} | {error, term()}.
 breakdown(Term, Opts0) ->
     Opts = options("breakdown/2", Opts0, []),
@@ -145,7 +150,8 @@ options(F, Opts0, Extra) ->
               {depth, fun(D) -> is_integer(D) andalso D >= 0 end},
               {records, fun is_records/1},
               {name, IsText},
-              {key_format, fun(Fun) -> is_function(Fun, 1) end}
+              {key_format, fun(Fun) -> is_function(Fun, 1) end},
+              {max_objects, fun(M) -> is_integer(M) andalso M > 0 end}
               | Extra]),
     case Opts of
         #{name := Name} -> Opts#{name := text(Name)};
@@ -183,8 +189,9 @@ walk(Term, Opts) ->
     MinShare = float(maps:get(min_share, Opts, ?DEFAULT_MIN_SHARE)),
     Rows = maps:get(n, Opts, ?DEFAULT_ROWS),
     Depth = maps:get(depth, Opts, ?DEFAULT_DEPTH),
-    case mem_probe_nif:breakdown(Term, MinShare, Rows, Depth) of
-        budget_exceeded -> mem_probe_nif:breakdown_dirty(Term, MinShare, Rows, Depth);
+    Max = maps:get(max_objects, Opts, ?DEFAULT_MAX_OBJECTS),
+    case mem_probe_nif:breakdown(Term, MinShare, Rows, Depth, Max) of
+        budget_exceeded -> mem_probe_nif:breakdown_dirty(Term, MinShare, Rows, Depth, Max);
         Done -> Done
     end.
 
@@ -205,6 +212,8 @@ walked(Term, {ok, {Words, OffHeap, Binaries, Literal, Objects, Nodes, GraphBytes
                           shared_words => RowWords, off_heap_bytes => RowOffHeap,
                           share => share(Bytes, Total), count => Count, kind => Kind}
                     end || {Path, RowWords, RowOffHeap, Count, Kind} <- Rows]}};
+walked(_Term, {error, too_many_objects}, _Opts) ->
+    {error, too_many_objects};
 walked(_Term, {error, Reason}, _Opts) ->
     {error, {walk_failed, Reason}}.
 

@@ -25,7 +25,7 @@
 -export([flat_size/1, shared_size/1, term_size/1, info/0, recalibrate/0]).
 %% Raw NIF entry points, exported for the calibration and the tests.
 -export([walk/3, walk_dirty/3, native_info/0, walk_flat_raw/2, set_native/1]).
--export([breakdown/4, breakdown_dirty/4]).
+-export([breakdown/5, breakdown_dirty/5]).
 
 -on_load(load/0).
 
@@ -140,10 +140,12 @@ walk_flat_raw(_Term, _Limit) -> erlang:nif_error(nif_not_loaded).
 
 %% @private Retained sizes by position (`mem_probe_breakdown') within a
 %% budget: `{ok, Total, Rows}', `budget_exceeded' or `{error, Reason}'.
-breakdown(_Term, _MinShare, _MaxRows, _MaxDepth) -> erlang:nif_error(nif_not_loaded).
+breakdown(_Term, _MinShare, _MaxRows, _MaxDepth, _MaxObjects) ->
+    erlang:nif_error(nif_not_loaded).
 
 %% @private The same on a dirty CPU scheduler, without a budget.
-breakdown_dirty(_Term, _MinShare, _MaxRows, _MaxDepth) -> erlang:nif_error(nif_not_loaded).
+breakdown_dirty(_Term, _MinShare, _MaxRows, _MaxDepth, _MaxObjects) ->
+    erlang:nif_error(nif_not_loaded).
 
 %%--------------------------------------------------------------------
 %% Public sizing functions

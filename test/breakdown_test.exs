@@ -202,6 +202,12 @@ defmodule MemProbe.BreakdownTest do
     Process.exit(agent, :kill)
   end
 
+  test "a term with more objects than allowed is refused, not walked" do
+    term = Enum.to_list(1..1000)
+    assert MemProbe.breakdown(term, max_objects: 999) == {:error, :too_many_objects}
+    assert {:ok, _} = MemProbe.breakdown(term, max_objects: 1000)
+  end
+
   test "a huge term goes to a dirty scheduler and still answers exactly" do
     term = Enum.map(1..200_000, &{&1})
     {:ok, b} = MemProbe.breakdown(term)

@@ -4,7 +4,8 @@
 //!   and answers `budget_exceeded` when the term is larger;
 //! * `breakdown_dirty/4` runs it from the root on a dirty CPU scheduler.
 //!
-//! Arguments: the term, `MinShare` (a float in 0..1), `MaxRows`, `MaxDepth`.
+//! Arguments: the term, `MinShare` (a float in 0..1), `MaxRows`, `MaxDepth`,
+//! `MaxObjects` (past it: `{error, too_many_objects}`).
 //! Answer: `{ok, {Words, OffHeapBytes, OffHeapBinaries, LiteralWords,
 //! Objects, Nodes, PeakBytes}, Rows}`, each row `{Path, Words, OffHeapBytes,
 //! Objects, Kind}` and each step `{elem, I}`, `{key, Key}`, `{list, First,
@@ -35,6 +36,7 @@ rustler::atoms! {
     port,
     record,
     other,
+    too_many_objects,
 }
 
 /// Words a breakdown may visit on a normal scheduler: it decodes each object
@@ -112,6 +114,7 @@ fn run<'a>(
     min_share: f64,
     max_rows: u64,
     max_depth: u64,
+    max_objects: u64,
     mut budget: Budget,
 ) -> Term<'a> {
     let Some((layout, literals, _)) = crate::ready() else {
@@ -125,6 +128,7 @@ fn run<'a>(
         min_share,
         max_rows: max_rows as usize,
         max_depth: max_depth as usize,
+        max_objects: max_objects as usize,
         accumulation_only: true,
     };
     let mem = VmMemory::new(literals);
@@ -132,6 +136,9 @@ fn run<'a>(
         Ok(found) => encode(env, &found),
         Err(Stop::Budget) => crate::budget_exceeded().encode(env),
         Err(Stop::Overflow) => (crate::error(), crate::flat_size_overflow()).encode(env),
+        Err(Stop::Layout(e)) if e.what == breakdown::TOO_MANY_OBJECTS => {
+            (crate::error(), too_many_objects()).encode(env)
+        }
         Err(Stop::Layout(e)) => {
             let detail = (crate::layout_error(), e.what, e.addr as u64, e.word);
             (crate::error(), detail).encode(env)
@@ -146,9 +153,18 @@ fn breakdown_nif<'a>(
     min_share: f64,
     max_rows: u64,
     max_depth: u64,
+    max_objects: u64,
 ) -> Term<'a> {
     let budget = Budget::limited(NORMAL_SCHEDULER_WORDS);
-    run(env, term, min_share, max_rows, max_depth, budget)
+    run(
+        env,
+        term,
+        min_share,
+        max_rows,
+        max_depth,
+        max_objects,
+        budget,
+    )
 }
 
 #[rustler::nif(schedule = "DirtyCpu")]
@@ -158,13 +174,16 @@ fn breakdown_dirty<'a>(
     min_share: f64,
     max_rows: u64,
     max_depth: u64,
+    max_objects: u64,
 ) -> Term<'a> {
+    let budget = Budget::unlimited();
     run(
         env,
         term,
         min_share,
         max_rows,
         max_depth,
-        Budget::unlimited(),
+        max_objects,
+        budget,
     )
 }

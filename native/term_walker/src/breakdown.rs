@@ -81,6 +81,9 @@ pub struct Settings {
     pub max_rows: usize,
     /// Positions deeper than this many steps are not looked at.
     pub max_depth: usize,
+    /// The walk stops with [`TOO_MANY_OBJECTS`] past this many objects and
+    /// binaries (memory is about 16–40 bytes each).
+    pub max_objects: usize,
     /// Only accumulation points are rows (the normal case). `false` makes
     /// every position above the threshold a row (for tests).
     pub accumulation_only: bool,
@@ -92,6 +95,7 @@ impl Default for Settings {
             min_share: 0.01,
             max_rows: 20,
             max_depth: 32,
+            max_objects: 10_000_000,
             accumulation_only: true,
         }
     }
@@ -200,12 +204,12 @@ const SHARED: u32 = 1 << 31;
 const INDEX: u32 = !SHARED;
 const MAX_NODES: usize = (INDEX - 1) as usize;
 
+/// What a [`LayoutError`] says when the term has more objects than
+/// [`Settings::max_objects`] (the walk stops before allocating more).
+pub const TOO_MANY_OBJECTS: &str = "term has more objects than the breakdown allows";
+
 fn too_large(at: usize) -> Stop {
-    Stop::Layout(LayoutError::new(
-        "term has too many objects for a breakdown",
-        at,
-        0,
-    ))
+    Stop::Layout(LayoutError::new(TOO_MANY_OBJECTS, at, 0))
 }
 
 fn cycle(at: usize) -> Stop {
@@ -269,6 +273,8 @@ struct NewNodes {
     /// Tagged address (see `TAG_*`).
     addr: Vec<usize>,
     own: Vec<u32>,
+    /// At most this many nodes.
+    limit: usize,
 }
 
 /// Adds a node and the edge to it from the node being expanded; returns its
@@ -280,7 +286,7 @@ fn push_node(
     words: u32,
 ) -> Result<u32, Stop> {
     let j = nodes.addr.len();
-    if j >= MAX_NODES {
+    if j >= nodes.limit {
         return Err(too_large(tagged));
     }
     edges.push(j as u32);
@@ -323,9 +329,11 @@ impl Graph {
         layout: &Layout,
         root_addr: usize,
         root_tag: usize,
+        max_objects: usize,
         budget: &mut Budget,
     ) -> Result<Graph, Stop> {
         let mut nodes = NewNodes {
+            limit: max_objects.min(MAX_NODES),
             addr: vec![root_addr | root_tag],
             own: vec![0],
         };
@@ -407,7 +415,7 @@ impl Graph {
             i += 1;
         }
         edge_start.push(edges.len());
-        let NewNodes { addr, own } = nodes;
+        let NewNodes { addr, own, .. } = nodes;
         let mut peak_bytes = bytes_of(&addr)
             + bytes_of(&own)
             + bytes_of(&edge_start)
@@ -1018,7 +1026,14 @@ pub fn breakdown<M: Memory>(
         Word::List(a) => (a, TAG_CONS),
         Word::Boxed(a) => (a, TAG_BOXED),
     };
-    let graph = Graph::build(mem, layout, root_addr, root_tag, budget)?;
+    let graph = Graph::build(
+        mem,
+        layout,
+        root_addr,
+        root_tag,
+        settings.max_objects,
+        budget,
+    )?;
     let total = graph.retained(0);
     let total_bytes = total.bytes();
     let threshold =

@@ -7,7 +7,9 @@ mod heap;
 use std::collections::{HashMap, HashSet};
 
 use heap::*;
-use term_walker::breakdown::{breakdown, Breakdown, Budget, Retained, RowKind, Settings, Step};
+use term_walker::breakdown::{
+    breakdown, Breakdown, Budget, Retained, RowKind, Settings, Step, TOO_MANY_OBJECTS,
+};
 use term_walker::layout::OTP_25;
 use term_walker::{term_size, Stop, Work};
 
@@ -17,6 +19,7 @@ fn every_position() -> Settings {
         min_share: 0.0,
         max_rows: usize::MAX,
         max_depth: 1000,
+        max_objects: usize::MAX,
         accumulation_only: false,
     }
 }
@@ -463,6 +466,24 @@ fn a_small_budget_stops_the_walk() {
         &mut Budget::limited(50),
     );
     assert_eq!(stop, Err(Stop::Budget));
+}
+
+#[test]
+fn a_term_with_more_objects_than_allowed_is_refused() {
+    let mut h = TestHeap::new();
+    let items: Vec<u64> = (0..100).map(|i| h.tuple(&[small(i)])).collect();
+    let list = h.list(&items);
+    let limited = Settings {
+        max_objects: 150,
+        ..Settings::default()
+    };
+    let stop = breakdown(&h, &OTP_25, list, &limited, &mut Budget::unlimited());
+    assert!(matches!(stop, Err(Stop::Layout(e)) if e.what == TOO_MANY_OBJECTS));
+    let enough = Settings {
+        max_objects: 200,
+        ..Settings::default()
+    };
+    assert!(breakdown(&h, &OTP_25, list, &enough, &mut Budget::unlimited()).is_ok());
 }
 
 #[test]
