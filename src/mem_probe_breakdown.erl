@@ -134,7 +134,18 @@ format(#{total := Total, rows := Rows} = Result, _Opts) ->
                 [] -> [["  (no position retains at least the minimum share)"]];
                 _ -> table(Rows)
             end,
-    lists:join($\n, [Header | Lines]).
+    lists:join($\n, [Header | Lines] ++ rest_line(Result)).
+
+%% What no row holds: the root's own objects, parts shared between
+%% positions (charged to their common parent), positions under the share.
+rest_line(#{name := Name, total := #{bytes := Total}, rows := [_ | _] = Rows}) ->
+    Outer = [B || #{path := P, bytes := B} <- Rows,
+                  not lists:any(fun(#{path := Q}) -> contains(Q, P) end, Rows)],
+    Rest = Total - lists:sum(Outer),
+    [io_lib:format("~s in no row: ~ts's own objects, parts shared between its positions, "
+                   "positions under the minimum share", [human(Rest), Name])];
+rest_line(_) ->
+    [].
 
 %%--------------------------------------------------------------------
 %% Measuring
