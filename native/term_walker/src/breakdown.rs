@@ -298,6 +298,8 @@ fn push_node(
 /// The object graph and, once computed, the dominator tree with retained
 /// sizes.
 struct Graph {
+    /// Literal objects left out of the graph (see [`clean_literal`]).
+    clean: VisitedSet,
     /// References `edge_start[i]..edge_start[i + 1]` are node `i`'s:
     /// its non-immediate children in slot order, then its attached object,
     /// then its off-heap binary.
@@ -323,6 +325,66 @@ fn bytes_of<T>(v: &Vec<T>) -> u64 {
     std::mem::size_of_val(v.as_slice()) as u64
 }
 
+/// Scans the literal subterm at `tagged` (reached from a heap object): when
+/// it pins no off-heap binary and meets no object already in the graph, its
+/// objects are marked clean and visited, their words counted as literal, and
+/// `true` is returned; otherwise nothing is marked and the subterm becomes
+/// graph nodes like any other.
+fn clean_literal<M: Memory>(
+    mem: &M,
+    layout: &Layout,
+    tagged: usize,
+    visited: &mut VisitedSet,
+    clean: &mut VisitedSet,
+    literal_words: &mut u64,
+    budget: &mut Budget,
+) -> Result<bool, Stop> {
+    let mut seen = VisitedSet::new();
+    let mut found: Vec<(usize, u64)> = Vec::new();
+    let mut pending = vec![tagged];
+    while let Some(tagged) = pending.pop() {
+        let at = tagged & !TAG_MASK;
+        if clean.contains(at) || !seen.insert(at) {
+            continue;
+        }
+        if visited.contains(at) {
+            return Ok(false);
+        }
+        let object = match tagged & TAG_MASK {
+            TAG_CONS => Object::cons(at),
+            _ => decode::boxed(mem, layout, at, Detail::OffHeap)?,
+        };
+        budget.spend(object.words)?;
+        if object.binary.is_some() || !mem.is_literal(at) {
+            return Ok(false);
+        }
+        found.push((at, object.words));
+        if let Some(attached) = object.attached {
+            if visited.contains(attached.addr) || !mem.is_literal(attached.addr) {
+                return Ok(false);
+            }
+            if !clean.contains(attached.addr) && seen.insert(attached.addr) {
+                found.push((attached.addr, attached.words));
+            }
+        }
+        for k in 0..object.child_count {
+            let slot = object.children + k * WORD_BYTES;
+            let term = mem.word(slot)?;
+            match classify(term, slot)? {
+                Word::Immediate => {}
+                Word::List(a) => pending.push(a | TAG_CONS),
+                Word::Boxed(a) => pending.push(a | TAG_BOXED),
+            }
+        }
+    }
+    for (at, words) in found {
+        clean.insert(at);
+        visited.insert(at);
+        *literal_words += words;
+    }
+    Ok(true)
+}
+
 impl Graph {
     fn build<M: Memory>(
         mem: &M,
@@ -346,6 +408,9 @@ impl Graph {
         let mut shared_binary = false;
         let mut visited = VisitedSet::new();
         visited.insert(root_addr);
+        // Literal objects whose subterm pins no binary: they weigh nothing
+        // and keep nothing alive, so they get no node (and no reference).
+        let mut clean = VisitedSet::new();
         let mut literal_words = 0u64;
         let mut i = 0usize;
         while i < nodes.addr.len() {
@@ -363,7 +428,8 @@ impl Graph {
             };
             budget.spend(object.words)?;
             let words = u32::try_from(object.words).map_err(|_| too_large(at))?;
-            if mem.is_literal(at) {
+            let literal_parent = mem.is_literal(at);
+            if literal_parent {
                 literal_words += object.words;
             } else {
                 nodes.own[i] = words;
@@ -376,6 +442,25 @@ impl Graph {
                     Word::List(a) => (a, TAG_CONS),
                     Word::Boxed(a) => (a, TAG_BOXED),
                 };
+                if mem.is_literal(child) {
+                    if clean.contains(child) {
+                        continue;
+                    }
+                    if !literal_parent
+                        && !visited.contains(child)
+                        && clean_literal(
+                            mem,
+                            layout,
+                            child | tag,
+                            &mut visited,
+                            &mut clean,
+                            &mut literal_words,
+                            budget,
+                        )?
+                    {
+                        continue;
+                    }
+                }
                 if visited.insert(child) {
                     push_node(&mut nodes, &mut edges, child | tag, 0)?;
                 } else {
@@ -452,6 +537,7 @@ impl Graph {
         own.shrink_to_fit();
 
         let mut graph = Graph {
+            clean,
             edge_start,
             edges,
             idom: Vec::new(),
@@ -609,6 +695,16 @@ impl Graph {
         }
     }
 
+    /// Whether the term word `term` (read at `at`) has a node: not an
+    /// immediate, nor a literal left out of the graph.
+    #[inline]
+    fn has_node(&self, term: u64, at: usize) -> Result<bool, Stop> {
+        Ok(match classify(term, at)? {
+            Word::Immediate => false,
+            Word::List(a) | Word::Boxed(a) => self.clean.is_empty() || !self.clean.contains(a),
+        })
+    }
+
     /// Referenced more than once (a tree has no dominator array: nothing is).
     fn is_shared(&self, i: u32) -> bool {
         self.idom.get(i as usize).is_some_and(|&d| d & SHARED != 0)
@@ -732,7 +828,7 @@ impl<M: Memory> Searcher<'_, M> {
         for k in 0..object.child_count {
             let at = object.children + k * WORD_BYTES;
             let term = self.mem.word(at)?;
-            if classify(term, at)? == Word::Immediate {
+            if !self.graph.has_node(term, at)? {
                 continue;
             }
             found.push((k, term, self.graph.target(e)));
@@ -828,7 +924,7 @@ impl<M: Memory> Searcher<'_, M> {
                     // the leaf's last reference and the position.
                     let value_at = at + WORD_BYTES;
                     let value = self.mem.word(value_at)?;
-                    if classify(value, value_at)? != Word::Immediate {
+                    if self.graph.has_node(value, value_at)? {
                         let v = self.tail_node(n);
                         if !self.graph.is_shared(v) {
                             let key = self.mem.word(at)?;
@@ -868,7 +964,10 @@ impl<M: Memory> Searcher<'_, M> {
                 info.blocks.push(sum);
             }
             let tail = self.mem.word(cell + WORD_BYTES)?;
-            if tail & PRIMARY_MASK != PRIMARY_LIST {
+            // A literal tail left out of the graph weighs nothing.
+            if tail & PRIMARY_MASK != PRIMARY_LIST
+                || !self.graph.has_node(tail, cell + WORD_BYTES)?
+            {
                 break;
             }
             let next = self.tail_node(n);
@@ -922,7 +1021,7 @@ impl<M: Memory> Searcher<'_, M> {
     /// A list element's head term and node, unless it is an immediate.
     fn head(&self, cell: usize, node: u32) -> Result<Option<(u64, u32)>, Stop> {
         let term = self.mem.word(cell)?;
-        if classify(term, cell)? == Word::Immediate {
+        if !self.graph.has_node(term, cell)? {
             return Ok(None);
         }
         Ok(Some((

@@ -334,6 +334,45 @@ fn literal_parts_are_apart_and_not_charged() {
 }
 
 #[test]
+fn literals_that_pin_nothing_are_left_out_and_shared_ones_keep_the_term_a_tree() {
+    let mut h = TestHeap::new();
+    let keys = h.literal_tuple(&[atom(1), atom(2)]);
+    let tail = h.literal_cons(small(1), NIL);
+    let maps: Vec<u64> = (0..50)
+        .map(|i| {
+            let value = h.tuple(&[small(i)]);
+            let list = h.cons(value, tail);
+            h.flatmap(keys, &[list, small(i)])
+        })
+        .collect();
+    let root = h.tuple(&maps);
+    let b = run(&h, root, &every_position());
+    assert_total_matches_term_size(&h, root, &b);
+    // Root, 50 maps, 50 lists and 50 tuples: no node for the literals.
+    assert_eq!(b.nodes, 151);
+    let p = positions(&b);
+    let at = vec![Step::Elem(3), Step::Key(atom(1))];
+    assert_eq!(p[&at].words, 2 + 2);
+    assert_eq!(
+        p[&vec![Step::Elem(3), Step::Key(atom(1)), Step::List(0, 0)]].words,
+        4
+    );
+
+    // A literal that pins a binary is charged where it is referenced.
+    let mut h = TestHeap::new();
+    let binary = h.off_heap_binary(5000);
+    let lit_bin = h.literal_proc_bin(binary, 5000);
+    let lit = h.literal_tuple(&[lit_bin, small(1)]);
+    let holder = h.tuple(&[lit]);
+    let root = h.tuple(&[holder, small(0)]);
+    let b = run(&h, root, &every_position());
+    assert_total_matches_term_size(&h, root, &b);
+    let p = positions(&b);
+    assert_eq!(p[&vec![Step::Elem(0)]].off_heap_bytes, 5000);
+    assert_eq!(p[&vec![Step::Elem(0)]].words, 2);
+}
+
+#[test]
 fn list_elements_are_runs_split_by_powers_of_ten() {
     let mut h = TestHeap::new();
     let items: Vec<u64> = (0..25).map(|i| h.tuple(&[small(i), small(i)])).collect();
