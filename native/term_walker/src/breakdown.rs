@@ -279,6 +279,7 @@ struct NewNodes {
 
 /// Adds a node and the edge to it from the node being expanded; returns its
 /// index.
+#[inline(always)]
 fn push_node(
     nodes: &mut NewNodes,
     edges: &mut Edges,
@@ -576,13 +577,13 @@ impl Graph {
     }
 
     /// Node `i`'s references, as indices for `edges.get`.
-    #[inline]
+    #[inline(always)]
     fn out(&self, i: usize) -> std::ops::Range<u32> {
         self.edge_start[i]..self.edge_start[i + 1]
     }
 
     /// The node reference `e` leads to.
-    #[inline]
+    #[inline(always)]
     fn target(&self, e: u32) -> u32 {
         self.edges.get(e)
     }
@@ -697,7 +698,7 @@ impl Graph {
 
     /// Whether the term word `term` (read at `at`) has a node: not an
     /// immediate, nor a literal left out of the graph.
-    #[inline]
+    #[inline(always)]
     fn has_node(&self, term: u64, at: usize) -> Result<bool, Stop> {
         Ok(match classify(term, at)? {
             Word::Immediate => false,
@@ -986,6 +987,7 @@ impl<M: Memory> Searcher<'_, M> {
 
     /// A cons cell's tail node (its last reference, when the tail is not an
     /// immediate).
+    #[inline(always)]
     fn tail_node(&self, node: u32) -> u32 {
         self.graph.target(self.graph.out(node as usize).end - 1)
     }
@@ -1004,6 +1006,7 @@ impl<M: Memory> Searcher<'_, M> {
 
     /// What one list element retains: its cons cell and its head, when the
     /// head is the element's alone.
+    #[inline(always)]
     fn element(&self, cell: usize, node: u32) -> Result<Retained, Stop> {
         let mut own = Retained {
             words: if self.mem.is_literal(cell) { 0 } else { 2 },
@@ -1019,6 +1022,7 @@ impl<M: Memory> Searcher<'_, M> {
     }
 
     /// A list element's head term and node, unless it is an immediate.
+    #[inline(always)]
     fn head(&self, cell: usize, node: u32) -> Result<Option<(u64, u32)>, Stop> {
         let term = self.mem.word(cell)?;
         if !self.graph.has_node(term, cell)? {
