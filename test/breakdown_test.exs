@@ -140,6 +140,15 @@ defmodule MemProbe.BreakdownTest do
     assert hd(b.rows).path == [key: :events, list: 500..509]
   end
 
+  test "print indents rows under the row that contains them" do
+    t = %{a: {Enum.to_list(1..4000), Enum.to_list(1..3000), Enum.to_list(1..3000)}}
+    lines = MemProbe.breakdown(t) |> MemProbe.format() |> String.split("\n")
+    assert Enum.at(lines, 1) =~ ~r/^path +bytes +share +off-heap +objects +kind$/
+    assert Enum.at(lines, 2) =~ ~r/^term\.a +[\d.]+ KiB +\d+\.\d% +0 B +10001 +tuple$/
+    assert Enum.at(lines, 3) =~ ~r/^  term\.a\{0\}\[0\.\.3999\] +62\.5 KiB +/
+    assert List.last(lines) =~ ~r/in no row: term's own objects/
+  end
+
   test "depth limits how deep rows are looked for" do
     term = %{a: %{b: %{c: Enum.to_list(1..1000)}}, d: Enum.to_list(1..900)}
     {:ok, deep} = MemProbe.breakdown(term)
