@@ -706,6 +706,11 @@ impl Graph {
         })
     }
 
+    /// Whether nothing is referenced twice (no dominator array was needed).
+    fn is_tree(&self) -> bool {
+        self.idom.is_empty()
+    }
+
     /// Referenced more than once (a tree has no dominator array: nothing is).
     fn is_shared(&self, i: u32) -> bool {
         self.idom.get(i as usize).is_some_and(|&d| d & SHARED != 0)
@@ -951,6 +956,9 @@ impl<M: Memory> Searcher<'_, M> {
             starts: Vec::new(),
             blocks: vec![Retained::default()],
         };
+        if self.graph.is_tree() {
+            return self.tree_list(info, at, node, budget);
+        }
         let mut sum = Retained::default();
         let (mut cell, mut n) = (at, node);
         loop {
@@ -981,6 +989,45 @@ impl<M: Memory> Searcher<'_, M> {
         if !info.len.is_multiple_of(RUN_BLOCK) {
             info.blocks.push(sum);
         }
+        self.lists.push(info);
+        Ok(self.lists.len() - 1)
+    }
+
+    /// `list` for a term without sharing: what elements `i..` retain is what
+    /// cell `i` retains, less what the list's end (an improper tail) does, so
+    /// the block sums come from the cells that start the blocks, without
+    /// looking at every element.
+    fn tree_list(
+        &mut self,
+        mut info: ListInfo,
+        at: usize,
+        node: u32,
+        budget: &mut Budget,
+    ) -> Result<usize, Stop> {
+        let (mut cell, mut n) = (at, node);
+        let end = loop {
+            budget.spend(1)?;
+            if info.len.is_multiple_of(RUN_BLOCK) {
+                info.starts.push((cell, n));
+            }
+            info.len += 1;
+            let tail_at = cell + WORD_BYTES;
+            let tail = self.mem.word(tail_at)?;
+            if !self.graph.has_node(tail, tail_at)? {
+                break Retained::default();
+            }
+            let next = self.tail_node(n);
+            if tail & PRIMARY_MASK != PRIMARY_LIST {
+                break self.graph.retained(next);
+            }
+            cell = (tail & POINTER_MASK) as usize;
+            n = next;
+        };
+        let whole = self.graph.retained(node);
+        for &(_, start) in &info.starts[1..] {
+            info.blocks.push(whole.sub(self.graph.retained(start)));
+        }
+        info.blocks.push(whole.sub(end));
         self.lists.push(info);
         Ok(self.lists.len() - 1)
     }

@@ -424,6 +424,36 @@ fn list_elements_are_runs_split_by_powers_of_ten() {
 }
 
 #[test]
+fn list_runs_are_the_same_with_or_without_sharing_elsewhere() {
+    // The same improper list of 37 tuples, in a tree and in a DAG (a tuple
+    // shared by two other fields): the list's positions must not change.
+    let mut found = Vec::new();
+    for shared in [false, true] {
+        let mut h = TestHeap::new();
+        let mut tail = h.tuple(&[small(1), small(2)]); // improper tail
+        for i in 0..37 {
+            let item = h.tuple(&vec![small(i); 1 + (i as usize % 5)]);
+            tail = h.cons(item, tail);
+        }
+        let x = h.tuple(&[small(1)]);
+        let y = if shared { x } else { h.tuple(&[small(1)]) };
+        let root = h.tuple(&[tail, x, y]);
+        let b = run(&h, root, &every_position());
+        assert_total_matches_term_size(&h, root, &b);
+        let mut list: Vec<(Vec<Step>, Retained)> = b
+            .rows
+            .iter()
+            .filter(|r| r.path.first() == Some(&Step::Elem(0)))
+            .map(|r| (r.path.clone(), r.retained))
+            .collect();
+        list.sort_by(|a, b| format!("{:?}", a.0).cmp(&format!("{:?}", b.0)));
+        found.push(list);
+    }
+    assert!(found[0].len() > 40, "{:?}", found[0]);
+    assert_eq!(found[0], found[1]);
+}
+
+#[test]
 fn wrappers_are_not_rows_their_heavy_part_is() {
     let mut h = TestHeap::new();
     let big: Vec<u64> = (0..20).map(|i| h.tuple(&[small(i)])).collect();
