@@ -829,18 +829,30 @@ impl<M: Memory> Searcher<'_, M> {
     /// The node each non-immediate child slot of `node` refers to, in slot
     /// order, with the slot's term word.
     fn slots(&self, object: &Object, node: u32) -> Result<Vec<(usize, u64, u32)>, Stop> {
-        let mut e = self.graph.out(node as usize).start;
         let mut found = Vec::new();
+        self.each_slot(object, node, |k, term, n| {
+            found.push((k, term, n));
+            Ok(())
+        })?;
+        Ok(found)
+    }
+
+    /// `slots` without collecting them.
+    #[inline(always)]
+    fn each_slot<F>(&self, object: &Object, node: u32, mut visit: F) -> Result<(), Stop>
+    where
+        F: FnMut(usize, u64, u32) -> Result<(), Stop>,
+    {
+        let mut e = self.graph.out(node as usize).start;
         for k in 0..object.child_count {
             let at = object.children + k * WORD_BYTES;
             let term = self.mem.word(at)?;
-            if !self.graph.has_node(term, at)? {
-                continue;
+            if self.graph.has_node(term, at)? {
+                visit(k, term, self.graph.target(e))?;
+                e += 1;
             }
-            found.push((k, term, self.graph.target(e)));
-            e += 1;
         }
-        Ok(found)
+        Ok(())
     }
 
     fn value(&self, term: u64, node: u32, step: Step) -> Child {
@@ -920,9 +932,9 @@ impl<M: Memory> Searcher<'_, M> {
     ) -> Result<(), Stop> {
         let mut pending = vec![(head, node)];
         while let Some((object, node)) = pending.pop() {
-            for (_, term, n) in self.slots(&object, node)? {
+            self.each_slot(&object, node, |_, term, n| {
                 if self.graph.is_shared(n) {
-                    continue;
+                    return Ok(());
                 }
                 let at = (term & POINTER_MASK) as usize;
                 if term & PRIMARY_MASK == PRIMARY_LIST {
@@ -942,7 +954,8 @@ impl<M: Memory> Searcher<'_, M> {
                     budget.spend(inner.words)?;
                     pending.push((inner, n));
                 }
-            }
+                Ok(())
+            })?;
         }
         Ok(())
     }
