@@ -1,6 +1,6 @@
 # The README's two commands: `make demo` and `make test`. Each installs what
 # is missing (scripts/install_deps.sh) before it builds.
-.PHONY: demo test deps build test-native test-elixir test-erlang bench clean \
+.PHONY: demo test deps build test-style test-native test-elixir test-erlang test-dialyzer bench clean \
 	test-otp27 test-otp29 test-matrix
 
 # rebar3 keeps its own build folder so it never shares _build/test with mix.
@@ -15,7 +15,12 @@ build: deps
 demo: build
 	@mix run examples/demo.exs
 
-test: deps test-native test-elixir test-erlang
+test: deps test-style test-native test-elixir test-erlang test-dialyzer
+
+# Formatting and lints fail the build: mix format, cargo fmt, cargo clippy.
+test-style:
+	mix format --check-formatted
+	cd native && cargo fmt --check && cargo clippy --quiet --all-targets -- -D warnings
 
 test-native:
 	@command -v cargo >/dev/null || { echo "make test needs cargo (Rust) for the walker's tests"; exit 1; }
@@ -26,6 +31,10 @@ test-elixir:
 
 test-erlang:
 	$(REBAR) eunit
+
+# Zero warnings, or the target fails (the PLT is built once, under _build).
+test-dialyzer:
+	$(REBAR) dialyzer
 
 bench: build
 	MIX_ENV=prod mix run bench/term_size.exs

@@ -108,11 +108,12 @@ defmodule MemProbe do
   """
   @spec term_size(term()) :: sizes()
   def term_size(term) do
-    :mem_probe.term_size(term)
-    |> Map.new(fn
-      {key, :undefined} -> {key, nil}
-      pair -> pair
-    end)
+    case :mem_probe.term_size(term) do
+      # Native: the map the NIF built, as it is.
+      %{literal_words: words} = sizes when is_integer(words) -> sizes
+      # Fallback: the fields it cannot give are nil here.
+      sizes -> nil_for_undefined(sizes)
+    end
   end
 
   @doc """
@@ -120,10 +121,14 @@ defmodule MemProbe do
 
   `:mode` is `:native` when the walker reads terms in place, or `:fallback`
   when it is off, with `:reason` saying why (no library, an OTP release whose
-  layout is unknown, a calibration mismatch, or `config :mem_probe, mode:
-  :fallback`) and `:inexact` listing what the fallback cannot give exactly.
-  `:walk_errors` counts native walks that met an unexpected layout and were
-  answered through the fallback.
+  layout is unknown, a literal area that could not be found, a calibration
+  mismatch, a layout error met by a walk (`{:layout_error, %{what: ...,
+  address: ..., word: ..., walk: ..., at: ...}}`), or `config :mem_probe,
+  mode: :fallback`) and `:inexact` listing what the fallback cannot give
+  exactly. `:layout`, `:verified`, `:literal_method` and `:calibration_reads`
+  say which layout table is in use, whether it was tested on a real VM of
+  this release, how the literal area was found and how the calibration read
+  memory. `:walk_errors` counts native walks that met an unexpected layout.
 
   ## Examples
 
@@ -135,6 +140,21 @@ defmodule MemProbe do
   """
   @spec info() :: map()
   def info, do: :mem_probe.info()
+
+  @doc """
+  Decides the mode again and returns the new `info/0`.
+
+  After a walk met an unexpected layout the node runs in fallback mode;
+  `recalibrate/0` runs the load-time calibration again and turns the walker
+  back on if it agrees with the VM.
+
+  ## Examples
+
+      iex> MemProbe.recalibrate().mode == MemProbe.info().mode
+      true
+  """
+  @spec recalibrate() :: map()
+  def recalibrate, do: :mem_probe.recalibrate()
 
   # --- process scans (top_processes, count_processes, binary_leaks, process_memory, state_size) ---
 

@@ -107,7 +107,8 @@ fetch() {
     "$release".*|"$release") ;;
     *) die "Debian $suite serves OTP ${version:-unknown}, not OTP $release (sid moves on: this script knows releases 27 and 29)" ;;
   esac
-  say "unpacked Erlang/OTP $version ($(ls "$apt_dir"/debs/erlang-base_*.deb | sed 's/.*erlang-base_\(.*\)_amd64.deb/Debian package \1/'))"
+  package=$(ls "$apt_dir"/debs/erlang-base_*.deb | sed 's/.*erlang-base_\(.*\)_amd64\.deb/\1/; s/%3a/:/')
+  say "unpacked Erlang/OTP $version (Debian package erlang-base $package)"
   relink
   fix_rootdir
   version_check

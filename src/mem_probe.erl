@@ -12,7 +12,7 @@
 %%% whole, even when only a small slice of it is referenced.
 -module(mem_probe).
 
--export([flat_size/1, shared_size/1, term_size/1, info/0]).
+-export([flat_size/1, shared_size/1, term_size/1, info/0, recalibrate/0]).
 %% --- process scans exports ---
 -export([top_processes/2, top_processes/3, count_processes/1, count_processes/2,
          count_processes/3,
@@ -50,6 +50,12 @@ term_size(Term) -> mem_probe_nif:term_size(Term).
 %% and, in fallback, the reason and the fields that are not exact.
 -spec info() -> map().
 info() -> mem_probe_nif:info().
+
+%% @doc Decides the mode again: runs the calibration (after a layout error
+%% switched the node to fallback, or after changing the `mem_probe'
+%% application environment) and returns the new `info()'.
+-spec recalibrate() -> map().
+recalibrate() -> mem_probe_nif:recalibrate().
 
 %%--------------------------------------------------------------------
 %% Process scans

@@ -62,6 +62,7 @@ resolve_nodes(Name, Nodes) when is_list(Nodes) ->
 resolve_nodes(Name, Other) ->
     bad_nodes(Name, Other).
 
+-spec bad_nodes(string(), term()) -> no_return().
 bad_nodes(Name, Value) ->
     mem_probe_args:bad(Name, io_lib:format("bad nodes option ~0tp", [Value]),
                        "all, or a non-empty list of node names").

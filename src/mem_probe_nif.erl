@@ -31,6 +31,8 @@
 
 -define(STATE_KEY, {?MODULE, state}).
 -define(ERRORS_KEY, {?MODULE, walk_errors}).
+%% Bytes one walk may allocate for its own bookkeeping (`walk_memory_limit').
+-define(DEFAULT_WALK_MEMORY, 1 bsl 30).
 
 -type mode() :: native | fallback.
 -type sizes() :: #{
@@ -55,6 +57,12 @@ load() ->
             {error, {Reason, Text}} -> {not_loaded, {Reason, Text}}
         end,
     persistent_term:put({?MODULE, load_status}, Status),
+    %% A new instance of this module (a reload or an upgrade) decides its mode
+    %% again: the old verdict was about the old instance and its library.
+    case persistent_term:get(?STATE_KEY, undefined) of
+        undefined -> ok;
+        _ -> persistent_term:erase(?STATE_KEY)
+    end,
     %% Always load the Erlang module: without the library it runs in fallback.
     ok.
 
@@ -69,6 +77,11 @@ load_info() ->
       %% made for (the tests do, to prove a wrong table is refused): always
       %% treated as unverified, so calibrated with guarded reads.
       layout_release => application:get_env(mem_probe, layout_release, undefined),
+      walk_memory_limit => application:get_env(mem_probe, walk_memory_limit,
+                                               ?DEFAULT_WALK_MEMORY),
+      %% A test switch: every walk but the calibration ends in a layout
+      %% error, so the tests can watch the fault policy act.
+      inject_layout_error => application:get_env(mem_probe, inject_layout_error, false),
       literal_carrier => literal_carrier(),
       literal_probes => [{mem_probe_nif, literal_probe, [1, 2, 3]}, [a, b, c],
                          fun lists:map/2, {}, persistent_literal_probe()],
@@ -115,10 +128,13 @@ priv_dir() ->
 %% NIF stubs (replaced when the library loads)
 %%--------------------------------------------------------------------
 
-%% @private Walk on the caller's scheduler within a budget. Returns
-%% `{ok, FlatHi, FlatLo, Shared, Literal, HashmapNodeWords, Bins, BinBytes}'
-%% (mode `calibrate': one more element, the `erts_debug:size/1' count),
-%% `budget_exceeded' or `{error, Reason}'.
+%% @private Walk on the caller's scheduler within a budget (about 10k words,
+%% at most 1 ms of CPU time). Returns `{ok, FlatWords}' (mode `flat'),
+%% `{ok, SharedWords}' (`shared'), `{ok, Sizes}' (`full': the map of
+%% `term_size/1'), `{ok, Flat, Shared, Literal, HashmapNodeWords, Bins,
+%% BinBytes, SizeWords, TermSizeBytes}' (`calibrate'), `budget_exceeded' or
+%% `{error, Reason}'. `HeapWords' is the caller's heap size for a flat walk
+%% (0: unknown).
 walk(_Term, _Mode, _HeapWords) -> erlang:nif_error(nif_not_loaded).
 
 %% @private The same walk on a dirty CPU scheduler, without a budget.
@@ -153,57 +169,25 @@ breakdown_dirty(_Term, _MinShare, _MaxRows, _MaxDepth, _MaxObjects) ->
 
 -spec flat_size(term()) -> non_neg_integer().
 flat_size(Term) ->
-    case mode() of
-        native ->
-            case run(Term, flat) of
-                {ok, Hi, Lo, _, _, _, _, _} -> (Hi bsl 64) bor Lo;
-                {error, flat_size_overflow} -> overflow("flat_size/1");
-                {error, _} -> erts_debug:flat_size(Term)
-            end;
-        fallback ->
-            erts_debug:flat_size(Term)
+    case native(Term, flat, "flat_size/1") of
+        {ok, Flat} -> Flat;
+        fallback -> erts_debug:flat_size(Term)
     end.
 
 -spec shared_size(term()) -> non_neg_integer().
 shared_size(Term) ->
-    case mode() of
-        native ->
-            case run(Term, shared) of
-                {ok, _, _, Shared, _, _, _, _} -> Shared;
-                {error, _} -> erts_debug:size_shared(Term)
-            end;
-        fallback ->
-            erts_debug:size_shared(Term)
+    case native(Term, shared, "shared_size/1") of
+        {ok, Shared} -> Shared;
+        fallback -> erts_debug:size_shared(Term)
     end.
 
+%% The NIF builds the very map returned here (no copy on the way).
 -spec term_size(term()) -> sizes().
 term_size(Term) ->
-    case mode() of
-        native ->
-            case run(Term, full) of
-                {ok, Hi, Lo, Shared, Literal, _HashmapNodes, Bins, BinBytes} ->
-                    #{flat_words => (Hi bsl 64) bor Lo,
-                      shared_words => Shared,
-                      literal_words => Literal,
-                      off_heap_binaries => Bins,
-                      off_heap_bytes => BinBytes,
-                      bytes => Shared * erlang:system_info(wordsize) + BinBytes};
-                {error, flat_size_overflow} ->
-                    overflow("term_size/1");
-                {error, _} ->
-                    fallback_term_size(Term)
-            end;
-        fallback ->
-            fallback_term_size(Term)
+    case native(Term, full, "term_size/1") of
+        {ok, Sizes} -> Sizes;
+        fallback -> fallback_term_size(Term)
     end.
-
-%% A flat size beyond 128 bits (a term shared ~128 levels deep). Falling
-%% back to erts_debug:flat_size/1 here would walk its paths for ever.
-overflow(Function) ->
-    erlang:error({flat_size_overflow,
-                  iolist_to_binary([Function, ": the flat size of this term is above 2^128 words, "
-                                    "so no copy of it could ever be made; shared_size/1 still "
-                                    "answers"])}).
 
 fallback_term_size(Term) ->
     Shared = erts_debug:size_shared(Term),
@@ -214,26 +198,79 @@ fallback_term_size(Term) ->
       off_heap_bytes => undefined,
       bytes => Shared * erlang:system_info(wordsize)}.
 
-%% A native walk: budgeted on this scheduler, then (if needed) from the root
-%% again on a dirty CPU scheduler. Layout errors are counted and answered by
-%% the caller through the fallback path.
-run(Term, WalkMode) ->
-    %% Only the flat walk uses the heap size (to notice shared paths early).
-    HeapWords =
-        case WalkMode of
-            flat -> element(2, erlang:process_info(self(), total_heap_size));
-            _ -> 0
-        end,
-    Result =
-        case walk(Term, WalkMode, HeapWords) of
-            budget_exceeded -> walk_dirty(Term, WalkMode, HeapWords);
-            Done -> Done
-        end,
-    case Result of
-        {error, {layout_error, _, _, _}} -> count_walk_error();
-        _ -> ok
+%% The native walk's result, or `fallback' when the node is in fallback mode
+%% (or has just been switched there by another walk). A walk that cannot
+%% give an exact answer raises a clear error rather than handing the term to
+%% a BIF, which on a shared term walks every path and never yields:
+%% a flat size beyond 128 bits, the walk's memory limit, or a layout error,
+%% which also switches the node to fallback mode (the fault policy).
+native(Term, WalkMode, Function) ->
+    case mode() of
+        fallback ->
+            fallback;
+        native ->
+            case run(Term, WalkMode) of
+                {ok, _} = Done -> Done;
+                %% The verdict was taken back meanwhile, or the NIF has no
+                %% layout after all: the fallback answers.
+                {error, not_calibrated} -> fallback;
+                {error, unknown_release_layout} -> fallback;
+                {error, flat_size_overflow} -> overflow(Function);
+                {error, out_of_memory} -> out_of_memory(Function);
+                {error, {layout_error, What, Address, Word}} ->
+                    layout_fault(Function, WalkMode, What, Address, Word)
+            end
+    end.
+
+%% A flat size beyond 128 bits (a term shared ~128 levels deep).
+overflow(Function) ->
+    erlang:error({flat_size_overflow,
+                  iolist_to_binary([Function, ": the flat size of this term is above 2^128 words, "
+                                    "so no copy of it could ever be made; shared_size/1 still "
+                                    "answers"])}).
+
+out_of_memory(Function) ->
+    Limit = application:get_env(mem_probe, walk_memory_limit, ?DEFAULT_WALK_MEMORY),
+    erlang:error({walk_out_of_memory,
+                  iolist_to_binary(io_lib:format(
+                    "~s: sizing this term would take the walker more than its memory limit "
+                    "(walk_memory_limit: ~p bytes); nothing was allocated past it",
+                    [Function, Limit]))}).
+
+%% The first layout error switches the node to fallback mode, with what
+%% stopped the walk and when in info(); recalibrate/0 may switch it back.
+layout_fault(Function, WalkMode, What, Address, Word) ->
+    count_walk_error(),
+    Fault = #{what => What, address => Address, word => Word, walk => WalkMode,
+              at => list_to_binary(calendar:system_time_to_rfc3339(
+                                     erlang:system_time(millisecond), [{unit, millisecond}]))},
+    case persistent_term:get(?STATE_KEY, undefined) of
+        #{mode := native} = State ->
+            _ = set_native(false),
+            persistent_term:put(?STATE_KEY,
+                                maps:merge(State, fallback({layout_error, Fault})));
+        _ ->
+            ok
     end,
-    Result.
+    erlang:error({layout_error,
+                  iolist_to_binary(io_lib:format(
+                    "~s: the native walker met an unexpected layout (~s at 0x~.16b: 0x~.16b), so "
+                    "this node is now in fallback mode; mem_probe:info() has the details and "
+                    "recalibrate() tries the walker again", [Function, What, Address, Word]))}).
+
+%% A native walk: budgeted on this scheduler, then (if needed) from the root
+%% again on a dirty CPU scheduler. Only the dirty flat walk uses the heap
+%% size (to notice shared paths early); the budgeted one is bounded anyway.
+run(Term, WalkMode) ->
+    case walk(Term, WalkMode, 0) of
+        budget_exceeded when WalkMode =:= flat ->
+            {total_heap_size, HeapWords} = erlang:process_info(self(), total_heap_size),
+            walk_dirty(Term, flat, HeapWords);
+        budget_exceeded ->
+            walk_dirty(Term, WalkMode, 0);
+        Done ->
+            Done
+    end.
 
 count_walk_error() ->
     case persistent_term:get(?ERRORS_KEY, undefined) of

@@ -232,9 +232,7 @@ fragmentation(#{allocators := Types}) ->
     [finding(fragmentation, "~s: blocks use ~.1f% of ~s of carriers",
              [Name, Usage * 100, human(Carriers)], #{allocator => Name})
      || #{allocator := Name, usage := Usage, carriers_bytes := Carriers} <- Types,
-        is_number(Usage), Usage < 0.5, Carriers > 64 * ?MIB];
-fragmentation(_) ->
-    [].
+        is_number(Usage), Usage < 0.5, Carriers > 64 * ?MIB].
 
 subject(Entry) ->
     maps:with([pid, name, initial_call], Entry).

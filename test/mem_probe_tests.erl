@@ -63,7 +63,7 @@ prop_flat_size() ->
 %% plus literal words. On OTP 27 size/1 counts a BinRef or FunRef once per
 %% SubBits or fun that shares it while shared and literal words count it once
 %% (as size_shared does), so there shared + literal may only be lower
-%% (ERTS_LAYOUT.md §3.6).
+%% (docs/LAYOUT.md §4).
 prop_shared_and_literal() ->
     ?FORALL(T, term_gen(),
             begin

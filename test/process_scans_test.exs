@@ -439,6 +439,18 @@ defmodule MemProbe.ProcessScansTest do
       {:ok, grower} = GenServer.start(Grower, [])
       cleanup([culprit, grower])
       :ok = GenServer.call(culprit, {:grow, 800_000})
+      # A process that certainly references an off-heap binary throughout (the
+      # binary_leaks(gc: true) below may free everyone else's).
+      holder =
+        spawn(fn ->
+          bin = :binary.copy(<<1>>, 100_000)
+
+          receive do
+            :stop -> byte_size(bin)
+          end
+        end)
+
+      cleanup(holder)
       stop = :atomics.new(1, [])
 
       churner =

@@ -12,6 +12,7 @@
 //!   `calibrate` walks run (guarded), every other walk is refused.
 
 mod breakdown;
+mod entry;
 mod vm;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -20,7 +21,7 @@ use std::sync::OnceLock;
 use rustler::types::tuple::make_tuple;
 use rustler::{Atom, Encoder, Env, Term};
 use term_walker::literal_area::{self, LiteralCarrier, Range};
-use term_walker::walk::{self, Stop, Work};
+use term_walker::walk::{self, Deadline, Stop, Work};
 use term_walker::{layout, Detail, Layout, Memory};
 
 use vm::{term_word, GuardedMemory, TermSizeFn, VmMemory};
@@ -59,16 +60,30 @@ rustler::atoms! {
     literal_probes,
     heap_probes,
     layout_release,
+    walk_memory_limit,
+    inject_layout_error,
+    out_of_memory,
+    flat_words_key = "flat_words",
+    shared_words,
+    literal_words,
+    off_heap_binaries,
+    off_heap_bytes,
+    bytes_key = "bytes",
 }
 
-/// Words a walk may visit on a normal scheduler before it hands over to a
-/// dirty one, which walks again from the root: about 0.1–0.2 ms on this class
-/// of machine (a flat walk visits about a million words per millisecond, a
-/// scan about 700k). Small enough that the work thrown away when a term turns
-/// out to be large stays a small part of its total; bench/term_size.exs
-/// prints the resulting stall.
-const NORMAL_SCHEDULER_FLAT_WORDS: u64 = 150_000;
-const NORMAL_SCHEDULER_SCAN_WORDS: u64 = 100_000;
+/// Work a walk may do on a normal scheduler before it hands over to a dirty
+/// one, which walks again from the root. Small, so that the work thrown away
+/// when a term turns out to be large stays under a tenth of what a term of
+/// 100k words or more costs in all (bench/term_size.exs prints it), and so
+/// that a slice is some tens of microseconds.
+const NORMAL_SCHEDULER_FLAT_WORDS: u64 = 10_000;
+/// A scan spends one unit per object besides its words (at most 1.5 units
+/// per word), so this too stops before ~10k words.
+const NORMAL_SCHEDULER_SCAN_WORDS: u64 = 15_000;
+/// Whatever the words, a normal-scheduler walk ends after this much of its
+/// thread's CPU time (read every few thousand words): slow memory cannot
+/// stretch a slice.
+const NORMAL_SCHEDULER_SLICE_NS: u64 = 1_000_000;
 
 /// How the literal area was found.
 #[derive(Clone, Copy)]
@@ -90,6 +105,11 @@ struct Loaded {
     cross_check: Option<bool>,
     guarded: bool,
     term_size: Option<TermSizeFn>,
+    /// Bytes one walk may allocate for itself (`walk_memory_limit`).
+    memory_limit: u64,
+    /// The `inject_layout_error` test switch: every walk but the
+    /// calibration ends in a layout error, to exercise the fault policy.
+    inject_layout_error: bool,
 }
 
 static LOADED: OnceLock<Loaded> = OnceLock::new();
@@ -126,6 +146,7 @@ fn literal_range_from_maps(load_info: Term) -> Result<Range, &'static str> {
     literal_area::locate(&maps, &carrier, &literals, &heap).map_err(|r| r.as_str())
 }
 
+/// The load (and upgrade) callback, called through [`entry`].
 fn load(_env: Env, load_info: Term) -> bool {
     // load_info: #{otp_release => Binary, layout_release => N | undefined,
     // literal_carrier => {Scs, TotalSa, TotalSua} | undefined,
@@ -140,6 +161,16 @@ fn load(_env: Env, load_info: Term) -> bool {
         .ok()
         .and_then(|t| t.decode::<u32>().ok());
     let layout = forced.or(release).and_then(layout::for_release);
+    let memory_limit = load_info
+        .map_get(walk_memory_limit())
+        .ok()
+        .and_then(|t| t.decode::<u64>().ok())
+        .unwrap_or(u64::MAX);
+    let inject_layout_error = load_info
+        .map_get(inject_layout_error())
+        .ok()
+        .and_then(|t| t.decode::<bool>().ok())
+        .unwrap_or(false);
     let from_maps = literal_range_from_maps(load_info);
     let (literals, cross_check) = match vm::exported_literal_range() {
         Some(range) => (
@@ -158,6 +189,8 @@ fn load(_env: Env, load_info: Term) -> bool {
         cross_check,
         guarded: GuardedMemory::available(),
         term_size: vm::enif_term_size(),
+        memory_limit,
+        inject_layout_error,
     });
     true // the Erlang side reports what is missing and falls back
 }
@@ -187,7 +220,7 @@ fn walk_with<M: Memory>(
     }
 }
 
-fn run<'a>(env: Env<'a>, term: Term<'a>, mode: Atom, heap_words: u64, mut work: Work) -> Term<'a> {
+fn run<'a>(env: Env<'a>, term: Term<'a>, mode: Atom, heap_words: u64, work: Work) -> Term<'a> {
     let Some((layout, literals, loaded)) = ready() else {
         return (error(), unknown_release_layout()).encode(env);
     };
@@ -199,7 +232,19 @@ fn run<'a>(env: Env<'a>, term: Term<'a>, mode: Atom, heap_words: u64, mut work: 
         return (error(), not_calibrated()).encode(env);
     }
     let root = term_word(term);
-    let result = if calibrating && loaded.guarded {
+    // The calibration set is small and fixed: the limit is for users' terms.
+    let mut work = if calibrating {
+        work
+    } else {
+        work.with_memory_limit(loaded.memory_limit)
+    };
+    let result = if loaded.inject_layout_error && !calibrating {
+        Err(Stop::Layout(term_walker::LayoutError::new(
+            "layout error injected by the inject_layout_error test switch",
+            (root & !0b111) as usize,
+            root,
+        )))
+    } else if calibrating && loaded.guarded {
         walk_with(
             &GuardedMemory::new(literals),
             layout,
@@ -213,43 +258,67 @@ fn run<'a>(env: Env<'a>, term: Term<'a>, mode: Atom, heap_words: u64, mut work: 
         // calibration has passed.
         return (error(), guarded_reads_unavailable()).encode(env);
     } else {
-        walk_with(
-            &VmMemory::new(literals),
-            layout,
-            root,
-            mode,
-            heap_words,
-            &mut work,
-        )
+        // SAFETY: this is a NIF call walking its own argument; the table is
+        // the running emulator's, proven by the calibration (or, while it
+        // runs, verified and chosen by the release itself).
+        let mem = unsafe { VmMemory::new(literals) };
+        walk_with(&mem, layout, root, mode, heap_words, &mut work)
     };
     match result {
+        Ok((flat_words, _)) if mode == flat() => (ok(), flat_words).encode(env),
+        Ok((_, found)) if mode == shared() => (ok(), found.shared_words).encode(env),
+        Ok((flat_words, found)) if mode == full() => {
+            // The map MemProbe.term_size/1 returns, built once, here.
+            let bytes = found
+                .shared_words
+                .saturating_mul(term_walker::tags::WORD_BYTES as u64)
+                .saturating_add(found.off_heap_bytes);
+            let pairs = [
+                (flat_words_key().encode(env), flat_words.encode(env)),
+                (shared_words().encode(env), found.shared_words.encode(env)),
+                (literal_words().encode(env), found.literal_words.encode(env)),
+                (
+                    off_heap_binaries().encode(env),
+                    found.off_heap_binaries.encode(env),
+                ),
+                (
+                    off_heap_bytes().encode(env),
+                    found.off_heap_bytes.encode(env),
+                ),
+                (bytes_key().encode(env), bytes.encode(env)),
+            ];
+            match Term::map_from_pairs(env, &pairs) {
+                Ok(sizes) => (ok(), sizes).encode(env),
+                Err(_) => (error(), bad_walk_mode()).encode(env),
+            }
+        }
         Ok((flat_words, found)) => {
-            let mut fields = vec![
+            // The calibration compares everything with the VM's functions:
+            // size_shared/1 counts hashmap nodes twice, size/1 counts OTP
+            // 27's shared BinRefs and FunRefs once per owner, and (NIF 2.18)
+            // enif_term_size gives the VM's own flat size in bytes.
+            let term_size = match loaded.term_size {
+                // SAFETY: the VM's own function on a live term of this call
+                // (the calibration terms are small).
+                Some(term_size) => (unsafe { term_size(term.as_c_arg()) } as u64).encode(env),
+                None => undefined().encode(env),
+            };
+            let fields = [
                 ok().encode(env),
-                ((flat_words >> 64) as u64).encode(env),
-                (flat_words as u64).encode(env),
+                flat_words.encode(env),
                 found.shared_words.encode(env),
                 found.literal_words.encode(env),
                 found.hashmap_node_words.encode(env),
                 found.off_heap_binaries.encode(env),
                 found.off_heap_bytes.encode(env),
+                found.erts_size_words().encode(env),
+                term_size,
             ];
-            if calibrating {
-                // The calibration also checks erts_debug:size/1, which
-                // counts OTP 27's shared BinRefs and FunRefs once per owner,
-                // and (NIF 2.18) the VM's own flat size in bytes.
-                fields.push(found.erts_size_words().encode(env));
-                fields.push(match loaded.term_size {
-                    // SAFETY: the VM's own function on a live term of this
-                    // call (the calibration terms are small).
-                    Some(term_size) => (unsafe { term_size(term.as_c_arg()) } as u64).encode(env),
-                    None => undefined().encode(env),
-                });
-            }
             make_tuple(env, &fields)
         }
         Err(Stop::Budget) => budget_exceeded().encode(env),
         Err(Stop::Overflow) => (error(), flat_size_overflow()).encode(env),
+        Err(Stop::OutOfMemory) => (error(), out_of_memory()).encode(env),
         Err(Stop::Layout(e)) => {
             let detail = (layout_error(), e.what, e.addr as u64, e.word);
             (error(), detail).encode(env)
@@ -264,7 +333,17 @@ fn walk<'a>(env: Env<'a>, term: Term<'a>, mode: Atom, heap_words: u64) -> Term<'
     } else {
         NORMAL_SCHEDULER_SCAN_WORDS
     };
-    run(env, term, mode, heap_words, Work::limited(budget))
+    let deadline = Deadline {
+        now: vm::thread_cpu_ns,
+        at: vm::thread_cpu_ns().saturating_add(NORMAL_SCHEDULER_SLICE_NS),
+    };
+    run(
+        env,
+        term,
+        mode,
+        heap_words,
+        Work::limited(budget).with_deadline(deadline),
+    )
 }
 
 #[rustler::nif(schedule = "DirtyCpu")]
@@ -281,7 +360,8 @@ fn walk_flat_raw<'a>(env: Env<'a>, term: Term<'a>, path_limit: u64) -> Term<'a> 
     if !NATIVE.load(Ordering::Acquire) {
         return (error(), not_calibrated()).encode(env);
     }
-    let mem = VmMemory::new(literals);
+    // SAFETY: as in `run`: this call's own argument, a calibrated table.
+    let mem = unsafe { VmMemory::new(literals) };
     match walk::flat_words(
         &mem,
         layout,
@@ -342,5 +422,3 @@ fn native_info(env: Env) -> Term {
     ];
     Term::map_from_pairs(env, &pairs).unwrap_or_else(|_| error().encode(env))
 }
-
-rustler::init!("mem_probe_nif", load = load);

@@ -55,13 +55,43 @@ pub fn enif_term_size() -> Option<TermSizeFn> {
     }
 }
 
+/// The CPU time of the calling thread, in nanoseconds (a scheduler thread
+/// that the OS preempts spends none).
+pub fn thread_cpu_ns() -> u64 {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec, which we own.
+    if unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut now) } != 0 {
+        return 0;
+    }
+    (now.tv_sec as u64)
+        .saturating_mul(1_000_000_000)
+        .saturating_add(now.tv_nsec as u64)
+}
+
 /// The memory of the running VM, as seen during one NIF call, read directly.
 pub struct VmMemory {
     literals: Range,
 }
 
 impl VmMemory {
-    pub fn new(literals: Range) -> Self {
+    /// # Safety
+    ///
+    /// While the reader is used:
+    /// * the calling process is inside a NIF call (so it is neither
+    ///   garbage-collected nor has its literals purged), and only terms of
+    ///   that call (its arguments) are walked;
+    /// * the layout table handed to the walker is the running emulator's:
+    ///   a verified table chosen by the release, or one the guarded
+    ///   calibration accepted (`set_native/1`).
+    ///
+    /// Under these conditions every address the walker reads (`decode`
+    /// derives them from checked headers, within the object's declared
+    /// size, or the `Binary` header of a checked handle) lies in a live
+    /// object of this VM.
+    pub unsafe fn new(literals: Range) -> Self {
         VmMemory { literals }
     }
 }
@@ -75,6 +105,15 @@ impl Memory for VmMemory {
         // a checked ProcBin. Such memory stays valid and unchanged for the
         // duration of the NIF call.
         Ok(unsafe { std::ptr::read(addr as *const u64) })
+    }
+
+    fn shared_word(&self, addr: usize) -> Result<u64, LayoutError> {
+        // SAFETY: as `word`; the field is an `erts_atomic_t` that other
+        // schedulers update atomically, so it is loaded atomically too.
+        Ok(
+            unsafe { std::sync::atomic::AtomicU64::from_ptr(addr as *mut u64) }
+                .load(std::sync::atomic::Ordering::Relaxed),
+        )
     }
 
     #[inline(always)]

@@ -1,5 +1,5 @@
 //! Decoding one term word, or one object, at a time. Every header is checked
-//! against the layout's invariants (ERTS_LAYOUT.md §5.1); anything unexpected
+//! against the layout's invariants (docs/LAYOUT.md §6); anything unexpected
 //! is a [`LayoutError`] that ends the walk. Nothing here guesses.
 
 use crate::layout::{FunHeader, Kind, Layout, RefcBinaryLayout};
@@ -35,6 +35,10 @@ pub enum Word {
 /// Addresses below this are never heap objects; a pointer into this page is
 /// a broken layout assumption, not a term.
 const LOWEST_VALID_ADDRESS: u64 = 4096;
+/// User-space addresses of the 64-bit platforms the walker runs on are
+/// below 2^56 (2^47 or 2^48 usually); a pointer above is not one, and no
+/// object offset added to a pointer below can wrap around.
+const HIGHEST_VALID_ADDRESS: u64 = 1 << 56;
 
 /// Classifies a term word. `at` is where the word was read (for errors).
 #[inline]
@@ -52,13 +56,13 @@ pub fn classify(word: u64, at: usize) -> Result<Word, LayoutError> {
         PRIMARY_LIST => {
             // Bit 2 set would be a tagged literal pointer: a build this
             // layout table does not describe.
-            if word & !POINTER_MASK != PRIMARY_LIST || word < LOWEST_VALID_ADDRESS {
+            if word & !POINTER_MASK != PRIMARY_LIST || !plausible_address(word) {
                 return Err(LayoutError::new("bad list pointer", at, word));
             }
             Ok(Word::List((word & POINTER_MASK) as usize))
         }
         PRIMARY_BOXED => {
-            if word & !POINTER_MASK != PRIMARY_BOXED || word < LOWEST_VALID_ADDRESS {
+            if word & !POINTER_MASK != PRIMARY_BOXED || !plausible_address(word) {
                 return Err(LayoutError::new("bad boxed pointer", at, word));
             }
             Ok(Word::Boxed((word & POINTER_MASK) as usize))
@@ -382,9 +386,15 @@ fn boxed_field<M: Memory>(
     }
 }
 
-/// An `ErlFunEntry*`, `Export*` or `Binary*`: non-null and 8-aligned.
+/// Outside the first page and below the top of user space.
+#[inline]
+fn plausible_address(word: u64) -> bool {
+    (LOWEST_VALID_ADDRESS..HIGHEST_VALID_ADDRESS).contains(&word)
+}
+
+/// An `ErlFunEntry*`, `Export*` or `Binary*`: a plausible address, 8-aligned.
 fn plausible_pointer(word: u64) -> bool {
-    word >= LOWEST_VALID_ADDRESS && word.is_multiple_of(WORD_BYTES as u64)
+    plausible_address(word) && word.is_multiple_of(WORD_BYTES as u64)
 }
 
 /// OTP ≤ 26: every fun has the same header; a creator pid, then the free
@@ -488,6 +498,26 @@ fn kind_bit_fun<M: Memory>(
     })
 }
 
+/// Whether the term word `word` (read at `at`) is a boxed pointer to a tuple
+/// of exactly `arity` elements: a flatmap's keys, a record's definition.
+fn points_to_tuple_of<M: Memory>(
+    mem: &M,
+    layout: &Layout,
+    word: u64,
+    at: usize,
+    arity: u64,
+) -> Result<bool, LayoutError> {
+    Ok(match classify(word, at)? {
+        Word::Boxed(tuple) => {
+            let header = mem.word(tuple)?;
+            header & PRIMARY_MASK == PRIMARY_HEADER
+                && layout.kind_of(header) == Some(Kind::Tuple)
+                && header >> HEADER_ARITY_SHIFT == arity
+        }
+        _ => false,
+    })
+}
+
 /// OTP 29 native record: header, definition, values. The definition is an
 /// ordinary tuple child (normally literal), checked here to have the arity
 /// the record's field count implies.
@@ -505,16 +535,8 @@ fn record<M: Memory>(
     let fields = arity - 1;
     let definition_at = addr + rl.definition_word * WORD_BYTES;
     let definition = mem.word(definition_at)?;
-    let definition_ok = match classify(definition, definition_at)? {
-        Word::Boxed(tuple) => {
-            let tuple_header = mem.word(tuple)?;
-            tuple_header & HEADER_TAG_MASK == 0
-                && layout.kind_of(tuple_header) == Some(Kind::Tuple)
-                && tuple_header >> HEADER_ARITY_SHIFT == rl.definition_base_arity + fields
-        }
-        _ => false,
-    };
-    if !definition_ok {
+    let arity_wanted = rl.definition_base_arity + fields;
+    if !points_to_tuple_of(mem, layout, definition, definition_at, arity_wanted)? {
         return Err(LayoutError::new(
             "record definition is not a tuple of its field count",
             definition_at,
@@ -611,7 +633,8 @@ fn read_binary<M: Memory>(
     binary: usize,
 ) -> Result<OffHeapBinary, LayoutError> {
     let bl = &layout.binary;
-    let refc = mem.word(binary + bl.refc_offset)? as i64;
+    // Other schedulers change the count atomically while this one reads it.
+    let refc = mem.shared_word(binary + bl.refc_offset)? as i64;
     let orig_size = mem.word(binary + bl.orig_size_offset)? as i64;
     if refc < 1 || orig_size < 0 {
         return Err(LayoutError::new(
@@ -644,7 +667,10 @@ fn refc_binary<M: Memory>(
     let found = read_binary(mem, layout, binary)?;
     let data = (binary + layout.binary.data_offset) as u64;
     let orig_size = found.orig_size;
-    if size > orig_size || bytes < data || bytes - data + size > orig_size {
+    let end = bytes
+        .checked_sub(data)
+        .and_then(|offset| offset.checked_add(size));
+    if size > orig_size || end.is_none_or(|end| end > orig_size) {
         return Err(LayoutError::new(
             "refc binary outside its Binary",
             addr,
@@ -654,7 +680,7 @@ fn refc_binary<M: Memory>(
     Ok(found)
 }
 
-/// A sub-binary counts what its copy would take (ERTS_LAYOUT.md §2.11); its
+/// A sub-binary counts what its copy would take (docs/LAYOUT.md §3); its
 /// `orig` is never a child, but a refc `orig` names the `Binary` it pins.
 fn sub_binary<M: Memory>(
     mem: &M,
@@ -704,8 +730,9 @@ fn sub_binary<M: Memory>(
             ))
         }
     };
-    let end_bits = (offset + size) * 8 + bitoffs + bitsize;
-    if end_bits > orig_bytes * 8 {
+    // In 128 bits: the words read may be anything, and must not wrap.
+    let end_bits = (offset as u128 + size as u128) * 8 + (bitoffs + bitsize) as u128;
+    if end_bits > orig_bytes as u128 * 8 {
         return Err(LayoutError::new(
             "sub binary reaches past its orig",
             addr,
@@ -728,7 +755,7 @@ fn sub_binary<M: Memory>(
     })
 }
 
-/// OTP 27 SubBits (ERTS_LAYOUT.md §2.12, copy.c). Over a BinRef it is 5 words
+/// OTP 27 SubBits (docs/LAYOUT.md §3, copy.c). Over a BinRef it is 5 words
 /// with the 3-word BinRef attached (a copy takes both: `ERL_REFC_BITS_SIZE`;
 /// `size_shared` counts the BinRef once per address). Over heap bits it can
 /// only be a match context, which a copy replaces by the matched bits alone.
@@ -812,8 +839,8 @@ fn sub_bits<M: Memory>(
             boxed(mem, layout, orig, detail)?;
             let hb = &layout.heap_binary;
             let data = (orig + hb.base_words as usize * WORD_BYTES) as u64;
-            let orig_bits = word_at(mem, orig, hb.size_word)? * hb.size_unit_bits;
-            if base != data || end > orig_bits {
+            let orig_bits = word_at(mem, orig, hb.size_word)? as u128 * hb.size_unit_bits as u128;
+            if base != data || end as u128 > orig_bits {
                 return Err(LayoutError::new(
                     "sub-bitstring reaches past its orig",
                     addr,
@@ -858,16 +885,7 @@ fn map<M: Memory>(
         // The keys tuple has one element per key (the global `{}` when empty).
         let keys_at = addr + 2 * WORD_BYTES;
         let keys_word = mem.word(keys_at)?;
-        let keys_ok = match classify(keys_word, keys_at)? {
-            Word::Boxed(keys) => {
-                let keys_header = mem.word(keys)?;
-                layout.kind_of(keys_header) == Some(Kind::Tuple)
-                    && keys_header & PRIMARY_MASK == PRIMARY_HEADER
-                    && keys_header >> HEADER_ARITY_SHIFT == keys_count
-            }
-            _ => false,
-        };
-        if !keys_ok {
+        if !points_to_tuple_of(mem, layout, keys_word, keys_at, keys_count)? {
             return Err(LayoutError::new(
                 "flatmap keys are not a tuple of its size",
                 keys_at,

@@ -13,6 +13,11 @@
 //! * [`walk`] — the walks (flat, shared, DAG-aware flat), iterative, with a
 //!   work budget.
 
+// Every layout table, tag mask and byte offset is for 64-bit little-endian
+// emulators; another target would read garbage, so it does not build.
+#[cfg(not(all(target_pointer_width = "64", target_endian = "little")))]
+compile_error!("term_walker reads the terms of 64-bit little-endian emulators only");
+
 pub mod breakdown;
 pub mod decode;
 pub mod layout;

@@ -7,6 +7,11 @@ use crate::decode::LayoutError;
 pub trait Memory {
     /// The 64-bit word at `addr` (8-byte aligned).
     fn word(&self, addr: usize) -> Result<u64, LayoutError>;
+    /// A word other threads may change while it is read (a `Binary`'s
+    /// reference count): read atomically where that matters.
+    fn shared_word(&self, addr: usize) -> Result<u64, LayoutError> {
+        self.word(addr)
+    }
     /// Whether `addr` lies in the literal area (module constants,
     /// `persistent_term`, global literals).
     fn is_literal(&self, addr: usize) -> bool;

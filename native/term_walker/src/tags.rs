@@ -1,5 +1,5 @@
-//! The tag scheme common to OTP 24–28 on 64-bit builds (ERTS_LAYOUT.md §1.1–1.3,
-//! §1.5). Values that differ between releases live in [`crate::layout`].
+//! The tag scheme common to every supported release on 64-bit builds
+//! (docs/LAYOUT.md §1). Values that differ between releases live in [`crate::layout`].
 
 /// Bytes in a machine word; the walker supports 64-bit emulators only.
 pub const WORD_BYTES: usize = 8;
@@ -35,7 +35,7 @@ pub const HEADER_SUBTAG_MASK: u64 = 0xF;
 /// For most objects, the number of words after the header.
 pub const HEADER_ARITY_SHIFT: u32 = 6;
 
-/// Map headers split the bits above the tag (§1.5): type, arity of
+/// Map headers split the bits above the tag (docs/LAYOUT.md §1): type, arity of
 /// non-term words after the header, and a 16-bit value (bitmap or 0xFFFF).
 pub const MAP_TYPE_SHIFT: u32 = 6;
 pub const MAP_TYPE_MASK: u64 = 0b11;

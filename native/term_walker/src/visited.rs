@@ -7,6 +7,8 @@
 
 use ahash::AHashMap;
 
+use crate::walk::{reserve, reserve_map, Stop, Work};
+
 const PAGE_SHIFT: u32 = 15;
 const WORD_SHIFT: u32 = 3;
 const BITS_PER_PAGE: usize = 1 << (PAGE_SHIFT - WORD_SHIFT);
@@ -35,19 +37,20 @@ impl VisitedSet {
         }
     }
 
-    /// Marks `addr`; returns `true` if it was not marked before.
+    /// Marks `addr`; returns `true` if it was not marked before. A new page
+    /// is charged to `work` and may end the walk (never the VM).
     #[inline]
-    pub fn insert(&mut self, addr: usize) -> bool {
+    pub fn insert(&mut self, addr: usize, work: &mut Work) -> Result<bool, Stop> {
         let page = addr >> PAGE_SHIFT;
         if page != self.last_page {
-            self.switch_page(page);
+            self.switch_page(page, work)?;
         }
         let bit = (addr >> WORD_SHIFT) & (BITS_PER_PAGE - 1);
         let cell = &mut self.pages[self.last_slot][bit >> 6];
         let mask = 1u64 << (bit & 63);
         let fresh = *cell & mask == 0;
         *cell |= mask;
-        fresh
+        Ok(fresh)
     }
 
     /// Whether `addr` is marked (no page is switched to).
@@ -72,14 +75,17 @@ impl VisitedSet {
     }
 
     #[cold]
-    fn switch_page(&mut self, page: usize) {
+    fn switch_page(&mut self, page: usize, work: &mut Work) -> Result<(), Stop> {
         let next = self.pages.len();
+        reserve_map(&mut *self.index, work)?;
         let slot = *self.index.entry(page).or_insert(next);
         if slot == next {
+            reserve(&mut self.pages, work)?;
             self.pages.push([0; BITS_PER_PAGE / 64]);
         }
         self.last_page = page;
         self.last_slot = slot;
+        Ok(())
     }
 }
 
@@ -90,6 +96,7 @@ mod tests {
     #[test]
     fn marks_each_address_once_across_pages() {
         let mut set = VisitedSet::new();
+        let mut work = Work::unlimited();
         let addrs = [
             0x10000usize,
             0x10008,
@@ -98,9 +105,22 @@ mod tests {
             0x7fff_fff8,
             0x18000,
         ];
-        let fresh: Vec<bool> = addrs.iter().map(|&a| set.insert(a)).collect();
+        let fresh: Vec<bool> = addrs
+            .iter()
+            .map(|&a| set.insert(a, &mut work).unwrap())
+            .collect();
         assert_eq!(fresh, [true, true, true, false, true, false]);
         assert!(set.contains(0x10008) && set.contains(0x7fff_fff8));
         assert!(!set.contains(0x10010) && !set.contains(0x9000_0000));
+    }
+
+    #[test]
+    fn a_new_page_past_the_memory_limit_ends_the_walk() {
+        let mut set = VisitedSet::new();
+        // Room for the page index, not for a 512-byte page.
+        let mut work = Work::unlimited().with_memory_limit(16 * 17);
+        assert_eq!(set.insert(0x10000, &mut work), Err(Stop::OutOfMemory));
+        let mut work = Work::unlimited().with_memory_limit(1 << 20);
+        assert_eq!(set.insert(0x10000, &mut work), Ok(true));
     }
 }

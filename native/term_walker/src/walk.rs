@@ -37,6 +37,9 @@ pub enum Stop {
     Layout(LayoutError),
     /// The flat size does not fit in 128 bits.
     Overflow,
+    /// The walk's own memory would pass its limit ([`Work::with_memory_limit`]),
+    /// or the allocator refused it: the walk ends, the VM does not.
+    OutOfMemory,
 }
 
 impl From<LayoutError> for Stop {
@@ -45,20 +48,66 @@ impl From<LayoutError> for Stop {
     }
 }
 
-/// A work allowance, in words visited (plus one per object).
+/// A work allowance, in words visited (plus one per object), an optional
+/// deadline on a clock, and the bytes the walk may allocate for its own
+/// bookkeeping (stacks, visited sets, the DAG walk's graph).
+///
+/// The words are handed out in chunks of [`CLOCK_CHECK_WORDS`]: the hot loops
+/// compare against what is left of the current chunk only, and the clock is
+/// read when a chunk runs out, so a time limit costs no work per word.
 #[derive(Clone, Copy, Debug)]
 pub struct Work {
+    /// Left in the current chunk.
     remaining: u64,
+    /// Left beyond the current chunk.
+    reserve: u64,
+    deadline: Option<Deadline>,
+    memory: u64,
 }
+
+/// A point in time on a clock the caller supplies (the walker reads no clock
+/// of its own): the NIF passes the scheduler thread's CPU time, which a
+/// preempted thread does not spend.
+#[derive(Clone, Copy, Debug)]
+pub struct Deadline {
+    pub now: fn() -> u64,
+    pub at: u64,
+}
+
+/// Words between two reads of the clock: a few microseconds of walking.
+pub const CLOCK_CHECK_WORDS: u64 = 4096;
 
 impl Work {
     pub fn limited(words: u64) -> Self {
-        Work { remaining: words }
+        Work {
+            remaining: words,
+            reserve: 0,
+            deadline: None,
+            memory: u64::MAX,
+        }
     }
 
     pub fn unlimited() -> Self {
+        Self::limited(u64::MAX)
+    }
+
+    /// The same allowance, ending also when `deadline` passes.
+    pub fn with_deadline(self, deadline: Deadline) -> Self {
+        let total = self.remaining.saturating_add(self.reserve);
+        let chunk = total.min(CLOCK_CHECK_WORDS);
         Work {
-            remaining: u64::MAX,
+            remaining: chunk,
+            reserve: total - chunk,
+            deadline: Some(deadline),
+            ..self
+        }
+    }
+
+    /// The same allowance with at most `bytes` of the walk's own memory.
+    pub fn with_memory_limit(self, bytes: u64) -> Self {
+        Work {
+            memory: bytes,
+            ..self
         }
     }
 
@@ -66,12 +115,118 @@ impl Work {
     fn spend(&mut self, object_words: u64) -> Result<(), Stop> {
         let cost = object_words + 1;
         if cost > self.remaining {
-            self.remaining = 0;
-            return Err(Stop::Budget);
+            return self.next_chunk(cost);
         }
         self.remaining -= cost;
         Ok(())
     }
+
+    /// Spends `cost` when the current chunk cannot: takes the next chunk if
+    /// the words and the clock allow it.
+    #[cold]
+    fn next_chunk(&mut self, cost: u64) -> Result<(), Stop> {
+        let available = self.remaining.saturating_add(self.reserve);
+        let past_deadline = self.deadline.is_some_and(|d| (d.now)() >= d.at);
+        if cost > available || past_deadline {
+            self.remaining = 0;
+            self.reserve = 0;
+            return Err(Stop::Budget);
+        }
+        let left = available - cost;
+        self.remaining = left.min(CLOCK_CHECK_WORDS);
+        self.reserve = left - self.remaining;
+        Ok(())
+    }
+
+    /// Charges `cost` that was already spent, without failing: what is left
+    /// goes down to zero at most (the next `spend` then stops).
+    fn next_chunk_or_drain(&mut self, cost: u64) {
+        if self.next_chunk(cost).is_err() {
+            self.remaining = 0;
+            self.reserve = 0;
+        }
+    }
+
+    /// Takes `bytes` from the memory allowance.
+    #[inline]
+    pub(crate) fn allocate(&mut self, bytes: usize) -> Result<(), Stop> {
+        let bytes = bytes as u64;
+        if bytes > self.memory {
+            return Err(Stop::OutOfMemory);
+        }
+        self.memory -= bytes;
+        Ok(())
+    }
+}
+
+/// Makes room for one more element, charging the growth to `work` and
+/// asking the allocator without aborting on failure. Every collection a
+/// walk grows goes through this or [`reserve_map`].
+#[inline]
+pub(crate) fn reserve<T>(v: &mut Vec<T>, work: &mut Work) -> Result<(), Stop> {
+    if v.len() < v.capacity() {
+        return Ok(());
+    }
+    grow(v, work)
+}
+
+#[cold]
+fn grow<T>(v: &mut Vec<T>, work: &mut Work) -> Result<(), Stop> {
+    let extra = v.capacity().max(16);
+    work.allocate(extra.saturating_mul(std::mem::size_of::<T>()))?;
+    v.try_reserve(extra).map_err(|_| Stop::OutOfMemory)
+}
+
+/// The hash maps and sets a walk grows.
+pub(crate) trait Table {
+    fn len(&self) -> usize;
+    fn capacity(&self) -> usize;
+    fn slot_bytes(&self) -> usize;
+    fn try_reserve(&mut self, extra: usize) -> Result<(), std::collections::TryReserveError>;
+}
+
+impl<K: Eq + std::hash::Hash, V, S: std::hash::BuildHasher> Table
+    for std::collections::HashMap<K, V, S>
+{
+    fn len(&self) -> usize {
+        self.len()
+    }
+    fn capacity(&self) -> usize {
+        self.capacity()
+    }
+    fn slot_bytes(&self) -> usize {
+        std::mem::size_of::<(K, V)>() + 1
+    }
+    fn try_reserve(&mut self, extra: usize) -> Result<(), std::collections::TryReserveError> {
+        self.try_reserve(extra)
+    }
+}
+
+impl<K: Eq + std::hash::Hash, S: std::hash::BuildHasher> Table for std::collections::HashSet<K, S> {
+    fn len(&self) -> usize {
+        self.len()
+    }
+    fn capacity(&self) -> usize {
+        self.capacity()
+    }
+    fn slot_bytes(&self) -> usize {
+        std::mem::size_of::<K>() + 1
+    }
+    fn try_reserve(&mut self, extra: usize) -> Result<(), std::collections::TryReserveError> {
+        self.try_reserve(extra)
+    }
+}
+
+/// [`reserve`] for hash maps and sets (a slot costs the entry and a control
+/// byte).
+#[inline]
+pub(crate) fn reserve_map<T: Table + ?Sized>(m: &mut T, work: &mut Work) -> Result<(), Stop> {
+    if m.len() < m.capacity() {
+        return Ok(());
+    }
+    let extra = m.capacity().max(16);
+    work.allocate(extra.saturating_mul(m.slot_bytes()))?;
+    m.try_reserve(extra).map_err(|_| Stop::OutOfMemory)
 }
 
 /// Decodes the object a term word points to, or `None` for an immediate.
@@ -97,11 +252,12 @@ fn traverse<M, F>(
     layout: &Layout,
     root: u64,
     detail: Detail,
+    work: &mut Work,
     mut visit: F,
 ) -> Result<(), Stop>
 where
     M: Memory,
-    F: FnMut(usize, &Object) -> Result<bool, Stop>,
+    F: FnMut(usize, &Object, &mut Work) -> Result<bool, Stop>,
 {
     // Ranges of term words still to visit: (address of the next word, count).
     let mut pending: Vec<(usize, usize)> = Vec::new();
@@ -114,7 +270,7 @@ where
                 // List spines are walked in place: the head is visited now
                 // and the tail pushed only when both are pointers, so a long
                 // list of immediates never touches the stack.
-                if visit(addr, &Object::cons(addr))? {
+                if visit(addr, &Object::cons(addr), work)? {
                     let head = mem.word(addr)?;
                     let tail_at = addr + WORD_BYTES;
                     if classify(head, addr)? == Word::Immediate {
@@ -124,6 +280,7 @@ where
                     }
                     let tail = mem.word(tail_at)?;
                     if classify(tail, tail_at)? != Word::Immediate {
+                        reserve(&mut pending, work)?;
                         pending.push((tail_at, 1));
                     }
                     at = addr;
@@ -133,7 +290,7 @@ where
             }
             Word::Boxed(addr) => {
                 let object = decode::boxed(mem, layout, addr, detail)?;
-                if visit(addr, &object)? && object.child_count > 0 {
+                if visit(addr, &object, work)? && object.child_count > 0 {
                     let rest = object.child_count - 1;
                     let rest_at = object.children + WORD_BYTES;
                     if rest == 1 {
@@ -141,9 +298,11 @@ where
                         // immediate, after checking it.
                         let last = mem.word(rest_at)?;
                         if classify(last, rest_at)? != Word::Immediate {
+                            reserve(&mut pending, work)?;
                             pending.push((rest_at, 1));
                         }
                     } else if rest > 1 {
+                        reserve(&mut pending, work)?;
                         pending.push((rest_at, rest));
                     }
                     at = object.children;
@@ -176,21 +335,34 @@ pub fn flat_words<M: Memory>(
     path_limit: u64,
     work: &mut Work,
 ) -> Result<Option<u64>, Stop> {
-    // One counter serves both limits: the hot loop does a single compare.
-    let allowed = work.remaining;
-    let cap = path_limit.min(allowed);
+    // One counter serves every limit: the hot loop does a single compare
+    // against `cap`, the nearest of the path limit and the end of the work
+    // chunk; only when it is passed does it find out which.
+    let mut charged = 0u64;
+    let mut cap = path_limit.min(work.remaining);
     let mut total = 0u64;
-    let result = traverse(mem, layout, root, Detail::Words, |_, object| {
+    let result = traverse(mem, layout, root, Detail::Words, work, |_, object, work| {
         total += object.flat_words();
         if total > cap {
-            return Err(Stop::Budget);
+            if total > path_limit {
+                return Err(Stop::Budget);
+            }
+            // The chunk ran out: charge what was counted, take the next one.
+            work.next_chunk(total - charged)?;
+            charged = total;
+            cap = path_limit.min(total.saturating_add(work.remaining));
         }
         Ok(true)
     });
-    work.remaining = allowed.saturating_sub(total);
     match result {
-        Ok(()) => Ok(Some(total)),
-        Err(Stop::Budget) if path_limit < allowed => Ok(None),
+        Ok(()) => {
+            work.next_chunk_or_drain(total - charged);
+            Ok(Some(total))
+        }
+        Err(Stop::Budget) if total > path_limit => {
+            work.next_chunk_or_drain(total.min(path_limit) - charged);
+            Ok(None)
+        }
         Err(stop) => Err(stop),
     }
 }
@@ -211,7 +383,7 @@ pub struct Scan {
     /// Words of attached objects (OTP 27 BinRefs and FunRefs) met again
     /// through another distinct owner. They count once in the words above,
     /// as in `erts_debug:size_shared/1`; `erts_debug:size/1` counts them with
-    /// every owner (ERTS_LAYOUT.md §3.6), so it is
+    /// every owner (docs/LAYOUT.md §4), so it is
     /// [`Scan::erts_size_words`]. Always 0 on layouts without attached objects.
     pub attached_repeat_words: u64,
     /// Whether some object was reached more than once (sharing).
@@ -242,8 +414,8 @@ pub fn scan<M: Memory>(
     let mut result = Scan::default();
     let mut visited = VisitedSet::new();
     let mut binaries: AHashSet<usize> = AHashSet::new();
-    traverse(mem, layout, root, detail, |addr, object| {
-        if !visited.insert(addr) {
+    traverse(mem, layout, root, detail, work, |addr, object, work| {
+        if !visited.insert(addr, work)? {
             result.repeats = true;
             return Ok(false);
         }
@@ -257,7 +429,7 @@ pub fn scan<M: Memory>(
             }
         }
         if let Some(attached) = object.attached {
-            if visited.insert(attached.addr) {
+            if visited.insert(attached.addr, work)? {
                 work.spend(attached.words)?;
                 if mem.is_literal(attached.addr) {
                     result.literal_words += attached.words;
@@ -271,6 +443,7 @@ pub fn scan<M: Memory>(
             }
         }
         if let Some(binary) = object.binary {
+            reserve_map(&mut *binaries, work)?;
             if binaries.insert(binary.addr) {
                 result.off_heap_binaries += 1;
                 result.off_heap_bytes += binary.orig_size;
@@ -308,11 +481,16 @@ pub fn flat_words_dag<M: Memory>(
         first_edge: 0,
         edge_count: 0,
     };
-    let mut nodes = vec![new_node(root_object)];
+    let mut nodes = Vec::new();
+    reserve(&mut nodes, work)?;
+    nodes.push(new_node(root_object));
     let mut index: AHashMap<usize, usize> = AHashMap::new();
+    reserve_map(&mut *index, work)?;
     index.insert(root_addr, 0);
     let mut edges: Vec<usize> = Vec::new();
-    let mut unexpanded = vec![0usize];
+    let mut unexpanded = Vec::new();
+    reserve(&mut unexpanded, work)?;
+    unexpanded.push(0usize);
     while let Some(i) = unexpanded.pop() {
         let object = nodes[i].object;
         nodes[i].first_edge = edges.len();
@@ -332,23 +510,34 @@ pub fn flat_words_dag<M: Memory>(
                 None => {
                     let (_, child) = object_of(mem, layout, term, at)?.expect("not an immediate");
                     work.spend(child.flat_words())?;
+                    reserve(&mut nodes, work)?;
                     nodes.push(new_node(child));
                     let j = nodes.len() - 1;
+                    reserve_map(&mut *index, work)?;
                     index.insert(addr, j);
+                    reserve(&mut unexpanded, work)?;
                     unexpanded.push(j);
                     j
                 }
             };
             nodes[j].in_degree += 1;
+            reserve(&mut edges, work)?;
             edges.push(j);
         }
         nodes[i].edge_count = edges.len() - nodes[i].first_edge;
     }
     drop(index);
 
-    let mut paths = vec![0u128; nodes.len()];
+    work.allocate(nodes.len().saturating_mul(std::mem::size_of::<u128>()))?;
+    let mut paths: Vec<u128> = Vec::new();
+    paths
+        .try_reserve_exact(nodes.len())
+        .map_err(|_| Stop::OutOfMemory)?;
+    paths.resize(nodes.len(), 0);
     paths[0] = 1;
-    let mut ready = vec![0usize];
+    let mut ready = Vec::new();
+    reserve(&mut ready, work)?;
+    ready.push(0usize);
     let mut total: u128 = 0;
     let mut done = 0usize;
     while let Some(i) = ready.pop() {
@@ -363,6 +552,7 @@ pub fn flat_words_dag<M: Memory>(
             paths[j] = paths[j].checked_add(here).ok_or(Stop::Overflow)?;
             nodes[j].in_degree -= 1;
             if nodes[j].in_degree == 0 {
+                reserve(&mut ready, work)?;
                 ready.push(j);
             }
         }
@@ -405,7 +595,9 @@ fn flat_with_sharing<M: Memory>(
 /// Flat words of `root`. `heap_words` is the caller's heap size: a term
 /// without sharing cannot have many more (non-literal) flat words than that,
 /// so a plain walk that goes far past it is walking shared paths again and
-/// hands over to a sharing-aware count.
+/// hands over to a sharing-aware count. 0 means unknown: then only the work
+/// allowance bounds the plain walk (a budgeted first attempt, which need not
+/// ask the VM for the heap size).
 pub fn flat<M: Memory>(
     mem: &M,
     layout: &Layout,
@@ -413,7 +605,10 @@ pub fn flat<M: Memory>(
     heap_words: u64,
     work: &mut Work,
 ) -> Result<u128, Stop> {
-    let path_limit = heap_words.saturating_mul(2).saturating_add(PATH_SLACK);
+    let path_limit = match heap_words {
+        0 => u64::MAX,
+        _ => heap_words.saturating_mul(2).saturating_add(PATH_SLACK),
+    };
     if let Some(words) = flat_words(mem, layout, root, path_limit, work)? {
         return Ok(words as u128);
     }

@@ -1,4 +1,4 @@
-//! Every size rule of ERTS_LAYOUT.md §2–§4 (OTP 25), on synthetic heaps.
+//! Every size rule of docs/LAYOUT.md §3–§5 (OTP 25), on synthetic heaps.
 
 mod heap;
 

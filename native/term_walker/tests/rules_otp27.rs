@@ -1,4 +1,4 @@
-//! The OTP 27 size rules (ERTS_LAYOUT.md §1.7, §2.8, §2.12, §3.2, §3.6, §4.1;
+//! The OTP 27 size rules (docs/LAYOUT.md §2–§5;
 //! copy.c `size_object` / `size_shared` of 27.3.4.1) on synthetic heaps, and
 //! the checks that keep one release's layout from being read as another's.
 
@@ -96,7 +96,7 @@ fn sub_bits_sharing_one_bin_ref_count_it_once_except_in_size_1() {
     let whole = h.sub_bits(br, binary, 0, 8000, 0);
     let aligned = h.sub_bits(br, binary, 8, 808, 0);
     let trailing = h.sub_bits(br, binary, 8, 811, 0);
-    // {B, S1, S2} (ERTS_LAYOUT.md §5.3 on 27): flat 4 + 3 × 8 = 28; shared
+    // {B, S1, S2} (docs/LAYOUT.md §3 on 27): flat 4 + 3 × 8 = 28; shared
     // 4 + 3 × 5 + 3 = 22 (one BinRef); size/1 counts 8 per SubBits = 28.
     let all = h.tuple(&[whole, aligned, trailing]);
     let (flat, found) = measure(&h, all);
@@ -107,7 +107,7 @@ fn sub_bits_sharing_one_bin_ref_count_it_once_except_in_size_1() {
     assert_eq!(found.attached_repeat_words, 6);
     assert!(found.repeats);
     assert_eq!((found.off_heap_binaries, found.off_heap_bytes), (1, 1000));
-    // {B, Sub}: 19 flat / 16 shared (§5.3).
+    // {B, Sub}: 19 flat / 16 shared (docs/LAYOUT.md §3).
     let pair = h.tuple(&[whole, aligned]);
     assert_eq!(sizes(&h, pair), (19, 16, 0, 19));
     // The same SubBits twice: one object, one BinRef, nothing attached twice.
@@ -147,7 +147,7 @@ fn literal_bin_refs_and_sub_bits_count_as_literal_words() {
 #[test]
 fn writable_sub_bits_are_checked_against_the_binary_not_a_stale_base() {
     let mut h = TestHeap::new();
-    // A writable binary: 200 visible bytes, capacity 402 (§2.11 example).
+    // A writable binary: 200 visible bytes, capacity 402 (docs/LAYOUT.md §5).
     let binary = h.binary27(402);
     let br = h.bin_ref(binary);
     let writable = boxed_term(h.alloc(&[
@@ -243,7 +243,7 @@ fn local_funs_are_two_words_plus_environment_plus_fun_ref() {
     // fun() -> {X, X} end: 2 + (1 + 1) words, FunRef 3 (literal), X 3.
     let f = h.fun27(0, &[x], fun_ref, FUN_ENTRY);
     assert_eq!(sizes(&h, f), (10, 7, 3, 10));
-    // n free variables: n + 6 flat, n + 3 shared (§5.3), plus their contents.
+    // n free variables: n + 6 flat, n + 3 shared (docs/LAYOUT.md §3), plus their contents.
     for n in 0..4u64 {
         let env: Vec<u64> = (0..n as i64).map(small).collect();
         let g = h.fun27(1, &env, fun_ref, FUN_ENTRY);

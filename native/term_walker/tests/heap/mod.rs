@@ -1,5 +1,5 @@
 //! Synthetic heaps built word by word, laid out as OTP 25 lays them out
-//! (ERTS_LAYOUT.md §1–§4). Reads outside what was built are errors, so a
+//! (docs/LAYOUT.md §1–§5). Reads outside what was built are errors, so a
 //! walker bug shows up as a failed test, never as a wild read.
 
 #![allow(dead_code)]

@@ -1,5 +1,5 @@
-//! Builders for objects laid out as OTP 27 lays them out (ERTS_LAYOUT.md
-//! §1.7, §2.8, §2.12, §4.1; erl_bits.h, erl_fun.h, erl_binary.h, erl_map.h of
+//! Builders for objects laid out as OTP 27 lays them out (docs/LAYOUT.md
+//! §2, §3, §5; erl_bits.h, erl_fun.h, erl_binary.h, erl_map.h of
 //! 27.3.4.1). Everything else (tuples, lists, floats, refs, external things)
 //! has the same words as on OTP 25 and uses the builders of `super`.
 
