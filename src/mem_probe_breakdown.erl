@@ -223,8 +223,11 @@ walked(Term, {ok, {Words, OffHeap, Binaries, Literal, Objects, Nodes, GraphBytes
                           shared_words => RowWords, off_heap_bytes => RowOffHeap,
                           share => share(Bytes, Total), count => Count, kind => Kind}
                     end || {Path, RowWords, RowOffHeap, Count, Kind} <- Rows]}};
-walked(_Term, {error, too_many_objects}, _Opts) ->
-    {error, too_many_objects};
+walked(_Term, {error, Reason}, _Opts) when Reason =:= too_many_objects;
+                                          Reason =:= out_of_memory ->
+    %% Past max_objects, or past the walk memory limit (walk_memory_limit):
+    %% the walk stopped before allocating more.
+    {error, Reason};
 walked(_Term, {error, Reason}, _Opts) ->
     {error, {walk_failed, Reason}}.
 

@@ -14,7 +14,7 @@
 use rustler::sys::ErlNifTerm;
 use rustler::{Encoder, Env, Term};
 use term_walker::breakdown::{self, Breakdown, Budget, RowKind, Settings, Step};
-use term_walker::walk::Stop;
+use term_walker::walk::{Stop, Work};
 
 use std::sync::atomic::Ordering;
 
@@ -117,7 +117,7 @@ fn run<'a>(
     max_objects: u64,
     mut budget: Budget,
 ) -> Term<'a> {
-    let Some((layout, literals, _)) = crate::ready() else {
+    let Some((layout, literals, loaded)) = crate::ready() else {
         return (crate::error(), crate::unknown_release_layout()).encode(env);
     };
     // Direct reads only once the calibration has passed (`set_native/1`).
@@ -131,11 +131,16 @@ fn run<'a>(
         max_objects: max_objects as usize,
         accumulation_only: true,
     };
-    let mem = VmMemory::new(literals);
+    // The same limit on the walk's own memory as every other walk.
+    budget = budget.with_work(Work::unlimited().with_memory_limit(loaded.memory_limit));
+    // SAFETY: as in `run` (lib.rs): this call's own argument, walked with a
+    // table the calibration proved (`NATIVE` is checked above).
+    let mem = unsafe { VmMemory::new(literals) };
     match breakdown::breakdown(&mem, layout, term_word(term), &settings, &mut budget) {
         Ok(found) => encode(env, &found),
         Err(Stop::Budget) => crate::budget_exceeded().encode(env),
         Err(Stop::Overflow) => (crate::error(), crate::flat_size_overflow()).encode(env),
+        Err(Stop::OutOfMemory) => (crate::error(), crate::out_of_memory()).encode(env),
         Err(Stop::Layout(e)) if e.what == breakdown::TOO_MANY_OBJECTS => {
             (crate::error(), too_many_objects()).encode(env)
         }

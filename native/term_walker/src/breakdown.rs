@@ -40,24 +40,33 @@ use crate::layout::{Kind, Layout};
 use crate::memory::Memory;
 use crate::tags::*;
 use crate::visited::VisitedSet;
-use crate::walk::Stop;
+use crate::walk::{reserve, Stop, Work};
 
 /// A work allowance in words visited (plus one per object), as
-/// [`crate::walk::Work`] counts it.
+/// [`crate::walk::Work`] counts them, and the [`Work`] that accounts for the
+/// walk's own memory (its limit, and allocations that fail without aborting).
 #[derive(Clone, Copy, Debug)]
 pub struct Budget {
     remaining: u64,
+    work: Work,
 }
 
 impl Budget {
     pub fn limited(words: u64) -> Self {
-        Budget { remaining: words }
+        Budget {
+            remaining: words,
+            work: Work::unlimited(),
+        }
     }
 
     pub fn unlimited() -> Self {
-        Budget {
-            remaining: u64::MAX,
-        }
+        Self::limited(u64::MAX)
+    }
+
+    /// The same allowance, with `work`'s memory limit for the walk's own
+    /// arrays and sets.
+    pub fn with_work(self, work: Work) -> Self {
+        Budget { work, ..self }
     }
 
     #[inline]
@@ -69,6 +78,22 @@ impl Budget {
         }
         self.remaining -= cost;
         Ok(())
+    }
+
+    /// Room for one more element of `v`, within the memory limit.
+    #[inline(always)]
+    fn room<T>(&mut self, v: &mut Vec<T>) -> Result<(), Stop> {
+        reserve(v, &mut self.work)
+    }
+
+    /// A vector of `n` copies of `value`, within the memory limit.
+    fn filled<T: Clone>(&mut self, n: usize, value: T) -> Result<Vec<T>, Stop> {
+        self.work
+            .allocate(n.saturating_mul(std::mem::size_of::<T>()))?;
+        let mut v = Vec::new();
+        v.try_reserve_exact(n).map_err(|_| Stop::OutOfMemory)?;
+        v.resize(n, value);
+        Ok(v)
     }
 }
 
@@ -240,17 +265,23 @@ impl Edges {
     }
 
     #[inline]
-    fn push(&mut self, j: u32) {
+    fn push(&mut self, j: u32, budget: &mut Budget) -> Result<(), Stop> {
         if self.implicit {
             if j == self.count + 1 {
                 self.count += 1;
-                return;
+                return Ok(());
             }
-            self.explicit = (1..=self.count).collect();
+            let mut explicit = budget.filled(self.count as usize, 0u32)?;
+            for (k, e) in explicit.iter_mut().enumerate() {
+                *e = k as u32 + 1;
+            }
+            self.explicit = explicit;
             self.implicit = false;
         }
+        budget.room(&mut self.explicit)?;
         self.explicit.push(j);
         self.count += 1;
+        Ok(())
     }
 
     /// Resolves a reference pushed as `UNSET` (never implicit).
@@ -285,12 +316,15 @@ fn push_node(
     edges: &mut Edges,
     tagged: usize,
     words: u32,
+    budget: &mut Budget,
 ) -> Result<u32, Stop> {
     let j = nodes.addr.len();
     if j >= nodes.limit {
         return Err(too_large(tagged));
     }
-    edges.push(j as u32);
+    edges.push(j as u32, budget)?;
+    budget.room(&mut nodes.addr)?;
+    budget.room(&mut nodes.own)?;
     nodes.addr.push(tagged);
     nodes.own.push(words);
     Ok(j as u32)
@@ -345,7 +379,7 @@ fn clean_literal<M: Memory>(
     let mut pending = vec![tagged];
     while let Some(tagged) = pending.pop() {
         let at = tagged & !TAG_MASK;
-        if clean.contains(at) || !seen.insert(at) {
+        if clean.contains(at) || !seen.insert(at, &mut budget.work)? {
             continue;
         }
         if visited.contains(at) {
@@ -359,12 +393,14 @@ fn clean_literal<M: Memory>(
         if object.binary.is_some() || !mem.is_literal(at) {
             return Ok(false);
         }
+        budget.room(&mut found)?;
         found.push((at, object.words));
         if let Some(attached) = object.attached {
             if visited.contains(attached.addr) || !mem.is_literal(attached.addr) {
                 return Ok(false);
             }
-            if !clean.contains(attached.addr) && seen.insert(attached.addr) {
+            if !clean.contains(attached.addr) && seen.insert(attached.addr, &mut budget.work)? {
+                budget.room(&mut found)?;
                 found.push((attached.addr, attached.words));
             }
         }
@@ -373,14 +409,20 @@ fn clean_literal<M: Memory>(
             let term = mem.word(slot)?;
             match classify(term, slot)? {
                 Word::Immediate => {}
-                Word::List(a) => pending.push(a | TAG_CONS),
-                Word::Boxed(a) => pending.push(a | TAG_BOXED),
+                Word::List(a) => {
+                    budget.room(&mut pending)?;
+                    pending.push(a | TAG_CONS)
+                }
+                Word::Boxed(a) => {
+                    budget.room(&mut pending)?;
+                    pending.push(a | TAG_BOXED)
+                }
             }
         }
     }
     for (at, words) in found {
-        clean.insert(at);
-        visited.insert(at);
+        clean.insert(at, &mut budget.work)?;
+        visited.insert(at, &mut budget.work)?;
         *literal_words += words;
     }
     Ok(true)
@@ -408,13 +450,14 @@ impl Graph {
         let mut repeats: Vec<(u32, usize)> = Vec::new();
         let mut shared_binary = false;
         let mut visited = VisitedSet::new();
-        visited.insert(root_addr);
+        visited.insert(root_addr, &mut budget.work)?;
         // Literal objects whose subterm pins no binary: they weigh nothing
         // and keep nothing alive, so they get no node (and no reference).
         let mut clean = VisitedSet::new();
         let mut literal_words = 0u64;
         let mut i = 0usize;
         while i < nodes.addr.len() {
+            budget.room(&mut edge_start)?;
             edge_start.push(edges.len());
             let tagged = nodes.addr[i];
             let at = tagged & !TAG_MASK;
@@ -462,38 +505,48 @@ impl Graph {
                         continue;
                     }
                 }
-                if visited.insert(child) {
-                    push_node(&mut nodes, &mut edges, child | tag, 0)?;
+                if visited.insert(child, &mut budget.work)? {
+                    push_node(&mut nodes, &mut edges, child | tag, 0, budget)?;
                 } else {
+                    budget.room(&mut repeats)?;
                     repeats.push((edges.len(), child));
-                    edges.push(UNSET);
+                    edges.push(UNSET, budget)?;
                 }
             }
             if let Some(attached) = object.attached {
                 budget.spend(attached.words)?;
                 let words = u32::try_from(attached.words).map_err(|_| too_large(at))?;
-                if visited.insert(attached.addr) {
+                if visited.insert(attached.addr, &mut budget.work)? {
                     let words = if mem.is_literal(attached.addr) {
                         literal_words += attached.words;
                         0
                     } else {
                         words
                     };
-                    push_node(&mut nodes, &mut edges, attached.addr | TAG_ATTACHED, words)?;
+                    push_node(
+                        &mut nodes,
+                        &mut edges,
+                        attached.addr | TAG_ATTACHED,
+                        words,
+                        budget,
+                    )?;
                 } else {
+                    budget.room(&mut repeats)?;
                     repeats.push((edges.len(), attached.addr));
-                    edges.push(UNSET);
+                    edges.push(UNSET, budget)?;
                 }
             }
             if let Some(binary) = object.binary {
                 match binary_index.get(&binary.addr) {
                     Some(&j) => {
                         shared_binary = true;
-                        edges.push(j);
+                        edges.push(j, budget)?;
                     }
                     None => {
-                        let j = push_node(&mut nodes, &mut edges, binary.addr | TAG_BINARY, 0)?;
+                        let j =
+                            push_node(&mut nodes, &mut edges, binary.addr | TAG_BINARY, 0, budget)?;
                         binary_index.insert(binary.addr, j);
+                        budget.room(&mut binaries)?;
                         binaries.push((j, binary.orig_size));
                     }
                 }
@@ -514,12 +567,12 @@ impl Graph {
             // then find their nodes in one pass over the graph.
             let mut targets = VisitedSet::new();
             for &(_, a) in &repeats {
-                targets.insert(a);
+                targets.insert(a, &mut budget.work)?;
             }
             let mut index: AHashMap<usize, u32> = AHashMap::new();
             for (j, &tagged) in addr.iter().enumerate() {
                 let a = tagged & !TAG_MASK;
-                if tagged & TAG_MASK != TAG_BINARY && !targets.insert(a) {
+                if tagged & TAG_MASK != TAG_BINARY && !targets.insert(a, &mut budget.work)? {
                     index.insert(a, j as u32);
                 }
             }
@@ -550,13 +603,13 @@ impl Graph {
             peak_bytes: 0,
         };
         let order = if sharing {
-            let (order, dominator_bytes) = graph.dominators(root_addr)?;
+            let (order, dominator_bytes) = graph.dominators(root_addr, budget)?;
             peak_bytes = peak_bytes.max(graph.resident_bytes() + dominator_bytes);
             Some(order)
         } else {
             None
         };
-        graph.sum_retained(order.as_deref(), spare);
+        graph.sum_retained(order.as_deref(), spare, budget)?;
         peak_bytes = peak_bytes.max(graph.resident_bytes() + order.as_ref().map_or(0, bytes_of));
         graph.peak_bytes = peak_bytes;
         Ok(graph)
@@ -590,16 +643,21 @@ impl Graph {
 
     /// Immediate dominators in topological order; returns that order and the
     /// bytes of the temporary arrays.
-    fn dominators(&mut self, root_addr: usize) -> Result<(Vec<u32>, u64), Stop> {
+    fn dominators(
+        &mut self,
+        root_addr: usize,
+        budget: &mut Budget,
+    ) -> Result<(Vec<u32>, u64), Stop> {
         let n = self.len();
         // In-degree until a node is final, then its depth in the tree.
-        let mut level: Vec<u32> = vec![0; n];
+        let mut level: Vec<u32> = budget.filled(n, 0)?;
         for e in 0..self.edges.len() {
             level[self.edges.get(e) as usize] += 1;
         }
-        let mut jump: Vec<u32> = vec![UNSET; n];
-        let mut order: Vec<u32> = Vec::with_capacity(n);
-        self.idom = vec![UNSET; n];
+        let mut jump: Vec<u32> = budget.filled(n, UNSET)?;
+        let mut order: Vec<u32> = budget.filled(n, 0)?;
+        order.clear();
+        self.idom = budget.filled(n, UNSET)?;
         self.idom[0] = 0;
         jump[0] = 0;
         level[0] = 0;
@@ -643,12 +701,17 @@ impl Graph {
 
     /// Sums own sizes up the dominator tree; `order` is topological (`None`:
     /// node order is, as for a tree walked breadth first).
-    fn sum_retained(&mut self, order: Option<&[u32]>, mut words: Vec<u64>) {
+    fn sum_retained(
+        &mut self,
+        order: Option<&[u32]>,
+        mut words: Vec<u64>,
+        budget: &mut Budget,
+    ) -> Result<(), Stop> {
         let n = self.len();
         words.extend(self.own.iter().map(|&w| w as u64));
         let mut off_heap: Vec<u64> = Vec::new();
         if !self.binaries.is_empty() {
-            off_heap = vec![0; n];
+            off_heap = budget.filled(n, 0)?;
         }
         // `own` becomes the object count.
         for c in self.own.iter_mut() {
@@ -685,6 +748,7 @@ impl Graph {
         }
         self.retained_words = words;
         self.retained_off_heap = off_heap;
+        Ok(())
     }
 
     fn retained(&self, i: u32) -> Retained {
