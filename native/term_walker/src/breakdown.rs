@@ -845,6 +845,27 @@ struct Searcher<'a, M: Memory> {
     steps: Vec<(u32, Step)>,
 }
 
+/// The children of a place worth looking into (at or above the threshold),
+/// and what the heaviest of all of them retains: a map of a million small
+/// values keeps none of them.
+struct Kept {
+    list: Vec<Child>,
+    heaviest: u64,
+    threshold: u64,
+}
+
+impl Kept {
+    fn offer(&mut self, child: Child, budget: &mut Budget) -> Result<(), Stop> {
+        let bytes = child.retained.bytes();
+        self.heaviest = self.heaviest.max(bytes);
+        if bytes >= self.threshold {
+            budget.room(&mut self.list)?;
+            self.list.push(child);
+        }
+        Ok(())
+    }
+}
+
 /// A child position found while expanding a place.
 struct Child {
     place: Place,
@@ -890,18 +911,8 @@ impl<M: Memory> Searcher<'_, M> {
         })
     }
 
-    /// The node each non-immediate child slot of `node` refers to, in slot
-    /// order, with the slot's term word.
-    fn slots(&self, object: &Object, node: u32) -> Result<Vec<(usize, u64, u32)>, Stop> {
-        let mut found = Vec::new();
-        self.each_slot(object, node, |k, term, n| {
-            found.push((k, term, n));
-            Ok(())
-        })?;
-        Ok(found)
-    }
-
-    /// `slots` without collecting them.
+    /// Visits each child slot of `node` that has a node, in slot order: the
+    /// slot's index and term word, and the node it refers to.
     #[inline(always)]
     fn each_slot<F>(&self, object: &Object, node: u32, mut visit: F) -> Result<(), Stop>
     where
@@ -933,55 +944,80 @@ impl<M: Memory> Searcher<'_, M> {
         }
     }
 
-    /// The child positions of `place`, spending from `budget`.
-    fn children(&mut self, place: Place, budget: &mut Budget) -> Result<Vec<Child>, Stop> {
+    /// The child positions of `place` at or above the threshold, and what
+    /// the heaviest child retains, spending from `budget`.
+    fn children(
+        &mut self,
+        place: Place,
+        threshold: u64,
+        budget: &mut Budget,
+    ) -> Result<Kept, Stop> {
+        let mut kept = Kept {
+            list: Vec::new(),
+            heaviest: 0,
+            threshold,
+        };
         let (tagged, node) = match place {
-            Place::Run(list, first, last) => return Ok(self.run_children(list, first, last)),
+            Place::Run(list, first, last) => {
+                // At most ten, all kept: a run's test looks at each.
+                kept.list = self.run_children(list, first, last);
+                kept.heaviest = kept
+                    .list
+                    .iter()
+                    .map(|c| c.retained.bytes())
+                    .max()
+                    .unwrap_or(0);
+                return Ok(kept);
+            }
             Place::Value(tagged, node) => (tagged, node),
         };
         let at = tagged & !TAG_MASK;
         if tagged & TAG_MASK == TAG_CONS {
             let list = self.list(at, node, budget)?;
             let last = self.lists[list].len - 1;
-            return Ok(self.run_child(list, 0, last).into_iter().collect());
+            if let Some(run) = self.run_child(list, 0, last) {
+                kept.offer(run, budget)?;
+            }
+            return Ok(kept);
         }
         let object = decode::boxed(self.mem, self.layout, at, Detail::Words)?;
         budget.spend(object.words)?;
         let header = self.mem.word(at)?;
-        let unique = |&(_, _, n): &(usize, u64, u32)| !self.graph.is_shared(n);
-        let mut children = Vec::new();
         match self.layout.kind_of(header) {
             Some(Kind::Map) if !object.hashmap_node => {
                 // Flatmap: slot 0 is the keys tuple, slot k the value of key k.
                 let keys = self.mem.word(object.children)?;
                 let keys_at = (keys & POINTER_MASK) as usize;
-                for slot in self.slots(&object, node)?.into_iter().filter(unique) {
-                    let (k, term, n) = slot;
-                    if k == 0 {
-                        continue;
+                self.each_slot(&object, node, |k, term, n| {
+                    if k == 0 || self.graph.is_shared(n) {
+                        return Ok(());
                     }
                     let key = self.mem.word(keys_at + k * WORD_BYTES)?;
-                    children.push(self.value(term, n, Step::Key(key)));
-                }
+                    kept.offer(self.value(term, n, Step::Key(key)), budget)
+                })?;
             }
-            Some(Kind::Map) => self.hashmap_children(object, node, budget, &mut children)?,
+            Some(Kind::Map) => self.hashmap_children(object, node, budget, &mut kept)?,
             Some(Kind::Fun) => {
                 // OTP <= 26: the creator pid comes before the free variables.
                 let skip = usize::from(self.layout.fun.creator_word.is_some());
-                for (k, term, n) in self.slots(&object, node)?.into_iter().filter(unique) {
-                    if k >= skip {
-                        children.push(self.value(term, n, Step::Env((k - skip) as u32)));
+                self.each_slot(&object, node, |k, term, n| {
+                    if k < skip || self.graph.is_shared(n) {
+                        return Ok(());
                     }
-                }
+                    kept.offer(self.value(term, n, Step::Env((k - skip) as u32)), budget)
+                })?;
             }
             _ => {
                 // Tuples, and any object whose children are plain slots.
-                for (k, term, n) in self.slots(&object, node)?.into_iter().filter(unique) {
-                    children.push(self.value(term, n, Step::Elem(k as u32)));
-                }
+                self.each_slot(&object, node, |k, term, n| {
+                    if self.graph.is_shared(n) {
+                        return Ok(());
+                    }
+                    kept.offer(self.value(term, n, Step::Elem(k as u32)), budget)
+                })?;
             }
         }
-        Ok(children)
+        Ok(kept)
     }
 
     /// Values of a hashmap: inner nodes, collision nodes and leaf cells that
@@ -992,7 +1028,7 @@ impl<M: Memory> Searcher<'_, M> {
         head: Object,
         node: u32,
         budget: &mut Budget,
-        children: &mut Vec<Child>,
+        kept: &mut Kept,
     ) -> Result<(), Stop> {
         let mut pending = vec![(head, node)];
         while let Some((object, node)) = pending.pop() {
@@ -1010,12 +1046,13 @@ impl<M: Memory> Searcher<'_, M> {
                         let v = self.tail_node(n);
                         if !self.graph.is_shared(v) {
                             let key = self.mem.word(at)?;
-                            children.push(self.value(value, v, Step::Key(key)));
+                            kept.offer(self.value(value, v, Step::Key(key)), budget)?;
                         }
                     }
                 } else {
                     let inner = decode::boxed(self.mem, self.layout, at, Detail::Words)?;
                     budget.spend(inner.words)?;
+                    budget.room(&mut pending)?;
                     pending.push((inner, n));
                 }
                 Ok(())
@@ -1285,9 +1322,13 @@ pub fn breakdown<M: Memory>(
     let mut seen = 0usize;
     while let Some((place, path, depth, retained, in_row_run)) = pending.pop() {
         seen += 1;
-        let children = searcher.children(place, budget)?;
+        let kept = searcher.children(place, threshold, budget)?;
         let bytes = retained.bytes();
-        let concentrated = children.iter().any(|c| holds_most(place, c, bytes));
+        let concentrated = match place {
+            Place::Run(..) => kept.list.iter().any(|c| holds_most(place, c, bytes)),
+            Place::Value(..) => kept.heaviest as u128 * 2 > bytes as u128,
+        };
+        let children = kept.list;
         // A run inside a run that is already a row is only a slice of it.
         let is_row =
             path != u32::MAX && (!settings.accumulation_only || (!concentrated && !in_row_run));
