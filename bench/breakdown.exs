@@ -6,8 +6,9 @@
 # Prints, per workload, the median time (µs) of term_size/1 and breakdown/2 (one
 # walk building the object graph, dominators, retained sizes and the rows)
 # and their ratio (target: ≤ 2x), and the bytes per graph node (an object or
-# an off-heap binary) the walk's arrays held at their largest (target: ≤ 32). Medians of several runs on a shared
-# machine: read the ratios, not the absolute numbers.
+# an off-heap binary) the walk's arrays held at their largest (target: ≤ 32).
+# Medians of several runs on a shared machine: read the ratios, not the
+# absolute numbers.
 
 Code.require_file("support.exs", __DIR__)
 
