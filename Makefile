@@ -42,6 +42,7 @@ bench: build
 	MIX_ENV=prod mix run bench/scans.exs
 	MIX_ENV=prod mix run bench/ets_system.exs
 	ERL_FLAGS="+P 2000000" MIX_ENV=prod mix run bench/leak_hunting.exs
+	MIX_ENV=prod mix run bench/watcher.exs
 
 clean:
 	rm -rf _build priv/*.so native/target

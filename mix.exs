@@ -32,6 +32,8 @@ defmodule MemProbe.MixProject do
   end
 
   def application do
-    [extra_applications: [:logger, :tools, :runtime_tools]]
+    # sasl: the leak watcher sets its alarms through sasl's alarm_handler (and
+    # Elixir 1.15+ keeps only listed applications on the code path).
+    [extra_applications: [:logger, :tools, :runtime_tools, :sasl]]
   end
 end

@@ -27,6 +27,8 @@
 # erlang:memory(processes) above the idle level, sampled every 2 ms).
 # Timings are medians on a shared machine: read the ratios.
 
+Code.require_file("support.exs", __DIR__)
+
 defmodule Bench.Scans do
   @runs 5
 
@@ -37,31 +39,7 @@ defmodule Bench.Scans do
     end
   end
 
-  # ---------------------------------------------------------------- setup
-
-  def spawn_idle(count) do
-    spawners = 8
-    parent = self()
-
-    for s <- 1..spawners do
-      spawn(fn ->
-        for i <- 1..div(count, spawners) do
-          len = rem(i * 7919 + s, 100)
-          spawn(fn -> idle(Enum.to_list(1..len//1)) end)
-        end
-
-        send(parent, :spawned)
-      end)
-    end
-
-    for _ <- 1..spawners, do: receive(do: (:spawned -> :ok))
-  end
-
-  def idle(data) do
-    receive do
-      :stop -> data
-    end
-  end
+  # Setup: Bench.Support.spawn_idle/1.
 
   # ------------------------------------------------------ straightforward
 
@@ -248,10 +226,10 @@ defmodule Bench.Scans do
     runs = if count > 200_000, do: 3, else: @runs
     window = if count > 200_000, do: 5_000, else: 1_000
 
-    spawn_idle(count)
+    Bench.Support.spawn_idle(count)
     # A few processes that share one 10 MB binary, for the binary scans.
     big = :binary.copy("x", 10_000_000)
-    for _ <- 1..50, do: spawn(fn -> idle(big) end)
+    for _ <- 1..50, do: spawn(fn -> Bench.Support.idle(big) end)
     :erlang.garbage_collect()
 
     IO.puts(

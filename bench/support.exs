@@ -7,6 +7,36 @@ defmodule Bench.Support do
     Enum.at(Enum.sort(times), div(runs, 2))
   end
 
+  @doc """
+  Spawns `count` idle processes from 8 spawners (so they spread over the
+  schedulers as on a real node); each holds a list of 0..99 elements, so
+  their sizes differ. Returns when all are spawned.
+  """
+  def spawn_idle(count) do
+    spawners = 8
+    parent = self()
+
+    for s <- 1..spawners do
+      spawn(fn ->
+        for i <- 1..div(count, spawners) do
+          len = rem(i * 7919 + s, 100)
+          spawn(fn -> idle(Enum.to_list(1..len//1)) end)
+        end
+
+        send(parent, :spawned)
+      end)
+    end
+
+    for _ <- 1..spawners, do: receive(do: (:spawned -> :ok))
+  end
+
+  @doc "Waits for `:stop`, keeping `data` alive."
+  def idle(data) do
+    receive do
+      :stop -> data
+    end
+  end
+
   def fmt_ms(us), do: :io_lib.format("~.2f", [us / 1000]) |> to_string()
   def ratio(a, b), do: :io_lib.format("~.2fx", [a / max(b, 1)]) |> to_string()
 

@@ -30,9 +30,11 @@ defmodule Bench.TermSize do
     end
   end
 
-  # Median time per call in microseconds; small terms are timed in batches.
-  defp per_call_us(fun, term) do
-    batch = if :erts_debug.flat_size(term) < 10_000, do: 2_000, else: 1
+  # Median time per call in microseconds; fast calls are timed in batches
+  # of about a millisecond (a lone call can be below the clock's resolution).
+  defp per_call_us(fun, _term) do
+    {once, _} = :timer.tc(fun)
+    batch = min(max(div(1_000, max(once, 1)), 1), 20_000)
     median_us(fn -> for _ <- 1..batch, do: fun.() end) / batch
   end
 
@@ -51,6 +53,10 @@ defmodule Bench.TermSize do
         0.0
     end
   end
+
+  # Times here can be well below a microsecond (batched small terms).
+  defp times(a, b), do: a / max(b, 1.0e-3)
+  defp fmt_times(a, b), do: :io_lib.format("~.2fx", [times(a, b)]) |> to_string()
 
   defp geomean(xs), do: :math.exp(Enum.sum(Enum.map(xs, &:math.log(max(&1, 1.0e-9)))) / length(xs))
 
@@ -96,16 +102,16 @@ defmodule Bench.TermSize do
           row: [
             name,
             :io_lib.format("~.1f", [mp_flat]) |> to_string(),
-            ratio(mp_flat, vm_flat),
+            fmt_times(mp_flat, vm_flat),
             :io_lib.format("~.1f", [mp_shared]) |> to_string(),
-            ratio(mp_shared, vm_shared),
+            fmt_times(mp_shared, vm_shared),
             :io_lib.format("~.1f", [mp_full]) |> to_string(),
-            ratio(mp_full, vm_flat + vm_shared),
+            fmt_times(mp_full, vm_flat + vm_shared),
             if(capped, do: "> ", else: "") <> "#{round(speedup)}x",
             "#{round(thrown * 100)}%"
           ],
-          flat: mp_flat / vm_flat,
-          shared: mp_shared / vm_shared,
+          flat: times(mp_flat, vm_flat),
+          shared: times(mp_shared, vm_shared),
           speedup: speedup
         }
       end
@@ -140,7 +146,7 @@ defmodule Bench.TermSize do
     erl = per_call_us(fn -> :mem_probe.term_size(term) end, term)
 
     IO.puts(
-      "MemProbe.term_size/1 from Elixir: #{ratio(ex, erl)} the Erlang call on a 20-word term (target ≤ 1.2x)\n"
+      "MemProbe.term_size/1 from Elixir: #{fmt_times(ex, erl)} the Erlang call on a 20-word term (target ≤ 1.2x)\n"
     )
   end
 

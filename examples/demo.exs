@@ -1,6 +1,7 @@
 # `make demo`: the term-size tour, then a small system with six planted
-# leaks, two snapshots a few seconds apart, the report and the diff, and a
-# check that each planted leak is at the top of its list.
+# leaks, two snapshots a few seconds apart, the report and the diff, a check
+# that each planted leak is at the top of its list, and what the leak
+# watcher, started before the leaks, found by itself meanwhile.
 
 Code.require_file("tour.exs", __DIR__)
 Code.require_file("leaky_system.exs", __DIR__)
@@ -12,6 +13,9 @@ defmodule Demo do
     IO.puts(String.duplicate("=", 100))
     IO.puts("Six planted leaks: a growing GenServer state, a mailbox backlog, an ETS table of 1 KB")
     IO.puts("binaries, 100-byte slices of 1 MB binaries, a monitor leak, a process leak.\n")
+    # The watcher's defaults sample every 10 s and judge 10 minutes; the demo
+    # has 4 seconds, so it samples every 50 ms and judges sub-windows of 250 ms.
+    {:ok, watcher} = MemProbe.Watcher.start_link(Leaks.watcher_options())
     leaks = Leaks.start()
     Process.sleep(500)
     older = MemProbe.snapshot()
@@ -35,6 +39,33 @@ defmodule Demo do
       IO.puts("  #{mark}  #{String.pad_trailing(leak, 44)} #{where}")
     end
 
+    IO.puts("\n" <> String.duplicate("=", 100))
+
+    IO.puts(
+      "What MemProbe.Watcher, started before the leaks and sampling every 50 ms, found by " <>
+        "itself\n(the report above lists all its findings):\n"
+    )
+
+    findings = MemProbe.Watcher.findings(watcher)
+
+    for {leak, ids} <- [
+          {"growing GenServer state (:demo_state_hog)", [leaks.state_hog]},
+          {"mailbox backlog (:demo_event_sink)", [leaks.mailbox]},
+          {"ETS table (:demo_upload_cache)", [leaks.table]},
+          {"slices of 1 MB binaries (:demo_header_cache)", [leaks.slice_keeper, :binary]},
+          {"monitor leak (:demo_watchdog)", [leaks.monitor_leak]},
+          {"process leak (sessions)", [:processes]}
+        ] do
+      case Enum.find(findings, &(&1.id in ids)) do
+        nil ->
+          IO.puts("  MISSED  #{leak}")
+
+        f ->
+          IO.puts("  FOUND   #{String.pad_trailing(leak, 46)} #{MemProbe.Watcher.describe(f)}")
+      end
+    end
+
+    MemProbe.Watcher.stop(watcher)
     Leaks.stop(leaks)
   end
 end

@@ -57,6 +57,25 @@ defmodule MemProbe.Demo.Leaks do
     }
   end
 
+  @doc """
+  Leak-watcher options for a system this fast and a run this short: a sample
+  every 50 ms, floors over 250 ms, growth over at least 2 s (the defaults
+  are 10 s, 60 s and 5 min). No alarms or warnings: the demo prints the
+  findings itself.
+  """
+  def watcher_options do
+    [
+      interval: 50,
+      window: 80,
+      floor_ms: 250,
+      min_span: 2_000,
+      significance: 0.001,
+      min_bytes_per_s: 50_000,
+      alarms: false,
+      log: false
+    ]
+  end
+
   def stop(leaks) do
     for key <- [:state_hog, :mailbox, :table_owner, :slice_keeper, :monitor_leak, :session_spawner],
         do: Process.exit(leaks[key], :kill)

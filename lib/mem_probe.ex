@@ -690,9 +690,14 @@ defmodule MemProbe do
   top tables with the binaries they hold, binary leaks, allocator usage, and
   process, port and atom counts against their limits.
 
+  When a leak watcher runs (`MemProbe.Watcher`, under its default name), the
+  screen adds its findings — sustained growth with forecasts — after the
+  findings worth a look.
+
   Options: `n` (entries per list, default 5), `binaries: false` (do not walk
   tables for their binaries), `previous: snapshot` (to say what grew),
-  `nodes:`. `:mem_probe.report/1` returns the same as a map.
+  `watcher: pid_or_name` (another watcher), `nodes:`. `:mem_probe.report/1`
+  returns the same as a map (the watcher's findings under `:watcher`).
   """
   @spec report(keyword() | map()) :: :ok
   def report(opts \\ []) do
@@ -840,18 +845,60 @@ defmodule MemProbe do
 
   # --- end of where in a term the bytes are ---
 
-  # Erlang results say `undefined` where Elixir says `nil`.
-  defp nil_for_undefined(:undefined), do: nil
+  # --- live top ---
 
-  defp nil_for_undefined({tag, value}) when tag in [:ok, :error],
+  @doc """
+  A live top: a refreshing full-screen view of where this node's memory
+  goes, until `q`. Returns `:ok` (or `{:error, reason}` when the measured
+  node went down).
+
+  The screen has a header (node, uptime, memory by category, process, port
+  and atom counts against their limits, run queue), a findings line (the
+  rules of `report/1`), the frame's own cost, and one table at a time.
+  Keys: `m` memory, `u` mailbox, `r` reductions per interval, `b` off-heap
+  binaries (each binary counted once across the node), `g` growth in
+  bytes/s, `e` ETS tables with their binaries, `a` allocators, `+`/`-`
+  the interval, `1`..`9` that row's process in detail (`process_memory/1`,
+  `state_size/1`), `q` quit. In iex a key acts at once; where the terminal
+  only delivers lines, type the key and Enter.
+
+  Options: `interval:` ms between frames (default 2000, 250..60000),
+  `sort:` the first table (`:memory`, `:mailbox`, `:reductions`,
+  `:binaries`, `:growth`, `:ets`, `:allocators`), `node:` another node to
+  measure (MemProbe need not be installed there: a small collector module
+  is loaded for the session and purged afterwards), `once: true` (print
+  one frame as text and return), `rows:` (rows printed by `once`),
+  `input: :line` (always key then Enter).
+
+      MemProbe.top()
+      MemProbe.top(sort: :mailbox, interval: 1000)
+      MemProbe.top(once: true, sort: :ets, rows: 5)
+
+  ## Examples
+
+      iex> MemProbe.top(sort: :cpu)
+      ** (ArgumentError) top/1: bad value cpu for option sort; accepted: interval, sort, node, once, rows, style, input, terminal
+  """
+  @spec top(keyword() | map()) :: :ok | {:error, term()}
+  def top(opts \\ []) do
+    translate_badarg(fn -> :mem_probe.top(elixir_style(opts)) end)
+  end
+
+  # --- end of live top ---
+
+  # Erlang results say `undefined` where Elixir says `nil` (MemProbe.Watcher too).
+  @doc false
+  def nil_for_undefined(:undefined), do: nil
+
+  def nil_for_undefined({tag, value}) when tag in [:ok, :error],
     do: {tag, nil_for_undefined(value)}
 
-  defp nil_for_undefined(list) when is_list(list), do: Enum.map(list, &nil_for_undefined/1)
+  def nil_for_undefined(list) when is_list(list), do: Enum.map(list, &nil_for_undefined/1)
 
-  defp nil_for_undefined(map) when is_map(map) and not is_struct(map),
+  def nil_for_undefined(map) when is_map(map) and not is_struct(map),
     do: Map.new(map, fn {k, v} -> {k, nil_for_undefined(v)} end)
 
-  defp nil_for_undefined(other), do: other
+  def nil_for_undefined(other), do: other
 
   # Erlang raises {:badarg, message} for misuse (see :mem_probe_args);
   # Elixir users get an ArgumentError with the same message.

@@ -7,7 +7,7 @@ set -eu
 need=""
 have_pkg() { dpkg -s "$1" >/dev/null 2>&1; }
 if command -v dpkg >/dev/null 2>&1; then
-  for pkg in erlang-nox erlang-dev erlang-eunit erlang-proper erlang-proper-dev erlang-dialyzer elixir rebar3; do
+  for pkg in erlang-nox erlang-dev erlang-eunit erlang-proper erlang-proper-dev erlang-dialyzer elixir rebar3 tmux; do
     have_pkg "$pkg" || need="$need $pkg"
   done
 else

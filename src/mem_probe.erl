@@ -2,7 +2,7 @@
 %%%
 %%% Term sizes (`flat_size/1', `shared_size/1', `term_size/1') are read in
 %%% place by a native walker and always agree with the VM's own accounting;
-%%% see `mem_probe_nif' for when the walker is trusted and what the fallback
+%%% see `mem_probe_sizes' for when the walker is trusted and what the fallback
 %%% gives. Sizes are in words unless a field says bytes.
 %%%
 %%% Why three sizes: a term's flat size is what a copy costs (a send, an ETS
@@ -26,36 +26,37 @@
 -export([breakdown/1, breakdown/2, state_breakdown/1, state_breakdown/2,
          diff_breakdown/2]).
 -export([snapshot/0, snapshot/1, diff/2, diff/3, check/1, report/0, report/1]).
+-export([top/0, top/1]).
 
 %% @doc Words a full copy of `Term' takes; equals `erts_debug:flat_size/1'.
 %% Shared subterms count once per path, as a copy would expand them, but the
 %% walk is linear in the distinct objects, so a deeply shared term answers at
 %% once.
 -spec flat_size(term()) -> non_neg_integer().
-flat_size(Term) -> mem_probe_nif:flat_size(Term).
+flat_size(Term) -> mem_probe_sizes:flat_size(Term).
 
 %% @doc Words of the distinct heap objects of `Term', each counted once,
 %% module literals excluded. Equals `erts_debug:size_shared/1' except that
 %% hashmap nodes are counted once (size_shared counts them twice).
 -spec shared_size(term()) -> non_neg_integer().
-shared_size(Term) -> mem_probe_nif:shared_size(Term).
+shared_size(Term) -> mem_probe_sizes:shared_size(Term).
 
 %% @doc All sizes of `Term' from one walk: `flat_words', `shared_words',
 %% `literal_words', `off_heap_binaries', `off_heap_bytes' and `bytes'
 %% (`shared_words' in bytes plus `off_heap_bytes': what the term holds now).
--spec term_size(term()) -> mem_probe_nif:sizes().
-term_size(Term) -> mem_probe_nif:term_size(Term).
+-spec term_size(term()) -> mem_probe_sizes:sizes().
+term_size(Term) -> mem_probe_sizes:term_size(Term).
 
 %% @doc The mode (`native' or `fallback'), the OTP release, the layout in use
 %% and, in fallback, the reason and the fields that are not exact.
 -spec info() -> map().
-info() -> mem_probe_nif:info().
+info() -> mem_probe_sizes:info().
 
 %% @doc Decides the mode again: runs the calibration (after a layout error
 %% switched the node to fallback, or after changing the `mem_probe'
 %% application environment) and returns the new `info()'.
 -spec recalibrate() -> map().
-recalibrate() -> mem_probe_nif:recalibrate().
+recalibrate() -> mem_probe_sizes:recalibrate().
 
 %%--------------------------------------------------------------------
 %% Process scans
@@ -116,12 +117,12 @@ binary_leaks(N, Opts) ->
 process_memory(Pid) -> mem_probe_procs:process_memory(Pid).
 
 %% @doc `state_size(Pid, [])'.
--spec state_size(pid()) -> {ok, mem_probe_nif:sizes()} | {error, term()}.
+-spec state_size(pid()) -> {ok, mem_probe_sizes:sizes()} | {error, term()}.
 state_size(Pid) -> mem_probe_state:state_size(Pid, []).
 
 %% @doc The term sizes of a sys process's state, measured inside it;
 %% `{timeout, Ms}' (default 5000).
--spec state_size(pid(), list() | map()) -> {ok, mem_probe_nif:sizes()} | {error, term()}.
+-spec state_size(pid(), list() | map()) -> {ok, mem_probe_sizes:sizes()} | {error, term()}.
 state_size(Pid, Opts) -> mem_probe_state:state_size(Pid, Opts).
 %% --- end of process scans ---
 
@@ -274,3 +275,18 @@ report() -> report([]).
 report(Opts) ->
     mem_probe_cluster:dispatch({"report/1", report}, Opts, fun(Rest) -> [Rest] end,
                                fun() -> mem_probe_report:report(Opts) end).
+
+%%--------------------------------------------------------------------
+%% The live top
+%%--------------------------------------------------------------------
+
+%% @doc `top([])'.
+-spec top() -> ok | {error, term()}.
+top() -> top([]).
+
+%% @doc A refreshing full-screen view of this node (or of `{node, N}',
+%% which need not have MemProbe) until `q'; `{once, true}' prints one frame.
+%% Options: `interval', `sort', `node', `once', `rows', `style', `input';
+%% see mem_probe_top.
+-spec top(list() | map()) -> ok | {error, term()}.
+top(Opts) -> mem_probe_top:top(Opts).

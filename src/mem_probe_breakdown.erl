@@ -187,7 +187,7 @@ take(Key, Map, Default) ->
     {maps:get(Key, Map, Default), maps:remove(Key, Map)}.
 
 native() ->
-    maps:get(mode, mem_probe_nif:info()) =:= native.
+    maps:get(mode, mem_probe_sizes:info()) =:= native.
 
 measure(Term, Opts) ->
     case native() of

@@ -10,7 +10,7 @@
 %%% words of BinRefs and FunRefs met again through another owner, which
 %%% `size/1' counts once per SubBits or fun (docs/LAYOUT.md §4); on OTP 25
 %%% it is exactly shared plus literal words. Any difference keeps the walker
-%%% off (`mem_probe_nif' falls back).
+%%% off (`mem_probe_sizes' falls back).
 %%%
 %%% The same construction gives different shapes per release: on OTP 27 a fun
 %%% without free variables is a module literal (`fun_no_env'), `make_fun/3'

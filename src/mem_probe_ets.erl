@@ -317,7 +317,7 @@ count_chunk(Objects, Opts, Acc) ->
     Flat = case maps:get(flat, Opts, false) of
                %% The chunk list's own cells (2 words per object) are not
                %% part of the table.
-               true -> Flat0 + mem_probe:flat_size(Objects) - 2 * Len;
+               true -> Flat0 + mem_probe_sizes:flat_size(Objects) - 2 * Len;
                false -> Flat0
            end,
     Acc#{objects := Count + Len, seen := Seen, off_heap_binaries := Bins,

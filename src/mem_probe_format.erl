@@ -33,7 +33,7 @@
 %%% for arithmetic.
 -module(mem_probe_format).
 
--export([format/1, format/2, print/1, print/2, human_bytes/1, value_text/2]).
+-export([format/1, format/2, print/1, print/2, human_bytes/1, integer_text/1, value_text/2]).
 
 -record(ctx, {style = erlang :: erlang | elixir,
               bytes = [] :: [term()],
@@ -48,7 +48,7 @@
                     change, binary_change]).
 %% Columns (and key/value lines) that come first, in this order: what a
 %% row is, then what it measures; the rest follow in key order.
--define(FIRST, [rank, pid, port, table, allocator, category, part_of, instance, group,
+-define(FIRST, [kind, id, rank, pid, port, table, allocator, category, part_of, instance, group,
                 name, registered_name, owner, owner_name, change, rate, value, count,
                 initial_call, current_function, application,
                 memory_bytes, off_heap_bytes, total_bytes, bytes, share, size,
@@ -333,6 +333,10 @@ human_bytes(V, [Unit | Rest]) ->
         true -> human_bytes(V / 1024, Rest);
         false -> lists:flatten(io_lib:format("~.1f ~s", [V, Unit]))
     end.
+
+%% @doc `N' with thousands separators, as tables print integers: `1,234,567'.
+-spec integer_text(integer()) -> string().
+integer_text(N) -> group(N).
 
 percent(F) -> lists:flatten(io_lib:format("~.1f%", [F * 100])).
 

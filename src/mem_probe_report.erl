@@ -22,11 +22,14 @@
 %%%     its carriers, on more than 64 MiB of carriers.</li>
 %%% </ul>
 %%% It also shows where in its state the largest process (other than the
-%%% caller) holds its bytes: `mem_probe_breakdown:state_breakdown/2', five
+%%% caller) holds its bytes: `mem_probe_breakdown:state_breakdown/2', `n'
 %%% rows, one second at most (`top_paths').
+%%% When a leak watcher runs (`mem_probe_watcher', by default under its
+%%% default name), the report adds its findings under `watcher': sustained
+%%% growth seen over time, which one look cannot see.
 -module(mem_probe_report).
 
--export([report/1, format/2]).
+-export([report/1, format/2, findings/1, finding_text/2]).
 
 -define(FN, "report/1").
 -define(MIB, (1024 * 1024)).
@@ -34,13 +37,15 @@
 %% @doc The report as a map (print it with `mem_probe:print/1'). Options:
 %% `n' (entries per list, default 5), `binaries' (walk tables for their
 %% binaries, default `true'), `previous' (an earlier `mem_probe:snapshot/1'
-%% of this node, to see what grew).
+%% of this node, to see what grew), `watcher' (a leak watcher's pid or
+%% name, default `mem_probe_watcher:default_name()').
 -spec report(list() | map()) -> map().
 report(Options) ->
     Opts = mem_probe_args:options(?FN, Options,
                                   [{n, fun(N) -> is_integer(N) andalso N > 0 end},
                                    {binaries, fun is_boolean/1},
-                                   {previous, fun is_map/1}]),
+                                   {previous, fun is_map/1},
+                                   {watcher, fun(W) -> is_pid(W) orelse is_atom(W) end}]),
     N = maps:get(n, Opts, 5),
     ByMemory = mem_probe:top_processes(memory, max(N, 2)),
     ByMailbox = mem_probe:top_processes(message_queue_len, N),
@@ -50,22 +55,45 @@ report(Options) ->
     Groups = mem_probe:count_processes(initial_call, 3),
     Allocators = mem_probe:allocators(),
     Counts = counts(),
+    Findings = findings(#{by_mailbox => ByMailbox, previous => maps:get(previous, Opts, undefined),
+                          by_memory => ByMemory, tables => Tables, leaks => Leaks,
+                          by_monitors => ByMonitors, groups => Groups, counts => Counts,
+                          allocators => Allocators}),
+    Watched = watched(maps:get(watcher, Opts, mem_probe_watcher:default_name())),
     TopPaths = top_paths(ByMemory, N),
-    Findings = lists:append(
-                 [mailbox(ByMailbox, maps:get(previous, Opts, undefined)),
-                  process_outlier(ByMemory), table_outlier(Tables), pinned(Leaks),
-                  monitors(ByMonitors), process_group(Groups), limits(Counts),
-                  fragmentation(Allocators)]),
-    #{node => node(),
-      findings => Findings,
-      memory => mem_probe:memory(),
-      top_memory => lists:sublist(ByMemory, N),
-      top_paths => TopPaths,
-      top_mailbox => ByMailbox,
-      top_tables => lists:sublist(Tables, N),
-      binary_leaks => Leaks,
-      allocators => maps:without([allocators, mseg_cache], Allocators),
-      counts => Counts}.
+    Watched#{node => node(),
+             top_paths => TopPaths,
+             findings => Findings,
+             memory => mem_probe:memory(),
+             top_memory => lists:sublist(ByMemory, N),
+             top_mailbox => ByMailbox,
+             top_tables => lists:sublist(Tables, N),
+             binary_leaks => Leaks,
+             allocators => maps:without([allocators, mseg_cache], Allocators),
+             counts => Counts}.
+
+%% @doc The findings rules (see the module doc) applied to scan results
+%% gathered elsewhere, each optional: `by_memory' (at least the top two
+%% `top_processes(memory, _)' entries), `by_mailbox', `by_monitors',
+%% `tables' (`top_tables/2' entries), `leaks' (`binary_leaks/2' entries;
+%% an entry's `heap_bytes' is used when present, else its heap is read),
+%% `groups' (`count_processes(initial_call, _)'), `counts' (as the report's),
+%% `allocators' (as `allocators/0') and `previous' (a snapshot). A rule
+%% whose input is missing finds nothing. The live top (`mem_probe_top')
+%% applies them to each frame.
+-spec findings(map()) -> [map()].
+findings(In) ->
+    lists:append(
+      [mailbox(maps:get(by_mailbox, In, []), maps:get(previous, In, undefined)),
+       process_outlier(maps:get(by_memory, In, [])), table_outlier(maps:get(tables, In, [])),
+       pinned(maps:get(leaks, In, [])), monitors(maps:get(by_monitors, In, [])),
+       process_group(maps:get(groups, In, #{})), limits(maps:get(counts, In, [])),
+       fragmentation(maps:get(allocators, In, #{}))]).
+
+%% @doc One finding as the report prints it: who, then what (chardata).
+-spec finding_text(map(), list() | map()) -> unicode:chardata().
+finding_text(#{subject := Subject, text := Text}, Opts) ->
+    [describe(Subject, Opts), ": ", Text].
 
 %% @doc The report as one screen of text: findings first, then each section
 %% as a table (options as `mem_probe_format:format/2').
@@ -75,8 +103,9 @@ format(#{findings := Findings} = Report, Opts) ->
     #{memory := #{total_bytes := Total, categories := Categories}} = Report,
     Sections =
         [{io_lib:format("MemProbe report for ~s", [node_name(Report)]), []},
-         {"Findings worth a look", findings_text(Findings, Opts)},
-         {["Memory by category (total ", mem_probe_format:human_bytes(Total), ")"],
+         {"Findings worth a look", findings_text(Findings, Opts)}
+         | watcher_sections(Report, Opts)] ++
+        [{["Memory by category (total ", mem_probe_format:human_bytes(Total), ")"],
           mem_probe_format:format(Categories, Opts)},
          {"Top processes by memory", Table(top_memory)},
          top_paths_section(maps:get(top_paths, Report, undefined), Opts),
@@ -113,11 +142,30 @@ top_paths_section(#{breakdown := Found} = Top, Opts) ->
 top_paths_section(undefined, _Opts) ->
     {"Heaviest paths in the state of the largest process", "no process to look at"}.
 
+%% A running watcher's findings; nothing when none runs (or it is stuck).
+watched(Watcher) when is_atom(Watcher) ->
+    case erlang:whereis(Watcher) of
+        undefined -> #{};
+        Pid -> watched(Pid)
+    end;
+watched(Pid) ->
+    try #{watcher => mem_probe_watcher:findings(Pid)}
+    catch exit:_ -> #{}
+    end.
+
+watcher_sections(#{watcher := Found}, Opts) ->
+    [{"Leak watcher: sustained growth, most urgent first",
+      case Found of
+          [] -> "no sustained growth";
+          _ -> lists:join("\n", [["* ", mem_probe_watcher:finding_text(F, Opts)] || F <- Found])
+      end}];
+watcher_sections(_, _Opts) ->
+    [].
+
 findings_text([], _Opts) ->
     "nothing stands out";
 findings_text(Findings, Opts) ->
-    lists:join("\n", [["* ", describe(Subject, Opts), ": ", Text]
-                      || #{subject := Subject, text := Text} <- Findings]).
+    lists:join("\n", [["* ", finding_text(F, Opts)] || F <- Findings]).
 
 describe(#{name := Name, pid := Pid}, Opts) when is_atom(Name), Name =/= undefined,
                                                   Name =/= nil ->
@@ -198,17 +246,25 @@ off_heap(_) -> 0.
 pinned(Leaks) ->
     lists:append([pinned_one(E) || E <- Leaks]).
 
-pinned_one(#{pid := Pid, bytes := Bytes} = E) when Bytes >= 8 * ?MIB ->
-    case erlang:process_info(Pid, total_heap_size) of
-        {total_heap_size, Words} when Bytes >= 16 * Words * 8 ->
+pinned_one(#{bytes := Bytes} = E) when Bytes >= 8 * ?MIB ->
+    case heap_bytes(E) of
+        Heap when is_integer(Heap), Bytes >= 16 * Heap ->
             [finding(pinned_binaries,
                      "keeps ~s of off-heap binaries alive with a ~s heap (sub-binaries of larger binaries, or binaries it no longer needs?)",
-                     [human(Bytes), human(Words * 8)], subject(E))];
+                     [human(Bytes), human(Heap)], subject(E))];
         _ ->
             []
     end;
 pinned_one(_) ->
     [].
+
+heap_bytes(#{heap_bytes := Heap}) ->
+    Heap;
+heap_bytes(#{pid := Pid}) ->
+    case erlang:process_info(Pid, total_heap_size) of
+        {total_heap_size, Words} -> Words * erlang:system_info(wordsize);
+        undefined -> undefined
+    end.
 
 monitors([#{value := Count} = E | _]) when Count > 10000 ->
     [finding(monitors, "holds ~b monitors", [Count], subject(E))];
@@ -232,7 +288,9 @@ fragmentation(#{allocators := Types}) ->
     [finding(fragmentation, "~s: blocks use ~.1f% of ~s of carriers",
              [Name, Usage * 100, human(Carriers)], #{allocator => Name})
      || #{allocator := Name, usage := Usage, carriers_bytes := Carriers} <- Types,
-        is_number(Usage), Usage < 0.5, Carriers > 64 * ?MIB].
+        is_number(Usage), Usage < 0.5, Carriers > 64 * ?MIB];
+fragmentation(_) ->
+    [].
 
 subject(Entry) ->
     maps:with([pid, name, initial_call], Entry).

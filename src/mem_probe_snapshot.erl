@@ -110,7 +110,7 @@ counts() ->
 %% @doc Bytes a snapshot takes on the heap (flat, as a copy would).
 -spec size_bytes(snapshot()) -> non_neg_integer().
 size_bytes(Snapshot) ->
-    mem_probe:flat_size(Snapshot) * erlang:system_info(wordsize).
+    mem_probe_sizes:flat_size(Snapshot) * erlang:system_info(wordsize).
 
 %% @doc What grew most between two snapshots of the same node, largest growth
 %% first, `N' entries per list: `processes' (by memory change), `tables' (by

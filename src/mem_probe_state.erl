@@ -38,7 +38,7 @@
 
 %% @doc `{ok, Sizes}' of `Pid''s state, measured in `Pid'. Options:
 %% `{timeout, Ms | infinity}' (default 5000).
--spec state_size(pid(), list() | map()) -> {ok, mem_probe_nif:sizes()} | {error, term()}.
+-spec state_size(pid(), list() | map()) -> {ok, mem_probe_sizes:sizes()} | {error, term()}.
 state_size(Pid, Opts0) ->
     F = "state_size/2",
     Opts = mem_probe_args:options(F, Opts0, [{timeout, fun is_timeout/1}]),
@@ -91,7 +91,7 @@ ask(Pid, Timeout, Measure) ->
     end.
 
 sizes(State) ->
-    try {ok, mem_probe:term_size(State)}
+    try {ok, mem_probe_sizes:term_size(State)}
     catch Class:Reason -> {error, {term_size_failed, Class, Reason}}
     end.
 

@@ -8,6 +8,7 @@ defmodule MemProbe.DemoTest do
   alias MemProbe.Demo.Leaks
 
   test "every planted leak ranks first in the list that should find it" do
+    {:ok, watcher} = MemProbe.Watcher.start_link([name: nil] ++ Leaks.watcher_options())
     leaks = Leaks.start()
 
     try do
@@ -28,7 +29,14 @@ defmodule MemProbe.DemoTest do
       assert :process_group in kinds
       assert :pinned_binaries in kinds
       assert Enum.any?(report.findings, &(&1.kind == :mailbox and &1.subject.pid == leaks.mailbox))
+
+      # The leak watcher, started before the leaks, found the growing state
+      # by itself, with a forecast.
+      hog = Enum.find(MemProbe.Watcher.findings(watcher), &(&1.id == leaks.state_hog))
+      assert hog, inspect(MemProbe.Watcher.findings(watcher))
+      assert hog.name == :demo_state_hog and is_integer(hog.forecast_ms)
     after
+      MemProbe.Watcher.stop(watcher)
       Leaks.stop(leaks)
     end
   end

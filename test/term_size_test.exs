@@ -602,6 +602,17 @@ defmodule MemProbe.TermSizeTest do
       end)
     end
 
+    test "a release without a table (30 and later) stays in fallback" do
+      with_peer([~c"-mem_probe", ~c"layout_release", ~c"30"], fn call ->
+        :ok = call.(:application, :load, [:mem_probe])
+        info = call.(:mem_probe, :info, [])
+        assert {info.mode, info.reason} == {:fallback, {:unknown_release_layout, "30"}}
+
+        assert call.(:mem_probe_nif, :walk, [[1], :calibrate, 0]) ==
+                 {:error, :unknown_release_layout}
+      end)
+    end
+
     test "the release's own table, forced, passes as unverified" do
       with_peer([~c"-mem_probe", ~c"layout_release", release()], fn call ->
         :ok = call.(:application, :load, [:mem_probe])

@@ -339,11 +339,15 @@ const OTP_25_TABLE: Layout = Layout {
 /// OTP 26 (erts-14.x): unverified. No OTP 26 VM or release source can be had
 /// here; the upstream fragments of the 26 line show the fun, binary and tag
 /// layout of 25, so this is the 25 table, trusted only after the guarded
-/// load-time calibration agrees with the VM.
+/// load-time calibration agrees with the VM. One difference: the hash
+/// refactoring that 26 shipped (upstream PR 7249) mentions hashmap collision
+/// nodes, which a 32-bit hash makes reachable, so they are accepted (a check
+/// that admits them refuses nothing 25 has).
 pub static OTP_26: Layout = Layout {
     name: "OTP 26 (erts-14, unverified)",
     otp_release: 26,
     verified: false,
+    hashmap_collision_nodes: true,
     ..OTP_25_TABLE
 };
 
@@ -572,7 +576,9 @@ mod tests {
 
     #[test]
     fn unverified_tables_are_their_neighbours_tables() {
-        // 26 is 25 in every field but its name and verdict.
+        // 26 is 25 in every field but its name, its verdict and its accepting
+        // hashmap collision nodes.
+        assert!(OTP_26.hashmap_collision_nodes && !OTP_25.hashmap_collision_nodes);
         assert_eq!(OTP_26.kinds, OTP_25.kinds);
         assert_eq!(format!("{:?}", OTP_26.fun), format!("{:?}", OTP_25.fun));
         assert_eq!(

@@ -6,7 +6,7 @@ mod heap;
 
 use heap::otp27::*;
 use heap::*;
-use term_walker::layout::{Layout, OTP_25, OTP_27};
+use term_walker::layout::{Layout, OTP_25, OTP_26, OTP_27};
 use term_walker::Scan;
 
 fn measure_with(layout: &Layout, h: &TestHeap, term: u64) -> (u128, Scan) {
@@ -373,6 +373,15 @@ fn hashmap_collision_nodes_are_tuples_of_leaves() {
         refused(&h, bad_inner),
         "hashmap child is neither a leaf nor a node"
     );
+    // OTP 25 has no collision nodes; OTP 26's table admits them (in the 25
+    // tag layout: map tag 0x3C).
+    let inner25 = h.hashmap_node(0b1, &[collision]);
+    let head25 = h.hashmap_head(0b11, 3, &[leaf, inner25]);
+    assert_eq!(
+        check::refused(&OTP_25, &h, head25),
+        "hashmap child is neither a leaf nor a node"
+    );
+    assert_eq!(check::measure(&OTP_26, &h, head25).0, 4 + 2 + 3 + 6);
     let mixed = h.tuple(&[c1, small(4)]);
     let bad_inner = h.hashmap_node27(0b1, &[mixed]);
     assert_eq!(
