@@ -213,20 +213,39 @@ no_options(Function, Opts) ->
 
 %% @doc Prints any MemProbe result as an aligned table; returns `ok'.
 -spec print(term()) -> ok.
-print(Result) -> mem_probe_format:print(Result, []).
+print(Result) -> print(Result, []).
 
 %% @doc As `print/1' with options: `style' (`erlang' | `elixir'), `bytes'
 %% (more keys whose integers are bytes), `raw' (no units). See
 %% `mem_probe_format'.
 -spec print(term(), list() | map()) -> ok.
-print(Result, Opts) -> mem_probe_format:print(Result, Opts).
+print(Result, Opts) ->
+    case kind_of_result(Result) of
+        report -> io:put_chars([mem_probe_report:format(Result, Opts), $\n]);
+        {breakdown, B} -> io:put_chars([mem_probe_breakdown:format(B, Opts), $\n]);
+        table -> mem_probe_format:print(Result, Opts)
+    end.
 
 %% @doc The text `print/1' prints (chardata, no final newline).
 -spec format(term()) -> unicode:chardata().
-format(Result) -> mem_probe_format:format(Result, []).
+format(Result) -> format(Result, []).
 
 -spec format(term(), list() | map()) -> unicode:chardata().
-format(Result, Opts) -> mem_probe_format:format(Result, Opts).
+format(Result, Opts) ->
+    case kind_of_result(Result) of
+        report -> mem_probe_report:format(Result, Opts);
+        {breakdown, B} -> mem_probe_breakdown:format(B, Opts);
+        table -> mem_probe_format:format(Result, Opts)
+    end.
+
+%% report/1's map has a layout of its own (findings first), so its text
+%% comes from mem_probe_report; a breakdown (or a diff of two) prints as an
+%% indented tree of paths (mem_probe_breakdown); every other result is a
+%% table.
+kind_of_result(#{findings := _, top_memory := _, counts := _}) -> report;
+kind_of_result({ok, #{rows := _, total := #{}} = Breakdown}) -> {breakdown, Breakdown};
+kind_of_result(#{rows := _, total := #{}} = Breakdown) -> {breakdown, Breakdown};
+kind_of_result(_) -> table.
 %% --- end of ETS, system and allocator scans ---
 
 %%--------------------------------------------------------------------

@@ -65,16 +65,6 @@ format(Term) -> format(Term, []).
 format(Term, Opts) ->
     text("format/2", Term, Opts).
 
-text(Function, #{findings := _, top_memory := _, counts := _} = Report, Opts) ->
-    %% mem_probe:report/1's map has a layout of its own: findings first.
-    _ = context(Function, Opts),
-    mem_probe_report:format(Report, Opts);
-text(Function, {ok, #{rows := _, total := #{}} = Breakdown}, Opts) ->
-    text(Function, Breakdown, Opts);
-text(Function, #{rows := _, total := #{}} = Breakdown, Opts) ->
-    %% mem_probe_breakdown's results print as an indented tree of paths.
-    _ = context(Function, Opts),
-    mem_probe_breakdown:format(Breakdown, Opts);
 text(Function, Term, Opts) ->
     lists:join($\n, render(Term, context(Function, Opts))).
 

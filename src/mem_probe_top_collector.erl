@@ -347,6 +347,8 @@ row_values(View, Value, _Extra, _Ms) ->
 
 %% Registered name, initial call (proc_lib's '$initial_call' for OTP
 %% behaviours) and current function of a winner; `[]' if it has exited.
+%% The same rule as mem_probe_scan:details/2, written again here because
+%% this module runs where mem_probe_scan is not loaded.
 described(P, Row) ->
     case erlang:process_info(P, [registered_name, initial_call, current_function]) of
         [{registered_name, Name}, {initial_call, IC}, {current_function, CF}] ->

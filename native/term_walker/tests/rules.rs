@@ -152,12 +152,15 @@ fn funs_are_five_words_plus_free_variables_and_their_contents() {
     let remote = h.external_pid();
     let remote_fun = boxed_term(h.alloc(&[0xD4, 0x7000_0000, 0, 1, remote]));
     assert_eq!(flat_of(&h, remote_fun), 9);
-    // An export marker with free variables is not a fun this layout knows.
-    let bad = boxed_term(h.alloc(&[0xD4, 0x7000_0000, 0, 1 | (1 << 8), atom(77), small(1)]));
-    assert_eq!(
-        refused(&h, bad),
-        "fun creator is not a pid or an export marker"
-    );
+    // binary_to_term takes any term as the creator (a decoded fun may have
+    // an atom or a tuple there, free variables or not): an ordinary child.
+    let odd = boxed_term(h.alloc(&[0xD4, 0x7000_0000, 0, 1 | (1 << 8), atom(77), small(1)]));
+    assert_eq!(flat_of(&h, odd), 6);
+    let boxed_creator = boxed_term(h.alloc(&[0xD4, 0x7000_0000, 0, 1, x]));
+    assert_eq!(measure(&h, boxed_creator).0, 5 + 3);
+    // It must still be a term: a header word there is refused.
+    let broken = boxed_term(h.alloc(&[0xD4, 0x7000_0000, 0, 1, 0xD4]));
+    assert_eq!(refused(&h, broken), "header word where a term was expected");
 }
 
 #[test]
