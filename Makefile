@@ -38,6 +38,7 @@ test-dialyzer:
 
 bench: build
 	MIX_ENV=prod mix run bench/term_size.exs
+	MIX_ENV=prod mix run bench/breakdown.exs
 	MIX_ENV=prod mix run bench/scans.exs
 	MIX_ENV=prod mix run bench/ets_system.exs
 	ERL_FLAGS="+P 2000000" MIX_ENV=prod mix run bench/leak_hunting.exs

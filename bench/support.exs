@@ -58,4 +58,27 @@ defmodule Bench.Support do
       |> IO.puts()
     end
   end
+
+  @doc "The term-size benchmark's terms: `[{name, build_fun}]`."
+  # Every shape the walker reads, small terms, and mid-size ones (100k–1M
+  # words, where a budgeted first attempt could waste the most).
+  def term_size_workloads do
+    l1k = Enum.to_list(1..1000)
+    record = fn i -> {:rec, "name #{i}", %{id: i, tag: "t#{rem(i, 10)}"}, i * 1.5} end
+
+    [
+      {"2M-element list", fn -> Enum.to_list(1..2_000_000) end},
+      {"100k 3-tuples", fn -> for i <- 1..100_000, do: {i, i + 1, :a} end},
+      {"100k records", fn -> for i <- 1..100_000, do: record.(i) end},
+      {"10k records", fn -> for i <- 1..10_000, do: record.(i) end},
+      {"10k flatmaps", fn -> for i <- 1..10_000, do: Map.new(1..10, &{&1, i}) end},
+      {"200k-key hashmap", fn -> Map.new(1..200_000, &{&1, &1}) end},
+      {"50k refc binaries", fn -> for i <- 1..50_000, do: :binary.copy(<<i::32>>, 100) end},
+      {"1k list shared 2000x", fn -> List.duplicate(l1k, 2000) end},
+      {"12-level doubling DAG", fn -> Enum.reduce(1..12, :leaf, fn _, t -> {t, t} end) end},
+      {"small term (20 words)",
+       fn -> :erlang.binary_to_term(:erlang.term_to_binary({:ok, [1, 2, 3], %{a: 1}, "abc"})) end},
+      {"mid-size (300k words)", fn -> for i <- 1..50_000, do: {i, [i, i]} end}
+    ]
+  end
 end

@@ -3,16 +3,18 @@
 
 defmodule MemProbe.Demo.StateHog do
   @moduledoc false
-  # A GenServer whose state list grows on every tick: leak 1.
+  # A GenServer whose list of orders grows on every tick: leak 1.
   use GenServer
 
-  def init(items), do: {:ok, tick(items)}
+  def init(orders),
+    do: {:ok, tick(%{orders: orders, ticks: 0, config: %{interval_ms: 20, batch: 2000}})}
 
   def handle_info(:tick, state), do: {:noreply, tick(state)}
 
-  defp tick(state) do
-    Process.send_after(self(), :tick, 20)
-    Enum.map(1..2000, &{:order, &1, "pending"}) ++ state
+  defp tick(%{orders: orders, ticks: ticks, config: config} = state) do
+    Process.send_after(self(), :tick, config.interval_ms)
+    new = Enum.map(1..config.batch, &{:order, &1, "pending"})
+    %{state | orders: new ++ orders, ticks: ticks + 1}
   end
 end
 

@@ -568,7 +568,7 @@ defmodule MemProbe do
   @spec print(term(), keyword()) :: :ok
   def print(result, opts \\ []) do
     translate_badarg(fn ->
-      :mem_probe.print(nil_for_undefined(result), elixir_style(opts))
+      :mem_probe.print(nil_for_undefined(erlang_paths(result)), elixir_style(opts))
     end)
   end
 
@@ -591,7 +591,9 @@ defmodule MemProbe do
   """
   @spec format(term(), keyword()) :: String.t()
   def format(result, opts \\ []) do
-    translate_badarg(fn -> :mem_probe.format(nil_for_undefined(result), elixir_style(opts)) end)
+    translate_badarg(fn ->
+      :mem_probe.format(nil_for_undefined(erlang_paths(result)), elixir_style(opts))
+    end)
     |> IO.chardata_to_string()
   end
 
@@ -703,6 +705,145 @@ defmodule MemProbe do
   end
 
   # --- end of leak hunting over time ---
+
+  # --- where in a term the bytes are ---
+
+  @typedoc "One step of a breakdown path (indices are 0-based)."
+  @type step ::
+          {:elem, non_neg_integer()}
+          | {:key, term()}
+          | {:key_text, String.t()}
+          | {:list, Range.t()}
+          | {:env, non_neg_integer()}
+
+  @doc """
+  An exact breakdown of `term` by retained size: which parts of it hold the
+  bytes.
+
+  Every heap object and every distinct off-heap binary is charged once, to
+  its *dominator*, the deepest position every path from the root to it
+  passes through: a subterm reachable from two fields is charged to their
+  common parent, never to whichever field was walked first. For a child no
+  other part shares, its row's `:bytes` equal `term_size(child).bytes`; the
+  whole term's (`total.bytes`) equal `term_size(term).bytes`. Module literals
+  are counted apart (`total.literal_words`), not charged.
+
+  Returns `{:ok, %{name: ..., total: ..., rows: [...]}}`. Each row is a
+  position: `:path` (steps `{:elem, i}`, `{:key, key}`, `{:list, first..last}`
+  for a run of list elements, `{:env, i}` for a fun's free variables),
+  `:label` (the path as text, `term.sessions[0..9999]`), `:bytes`,
+  `:shared_words`, `:off_heap_bytes` (binaries it keeps alive; a sub-binary
+  keeps its whole parent), `:share` of the total, `:count` (objects) and
+  `:kind` (`:map`, `:list`, `:tuple`, `:binary`, `:fun`, ...).
+
+  A position is a row when it retains at least `min_share` of the total and
+  no single child of it retains more than half of what it does: wrappers (a
+  state tuple around a map, a list around its one run of elements) are not
+  rows, their heavy part is. The root is never a row; rows may nest.
+
+  Options: `min_share:` (default 0.01), `n:` rows (default 20), `depth:` steps
+  (default 32), `records:` (`[state: [:sessions, :count]]` or
+  `Record.extract/2` output: tuples tagged `:state` show field names), `name:`
+  (the root's label, default `"term"`), `key_format:` (how non-atom keys
+  print; default `inspect/1`), `max_objects:` (default 10,000,000; the walk
+  keeps 16–40 bytes per object, and a larger term answers
+  `{:error, :too_many_objects}`). Struct and other atom keys print as
+  fields. Without the native walker: `{:error, :native_walker_unavailable}`.
+
+  ## Examples
+
+      iex> term = %{config: %{retries: 3}, sessions: Enum.map(1..1000, &{:session, &1})}
+      iex> {:ok, breakdown} = MemProbe.breakdown(term)
+      iex> breakdown.total.bytes == MemProbe.term_size(term).bytes
+      true
+      iex> [row] = breakdown.rows
+      iex> {row.label, row.path, row.kind, row.bytes}
+      {"term.sessions[0..999]", [key: :sessions, list: 0..999], :list, 40_000}
+      iex> MemProbe.breakdown(term, n: 0)
+      ** (ArgumentError) breakdown/2: bad value 0 for option n; accepted: min_share, n, depth, records, name, key_format, max_objects
+  """
+  @spec breakdown(term(), keyword() | map()) :: {:ok, map()} | {:error, term()}
+  def breakdown(term, opts \\ []) do
+    translate_badarg(fn -> :mem_probe.breakdown(term, breakdown_opts(opts)) end)
+    |> elixir_paths()
+  end
+
+  @doc """
+  `breakdown/2` of a GenServer's (or any sys process's) state, run inside the
+  process as `state_size/2` is: sharing, literals and sub-binaries are
+  measured as they are, and only the rows travel back. The root's label is
+  `"state"`. Options: those of `breakdown/2` and `timeout:` (ms, default
+  5000). Errors as `state_size/2`: `{:error, :noproc}`,
+  `{:error, :not_a_sys_process}`, `{:error, :timeout}`,
+  `{:error, :calling_process}`.
+
+  ## Examples
+
+      iex> {:ok, agent} = Agent.start_link(fn -> %{log: Enum.to_list(1..5000), n: 1} end)
+      iex> {:ok, breakdown} = MemProbe.state_breakdown(agent)
+      iex> hd(breakdown.rows).label
+      "state.log[0..4999]"
+      iex> MemProbe.state_breakdown(spawn(fn -> Process.sleep(100) end))
+      {:error, :not_a_sys_process}
+  """
+  @spec state_breakdown(pid(), keyword() | map()) :: {:ok, map()} | {:error, term()}
+  def state_breakdown(pid, opts \\ []) do
+    translate_badarg(fn -> :mem_probe.state_breakdown(pid, breakdown_opts(opts)) end)
+    |> elixir_paths()
+  end
+
+  @doc """
+  Which paths grew between two breakdowns of the same term or process
+  (`breakdown/2` or `state_breakdown/2` results): `%{total: %{older_bytes,
+  newer_bytes, growth_bytes}, rows: [...]}`, rows with `:growth_bytes`,
+  `:older_bytes`, `:bytes`, `:share` (of the newer total) and
+  `:growth_share`, largest growth first. A list run that grew past its old
+  end (`[0..9999]` to `[0..19999]`) is compared with the old run.
+
+  ## Examples
+
+      iex> {:ok, older} = MemProbe.breakdown(%{log: Enum.to_list(1..1000), n: 1})
+      iex> {:ok, newer} = MemProbe.breakdown(%{log: Enum.to_list(1..3000), n: 1})
+      iex> [grew] = MemProbe.diff_breakdown(older, newer).rows
+      iex> {grew.label, grew.growth_bytes}
+      {"term.log[0..2999]", 32_000}
+  """
+  @spec diff_breakdown(map() | {:ok, map()}, map() | {:ok, map()}) :: map()
+  def diff_breakdown(older, newer) do
+    translate_badarg(fn -> :mem_probe.diff_breakdown(erlang_paths(older), erlang_paths(newer)) end)
+    |> elixir_paths()
+  end
+
+  defp breakdown_opts(opts) when is_list(opts) do
+    if Keyword.keyword?(opts), do: Keyword.put_new(opts, :key_format, &inspect/1), else: opts
+  end
+
+  defp breakdown_opts(opts) when is_map(opts), do: Map.put_new(opts, :key_format, &inspect/1)
+  defp breakdown_opts(opts), do: opts
+
+  defp elixir_paths({:ok, result}), do: {:ok, elixir_paths(result)}
+  defp elixir_paths(%{rows: rows} = result), do: %{result | rows: Enum.map(rows, &elixir_row/1)}
+  defp elixir_paths(other), do: other
+
+  defp elixir_row(%{path: path} = row), do: %{row | path: Enum.map(path, &elixir_step/1)}
+  defp elixir_step({:list, first, last}), do: {:list, first..last}
+  defp elixir_step(step), do: step
+
+  defp erlang_paths({:ok, result}), do: {:ok, erlang_paths(result)}
+
+  defp erlang_paths(%{rows: rows} = result) when is_list(rows),
+    do: %{result | rows: Enum.map(rows, &erlang_row/1)}
+
+  defp erlang_paths(other), do: other
+
+  defp erlang_row(%{path: path} = row) when is_list(path),
+    do: %{row | path: Enum.map(path, &erlang_step/1)}
+
+  defp erlang_row(row), do: row
+  defp erlang_step({:list, first..last//_}), do: {:list, first, last}
+  defp erlang_step(step), do: step
+
+  # --- end of where in a term the bytes are ---
 
   # --- live top ---
 

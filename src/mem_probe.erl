@@ -23,6 +23,8 @@
          allocators/1,
          print/1, print/2, format/1, format/2]).
 %% --- end of ETS, system and allocator exports ---
+-export([breakdown/1, breakdown/2, state_breakdown/1, state_breakdown/2,
+         diff_breakdown/2]).
 -export([snapshot/0, snapshot/1, diff/2, diff/3, check/1, report/0, report/1]).
 -export([top/0, top/1]).
 
@@ -125,6 +127,34 @@ state_size(Pid, Opts) -> mem_probe_state:state_size(Pid, Opts).
 %% --- end of process scans ---
 
 %%--------------------------------------------------------------------
+%% Where in a term the bytes are
+%%--------------------------------------------------------------------
+
+%% @doc `breakdown(Term, [])'.
+-spec breakdown(term()) -> {ok, mem_probe_breakdown:breakdown()} | {error, term()}.
+breakdown(Term) -> mem_probe_breakdown:breakdown(Term, []).
+
+%% @doc An exact breakdown of `Term' by retained size (dominators): the
+%% heaviest accumulation points with their paths; see mem_probe_breakdown.
+-spec breakdown(term(), list() | map()) ->
+          {ok, mem_probe_breakdown:breakdown()} | {error, term()}.
+breakdown(Term, Opts) -> mem_probe_breakdown:breakdown(Term, Opts).
+
+%% @doc `state_breakdown(Pid, [])'.
+-spec state_breakdown(pid()) -> {ok, mem_probe_breakdown:breakdown()} | {error, term()}.
+state_breakdown(Pid) -> mem_probe_breakdown:state_breakdown(Pid, []).
+
+%% @doc `breakdown/2' of a sys process's state, measured inside it;
+%% `{timeout, Ms}' (default 5000) besides the options of `breakdown/2'.
+-spec state_breakdown(pid(), list() | map()) ->
+          {ok, mem_probe_breakdown:breakdown()} | {error, term()}.
+state_breakdown(Pid, Opts) -> mem_probe_breakdown:state_breakdown(Pid, Opts).
+
+%% @doc Which paths grew between two breakdowns of the same term or process.
+-spec diff_breakdown(term(), term()) -> map().
+diff_breakdown(Older, Newer) -> mem_probe_breakdown:diff_breakdown(Older, Newer).
+
+%%--------------------------------------------------------------------
 %% ETS, system and allocator scans
 %%--------------------------------------------------------------------
 %% --- ETS, system and allocator scans ---
@@ -190,9 +220,10 @@ print(Result) -> print(Result, []).
 %% `mem_probe_format'.
 -spec print(term(), list() | map()) -> ok.
 print(Result, Opts) ->
-    case is_report(Result) of
-        true -> io:put_chars([mem_probe_report:format(Result, Opts), $\n]);
-        false -> mem_probe_format:print(Result, Opts)
+    case kind_of_result(Result) of
+        report -> io:put_chars([mem_probe_report:format(Result, Opts), $\n]);
+        {breakdown, B} -> io:put_chars([mem_probe_breakdown:format(B, Opts), $\n]);
+        table -> mem_probe_format:print(Result, Opts)
     end.
 
 %% @doc The text `print/1' prints (chardata, no final newline).
@@ -201,15 +232,20 @@ format(Result) -> format(Result, []).
 
 -spec format(term(), list() | map()) -> unicode:chardata().
 format(Result, Opts) ->
-    case is_report(Result) of
-        true -> mem_probe_report:format(Result, Opts);
-        false -> mem_probe_format:format(Result, Opts)
+    case kind_of_result(Result) of
+        report -> mem_probe_report:format(Result, Opts);
+        {breakdown, B} -> mem_probe_breakdown:format(B, Opts);
+        table -> mem_probe_format:format(Result, Opts)
     end.
 
 %% report/1's map has a layout of its own (findings first), so its text
-%% comes from mem_probe_report; every other result is a table.
-is_report(#{findings := _, top_memory := _, counts := _}) -> true;
-is_report(_) -> false.
+%% comes from mem_probe_report; a breakdown (or a diff of two) prints as an
+%% indented tree of paths (mem_probe_breakdown); every other result is a
+%% table.
+kind_of_result(#{findings := _, top_memory := _, counts := _}) -> report;
+kind_of_result({ok, #{rows := _, total := #{}} = Breakdown}) -> {breakdown, Breakdown};
+kind_of_result(#{rows := _, total := #{}} = Breakdown) -> {breakdown, Breakdown};
+kind_of_result(_) -> table.
 %% --- end of ETS, system and allocator scans ---
 
 %%--------------------------------------------------------------------

@@ -14,6 +14,8 @@
 -export([walk/3, walk_dirty/3, native_info/0, walk_flat_raw/2, set_native/1]).
 %% What `mem_probe_sizes' needs to know of the loading.
 -export([load_status/0, walk_memory_limit/0]).
+%% The breakdown's entry points (`mem_probe_breakdown').
+-export([breakdown/5, breakdown_dirty/5]).
 
 -on_load(load/0).
 
@@ -135,3 +137,12 @@ set_native(_Native) -> erlang:nif_error(nif_not_loaded).
 %% @private The plain (path-counting) flat walk with a word limit, no
 %% sharing detection: `{ok, Words}' or `limit'. For tests of the DAG switch.
 walk_flat_raw(_Term, _Limit) -> erlang:nif_error(nif_not_loaded).
+
+%% @private Retained sizes by position (`mem_probe_breakdown') within a
+%% budget: `{ok, Total, Rows}', `budget_exceeded' or `{error, Reason}'.
+breakdown(_Term, _MinShare, _MaxRows, _MaxDepth, _MaxObjects) ->
+    erlang:nif_error(nif_not_loaded).
+
+%% @private The same on a dirty CPU scheduler, without a budget.
+breakdown_dirty(_Term, _MinShare, _MaxRows, _MaxDepth, _MaxObjects) ->
+    erlang:nif_error(nif_not_loaded).

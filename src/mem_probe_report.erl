@@ -21,6 +21,9 @@
 %%% <li>`fragmentation' — an allocator type whose blocks fill under half of
 %%%     its carriers, on more than 64 MiB of carriers.</li>
 %%% </ul>
+%%% It also shows where in its state the largest process (other than the
+%%% caller) holds its bytes: `mem_probe_breakdown:state_breakdown/2', `n'
+%%% rows, one second at most (`top_paths').
 %%% When a leak watcher runs (`mem_probe_watcher', by default under its
 %%% default name), the report adds its findings under `watcher': sustained
 %%% growth seen over time, which one look cannot see.
@@ -57,7 +60,9 @@ report(Options) ->
                           by_monitors => ByMonitors, groups => Groups, counts => Counts,
                           allocators => Allocators}),
     Watched = watched(maps:get(watcher, Opts, mem_probe_watcher:default_name())),
+    TopPaths = top_paths(ByMemory, N),
     Watched#{node => node(),
+             top_paths => TopPaths,
              findings => Findings,
              memory => mem_probe_system:memory(),
              top_memory => lists:sublist(ByMemory, N),
@@ -103,6 +108,7 @@ format(#{findings := Findings} = Report, Opts) ->
         [{["Memory by category (total ", mem_probe_format:human_bytes(Total), ")"],
           mem_probe_format:format(Categories, Opts)},
          {"Top processes by memory", Table(top_memory)},
+         top_paths_section(maps:get(top_paths, Report, undefined), Opts),
          {"Top processes by message queue", Table(top_mailbox)},
          {"Top ETS tables, with the off-heap binaries they hold", Table(top_tables)},
          {"Binary leaks (each binary counted once across the node)", Table(binary_leaks)},
@@ -114,6 +120,27 @@ format(#{findings := Findings} = Report, Opts) ->
                             Title <- [unicode:characters_to_list(Title0)]]).
 
 node_name(#{node := Node}) -> atom_to_list(Node).
+
+%% The heaviest paths in the state of the largest process that is not the
+%% caller (a sys process's state, measured inside it).
+top_paths(ByMemory, N) ->
+    case [E || #{pid := Pid} = E <- ByMemory, Pid =/= self()] of
+        [#{pid := Pid} = Top | _] ->
+            Found = mem_probe_breakdown:state_breakdown(Pid, [{n, N}, {timeout, 1000}]),
+            (subject(Top))#{breakdown => Found};
+        [] ->
+            undefined
+    end.
+
+top_paths_section(#{breakdown := Found} = Top, Opts) ->
+    Title = ["Heaviest paths in the state of ", describe(maps:remove(breakdown, Top), Opts)],
+    Body = case Found of
+               {ok, Breakdown} -> mem_probe_breakdown:format(Breakdown, Opts);
+               {error, Reason} -> io_lib:format("not available: ~0tp", [Reason])
+           end,
+    {Title, Body};
+top_paths_section(undefined, _Opts) ->
+    {"Heaviest paths in the state of the largest process", "no process to look at"}.
 
 %% A running watcher's findings; nothing when none runs (or it is stuck).
 watched(Watcher) when is_atom(Watcher) ->

@@ -32,28 +32,35 @@
 %%% </ul>
 -module(mem_probe_state).
 
--export([state_size/2]).
+-export([state_size/2, inside/4]).
 
 -define(DEFAULT_TIMEOUT, 5000).
 
 %% @doc `{ok, Sizes}' of `Pid''s state, measured in `Pid'. Options:
 %% `{timeout, Ms | infinity}' (default 5000).
 -spec state_size(pid(), list() | map()) -> {ok, mem_probe_sizes:sizes()} | {error, term()}.
-state_size(Pid0, Opts0) ->
+state_size(Pid, Opts0) ->
     F = "state_size/2",
+    Opts = mem_probe_args:options(F, Opts0, [{timeout, fun is_timeout/1}]),
+    inside(F, Pid, maps:get(timeout, Opts, ?DEFAULT_TIMEOUT), fun sizes/1).
+
+%% @doc Runs `Measure(State)' inside the sys process `Pid' and returns its
+%% result (which should be small: it is sent back), or one of the errors
+%% above. `Function' names the caller in argument errors.
+-spec inside(string(), pid(), timeout(), fun((term()) -> Result)) ->
+          Result | {error, term()}.
+inside(F, Pid0, Timeout, Measure) ->
     Pid = mem_probe_args:pid(F, Pid0),
     node(Pid) =:= node() orelse
         mem_probe_args:bad(F, io_lib:format("~0p is not a pid of this node", [Pid]),
                            "a pid of this node"),
-    Opts = mem_probe_args:options(F, Opts0, [{timeout, fun is_timeout/1}]),
-    Timeout = maps:get(timeout, Opts, ?DEFAULT_TIMEOUT),
     case Pid =:= self() of
         true ->
             {error, calling_process};
         false ->
             case erlang:process_info(Pid, initial_call) of
                 undefined -> {error, noproc};
-                {initial_call, {proc_lib, init_p, _}} -> ask(Pid, Timeout);
+                {initial_call, {proc_lib, init_p, _}} -> ask(Pid, Timeout, Measure);
                 {initial_call, _} -> {error, not_a_sys_process}
             end
     end.
@@ -61,13 +68,13 @@ state_size(Pid0, Opts0) ->
 is_timeout(infinity) -> true;
 is_timeout(T) -> is_integer(T) andalso T >= 0.
 
-ask(Pid, Timeout) ->
+ask(Pid, Timeout, Measure) ->
     Sink = dead_pid(),
     %% One reference is both the monitor and the alias the answer comes to;
     %% once unaliased, a late answer is dropped before it reaches the queue.
     Ref = erlang:monitor(process, Pid, [{alias, explicit_unalias}]),
     StateFun = fun(State) ->
-                       Ref ! {Ref, sizes(State)},
+                       Ref ! {Ref, Measure(State)},
                        State
                end,
     Pid ! {system, {Sink, Ref}, {replace_state, StateFun}},

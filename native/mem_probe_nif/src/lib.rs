@@ -11,6 +11,7 @@
 //! * `set_native/1` is the calibration's verdict: until it says `true`, only
 //!   `calibrate` walks run (guarded), every other walk is refused.
 
+mod breakdown;
 mod entry;
 mod vm;
 

@@ -18,6 +18,7 @@
 #[cfg(not(all(target_pointer_width = "64", target_endian = "little")))]
 compile_error!("term_walker reads the terms of 64-bit little-endian emulators only");
 
+pub mod breakdown;
 pub mod decode;
 pub mod layout;
 pub mod literal_area;

@@ -53,6 +53,27 @@ impl VisitedSet {
         Ok(fresh)
     }
 
+    /// Whether `addr` is marked (no page is switched to).
+    #[inline]
+    pub fn contains(&self, addr: usize) -> bool {
+        let page = addr >> PAGE_SHIFT;
+        let slot = if page == self.last_page {
+            self.last_slot
+        } else {
+            match self.index.get(&page) {
+                Some(&slot) => slot,
+                None => return false,
+            }
+        };
+        let bit = (addr >> WORD_SHIFT) & (BITS_PER_PAGE - 1);
+        self.pages[slot][bit >> 6] & (1u64 << (bit & 63)) != 0
+    }
+
+    /// Whether nothing is marked.
+    pub fn is_empty(&self) -> bool {
+        self.pages.is_empty()
+    }
+
     #[cold]
     fn switch_page(&mut self, page: usize, work: &mut Work) -> Result<(), Stop> {
         let next = self.pages.len();
@@ -89,6 +110,8 @@ mod tests {
             .map(|&a| set.insert(a, &mut work).unwrap())
             .collect();
         assert_eq!(fresh, [true, true, true, false, true, false]);
+        assert!(set.contains(0x10008) && set.contains(0x7fff_fff8));
+        assert!(!set.contains(0x10010) && !set.contains(0x9000_0000));
     }
 
     #[test]

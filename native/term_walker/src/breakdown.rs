@@ -1,0 +1,1382 @@
+//! Where in a term the bytes are: retained sizes by dominators.
+//!
+//! Every heap object and every distinct off-heap `Binary` is charged once, to
+//! its immediate dominator's subtree: the deepest object that every path from
+//! the root to it passes through. A subterm reachable from two fields is
+//! charged to their common parent, never to whichever field a walk met first,
+//! so the answer does not depend on the walk order.
+//!
+//! 1. [`Graph::build`] walks the term once, breadth first, with no recursion:
+//!    one node per distinct object (by address), one per attached object
+//!    (OTP 27 BinRef / FunRef, counted once by address as `size_shared`
+//!    does) and one per distinct off-heap `Binary` (a leaf; a sub-binary's
+//!    node points at the `Binary` of the whole parent it pins). Edges are kept
+//!    as a compact adjacency array in slot order. Literal objects are nodes
+//!    too (their pinned binaries must be charged somewhere) but weigh nothing;
+//!    their words are reported apart.
+//! 2. Immediate dominators: a tree needs none (the parent is the dominator,
+//!    and breadth-first order is topological). With sharing, nodes are taken
+//!    in topological order (Kahn) and `idom(v)` is the lowest common ancestor,
+//!    in the dominator tree built so far, of `v`'s predecessors. Skew-binary
+//!    jump pointers (one per node) make each ancestor query logarithmic.
+//! 3. Retained sizes are summed up the dominator tree in reverse topological
+//!    order.
+//! 4. Rows: positions are searched top down from the root (re-reading the
+//!    objects, which are still in place), descending only into positions that
+//!    retain at least the threshold. A position is a row when no child of it
+//!    retains more than half of what it does (an accumulation point).
+//!
+//! Memory: per object 4 bytes of edge offset, 4 per edge, 4 of own size (then
+//! object count), 8 of address during the walk, reused for the retained
+//! words (plus 8 of retained off-heap bytes when the term pins any binary)
+//! and, with sharing, 4 + 4 + 4 + 4 of dominator, in-degree, jump pointer
+//! and topological order. [`Breakdown::peak_bytes`] reports the most these arrays held at
+//! once.
+
+use ahash::AHashMap;
+
+use crate::decode::{self, classify, Detail, LayoutError, Object, Word};
+use crate::layout::{Kind, Layout};
+use crate::memory::Memory;
+use crate::tags::*;
+use crate::visited::VisitedSet;
+use crate::walk::{reserve, Stop, Work};
+
+/// A work allowance in words visited (plus one per object), as
+/// [`crate::walk::Work`] counts them, and the [`Work`] that accounts for the
+/// walk's own memory (its limit, and allocations that fail without aborting).
+#[derive(Clone, Copy, Debug)]
+pub struct Budget {
+    remaining: u64,
+    work: Work,
+}
+
+impl Budget {
+    pub fn limited(words: u64) -> Self {
+        Budget {
+            remaining: words,
+            work: Work::unlimited(),
+        }
+    }
+
+    pub fn unlimited() -> Self {
+        Self::limited(u64::MAX)
+    }
+
+    /// The same allowance, with `work`'s memory limit for the walk's own
+    /// arrays and sets.
+    pub fn with_work(self, work: Work) -> Self {
+        Budget { work, ..self }
+    }
+
+    #[inline]
+    fn spend(&mut self, words: u64) -> Result<(), Stop> {
+        let cost = words + 1;
+        if cost > self.remaining {
+            self.remaining = 0;
+            return Err(Stop::Budget);
+        }
+        self.remaining -= cost;
+        Ok(())
+    }
+
+    /// Room for one more element of `v`, within the memory limit.
+    #[inline(always)]
+    fn room<T>(&mut self, v: &mut Vec<T>) -> Result<(), Stop> {
+        reserve(v, &mut self.work)
+    }
+
+    /// A vector of `n` copies of `value`, within the memory limit.
+    fn filled<T: Clone>(&mut self, n: usize, value: T) -> Result<Vec<T>, Stop> {
+        self.work
+            .allocate(n.saturating_mul(std::mem::size_of::<T>()))?;
+        let mut v = Vec::new();
+        v.try_reserve_exact(n).map_err(|_| Stop::OutOfMemory)?;
+        v.resize(n, value);
+        Ok(v)
+    }
+}
+
+/// What to look for.
+#[derive(Clone, Copy, Debug)]
+pub struct Settings {
+    /// A row retains at least this share of the total bytes (0.0..=1.0).
+    pub min_share: f64,
+    /// At most this many rows, heaviest first.
+    pub max_rows: usize,
+    /// Positions deeper than this many steps are not looked at.
+    pub max_depth: usize,
+    /// The walk stops with [`TOO_MANY_OBJECTS`] past this many objects and
+    /// binaries (memory is about 16–40 bytes each).
+    pub max_objects: usize,
+    /// Only accumulation points are rows (the normal case). `false` makes
+    /// every position above the threshold a row (for tests).
+    pub accumulation_only: bool,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            min_share: 0.01,
+            max_rows: 20,
+            max_depth: 32,
+            max_objects: 10_000_000,
+            accumulation_only: true,
+        }
+    }
+}
+
+/// One step of a path, as a person reads it. Indices are 0-based.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Step {
+    /// Element `i` of a tuple (or of another object with plain children).
+    Elem(u32),
+    /// The value under this key; the key is the term word itself (valid for
+    /// as long as the term is), never converted to anything.
+    Key(u64),
+    /// List elements `first..=last`.
+    List(u64, u64),
+    /// Free variable `i` of a fun.
+    Env(u32),
+}
+
+/// What kind of term a row is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RowKind {
+    Tuple,
+    Map,
+    List,
+    Binary,
+    Fun,
+    Integer,
+    Float,
+    Reference,
+    Pid,
+    Port,
+    /// OTP 29 native record.
+    Record,
+    Other,
+}
+
+/// What a position retains.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Retained {
+    /// Heap words (literal objects weigh nothing).
+    pub words: u64,
+    /// Bytes of the off-heap binaries charged here.
+    pub off_heap_bytes: u64,
+    /// Objects charged here (heap and literal objects; binaries are not
+    /// objects).
+    pub objects: u64,
+}
+
+impl Retained {
+    pub fn bytes(&self) -> u64 {
+        self.words * WORD_BYTES as u64 + self.off_heap_bytes
+    }
+
+    fn add(&mut self, other: Retained) {
+        self.words += other.words;
+        self.off_heap_bytes += other.off_heap_bytes;
+        self.objects += other.objects;
+    }
+
+    fn sub(self, other: Retained) -> Retained {
+        Retained {
+            words: self.words - other.words,
+            off_heap_bytes: self.off_heap_bytes - other.off_heap_bytes,
+            objects: self.objects - other.objects,
+        }
+    }
+}
+
+/// One accumulation point.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Row {
+    pub path: Vec<Step>,
+    pub retained: Retained,
+    pub kind: RowKind,
+}
+
+/// The whole term and its rows.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Breakdown {
+    /// What the root retains: `shared_words`, off-heap bytes and objects of
+    /// the whole term, as `walk::term_size` counts them.
+    pub total: Retained,
+    pub off_heap_binaries: u64,
+    pub literal_words: u64,
+    pub rows: Vec<Row>,
+    /// Bytes the graph and dominator arrays held at their largest (vector
+    /// growth slack aside).
+    pub peak_bytes: u64,
+    /// Distinct objects (and binaries) in the graph.
+    pub nodes: u64,
+}
+
+/// The node's address carries its kind in the low (always zero) bits.
+const TAG_BOXED: usize = 0;
+const TAG_CONS: usize = 1;
+const TAG_BINARY: usize = 2;
+const TAG_ATTACHED: usize = 3;
+const TAG_MASK: usize = 0b111;
+
+/// An unset dominator or jump pointer.
+const UNSET: u32 = u32::MAX;
+/// Set in `idom` when a node has more than one incoming reference: it is
+/// nobody's position, its bytes are its dominator's.
+const SHARED: u32 = 1 << 31;
+const INDEX: u32 = !SHARED;
+const MAX_NODES: usize = (INDEX - 1) as usize;
+
+/// What a [`LayoutError`] says when the term has more objects than
+/// [`Settings::max_objects`] (the walk stops before allocating more).
+pub const TOO_MANY_OBJECTS: &str = "term has more objects than the breakdown allows";
+
+fn too_large(at: usize) -> Stop {
+    Stop::Layout(LayoutError::new(TOO_MANY_OBJECTS, at, 0))
+}
+
+fn cycle(at: usize) -> Stop {
+    Stop::Layout(LayoutError::new("cycle in a term", at, 0))
+}
+
+/// All nodes' references in one array. While the term is a tree, reference
+/// `k` always leads to node `k + 1` (breadth-first numbering: every
+/// reference creates the next node), so the array is not stored; the first
+/// reference that breaks the pattern (sharing) writes it out.
+struct Edges {
+    explicit: Vec<u32>,
+    count: u32,
+    implicit: bool,
+}
+
+impl Edges {
+    fn new() -> Self {
+        Edges {
+            explicit: Vec::new(),
+            count: 0,
+            implicit: true,
+        }
+    }
+
+    fn len(&self) -> u32 {
+        self.count
+    }
+
+    #[inline]
+    fn push(&mut self, j: u32, budget: &mut Budget) -> Result<(), Stop> {
+        if self.implicit {
+            if j == self.count + 1 {
+                self.count += 1;
+                return Ok(());
+            }
+            let mut explicit = budget.filled(self.count as usize, 0u32)?;
+            for (k, e) in explicit.iter_mut().enumerate() {
+                *e = k as u32 + 1;
+            }
+            self.explicit = explicit;
+            self.implicit = false;
+        }
+        budget.room(&mut self.explicit)?;
+        self.explicit.push(j);
+        self.count += 1;
+        Ok(())
+    }
+
+    /// Resolves a reference pushed as `UNSET` (never implicit).
+    fn set(&mut self, k: u32, j: u32) {
+        self.explicit[k as usize] = j;
+    }
+
+    #[inline]
+    fn get(&self, k: u32) -> u32 {
+        if self.implicit {
+            k + 1
+        } else {
+            self.explicit[k as usize]
+        }
+    }
+}
+
+/// Nodes as the walk creates them.
+struct NewNodes {
+    /// Tagged address (see `TAG_*`).
+    addr: Vec<usize>,
+    own: Vec<u32>,
+    /// At most this many nodes.
+    limit: usize,
+}
+
+/// Adds a node and the edge to it from the node being expanded; returns its
+/// index.
+#[inline(always)]
+fn push_node(
+    nodes: &mut NewNodes,
+    edges: &mut Edges,
+    tagged: usize,
+    words: u32,
+    budget: &mut Budget,
+) -> Result<u32, Stop> {
+    let j = nodes.addr.len();
+    if j >= nodes.limit {
+        return Err(too_large(tagged));
+    }
+    edges.push(j as u32, budget)?;
+    budget.room(&mut nodes.addr)?;
+    budget.room(&mut nodes.own)?;
+    nodes.addr.push(tagged);
+    nodes.own.push(words);
+    Ok(j as u32)
+}
+
+/// The object graph and, once computed, the dominator tree with retained
+/// sizes.
+struct Graph {
+    /// Literal objects left out of the graph (see [`clean_literal`]).
+    clean: VisitedSet,
+    /// References `edge_start[i]..edge_start[i + 1]` are node `i`'s:
+    /// its non-immediate children in slot order, then its attached object,
+    /// then its off-heap binary.
+    edge_start: Vec<u32>,
+    edges: Edges,
+    /// Immediate dominator (the root is its own), with [`SHARED`]; empty for
+    /// a tree, where it is the node that references it.
+    idom: Vec<u32>,
+    /// Own words during the walk; object count once retained sizes are summed.
+    own: Vec<u32>,
+    /// Binary nodes and their allocated sizes, in node order.
+    binaries: Vec<(u32, u64)>,
+    literal_words: u64,
+    retained_words: Vec<u64>,
+    /// Empty when the term pins no off-heap binary.
+    retained_off_heap: Vec<u64>,
+    peak_bytes: u64,
+}
+
+/// Bytes of data a vector holds (its growth slack aside, which the arrays
+/// kept past the walk give back).
+fn bytes_of<T>(v: &Vec<T>) -> u64 {
+    std::mem::size_of_val(v.as_slice()) as u64
+}
+
+/// Scans the literal subterm at `tagged` (reached from a heap object): when
+/// it pins no off-heap binary and meets no object already in the graph, its
+/// objects are marked clean and visited, their words counted as literal, and
+/// `true` is returned; otherwise nothing is marked and the subterm becomes
+/// graph nodes like any other.
+fn clean_literal<M: Memory>(
+    mem: &M,
+    layout: &Layout,
+    tagged: usize,
+    visited: &mut VisitedSet,
+    clean: &mut VisitedSet,
+    literal_words: &mut u64,
+    budget: &mut Budget,
+) -> Result<bool, Stop> {
+    let mut seen = VisitedSet::new();
+    let mut found: Vec<(usize, u64)> = Vec::new();
+    let mut pending = vec![tagged];
+    while let Some(tagged) = pending.pop() {
+        let at = tagged & !TAG_MASK;
+        if clean.contains(at) || !seen.insert(at, &mut budget.work)? {
+            continue;
+        }
+        if visited.contains(at) {
+            return Ok(false);
+        }
+        let object = match tagged & TAG_MASK {
+            TAG_CONS => Object::cons(at),
+            _ => decode::boxed(mem, layout, at, Detail::OffHeap)?,
+        };
+        budget.spend(object.words)?;
+        if object.binary.is_some() || !mem.is_literal(at) {
+            return Ok(false);
+        }
+        budget.room(&mut found)?;
+        found.push((at, object.words));
+        if let Some(attached) = object.attached {
+            if visited.contains(attached.addr) || !mem.is_literal(attached.addr) {
+                return Ok(false);
+            }
+            if !clean.contains(attached.addr) && seen.insert(attached.addr, &mut budget.work)? {
+                budget.room(&mut found)?;
+                found.push((attached.addr, attached.words));
+            }
+        }
+        for k in 0..object.child_count {
+            let slot = object.children + k * WORD_BYTES;
+            let term = mem.word(slot)?;
+            match classify(term, slot)? {
+                Word::Immediate => {}
+                Word::List(a) => {
+                    budget.room(&mut pending)?;
+                    pending.push(a | TAG_CONS)
+                }
+                Word::Boxed(a) => {
+                    budget.room(&mut pending)?;
+                    pending.push(a | TAG_BOXED)
+                }
+            }
+        }
+    }
+    for (at, words) in found {
+        clean.insert(at, &mut budget.work)?;
+        visited.insert(at, &mut budget.work)?;
+        *literal_words += words;
+    }
+    Ok(true)
+}
+
+impl Graph {
+    fn build<M: Memory>(
+        mem: &M,
+        layout: &Layout,
+        root_addr: usize,
+        root_tag: usize,
+        max_objects: usize,
+        budget: &mut Budget,
+    ) -> Result<Graph, Stop> {
+        let mut nodes = NewNodes {
+            limit: max_objects.min(MAX_NODES),
+            addr: vec![root_addr | root_tag],
+            own: vec![0],
+        };
+        let mut edge_start: Vec<u32> = Vec::new();
+        let mut edges = Edges::new();
+        let mut binaries: Vec<(u32, u64)> = Vec::new();
+        let mut binary_index: AHashMap<usize, u32> = AHashMap::new();
+        // References to objects already in the graph: (edge slot, address).
+        let mut repeats: Vec<(u32, usize)> = Vec::new();
+        let mut shared_binary = false;
+        let mut visited = VisitedSet::new();
+        visited.insert(root_addr, &mut budget.work)?;
+        // Literal objects whose subterm pins no binary: they weigh nothing
+        // and keep nothing alive, so they get no node (and no reference).
+        let mut clean = VisitedSet::new();
+        let mut literal_words = 0u64;
+        let mut i = 0usize;
+        while i < nodes.addr.len() {
+            budget.room(&mut edge_start)?;
+            edge_start.push(edges.len());
+            let tagged = nodes.addr[i];
+            let at = tagged & !TAG_MASK;
+            let object = match tagged & TAG_MASK {
+                TAG_CONS => Object::cons(at),
+                TAG_BOXED => decode::boxed(mem, layout, at, Detail::OffHeap)?,
+                _ => {
+                    // Binaries and attached objects have no children.
+                    i += 1;
+                    continue;
+                }
+            };
+            budget.spend(object.words)?;
+            let words = u32::try_from(object.words).map_err(|_| too_large(at))?;
+            let literal_parent = mem.is_literal(at);
+            if literal_parent {
+                literal_words += object.words;
+            } else {
+                nodes.own[i] = words;
+            }
+            for k in 0..object.child_count {
+                let slot = object.children + k * WORD_BYTES;
+                let term = mem.word(slot)?;
+                let (child, tag) = match classify(term, slot)? {
+                    Word::Immediate => continue,
+                    Word::List(a) => (a, TAG_CONS),
+                    Word::Boxed(a) => (a, TAG_BOXED),
+                };
+                if mem.is_literal(child) {
+                    if clean.contains(child) {
+                        continue;
+                    }
+                    if !literal_parent
+                        && !visited.contains(child)
+                        && clean_literal(
+                            mem,
+                            layout,
+                            child | tag,
+                            &mut visited,
+                            &mut clean,
+                            &mut literal_words,
+                            budget,
+                        )?
+                    {
+                        continue;
+                    }
+                }
+                if visited.insert(child, &mut budget.work)? {
+                    push_node(&mut nodes, &mut edges, child | tag, 0, budget)?;
+                } else {
+                    budget.room(&mut repeats)?;
+                    repeats.push((edges.len(), child));
+                    edges.push(UNSET, budget)?;
+                }
+            }
+            if let Some(attached) = object.attached {
+                budget.spend(attached.words)?;
+                let words = u32::try_from(attached.words).map_err(|_| too_large(at))?;
+                if visited.insert(attached.addr, &mut budget.work)? {
+                    let words = if mem.is_literal(attached.addr) {
+                        literal_words += attached.words;
+                        0
+                    } else {
+                        words
+                    };
+                    push_node(
+                        &mut nodes,
+                        &mut edges,
+                        attached.addr | TAG_ATTACHED,
+                        words,
+                        budget,
+                    )?;
+                } else {
+                    budget.room(&mut repeats)?;
+                    repeats.push((edges.len(), attached.addr));
+                    edges.push(UNSET, budget)?;
+                }
+            }
+            if let Some(binary) = object.binary {
+                match binary_index.get(&binary.addr) {
+                    Some(&j) => {
+                        shared_binary = true;
+                        edges.push(j, budget)?;
+                    }
+                    None => {
+                        let j =
+                            push_node(&mut nodes, &mut edges, binary.addr | TAG_BINARY, 0, budget)?;
+                        binary_index.insert(binary.addr, j);
+                        budget.room(&mut binaries)?;
+                        binaries.push((j, binary.orig_size));
+                    }
+                }
+            }
+            i += 1;
+        }
+        edge_start.push(edges.len());
+        let NewNodes { addr, own, .. } = nodes;
+        let mut peak_bytes = bytes_of(&addr)
+            + bytes_of(&own)
+            + bytes_of(&edge_start)
+            + bytes_of(&edges.explicit)
+            + bytes_of(&repeats);
+        drop(binary_index);
+
+        if !repeats.is_empty() {
+            // Only the addresses referenced again need an index: mark them,
+            // then find their nodes in one pass over the graph.
+            let mut targets = VisitedSet::new();
+            for &(_, a) in &repeats {
+                targets.insert(a, &mut budget.work)?;
+            }
+            let mut index: AHashMap<usize, u32> = AHashMap::new();
+            for (j, &tagged) in addr.iter().enumerate() {
+                let a = tagged & !TAG_MASK;
+                if tagged & TAG_MASK != TAG_BINARY && !targets.insert(a, &mut budget.work)? {
+                    index.insert(a, j as u32);
+                }
+            }
+            for &(slot, a) in &repeats {
+                edges.set(slot, *index.get(&a).ok_or(cycle(a))?);
+            }
+        }
+        let sharing = !repeats.is_empty() || shared_binary;
+        drop(repeats);
+        // The addresses' memory is reused for the retained sizes (same width).
+        let mut spare: Vec<u64> = addr.into_iter().map(|a| a as u64).collect();
+        spare.clear();
+        let (mut edge_start, mut edges, mut own) = (edge_start, edges, own);
+        edge_start.shrink_to_fit();
+        edges.explicit.shrink_to_fit();
+        own.shrink_to_fit();
+
+        let mut graph = Graph {
+            clean,
+            edge_start,
+            edges,
+            idom: Vec::new(),
+            own,
+            binaries,
+            literal_words,
+            retained_words: Vec::new(),
+            retained_off_heap: Vec::new(),
+            peak_bytes: 0,
+        };
+        let order = if sharing {
+            let (order, dominator_bytes) = graph.dominators(root_addr, budget)?;
+            peak_bytes = peak_bytes.max(graph.resident_bytes() + dominator_bytes);
+            Some(order)
+        } else {
+            None
+        };
+        graph.sum_retained(order.as_deref(), spare, budget)?;
+        peak_bytes = peak_bytes.max(graph.resident_bytes() + order.as_ref().map_or(0, bytes_of));
+        graph.peak_bytes = peak_bytes;
+        Ok(graph)
+    }
+
+    fn resident_bytes(&self) -> u64 {
+        bytes_of(&self.edge_start)
+            + bytes_of(&self.edges.explicit)
+            + bytes_of(&self.idom)
+            + bytes_of(&self.own)
+            + bytes_of(&self.binaries)
+            + bytes_of(&self.retained_words)
+            + bytes_of(&self.retained_off_heap)
+    }
+
+    fn len(&self) -> usize {
+        self.own.len()
+    }
+
+    /// Node `i`'s references, as indices for `edges.get`.
+    #[inline(always)]
+    fn out(&self, i: usize) -> std::ops::Range<u32> {
+        self.edge_start[i]..self.edge_start[i + 1]
+    }
+
+    /// The node reference `e` leads to.
+    #[inline(always)]
+    fn target(&self, e: u32) -> u32 {
+        self.edges.get(e)
+    }
+
+    /// Immediate dominators in topological order; returns that order and the
+    /// bytes of the temporary arrays.
+    fn dominators(
+        &mut self,
+        root_addr: usize,
+        budget: &mut Budget,
+    ) -> Result<(Vec<u32>, u64), Stop> {
+        let n = self.len();
+        // In-degree until a node is final, then its depth in the tree.
+        let mut level: Vec<u32> = budget.filled(n, 0)?;
+        for e in 0..self.edges.len() {
+            level[self.edges.get(e) as usize] += 1;
+        }
+        let mut jump: Vec<u32> = budget.filled(n, UNSET)?;
+        let mut order: Vec<u32> = budget.filled(n, 0)?;
+        order.clear();
+        self.idom = budget.filled(n, UNSET)?;
+        self.idom[0] = 0;
+        jump[0] = 0;
+        level[0] = 0;
+        order.push(0);
+        let mut head = 0;
+        while head < order.len() {
+            let u = order[head];
+            head += 1;
+            for e in self.edge_start[u as usize]..self.edge_start[u as usize + 1] {
+                let v = self.edges.get(e) as usize;
+                if jump[v] != UNSET {
+                    // A reference to a node already final: to the root or
+                    // to an ancestor. Terms are acyclic; this memory is not.
+                    return Err(cycle(root_addr));
+                }
+                self.idom[v] = match self.idom[v] {
+                    UNSET => u,
+                    d => lca(&self.idom, &level, &jump, d & INDEX, u) | SHARED,
+                };
+                level[v] -= 1;
+                if level[v] == 0 {
+                    let p = (self.idom[v] & INDEX) as usize;
+                    level[v] = level[p] + 1;
+                    let jp = jump[p] as usize;
+                    let jjp = jump[jp] as usize;
+                    jump[v] = if level[p] - level[jp] == level[jp] - level[jjp] {
+                        jjp as u32
+                    } else {
+                        p as u32
+                    };
+                    order.push(v as u32);
+                }
+            }
+        }
+        if order.len() != n {
+            return Err(cycle(root_addr));
+        }
+        let temporary = bytes_of(&level) + bytes_of(&jump) + bytes_of(&order);
+        Ok((order, temporary))
+    }
+
+    /// Sums own sizes up the dominator tree; `order` is topological (`None`:
+    /// node order is, as for a tree walked breadth first).
+    fn sum_retained(
+        &mut self,
+        order: Option<&[u32]>,
+        mut words: Vec<u64>,
+        budget: &mut Budget,
+    ) -> Result<(), Stop> {
+        let n = self.len();
+        words.extend(self.own.iter().map(|&w| w as u64));
+        let mut off_heap: Vec<u64> = Vec::new();
+        if !self.binaries.is_empty() {
+            off_heap = budget.filled(n, 0)?;
+        }
+        // `own` becomes the object count.
+        for c in self.own.iter_mut() {
+            *c = 1;
+        }
+        for &(b, size) in &self.binaries {
+            off_heap[b as usize] = size;
+            self.own[b as usize] = 0;
+        }
+        let mut charge = |p: usize, v: usize, own: &mut Vec<u32>| {
+            words[p] += words[v];
+            own[p] += own[v];
+            if !off_heap.is_empty() {
+                off_heap[p] += off_heap[v];
+            }
+        };
+        match order {
+            Some(order) => {
+                for &v in order.iter().skip(1).rev() {
+                    let p = (self.idom[v as usize] & INDEX) as usize;
+                    charge(p, v as usize, &mut self.own);
+                }
+            }
+            None => {
+                // A tree walked breadth first: every node's references are
+                // its children, all numbered after it.
+                for p in (0..n).rev() {
+                    let (from, to) = (self.edge_start[p], self.edge_start[p + 1]);
+                    for e in from..to {
+                        charge(p, self.edges.get(e) as usize, &mut self.own);
+                    }
+                }
+            }
+        }
+        self.retained_words = words;
+        self.retained_off_heap = off_heap;
+        Ok(())
+    }
+
+    fn retained(&self, i: u32) -> Retained {
+        let i = i as usize;
+        Retained {
+            words: self.retained_words[i],
+            off_heap_bytes: self.retained_off_heap.get(i).copied().unwrap_or(0),
+            objects: self.own[i] as u64,
+        }
+    }
+
+    /// Whether the term word `term` (read at `at`) has a node: not an
+    /// immediate, nor a literal left out of the graph.
+    #[inline(always)]
+    fn has_node(&self, term: u64, at: usize) -> Result<bool, Stop> {
+        Ok(match classify(term, at)? {
+            Word::Immediate => false,
+            Word::List(a) | Word::Boxed(a) => self.clean.is_empty() || !self.clean.contains(a),
+        })
+    }
+
+    /// Whether nothing is referenced twice (no dominator array was needed).
+    fn is_tree(&self) -> bool {
+        self.idom.is_empty()
+    }
+
+    /// Referenced more than once (a tree has no dominator array: nothing is).
+    fn is_shared(&self, i: u32) -> bool {
+        self.idom.get(i as usize).is_some_and(|&d| d & SHARED != 0)
+    }
+}
+
+/// The ancestor of `v` at depth `depth`.
+#[inline]
+fn ancestor(idom: &[u32], level: &[u32], jump: &[u32], mut v: u32, depth: u32) -> u32 {
+    while level[v as usize] > depth {
+        let j = jump[v as usize];
+        v = if level[j as usize] >= depth {
+            j
+        } else {
+            idom[v as usize] & INDEX
+        };
+    }
+    v
+}
+
+/// Lowest common ancestor of two final nodes in the dominator tree.
+fn lca(idom: &[u32], level: &[u32], jump: &[u32], a: u32, b: u32) -> u32 {
+    let (da, db) = (level[a as usize], level[b as usize]);
+    let (mut a, mut b) = if da > db {
+        (ancestor(idom, level, jump, a, db), b)
+    } else {
+        (a, ancestor(idom, level, jump, b, da))
+    };
+    while a != b {
+        let (ja, jb) = (jump[a as usize], jump[b as usize]);
+        if ja != jb {
+            a = ja;
+            b = jb;
+        } else {
+            a = idom[a as usize] & INDEX;
+            b = idom[b as usize] & INDEX;
+        }
+    }
+    a
+}
+
+/// A list whose elements were looked at: the cons cell (address and node)
+/// that starts each block of ten elements, and sums per block for the runs.
+struct ListInfo {
+    len: u64,
+    starts: Vec<(usize, u32)>,
+    /// `blocks[j]`: what elements `0..10 * j` retain (the last block partial).
+    blocks: Vec<Retained>,
+}
+
+const RUN_BLOCK: u64 = 10;
+
+/// A place the search has reached.
+#[derive(Clone, Copy)]
+enum Place {
+    /// A term value that is its position's alone: (tagged address, node).
+    Value(usize, u32),
+    /// Elements `first..=last` of `lists[list]`.
+    Run(usize, u64, u64),
+}
+
+struct Searcher<'a, M: Memory> {
+    mem: &'a M,
+    layout: &'a Layout,
+    graph: &'a Graph,
+    lists: Vec<ListInfo>,
+    /// Paths as a tree: (parent path, step); `u32::MAX` is the root.
+    steps: Vec<(u32, Step)>,
+}
+
+/// The children of a place worth looking into (at or above the threshold),
+/// and what the heaviest of all of them retains: a map of a million small
+/// values keeps none of them.
+struct Kept {
+    list: Vec<Child>,
+    heaviest: u64,
+    threshold: u64,
+}
+
+impl Kept {
+    fn offer(&mut self, child: Child, budget: &mut Budget) -> Result<(), Stop> {
+        let bytes = child.retained.bytes();
+        self.heaviest = self.heaviest.max(bytes);
+        if bytes >= self.threshold {
+            budget.room(&mut self.list)?;
+            self.list.push(child);
+        }
+        Ok(())
+    }
+}
+
+/// A child position found while expanding a place.
+struct Child {
+    place: Place,
+    step: Step,
+    retained: Retained,
+}
+
+impl<M: Memory> Searcher<'_, M> {
+    fn path(&self, mut at: u32) -> Vec<Step> {
+        let mut path = Vec::new();
+        while at != u32::MAX {
+            let (parent, step) = self.steps[at as usize];
+            path.push(step);
+            at = parent;
+        }
+        path.reverse();
+        path
+    }
+
+    fn kind(&self, place: Place) -> Result<RowKind, Stop> {
+        let (tagged, _) = match place {
+            Place::Run(..) => return Ok(RowKind::List),
+            Place::Value(tagged, node) => (tagged, node),
+        };
+        if tagged & TAG_MASK == TAG_CONS {
+            return Ok(RowKind::List);
+        }
+        let header = self.mem.word(tagged)?;
+        Ok(match self.layout.kind_of(header) {
+            Some(Kind::Tuple) => RowKind::Tuple,
+            Some(Kind::Map) => RowKind::Map,
+            Some(Kind::Fun) => RowKind::Fun,
+            Some(Kind::RefcBinary | Kind::HeapBinary | Kind::SubBinary | Kind::SubBits) => {
+                RowKind::Binary
+            }
+            Some(Kind::PositiveBignum | Kind::NegativeBignum) => RowKind::Integer,
+            Some(Kind::Float) => RowKind::Float,
+            Some(Kind::Ref | Kind::ExternalRef) => RowKind::Reference,
+            Some(Kind::ExternalPid) => RowKind::Pid,
+            Some(Kind::ExternalPort) => RowKind::Port,
+            Some(Kind::Record) => RowKind::Record,
+            _ => RowKind::Other,
+        })
+    }
+
+    /// Visits each child slot of `node` that has a node, in slot order: the
+    /// slot's index and term word, and the node it refers to.
+    #[inline(always)]
+    fn each_slot<F>(&self, object: &Object, node: u32, mut visit: F) -> Result<(), Stop>
+    where
+        F: FnMut(usize, u64, u32) -> Result<(), Stop>,
+    {
+        let mut e = self.graph.out(node as usize).start;
+        for k in 0..object.child_count {
+            let at = object.children + k * WORD_BYTES;
+            let term = self.mem.word(at)?;
+            if self.graph.has_node(term, at)? {
+                visit(k, term, self.graph.target(e))?;
+                e += 1;
+            }
+        }
+        Ok(())
+    }
+
+    fn value(&self, term: u64, node: u32, step: Step) -> Child {
+        let tagged = (term as usize & !TAG_MASK)
+            | if term & PRIMARY_MASK == PRIMARY_LIST {
+                TAG_CONS
+            } else {
+                TAG_BOXED
+            };
+        Child {
+            place: Place::Value(tagged, node),
+            step,
+            retained: self.graph.retained(node),
+        }
+    }
+
+    /// The child positions of `place` at or above the threshold, and what
+    /// the heaviest child retains, spending from `budget`.
+    fn children(
+        &mut self,
+        place: Place,
+        threshold: u64,
+        budget: &mut Budget,
+    ) -> Result<Kept, Stop> {
+        let mut kept = Kept {
+            list: Vec::new(),
+            heaviest: 0,
+            threshold,
+        };
+        let (tagged, node) = match place {
+            Place::Run(list, first, last) => {
+                // At most ten, all kept: a run's test looks at each.
+                kept.list = self.run_children(list, first, last);
+                kept.heaviest = kept
+                    .list
+                    .iter()
+                    .map(|c| c.retained.bytes())
+                    .max()
+                    .unwrap_or(0);
+                return Ok(kept);
+            }
+            Place::Value(tagged, node) => (tagged, node),
+        };
+        let at = tagged & !TAG_MASK;
+        if tagged & TAG_MASK == TAG_CONS {
+            let list = self.list(at, node, budget)?;
+            let last = self.lists[list].len - 1;
+            if let Some(run) = self.run_child(list, 0, last) {
+                kept.offer(run, budget)?;
+            }
+            return Ok(kept);
+        }
+        let object = decode::boxed(self.mem, self.layout, at, Detail::Words)?;
+        budget.spend(object.words)?;
+        let header = self.mem.word(at)?;
+        match self.layout.kind_of(header) {
+            Some(Kind::Map) if !object.hashmap_node => {
+                // Flatmap: slot 0 is the keys tuple, slot k the value of key k.
+                let keys = self.mem.word(object.children)?;
+                let keys_at = (keys & POINTER_MASK) as usize;
+                self.each_slot(&object, node, |k, term, n| {
+                    if k == 0 || self.graph.is_shared(n) {
+                        return Ok(());
+                    }
+                    let key = self.mem.word(keys_at + k * WORD_BYTES)?;
+                    kept.offer(self.value(term, n, Step::Key(key)), budget)
+                })?;
+            }
+            Some(Kind::Map) => self.hashmap_children(object, node, budget, &mut kept)?,
+            Some(Kind::Fun) => {
+                // OTP <= 26: the creator pid comes before the free variables.
+                let skip = usize::from(self.layout.fun.creator_word.is_some());
+                self.each_slot(&object, node, |k, term, n| {
+                    if k < skip || self.graph.is_shared(n) {
+                        return Ok(());
+                    }
+                    kept.offer(self.value(term, n, Step::Env((k - skip) as u32)), budget)
+                })?;
+            }
+            _ => {
+                // Tuples, and any object whose children are plain slots.
+                self.each_slot(&object, node, |k, term, n| {
+                    if self.graph.is_shared(n) {
+                        return Ok(());
+                    }
+                    kept.offer(self.value(term, n, Step::Elem(k as u32)), budget)
+                })?;
+            }
+        }
+        Ok(kept)
+    }
+
+    /// Values of a hashmap: inner nodes, collision nodes and leaf cells that
+    /// are the map's alone are part of it; shared ones belong to the common
+    /// parent of their owners.
+    fn hashmap_children(
+        &self,
+        head: Object,
+        node: u32,
+        budget: &mut Budget,
+        kept: &mut Kept,
+    ) -> Result<(), Stop> {
+        let mut pending = vec![(head, node)];
+        while let Some((object, node)) = pending.pop() {
+            self.each_slot(&object, node, |_, term, n| {
+                if self.graph.is_shared(n) {
+                    return Ok(());
+                }
+                let at = (term & POINTER_MASK) as usize;
+                if term & PRIMARY_MASK == PRIMARY_LIST {
+                    // A leaf [K | V]: its value, when not an immediate, is
+                    // the leaf's last reference and the position.
+                    let value_at = at + WORD_BYTES;
+                    let value = self.mem.word(value_at)?;
+                    if self.graph.has_node(value, value_at)? {
+                        let v = self.tail_node(n);
+                        if !self.graph.is_shared(v) {
+                            let key = self.mem.word(at)?;
+                            kept.offer(self.value(value, v, Step::Key(key)), budget)?;
+                        }
+                    }
+                } else {
+                    let inner = decode::boxed(self.mem, self.layout, at, Detail::Words)?;
+                    budget.spend(inner.words)?;
+                    budget.room(&mut pending)?;
+                    pending.push((inner, n));
+                }
+                Ok(())
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Reads the elements of the list at `at` (node `node`) that are its
+    /// own: the spine continues while each tail cell is referenced only by
+    /// the cell before it.
+    fn list(&mut self, at: usize, node: u32, budget: &mut Budget) -> Result<usize, Stop> {
+        let mut info = ListInfo {
+            len: 0,
+            starts: Vec::new(),
+            blocks: vec![Retained::default()],
+        };
+        if self.graph.is_tree() {
+            return self.tree_list(info, at, node, budget);
+        }
+        let mut sum = Retained::default();
+        let (mut cell, mut n) = (at, node);
+        loop {
+            budget.spend(2)?;
+            let index = info.len;
+            info.len += 1;
+            if index.is_multiple_of(RUN_BLOCK) {
+                info.starts.push((cell, n));
+            }
+            sum.add(self.element(cell, n)?);
+            if (index + 1).is_multiple_of(RUN_BLOCK) {
+                info.blocks.push(sum);
+            }
+            let tail = self.mem.word(cell + WORD_BYTES)?;
+            // A literal tail left out of the graph weighs nothing.
+            if tail & PRIMARY_MASK != PRIMARY_LIST
+                || !self.graph.has_node(tail, cell + WORD_BYTES)?
+            {
+                break;
+            }
+            let next = self.tail_node(n);
+            if self.graph.is_shared(next) {
+                break;
+            }
+            cell = (tail & POINTER_MASK) as usize;
+            n = next;
+        }
+        if !info.len.is_multiple_of(RUN_BLOCK) {
+            info.blocks.push(sum);
+        }
+        self.lists.push(info);
+        Ok(self.lists.len() - 1)
+    }
+
+    /// `list` for a term without sharing: what elements `i..` retain is what
+    /// cell `i` retains, less what the list's end (an improper tail) does, so
+    /// the block sums come from the cells that start the blocks, without
+    /// looking at every element.
+    fn tree_list(
+        &mut self,
+        mut info: ListInfo,
+        at: usize,
+        node: u32,
+        budget: &mut Budget,
+    ) -> Result<usize, Stop> {
+        let (mut cell, mut n) = (at, node);
+        let end = loop {
+            budget.spend(1)?;
+            if info.len.is_multiple_of(RUN_BLOCK) {
+                info.starts.push((cell, n));
+            }
+            info.len += 1;
+            let tail_at = cell + WORD_BYTES;
+            let tail = self.mem.word(tail_at)?;
+            if !self.graph.has_node(tail, tail_at)? {
+                break Retained::default();
+            }
+            let next = self.tail_node(n);
+            if tail & PRIMARY_MASK != PRIMARY_LIST {
+                break self.graph.retained(next);
+            }
+            cell = (tail & POINTER_MASK) as usize;
+            n = next;
+        };
+        let whole = self.graph.retained(node);
+        for &(_, start) in &info.starts[1..] {
+            info.blocks.push(whole.sub(self.graph.retained(start)));
+        }
+        info.blocks.push(whole.sub(end));
+        self.lists.push(info);
+        Ok(self.lists.len() - 1)
+    }
+
+    /// A cons cell's tail node (its last reference, when the tail is not an
+    /// immediate).
+    #[inline(always)]
+    fn tail_node(&self, node: u32) -> u32 {
+        self.graph.target(self.graph.out(node as usize).end - 1)
+    }
+
+    /// The cons cell (address and node) of element `i` of `lists[list]`:
+    /// from the start of its block, at most nine tails on.
+    fn cell(&self, list: usize, i: u64) -> Result<(usize, u32), Stop> {
+        let (mut cell, mut node) = self.lists[list].starts[(i / RUN_BLOCK) as usize];
+        for _ in 0..i % RUN_BLOCK {
+            let tail = self.mem.word(cell + WORD_BYTES)?;
+            cell = (tail & POINTER_MASK) as usize;
+            node = self.tail_node(node);
+        }
+        Ok((cell, node))
+    }
+
+    /// What one list element retains: its cons cell and its head, when the
+    /// head is the element's alone.
+    #[inline(always)]
+    fn element(&self, cell: usize, node: u32) -> Result<Retained, Stop> {
+        let mut own = Retained {
+            words: if self.mem.is_literal(cell) { 0 } else { 2 },
+            off_heap_bytes: 0,
+            objects: 1,
+        };
+        if let Some((_, head)) = self.head(cell, node)? {
+            if !self.graph.is_shared(head) {
+                own.add(self.graph.retained(head));
+            }
+        }
+        Ok(own)
+    }
+
+    /// A list element's head term and node, unless it is an immediate.
+    #[inline(always)]
+    fn head(&self, cell: usize, node: u32) -> Result<Option<(u64, u32)>, Stop> {
+        let term = self.mem.word(cell)?;
+        if !self.graph.has_node(term, cell)? {
+            return Ok(None);
+        }
+        Ok(Some((
+            term,
+            self.graph.target(self.graph.out(node as usize).start),
+        )))
+    }
+
+    fn run_retained(&self, list: usize, first: u64, last: u64) -> Retained {
+        let info = &self.lists[list];
+        let len = last - first + 1;
+        if len >= RUN_BLOCK && first.is_multiple_of(RUN_BLOCK) {
+            // Whole blocks, the last one possibly partial (the list's end).
+            let from = (first / RUN_BLOCK) as usize;
+            let to = (last + 1).div_ceil(RUN_BLOCK) as usize;
+            return info.blocks[to].sub(info.blocks[from]);
+        }
+        let mut sum = Retained::default();
+        for i in first..=last {
+            // Errors were caught when the list was first read.
+            let found = self
+                .cell(list, i)
+                .and_then(|(cell, node)| self.element(cell, node));
+            sum.add(found.unwrap_or_default());
+        }
+        sum
+    }
+
+    /// Elements `first..=last` as a position: a run, or for one element its
+    /// value (`None` when that is an immediate or shared).
+    fn run_child(&self, list: usize, first: u64, last: u64) -> Option<Child> {
+        let retained = self.run_retained(list, first, last);
+        if first < last {
+            return Some(Child {
+                place: Place::Run(list, first, last),
+                step: Step::List(first, last),
+                retained,
+            });
+        }
+        // Errors were caught when the list was first read.
+        let head = self
+            .cell(list, first)
+            .and_then(|(cell, node)| self.head(cell, node));
+        match head {
+            Ok(Some((term, head))) if !self.graph.is_shared(head) => {
+                let mut child = self.value(term, head, Step::List(first, first));
+                child.retained = retained;
+                Some(child)
+            }
+            _ => None,
+        }
+    }
+
+    /// Runs split by powers of ten (0..9999 into 0..999, 1000..1999, ...).
+    fn run_children(&self, list: usize, first: u64, last: u64) -> Vec<Child> {
+        let len = last - first + 1;
+        let mut chunk = 1u64;
+        while chunk * RUN_BLOCK < len {
+            chunk *= RUN_BLOCK;
+        }
+        let mut children = Vec::new();
+        let mut start = first;
+        while start <= last {
+            let end = (start + chunk - 1).min(last);
+            children.extend(self.run_child(list, start, end));
+            start = end + 1;
+        }
+        children
+    }
+}
+
+/// Whether `child` holds most of what `place` retains (`bytes`), so that
+/// `place` only wraps it. In a run, a slice must also be at least twice as
+/// dense as the run: the first 10,000 of 12,000 evenly sized elements hold
+/// most of the run because of where the power of ten falls, not because the
+/// bytes accumulate there.
+fn holds_most(place: Place, child: &Child, bytes: u64) -> bool {
+    let held = child.retained.bytes() as u128;
+    if held * 2 <= bytes as u128 {
+        return false;
+    }
+    match (place, child.step) {
+        (Place::Run(_, first, last), Step::List(f, l)) => {
+            let (run_len, slice_len) = ((last - first + 1) as u128, (l - f + 1) as u128);
+            held * run_len >= 2 * bytes as u128 * slice_len
+        }
+        _ => true,
+    }
+}
+
+/// The retained-size breakdown of `root`.
+pub fn breakdown<M: Memory>(
+    mem: &M,
+    layout: &Layout,
+    root: u64,
+    settings: &Settings,
+    budget: &mut Budget,
+) -> Result<Breakdown, Stop> {
+    let (root_addr, root_tag) = match classify(root, 0)? {
+        Word::Immediate => return Ok(Breakdown::default()),
+        Word::List(a) => (a, TAG_CONS),
+        Word::Boxed(a) => (a, TAG_BOXED),
+    };
+    let graph = Graph::build(
+        mem,
+        layout,
+        root_addr,
+        root_tag,
+        settings.max_objects,
+        budget,
+    )?;
+    let total = graph.retained(0);
+    let total_bytes = total.bytes();
+    let threshold =
+        ((settings.min_share.clamp(0.0, 1.0) * total_bytes as f64).ceil() as u64).max(1);
+
+    let mut searcher = Searcher {
+        mem,
+        layout,
+        graph: &graph,
+        lists: Vec::new(),
+        steps: Vec::new(),
+    };
+    // (place, path, depth, what it retains, whether a run around it is a row)
+    let mut pending = vec![(
+        Place::Value(root_addr | root_tag, 0),
+        u32::MAX,
+        0usize,
+        total,
+        false,
+    )];
+    let mut rows: Vec<(u64, usize, u32, Retained, RowKind)> = Vec::new();
+    let mut seen = 0usize;
+    while let Some((place, path, depth, retained, in_row_run)) = pending.pop() {
+        seen += 1;
+        let kept = searcher.children(place, threshold, budget)?;
+        let bytes = retained.bytes();
+        let concentrated = match place {
+            Place::Run(..) => kept.list.iter().any(|c| holds_most(place, c, bytes)),
+            Place::Value(..) => kept.heaviest as u128 * 2 > bytes as u128,
+        };
+        let children = kept.list;
+        // A run inside a run that is already a row is only a slice of it.
+        let is_row =
+            path != u32::MAX && (!settings.accumulation_only || (!concentrated && !in_row_run));
+        if is_row {
+            rows.push((bytes, seen, path, retained, searcher.kind(place)?));
+        }
+        let deeper = match place {
+            // Sub-runs replace the run's step: same depth.
+            Place::Run(..) => depth,
+            Place::Value(..) => depth + 1,
+        };
+        if deeper > settings.max_depth {
+            continue;
+        }
+        for child in children.into_iter().rev() {
+            if child.retained.bytes() < threshold {
+                continue;
+            }
+            let parent = match (place, child.place) {
+                // A sub-run or element of a run hangs off the list itself.
+                (Place::Run(..), _) => searcher.steps[path as usize].0,
+                _ => path,
+            };
+            searcher.steps.push((parent, child.step));
+            let at = (searcher.steps.len() - 1) as u32;
+            let run_row = match (place, child.place) {
+                (Place::Run(..), Place::Run(..)) => in_row_run || is_row,
+                _ => false,
+            };
+            pending.push((child.place, at, deeper, child.retained, run_row));
+        }
+    }
+    rows.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+    rows.truncate(settings.max_rows);
+    let rows = rows
+        .into_iter()
+        .map(|(_, _, path, retained, kind)| Row {
+            path: searcher.path(path),
+            retained,
+            kind,
+        })
+        .collect();
+    Ok(Breakdown {
+        total,
+        off_heap_binaries: graph.binaries.len() as u64,
+        literal_words: graph.literal_words,
+        rows,
+        peak_bytes: graph.peak_bytes,
+        nodes: graph.len() as u64,
+    })
+}
