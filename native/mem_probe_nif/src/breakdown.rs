@@ -14,7 +14,7 @@
 use rustler::sys::ErlNifTerm;
 use rustler::{Encoder, Env, Term};
 use term_walker::breakdown::{self, Breakdown, Budget, RowKind, Settings, Step};
-use term_walker::walk::{Stop, Work};
+use term_walker::walk::Stop;
 
 use std::sync::atomic::Ordering;
 
@@ -132,7 +132,7 @@ fn run<'a>(
         accumulation_only: true,
     };
     // The same limit on the walk's own memory as every other walk.
-    budget = budget.with_work(Work::unlimited().with_memory_limit(loaded.memory_limit));
+    budget = budget.with_memory_limit(loaded.memory_limit);
     // SAFETY: as in `run` (lib.rs): this call's own argument, walked with a
     // table the calibration proved (`NATIVE` is checked above).
     let mem = unsafe { VmMemory::new(literals) };
@@ -160,7 +160,8 @@ fn breakdown_nif<'a>(
     max_depth: u64,
     max_objects: u64,
 ) -> Term<'a> {
-    let budget = Budget::limited(NORMAL_SCHEDULER_WORDS);
+    // The same slice as the term-size walks: words, and CPU time.
+    let budget = Budget::limited(NORMAL_SCHEDULER_WORDS).with_deadline(crate::normal_slice());
     run(
         env,
         term,

@@ -333,17 +333,21 @@ fn walk<'a>(env: Env<'a>, term: Term<'a>, mode: Atom, heap_words: u64) -> Term<'
     } else {
         NORMAL_SCHEDULER_SCAN_WORDS
     };
-    let deadline = Deadline {
-        now: vm::thread_cpu_ns,
-        at: vm::thread_cpu_ns().saturating_add(NORMAL_SCHEDULER_SLICE_NS),
-    };
     run(
         env,
         term,
         mode,
         heap_words,
-        Work::limited(budget).with_deadline(deadline),
+        Work::limited(budget).with_deadline(normal_slice()),
     )
+}
+
+/// The end of a normal-scheduler slice: this thread's CPU time from now.
+fn normal_slice() -> Deadline {
+    Deadline {
+        now: vm::thread_cpu_ns,
+        at: vm::thread_cpu_ns().saturating_add(NORMAL_SCHEDULER_SLICE_NS),
+    }
 }
 
 #[rustler::nif(schedule = "DirtyCpu")]

@@ -42,20 +42,18 @@ use crate::tags::*;
 use crate::visited::VisitedSet;
 use crate::walk::{reserve, Stop, Work};
 
-/// A work allowance in words visited (plus one per object), as
-/// [`crate::walk::Work`] counts them, and the [`Work`] that accounts for the
-/// walk's own memory (its limit, and allocations that fail without aborting).
+/// The walk's [`Work`]: its allowance in words visited (plus one per
+/// object), its deadline, and the limit on its own memory (allocations that
+/// fail without aborting), with the helpers the breakdown's arrays use.
 #[derive(Clone, Copy, Debug)]
 pub struct Budget {
-    remaining: u64,
     work: Work,
 }
 
 impl Budget {
     pub fn limited(words: u64) -> Self {
         Budget {
-            remaining: words,
-            work: Work::unlimited(),
+            work: Work::limited(words),
         }
     }
 
@@ -63,21 +61,23 @@ impl Budget {
         Self::limited(u64::MAX)
     }
 
-    /// The same allowance, with `work`'s memory limit for the walk's own
-    /// arrays and sets.
-    pub fn with_work(self, work: Work) -> Self {
-        Budget { work, ..self }
+    /// The same allowance, ending also when `deadline` passes.
+    pub fn with_deadline(self, deadline: crate::walk::Deadline) -> Self {
+        Budget {
+            work: self.work.with_deadline(deadline),
+        }
+    }
+
+    /// The same allowance with at most `bytes` of the walk's own memory.
+    pub fn with_memory_limit(self, bytes: u64) -> Self {
+        Budget {
+            work: self.work.with_memory_limit(bytes),
+        }
     }
 
     #[inline]
     fn spend(&mut self, words: u64) -> Result<(), Stop> {
-        let cost = words + 1;
-        if cost > self.remaining {
-            self.remaining = 0;
-            return Err(Stop::Budget);
-        }
-        self.remaining -= cost;
-        Ok(())
+        self.work.spend(words)
     }
 
     /// Room for one more element of `v`, within the memory limit.

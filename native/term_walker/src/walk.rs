@@ -112,7 +112,7 @@ impl Work {
     }
 
     #[inline]
-    fn spend(&mut self, object_words: u64) -> Result<(), Stop> {
+    pub(crate) fn spend(&mut self, object_words: u64) -> Result<(), Stop> {
         let cost = object_words + 1;
         if cost > self.remaining {
             return self.next_chunk(cost);

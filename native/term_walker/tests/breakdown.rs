@@ -560,10 +560,10 @@ fn the_walk_memory_limit_ends_the_walk_not_the_vm() {
     let mut h = TestHeap::new();
     let items: Vec<u64> = (0..10_000).map(|i| h.tuple(&[small(i)])).collect();
     let list = h.list(&items);
-    let tight = Budget::unlimited().with_work(Work::unlimited().with_memory_limit(10_000));
+    let tight = Budget::unlimited().with_memory_limit(10_000);
     let stop = breakdown(&h, &OTP_25, list, &Settings::default(), &mut tight.clone());
     assert_eq!(stop, Err(Stop::OutOfMemory));
-    let roomy = Budget::unlimited().with_work(Work::unlimited().with_memory_limit(10_000_000));
+    let roomy = Budget::unlimited().with_memory_limit(10_000_000);
     assert!(breakdown(&h, &OTP_25, list, &Settings::default(), &mut roomy.clone()).is_ok());
 }
 
