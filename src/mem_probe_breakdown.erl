@@ -228,6 +228,10 @@ walked(_Term, {error, Reason}, _Opts) when Reason =:= too_many_objects;
     %% Past max_objects, or past the walk memory limit (walk_memory_limit):
     %% the walk stopped before allocating more.
     {error, Reason};
+walked(_Term, {error, {layout_error, What, Address, Word}}, _Opts) ->
+    %% The same fault policy as the term sizes: the node goes to fallback.
+    {error, {layout_error, mem_probe_sizes:fault("breakdown/2", breakdown,
+                                                 {What, Address, Word})}};
 walked(_Term, {error, Reason}, _Opts) ->
     {error, {walk_failed, Reason}}.
 

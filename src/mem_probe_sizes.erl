@@ -29,7 +29,7 @@
 %%% garbage-collected in between.
 -module(mem_probe_sizes).
 
--export([flat_size/1, shared_size/1, term_size/1, info/0, recalibrate/0]).
+-export([flat_size/1, shared_size/1, term_size/1, info/0, recalibrate/0, fault/3]).
 
 -define(STATE_KEY, {?MODULE, state}).
 -define(ERRORS_KEY, {?MODULE, walk_errors}).
@@ -122,6 +122,14 @@ out_of_memory(Function) ->
 %% The first layout error switches the node to fallback mode, with what
 %% stopped the walk and when in info(); recalibrate/0 may switch it back.
 layout_fault(Function, WalkMode, What, Address, Word) ->
+    erlang:error({layout_error, fault(Function, WalkMode, {What, Address, Word})}).
+
+%% @doc The fault policy for a native walk that stopped on an unexpected
+%% layout (`{What, Address, Word}' from the NIF), whichever walk it was:
+%% the node switches to fallback mode, `info()' says what stopped it, where
+%% and when; returns the message for the caller's error.
+-spec fault(string(), atom(), {binary(), non_neg_integer(), non_neg_integer()}) -> binary().
+fault(Function, WalkMode, {What, Address, Word}) ->
     count_walk_error(),
     Fault = #{what => What, address => Address, word => Word, walk => WalkMode,
               at => list_to_binary(calendar:system_time_to_rfc3339(
@@ -134,11 +142,10 @@ layout_fault(Function, WalkMode, What, Address, Word) ->
         _ ->
             ok
     end,
-    erlang:error({layout_error,
-                  iolist_to_binary(io_lib:format(
-                    "~s: the native walker met an unexpected layout (~s at 0x~.16b: 0x~.16b), so "
-                    "this node is now in fallback mode; mem_probe:info() has the details and "
-                    "recalibrate() tries the walker again", [Function, What, Address, Word]))}).
+    iolist_to_binary(io_lib:format(
+      "~s: the native walker met an unexpected layout (~s at 0x~.16b: 0x~.16b), so "
+      "this node is now in fallback mode; mem_probe:info() has the details and "
+      "recalibrate() tries the walker again", [Function, What, Address, Word])).
 
 %% A native walk: budgeted on this scheduler, then (if needed) from the root
 %% again on a dirty CPU scheduler. Only the dirty flat walk uses the heap

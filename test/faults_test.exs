@@ -131,6 +131,14 @@ defmodule MemProbe.FaultsTest do
         assert call.(:mem_probe, :term_size, [term]).literal_words == :undefined
         assert call.(:mem_probe_nif, :walk, [term, :full, 0]) == {:error, :not_calibrated}
 
+        # A breakdown's walk meets the same policy (after recalibrating).
+        assert call.(:mem_probe, :recalibrate, []).mode == :native
+
+        assert {:error, {:layout_error, text}} = call.(:mem_probe, :breakdown, [[term, term], []])
+
+        assert text =~ "breakdown/2: the native walker met an unexpected layout"
+        assert call.(:mem_probe, :info, []).reason |> elem(1) |> Map.get(:walk) == :breakdown
+
         # The calibration agrees again, so the walker is back on (and the
         # switch makes the next walk fail again, the same way).
         assert call.(:mem_probe, :recalibrate, []).mode == :native

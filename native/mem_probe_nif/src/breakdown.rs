@@ -136,7 +136,12 @@ fn run<'a>(
     // SAFETY: as in `run` (lib.rs): this call's own argument, walked with a
     // table the calibration proved (`NATIVE` is checked above).
     let mem = unsafe { VmMemory::new(literals) };
-    match breakdown::breakdown(&mem, layout, term_word(term), &settings, &mut budget) {
+    let root = term_word(term);
+    let result = match crate::injected_fault(loaded, root) {
+        Some(fault) => Err(fault),
+        None => breakdown::breakdown(&mem, layout, root, &settings, &mut budget),
+    };
+    match result {
         Ok(found) => encode(env, &found),
         Err(Stop::Budget) => crate::budget_exceeded().encode(env),
         Err(Stop::Overflow) => (crate::error(), crate::flat_size_overflow()).encode(env),

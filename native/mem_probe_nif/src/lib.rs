@@ -195,6 +195,19 @@ fn load(_env: Env, load_info: Term) -> bool {
     true // the Erlang side reports what is missing and falls back
 }
 
+/// The `inject_layout_error` test switch's error, when the switch is on:
+/// what a walk of `root` answers instead of walking (the calibration is
+/// never affected).
+fn injected_fault(loaded: &Loaded, root: u64) -> Option<Stop> {
+    loaded.inject_layout_error.then(|| {
+        Stop::Layout(term_walker::LayoutError::new(
+            "layout error injected by the inject_layout_error test switch",
+            (root & !0b111) as usize,
+            root,
+        ))
+    })
+}
+
 /// The layout and literal range, when both are known.
 fn ready() -> Option<(&'static Layout, Range, &'static Loaded)> {
     let loaded = LOADED.get()?;
@@ -238,12 +251,9 @@ fn run<'a>(env: Env<'a>, term: Term<'a>, mode: Atom, heap_words: u64, work: Work
     } else {
         work.with_memory_limit(loaded.memory_limit)
     };
-    let result = if loaded.inject_layout_error && !calibrating {
-        Err(Stop::Layout(term_walker::LayoutError::new(
-            "layout error injected by the inject_layout_error test switch",
-            (root & !0b111) as usize,
-            root,
-        )))
+    let injected = injected_fault(loaded, root).filter(|_| !calibrating);
+    let result = if let Some(fault) = injected {
+        Err(fault)
     } else if calibrating && loaded.guarded {
         walk_with(
             &GuardedMemory::new(literals),
