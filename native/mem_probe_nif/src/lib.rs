@@ -11,6 +11,7 @@
 //! * `set_native/1` is the calibration's verdict: until it says `true`, only
 //!   `calibrate` walks run (guarded), every other walk is refused.
 
+mod alloc;
 mod breakdown;
 mod entry;
 mod vm;
@@ -352,11 +353,12 @@ fn walk<'a>(env: Env<'a>, term: Term<'a>, mode: Atom, heap_words: u64) -> Term<'
     )
 }
 
-/// The end of a normal-scheduler slice: this thread's CPU time from now.
+/// A normal-scheduler slice of this thread's CPU time (read only once a
+/// walk passes its first few thousand words: small walks read no clock).
 fn normal_slice() -> Deadline {
     Deadline {
         now: vm::thread_cpu_ns,
-        at: vm::thread_cpu_ns().saturating_add(NORMAL_SCHEDULER_SLICE_NS),
+        after: NORMAL_SCHEDULER_SLICE_NS,
     }
 }
 

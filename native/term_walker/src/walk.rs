@@ -62,16 +62,22 @@ pub struct Work {
     /// Left beyond the current chunk.
     reserve: u64,
     deadline: Option<Deadline>,
+    /// The clock's reading at the first chunk boundary: the deadline counts
+    /// from there, so a walk that ends within one chunk reads no clock.
+    clock_start: Option<u64>,
     memory: u64,
 }
 
-/// A point in time on a clock the caller supplies (the walker reads no clock
+/// A time allowance on a clock the caller supplies (the walker reads no clock
 /// of its own): the NIF passes the scheduler thread's CPU time, which a
-/// preempted thread does not spend.
+/// preempted thread does not spend. It counts from the first chunk boundary
+/// (the first [`CLOCK_CHECK_WORDS`] words are not timed, so small walks never
+/// pay for a clock read).
 #[derive(Clone, Copy, Debug)]
 pub struct Deadline {
     pub now: fn() -> u64,
-    pub at: u64,
+    /// Clock units allowed after the first reading.
+    pub after: u64,
 }
 
 /// Words between two reads of the clock: a few microseconds of walking.
@@ -83,6 +89,7 @@ impl Work {
             remaining: words,
             reserve: 0,
             deadline: None,
+            clock_start: None,
             memory: u64::MAX,
         }
     }
@@ -126,7 +133,20 @@ impl Work {
     #[cold]
     fn next_chunk(&mut self, cost: u64) -> Result<(), Stop> {
         let available = self.remaining.saturating_add(self.reserve);
-        let past_deadline = self.deadline.is_some_and(|d| (d.now)() >= d.at);
+        let past_deadline = match self.deadline {
+            None => false,
+            Some(deadline) => {
+                let now = (deadline.now)();
+                match self.clock_start {
+                    // The first reading starts the timing.
+                    None => {
+                        self.clock_start = Some(now);
+                        false
+                    }
+                    Some(start) => now.saturating_sub(start) >= deadline.after,
+                }
+            }
+        };
         if cost > available || past_deadline {
             self.remaining = 0;
             self.reserve = 0;
@@ -139,9 +159,12 @@ impl Work {
     }
 
     /// Charges `cost` that was already spent, without failing: what is left
-    /// goes down to zero at most (the next `spend` then stops).
+    /// goes down to zero at most (the next `spend` then stops). Within the
+    /// current chunk no clock is read.
     fn next_chunk_or_drain(&mut self, cost: u64) {
-        if self.next_chunk(cost).is_err() {
+        if cost <= self.remaining {
+            self.remaining -= cost;
+        } else if self.next_chunk(cost).is_err() {
             self.remaining = 0;
             self.reserve = 0;
         }

@@ -7,11 +7,9 @@ use term_walker::layout::OTP_25;
 use term_walker::walk::{Deadline, CLOCK_CHECK_WORDS};
 use term_walker::{flat_words, scan, Detail, Stop, Work};
 
-fn past() -> u64 {
-    u64::MAX
-}
-
-fn never() -> u64 {
+/// A clock that never moves: with no time allowed, the walk stops at the
+/// second reading; with any time allowed, never.
+fn frozen() -> u64 {
     0
 }
 
@@ -22,10 +20,13 @@ fn tuples(h: &mut TestHeap, n: usize) -> u64 {
 }
 
 #[test]
-fn a_passed_deadline_stops_the_walk_at_the_next_clock_check() {
+fn a_used_up_time_allowance_stops_the_walk_at_a_clock_check() {
     let mut h = TestHeap::new();
     let term = tuples(&mut h, 10_000);
-    let gone = Deadline { now: past, at: 0 };
+    let gone = Deadline {
+        now: frozen,
+        after: 0,
+    };
     let mut work = Work::unlimited().with_deadline(gone);
     assert_eq!(
         flat_words(&h, &OTP_25, term, u64::MAX, &mut work),
@@ -46,7 +47,10 @@ fn a_passed_deadline_stops_the_walk_at_the_next_clock_check() {
 fn a_deadline_that_does_not_pass_changes_nothing() {
     let mut h = TestHeap::new();
     let term = tuples(&mut h, 10_000);
-    let far = Deadline { now: never, at: 1 };
+    let far = Deadline {
+        now: frozen,
+        after: 1,
+    };
     let mut work = Work::unlimited().with_deadline(far);
     assert_eq!(
         flat_words(&h, &OTP_25, term, u64::MAX, &mut work),
@@ -61,7 +65,10 @@ fn a_deadline_that_does_not_pass_changes_nothing() {
 fn the_word_allowance_still_holds_across_chunks() {
     let mut h = TestHeap::new();
     let term = tuples(&mut h, 10_000);
-    let far = Deadline { now: never, at: 1 };
+    let far = Deadline {
+        now: frozen,
+        after: 1,
+    };
     // 39,999 words allowed for a 40,000-word term, in chunks of 4096.
     let mut work = Work::limited(39_999).with_deadline(far);
     assert_eq!(
