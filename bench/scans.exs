@@ -32,12 +32,7 @@ Code.require_file("support.exs", __DIR__)
 defmodule Bench.Scans do
   @runs 5
 
-  def procs do
-    case System.get_env("MEMPROBE_BENCH_PROCS") do
-      nil -> 100_000
-      n -> String.to_integer(n)
-    end
-  end
+  def procs, do: Bench.Support.procs()
 
   # Setup: Bench.Support.spawn_idle/1.
 

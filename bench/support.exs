@@ -7,6 +7,14 @@ defmodule Bench.Support do
     Enum.at(Enum.sort(times), div(runs, 2))
   end
 
+  @doc "How many processes the scan benchmarks spawn (MEMPROBE_BENCH_PROCS, default 100k)."
+  def procs do
+    case System.get_env("MEMPROBE_BENCH_PROCS") do
+      nil -> 100_000
+      n -> String.to_integer(n)
+    end
+  end
+
   @doc """
   Spawns `count` idle processes from 8 spawners (so they spread over the
   schedulers as on a real node); each holds a list of 0..99 elements, so

@@ -37,12 +37,7 @@ defmodule Bench.Watcher do
   @k 20
   @runs 7
 
-  def procs do
-    case System.get_env("MEMPROBE_BENCH_PROCS") do
-      nil -> 100_000
-      n -> String.to_integer(n)
-    end
-  end
+  def procs, do: Bench.Support.procs()
 
   # ------------------------------------------------------------ tick cost
 
