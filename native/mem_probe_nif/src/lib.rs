@@ -1,10 +1,13 @@
 //! MemProbe's NIF: sizes terms with `term_walker` over the VM's own memory.
 //!
 //! Entry points (see `src/mem_probe_nif.erl`):
-//! * `walk/3` runs on the caller's normal scheduler with a work budget of
-//!   about a millisecond and answers `budget_exceeded` when the term is larger
-//!   (modes `flat`, `shared`, `full`, and `calibrate`: `full` through guarded
-//!   reads, plus the `erts_debug:size/1` count and `enif_term_size`);
+//! * `walk/3` runs on the caller's normal scheduler with a budget of 10k
+//!   words and at most 1 ms of CPU time, and answers `budget_exceeded` when
+//!   the term is larger (modes `flat`, `shared`, `full`, and `calibrate`:
+//!   `full` through guarded reads, plus the `erts_debug:size/1` count and
+//!   `enif_term_size`);
+//! * `breakdown/5` and `breakdown_dirty/5` (breakdown.rs): retained sizes by
+//!   position, scheduled the same way;
 //! * `walk_dirty/3` runs the same walk from the root on a dirty CPU scheduler;
 //! * `native_info/0` says which layout was selected at load and how the
 //!   literal area was found;
