@@ -36,15 +36,23 @@ load() ->
         end,
     %% A new instance of this module (a reload or an upgrade) has a status of
     %% its own, so the mode is decided again (mem_probe_sizes compares them).
-    persistent_term:put(?LOAD_STATUS_KEY, {make_ref(), Status}),
+    Loads = case persistent_term:get(?LOAD_STATUS_KEY, undefined) of
+                {_, _, #{loads := N}} -> N + 1;
+                _ -> 1
+            end,
+    At = list_to_binary(calendar:system_time_to_rfc3339(erlang:system_time(second))),
+    persistent_term:put(?LOAD_STATUS_KEY,
+                        {make_ref(), Status, #{loads => Loads, loaded_at => At}}),
     %% Always load the Erlang module: without the library it runs in fallback.
     ok.
 
 %% @doc How the library loaded into this instance of the module: `{Load,
-%% loaded | {not_loaded, Why}}', where `Load' is new at every load.
--spec load_status() -> {reference(), loaded | {not_loaded, term()}}.
+%% loaded | {not_loaded, Why}, #{loads, loaded_at}}', where `Load' is new at
+%% every load, `loads' counts the loads of this module on the node (a reload
+%% or an upgrade is one more) and `loaded_at' says when the last was.
+-spec load_status() -> {reference() | undefined, loaded | {not_loaded, term()}, map()}.
 load_status() ->
-    persistent_term:get(?LOAD_STATUS_KEY, {undefined, {not_loaded, module_not_loaded}}).
+    persistent_term:get(?LOAD_STATUS_KEY, {undefined, {not_loaded, module_not_loaded}, #{}}).
 
 %% What the library needs to know at load: the release (for its layout
 %% table) and, for finding the literal area where the emulator exports no

@@ -175,7 +175,7 @@ count_walk_error() ->
 %% of `mem_probe_nif' (a new load) is decided again.
 -spec mode() -> mode().
 mode() ->
-    {Load, _} = mem_probe_nif:load_status(),
+    {Load, _, _} = mem_probe_nif:load_status(),
     case persistent_term:get(?STATE_KEY, undefined) of
         #{mode := Mode, load := Load} -> Mode;
         _ -> maps:get(mode, calibrate())
@@ -208,16 +208,19 @@ calibrate() ->
         undefined -> persistent_term:put(?ERRORS_KEY, counters:new(1, [write_concurrency]));
         _ -> ok
     end,
-    {Load, _} = mem_probe_nif:load_status(),
+    {Load, _, Loads} = mem_probe_nif:load_status(),
+    %% `library': how many times the library loaded here, and when last (a
+    %% reload or an upgrade shows as one more load).
     Base = #{otp_release => list_to_binary(erlang:system_info(otp_release)),
-             erts_version => list_to_binary(erlang:system_info(version))},
+             erts_version => list_to_binary(erlang:system_info(version)),
+             library => Loads},
     State = maps:merge(Base, decide()),
     persistent_term:put(?STATE_KEY, State#{load => Load}),
     State.
 
 decide() ->
     Forced = application:get_env(mem_probe, mode, auto),
-    {_, LoadStatus} = mem_probe_nif:load_status(),
+    {_, LoadStatus, _} = mem_probe_nif:load_status(),
     State =
         case {Forced, LoadStatus} of
             {fallback, _} -> fallback(forced_by_configuration);

@@ -50,6 +50,7 @@ defmodule MemProbe.FaultsTest do
     test "reloaded twice, purged, reloaded: native after each, sizes right in between" do
       with_peer(ebin(), [], fn call ->
         assert call.(:mem_probe, :info, []).mode == :native
+        assert call.(:mem_probe, :info, []).library.loads == 1
         assert slice_bytes(call) == 1_000_000
 
         for step <- [:reload, :reload_after_purge, :purge_then_reload] do
@@ -69,6 +70,9 @@ defmodule MemProbe.FaultsTest do
 
           info = call.(:mem_probe, :info, [])
           assert {step, info.mode} == {step, :native}
+          # info() says the library was loaded again, and when.
+          assert info.library.loads > 1
+          assert {:ok, _, 0} = DateTime.from_iso8601(info.library.loaded_at)
           assert slice_bytes(call) == 1_000_000
           assert call.(:mem_probe, :flat_size, [[1, 2, 3]]) == 6
         end
