@@ -223,7 +223,7 @@ defmodule MemProbe do
   """
   @spec top_processes(atom(), non_neg_integer(), keyword() | map()) :: [process_entry()]
   def top_processes(attr, n, opts \\ []) do
-    translate_badarg(fn -> :mem_probe.top_processes(attr, n, opts) end) |> nil_for_undefined()
+    :mem_probe.top_processes(attr, n, opts) |> nil_for_undefined()
   end
 
   @doc """
@@ -257,7 +257,7 @@ defmodule MemProbe do
           process_limit: pos_integer()
         }
   def count_processes(by, n \\ 10, opts \\ []) do
-    translate_badarg(fn -> :mem_probe.count_processes(by, n, opts) end) |> nil_for_undefined()
+    :mem_probe.count_processes(by, n, opts) |> nil_for_undefined()
   end
 
   @doc """
@@ -294,7 +294,7 @@ defmodule MemProbe do
   """
   @spec binary_leaks(non_neg_integer(), keyword() | map()) :: [map()]
   def binary_leaks(n, opts \\ []) do
-    translate_badarg(fn -> :mem_probe.binary_leaks(n, opts) end) |> nil_for_undefined()
+    :mem_probe.binary_leaks(n, opts) |> nil_for_undefined()
   end
 
   @doc """
@@ -328,7 +328,7 @@ defmodule MemProbe do
   """
   @spec process_memory(pid()) :: {:ok, map()} | {:error, :noproc}
   def process_memory(pid) do
-    translate_badarg(fn -> :mem_probe.process_memory(pid) end) |> nil_for_undefined()
+    :mem_probe.process_memory(pid) |> nil_for_undefined()
   end
 
   @doc """
@@ -365,7 +365,7 @@ defmodule MemProbe do
   """
   @spec state_size(pid(), keyword() | map()) :: {:ok, sizes()} | {:error, term()}
   def state_size(pid, opts \\ []) do
-    translate_badarg(fn -> :mem_probe.state_size(pid, opts) end) |> nil_for_undefined()
+    :mem_probe.state_size(pid, opts) |> nil_for_undefined()
   end
 
   # --- end of process scans ---
@@ -426,7 +426,7 @@ defmodule MemProbe do
   """
   @spec top_tables(non_neg_integer(), keyword()) :: [table_entry()]
   def top_tables(n, opts \\ []) do
-    translate_badarg(fn -> :mem_probe.top_tables(n, opts) end)
+    :mem_probe.top_tables(n, opts)
     |> nil_for_undefined()
   end
 
@@ -468,7 +468,7 @@ defmodule MemProbe do
   """
   @spec table_size(atom() | :ets.tid()) :: {:ok, map()} | {:error, :deleted}
   def table_size(table) do
-    translate_badarg(fn -> :mem_probe.table_size(table) end)
+    :mem_probe.table_size(table)
     |> nil_for_undefined()
   end
 
@@ -506,7 +506,7 @@ defmodule MemProbe do
   @spec memory(keyword() | map()) ::
           %{total_bytes: non_neg_integer(), categories: [memory_category()]} | map()
   def memory(opts \\ []) do
-    translate_badarg(fn -> :mem_probe.memory(opts) end) |> nil_for_undefined()
+    :mem_probe.memory(opts) |> nil_for_undefined()
   end
 
   @doc """
@@ -543,7 +543,7 @@ defmodule MemProbe do
   """
   @spec allocators(keyword() | map()) :: map()
   def allocators(opts \\ []) do
-    translate_badarg(fn -> :mem_probe.allocators(opts) end) |> nil_for_undefined()
+    :mem_probe.allocators(opts) |> nil_for_undefined()
   end
 
   @doc """
@@ -567,9 +567,7 @@ defmodule MemProbe do
   """
   @spec print(term(), keyword()) :: :ok
   def print(result, opts \\ []) do
-    translate_badarg(fn ->
-      :mem_probe.print(nil_for_undefined(erlang_paths(result)), elixir_style(opts))
-    end)
+    :mem_probe.print(nil_for_undefined(erlang_paths(result)), elixir_style(opts))
   end
 
   @doc """
@@ -591,9 +589,7 @@ defmodule MemProbe do
   """
   @spec format(term(), keyword()) :: String.t()
   def format(result, opts \\ []) do
-    translate_badarg(fn ->
-      :mem_probe.format(nil_for_undefined(erlang_paths(result)), elixir_style(opts))
-    end)
+    :mem_probe.format(nil_for_undefined(erlang_paths(result)), elixir_style(opts))
     |> IO.chardata_to_string()
   end
 
@@ -626,7 +622,7 @@ defmodule MemProbe do
       true
   """
   @spec snapshot(keyword() | map()) :: map()
-  def snapshot(opts \\ []), do: translate_badarg(fn -> :mem_probe.snapshot(opts) end)
+  def snapshot(opts \\ []), do: :mem_probe.snapshot(opts)
 
   @doc """
   What grew most between two snapshots of the same node, largest growth
@@ -652,7 +648,7 @@ defmodule MemProbe do
   """
   @spec diff(map(), map(), non_neg_integer()) :: map()
   def diff(older, newer, n \\ 10) do
-    translate_badarg(fn -> :mem_probe.diff(older, newer, n) end) |> nil_for_undefined()
+    :mem_probe.diff(older, newer, n) |> nil_for_undefined()
   end
 
   @doc """
@@ -682,7 +678,7 @@ defmodule MemProbe do
       ** (ArgumentError) check/1: unknown option max_bytes; accepted: max_total_bytes, max_category_bytes, max_process_ratio, max_atom_ratio, max_message_queue_len, max_process_bytes, max_table_bytes, budget_ms
   """
   @spec check(keyword() | map()) :: {:ok, map()} | {:error, [map()]} | map()
-  def check(limits), do: translate_badarg(fn -> :mem_probe.check(limits) end) |> nil_for_undefined()
+  def check(limits), do: :mem_probe.check(limits) |> nil_for_undefined()
 
   @doc """
   Prints the one screen an operator reads first and returns `:ok`: findings
@@ -701,7 +697,7 @@ defmodule MemProbe do
   """
   @spec report(keyword() | map()) :: :ok
   def report(opts \\ []) do
-    translate_badarg(fn -> :mem_probe.report(opts) end) |> print()
+    :mem_probe.report(opts) |> print()
   end
 
   # --- end of leak hunting over time ---
@@ -764,7 +760,7 @@ defmodule MemProbe do
   """
   @spec breakdown(term(), keyword() | map()) :: {:ok, map()} | {:error, term()}
   def breakdown(term, opts \\ []) do
-    translate_badarg(fn -> :mem_probe.breakdown(term, breakdown_opts(opts)) end)
+    :mem_probe.breakdown(term, breakdown_opts(opts))
     |> elixir_paths()
   end
 
@@ -788,7 +784,7 @@ defmodule MemProbe do
   """
   @spec state_breakdown(pid(), keyword() | map()) :: {:ok, map()} | {:error, term()}
   def state_breakdown(pid, opts \\ []) do
-    translate_badarg(fn -> :mem_probe.state_breakdown(pid, breakdown_opts(opts)) end)
+    :mem_probe.state_breakdown(pid, breakdown_opts(opts))
     |> elixir_paths()
   end
 
@@ -810,7 +806,7 @@ defmodule MemProbe do
   """
   @spec diff_breakdown(map() | {:ok, map()}, map() | {:ok, map()}) :: map()
   def diff_breakdown(older, newer) do
-    translate_badarg(fn -> :mem_probe.diff_breakdown(erlang_paths(older), erlang_paths(newer)) end)
+    :mem_probe.diff_breakdown(erlang_paths(older), erlang_paths(newer))
     |> elixir_paths()
   end
 
@@ -881,7 +877,7 @@ defmodule MemProbe do
   """
   @spec top(keyword() | map()) :: :ok | {:error, term()}
   def top(opts \\ []) do
-    translate_badarg(fn -> :mem_probe.top(elixir_style(opts)) end)
+    :mem_probe.top(elixir_style(opts))
   end
 
   # --- end of live top ---
@@ -899,14 +895,4 @@ defmodule MemProbe do
     do: Map.new(map, fn {k, v} -> {k, nil_for_undefined(v)} end)
 
   def nil_for_undefined(other), do: other
-
-  # Erlang raises {:badarg, message} for misuse (see :mem_probe_args);
-  # Elixir users get an ArgumentError with the same message.
-  @doc false
-  def translate_badarg(fun) do
-    fun.()
-  catch
-    :error, {:badarg, message} when is_binary(message) ->
-      reraise ArgumentError, [message: message], __STACKTRACE__
-  end
 end

@@ -1,20 +1,44 @@
 %%% @doc Argument checks shared by every public function.
 %%%
-%%% Misuse raises `error({badarg, Message})' where `Message' is a binary that
-%%% names the function, what was wrong and what is accepted. The Elixir face
-%%% turns it into an `ArgumentError' with the same message. Nothing here (or
-%%% anywhere in MemProbe) creates atoms from input: options are compared
-%%% against known atoms, never converted.
+%%% Misuse raises `badarg' with EEP 54 error information: the shell
+%%% (`erl_error:format_exception/3') prints the function and what was wrong,
+%%% and Elixir raises `ArgumentError' with the message
+%%% "Function: what was wrong; accepted: ...", both through `format_error/2'
+%%% here, the one error formatter of MemProbe. Nothing here (or anywhere in
+%%% MemProbe) creates atoms from input: options are compared against known
+%%% atoms, never converted.
 -module(mem_probe_args).
 
 -export([bad/3, one_of/4, non_neg_integer/3, pos_integer/3, options/3, pid/2, timeout/3]).
+-export([format_error/2, message/1]).
 
-%% @doc Raises `{badarg, Message}' for `Function' (a string such as
-%% "top_processes/3") about `What' (a string), listing `Accepted'.
+%% @doc Raises `badarg' for `Function' (a string such as "top_processes/3")
+%% about `What' (a string), listing `Accepted'. The error information's
+%% cause is `{Function, Detail}' (two binaries).
 -spec bad(string(), iodata(), iodata()) -> no_return().
 bad(Function, What, Accepted) ->
-    Message = iolist_to_binary([Function, ": ", What, "; accepted: ", Accepted]),
-    erlang:error({badarg, Message}).
+    Cause = {iolist_to_binary(Function), iolist_to_binary([What, "; accepted: ", Accepted])},
+    erlang:error(badarg, none, [{error_info, #{module => ?MODULE, cause => Cause}}]).
+
+%% @doc EEP 54's formatter for the errors `bad/3' raises: the function as the
+%% reason (Elixir prints "Reason: General"), the detail as the general text.
+-spec format_error(term(), erlang:stacktrace()) -> #{atom() => binary()}.
+format_error(_Reason, [{_M, _F, _A, Info} | _]) ->
+    case proplists:get_value(error_info, Info) of
+        #{cause := {Function, Detail}} -> #{reason => Function, general => Detail};
+        _ -> #{}
+    end;
+format_error(_Reason, _Stacktrace) ->
+    #{}.
+
+%% @doc The whole message, "Function: detail; accepted: ...", of a badarg
+%% raised by `bad/3' with this stacktrace, or `undefined' for any other.
+-spec message(erlang:stacktrace()) -> binary() | undefined.
+message(Stacktrace) ->
+    case format_error(badarg, Stacktrace) of
+        #{reason := Function, general := Detail} -> <<Function/binary, ": ", Detail/binary>>;
+        #{} -> undefined
+    end.
 
 %% @doc `Value' if it is one of `Allowed' (atoms), else a badarg listing them.
 -spec one_of(string(), string(), term(), [atom()]) -> atom().

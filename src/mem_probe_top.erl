@@ -94,8 +94,8 @@ main(Args) ->
                                                         [error_text(Reason)])),
                              1
                      end
-             catch error:{badarg, Message} ->
-                     io:put_chars(standard_error, [Message, "\n"]),
+             catch error:badarg:Stacktrace ->
+                     io:put_chars(standard_error, [mem_probe_args:message(Stacktrace), "\n"]),
                      2
              end,
     erlang:halt(Status).

@@ -37,5 +37,7 @@ diff_and_text_test() ->
     ?assertEqual(300 * 16, maps:get(growth_bytes, Grew)),
     Text = unicode:characters_to_binary(mem_probe:format(Newer)),
     ?assertMatch({match, _}, re:run(Text, "term.log\\[0..399\\] +6\\.[23] KiB +[0-9.]+%")),
-    ?assertError({badarg, _}, mem_probe:diff_breakdown(a, b)),
-    ?assertError({badarg, _}, mem_probe:breakdown(1, [{depth, -1}])).
+    ?assertMatch("diff_breakdown/2: " ++ _,
+                 mem_probe_badarg:message(fun() -> mem_probe:diff_breakdown(a, b) end)),
+    ?assertMatch("breakdown/2: bad value -1 for option depth" ++ _,
+                 mem_probe_badarg:message(fun() -> mem_probe:breakdown(1, [{depth, -1}]) end)).

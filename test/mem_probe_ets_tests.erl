@@ -34,11 +34,9 @@ in_fresh_process(Fun) ->
     Pid = spawn(fun() -> Parent ! {result, self(), Fun()} end),
     receive {result, Pid, R} -> R end.
 
+%% The message the shell prints for a badarg (see mem_probe_badarg).
 badarg_message(Fun) ->
-    try Fun() of
-        Other -> {no_error, Other}
-    catch error:{badarg, Message} -> binary_to_list(Message)
-    end.
+    mem_probe_badarg:message(Fun).
 
 %%--------------------------------------------------------------------
 %% top_tables / table_size

@@ -214,19 +214,33 @@ state_size_errors_test() ->
 %%--------------------------------------------------------------------
 
 badarg_test() ->
-    ?assertError({badarg, <<"top_processes/3: unknown attribute size; accepted: memory, "
-                            "message_queue_len, reductions, total_heap_size, heap_size, "
-                            "stack_size, binary_memory, monitors, monitored_by, links">>},
-                 mem_probe:top_processes(size, 1)),
-    ?assertError({badarg, <<"top_processes/3: n must be a non-negative integer, got -1; "
-                            "accepted: 0, 1, 2, ...">>},
-                 mem_probe:top_processes(memory, -1)),
-    ?assertError({badarg, _}, mem_probe:top_processes(memory, 1, [{window, -1}])),
-    ?assertError({badarg, _}, mem_probe:count_processes(module, 3)),
-    ?assertError({badarg, _}, mem_probe:binary_leaks(a)),
-    ?assertError({badarg, <<"process_memory/1: expected a pid, got foo; accepted: a pid">>},
-                 mem_probe:process_memory(foo)),
-    ?assertError({badarg, _}, mem_probe:state_size("pid")),
+    Message = fun mem_probe_badarg:message/1,
+    ?assertEqual("top_processes/3: unknown attribute size; accepted: memory, "
+                 "message_queue_len, reductions, total_heap_size, heap_size, "
+                 "stack_size, binary_memory, monitors, monitored_by, links",
+                 Message(fun() -> mem_probe:top_processes(size, 1) end)),
+    ?assertEqual("top_processes/3: n must be a non-negative integer, got -1; "
+                 "accepted: 0, 1, 2, ...",
+                 Message(fun() -> mem_probe:top_processes(memory, -1) end)),
+    ?assertMatch("top_processes/3: bad value -1 for option window" ++ _,
+                 Message(fun() -> mem_probe:top_processes(memory, 1, [{window, -1}]) end)),
+    ?assertMatch("count_processes/2: unknown grouping module; accepted: " ++ _,
+                 Message(fun() -> mem_probe:count_processes(module, 3) end)),
+    ?assertMatch("binary_leaks/2: n must be a non-negative integer, got a;" ++ _,
+                 Message(fun() -> mem_probe:binary_leaks(a) end)),
+    ?assertEqual("process_memory/1: expected a pid, got foo; accepted: a pid",
+                 Message(fun() -> mem_probe:process_memory(foo) end)),
+    ?assertMatch("state_size/2: expected a pid, got \"pid\"" ++ _,
+                 Message(fun() -> mem_probe:state_size("pid") end)),
+    %% The error is the OTP one (badarg with EEP 54 error information), the
+    %% shell's first line names the function.
+    ?assertError(badarg, mem_probe:top_processes(size, 1)),
+    try mem_probe:top_processes(size, 1)
+    catch error:badarg:Stacktrace ->
+            Text = lists:flatten(erl_error:format_exception(error, badarg, Stacktrace)),
+            ?assertMatch("exception error: top_processes/3\n" ++ _, Text),
+            ?assertNotEqual(nomatch, string:find(Text, "*** unknown attribute size; accepted:"))
+    end,
     %% Nothing is created from input.
-    ?assertError({badarg, _}, mem_probe:top_processes(<<"no_such_attribute_7d2e">>, 1)),
+    ?assertError(badarg, mem_probe:top_processes(<<"no_such_attribute_7d2e">>, 1)),
     ?assertError(badarg, binary_to_existing_atom(<<"no_such_attribute_7d2e">>, utf8)).

@@ -656,9 +656,25 @@ defmodule MemProbe.ProcessScansTest do
       end
     end
 
-    test "Erlang callers get {badarg, Message}" do
-      assert {:badarg, message} = catch_error(:mem_probe.top_processes(:bogus, 1))
-      assert message =~ "accepted: memory, message_queue_len"
+    test "Erlang callers get badarg with EEP 54 error information; the shell prints the message" do
+      {kind, reason, stacktrace} =
+        try do
+          :mem_probe.top_processes(:bogus, 1)
+        catch
+          kind, reason -> {kind, reason, __STACKTRACE__}
+        end
+
+      assert {kind, reason} == {:error, :badarg}
+      assert [{:mem_probe_args, :bad, 3, info} | _] = stacktrace
+      assert %{module: :mem_probe_args, cause: {"top_processes/3", _}} = info[:error_info]
+
+      shell = IO.chardata_to_string(:erl_error.format_exception(kind, reason, stacktrace))
+      assert shell =~ ~r/^exception error: top_processes\/3\n/
+      assert shell =~ "*** unknown attribute bogus; accepted: memory, message_queue_len"
+
+      # Elixir builds the ArgumentError from the same information by itself.
+      assert %ArgumentError{message: "top_processes/3: unknown attribute bogus; accepted: " <> _} =
+               Exception.normalize(:error, reason, stacktrace)
     end
   end
 end

@@ -77,7 +77,7 @@ defmodule MemProbe.Watcher do
   @doc "Starts a watcher linked to the caller; options in the module doc."
   @spec start_link(keyword() | map()) :: GenServer.on_start()
   def start_link(opts \\ []) do
-    MemProbe.translate_badarg(fn -> :mem_probe_watcher.start_link(erlang_opts(opts)) end)
+    :mem_probe_watcher.start_link(erlang_opts(opts))
   end
 
   @doc """
