@@ -21,6 +21,16 @@
 
 -export([cases/0, check/0, measure/1]).
 
+-export_type([reading/0]).
+
+%% The calibration walk's numbers for one term, in words unless named bytes.
+-type reading() :: #{flat_words := non_neg_integer(), shared_words := non_neg_integer(),
+                     literal_words := non_neg_integer(),
+                     hashmap_node_words := non_neg_integer(),
+                     off_heap_binaries := non_neg_integer(),
+                     off_heap_bytes := non_neg_integer(), size_words := non_neg_integer(),
+                     term_size_bytes := non_neg_integer() | undefined}.
+
 %% Improper lists are among the shapes the walker must read.
 -dialyzer({no_improper_lists, cases/0}).
 
@@ -133,8 +143,10 @@ check() ->
     end.
 
 compare(Name, Term) ->
-    case mem_probe_nif:walk_dirty(Term, calibrate, 0) of
-        {ok, Flat, Shared, Literal, HashmapNodes, _Bins, _BinBytes, SizeWords, TermSize} ->
+    case measure(Term) of
+        {ok, #{flat_words := Flat, shared_words := Shared, literal_words := Literal,
+               hashmap_node_words := HashmapNodes, size_words := SizeWords,
+               term_size_bytes := TermSize}} ->
             Checks = [{flat_words, erts_debug:flat_size(Term), Flat},
                       {size_shared, erts_debug:size_shared(Term), Shared + HashmapNodes},
                       {size, erts_debug:size(Term), SizeWords},
@@ -148,19 +160,24 @@ compare(Name, Term) ->
             [{Name, walk, ok, Other}]
     end.
 
-%% @doc The raw native result for one term (dirty scheduler, no budget,
-%% guarded reads): `{ok, Flat, Shared, Literal, HashmapNodeWords, Binaries,
-%% BinaryBytes, SizeWords}', where `SizeWords' is the walker's
-%% `erts_debug:size/1' count (shared plus literal words on OTP 25; see the
-%% module doc for OTP 27).
--spec measure(term()) -> {ok, non_neg_integer(), non_neg_integer(), non_neg_integer(),
-                          non_neg_integer(), non_neg_integer(), non_neg_integer(),
-                          non_neg_integer()}
-                         | term().
+%% @doc The raw native reading of one term (dirty scheduler, no budget,
+%% guarded reads), named: `size_words' is the walker's `erts_debug:size/1'
+%% count (shared plus literal words on OTP 25; see the module doc for OTP
+%% 27), `hashmap_node_words' what `erts_debug:size_shared/1' counts a second
+%% time, `term_size_bytes' the VM's own flat size (`enif_term_size', NIF 2.18
+%% on OTP 29; `undefined' before). Anything else the walk answers (an error)
+%% is returned as it is.
+-spec measure(term()) -> {ok, reading()} | term().
 measure(Term) ->
     case mem_probe_nif:walk_dirty(Term, calibrate, 0) of
-        {ok, Flat, Shared, Literal, HashmapNodes, Bins, BinBytes, SizeWords, _TermSize} ->
-            {ok, Flat, Shared, Literal, HashmapNodes, Bins, BinBytes, SizeWords};
+        {ok, Flat, Shared, Literal, HashmapNodes, Bins, BinBytes, SizeWords, TermSize} ->
+            {ok, #{flat_words => Flat, shared_words => Shared, literal_words => Literal,
+                   hashmap_node_words => HashmapNodes, off_heap_binaries => Bins,
+                   off_heap_bytes => BinBytes, size_words => SizeWords,
+                   term_size_bytes => case is_integer(TermSize) of
+                                          true -> TermSize;
+                                          false -> undefined
+                                      end}};
         Other ->
             Other
     end.

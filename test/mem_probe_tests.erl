@@ -67,7 +67,8 @@ prop_flat_size() ->
 prop_shared_and_literal() ->
     ?FORALL(T, term_gen(),
             begin
-                {ok, _Flat, Shared, Literal, HashmapNodes, _, _, SizeWords} =
+                {ok, #{shared_words := Shared, literal_words := Literal,
+                       hashmap_node_words := HashmapNodes, size_words := SizeWords}} =
                     mem_probe_calibration:measure(T),
                 SharedPlusLiteralOk =
                     case erlang:system_info(otp_release) of

@@ -30,11 +30,23 @@ defmodule MemProbe.WalkerAssertions do
   hashmap node words that size_shared counts a second time.
   """
   def measure(term) do
-    {:ok, _, _, _, _, _, _, _} = result = :mem_probe_calibration.measure(term)
+    {:ok, %{}} = result = :mem_probe_calibration.measure(term)
     to_map(result)
   end
 
-  defp to_map({:ok, flat, shared, literal, hashmap_nodes, binaries, bytes, size}) do
+  # The calibration's reading under the short names these assertions use.
+  defp to_map(
+         {:ok,
+          %{
+            flat_words: flat,
+            shared_words: shared,
+            literal_words: literal,
+            hashmap_node_words: hashmap_nodes,
+            off_heap_binaries: binaries,
+            off_heap_bytes: bytes,
+            size_words: size
+          }}
+       ) do
     %{
       flat: flat,
       shared: shared,
@@ -146,7 +158,7 @@ defmodule MemProbe.WalkerAssertions do
   defp check(term, context, size_1_below, flat_below) do
     m =
       case :mem_probe_calibration.measure(term) do
-        {:ok, _, _, _, _, _, _, _} = result -> to_map(result)
+        {:ok, %{}} = result -> to_map(result)
         other -> flunk("#{context}: the walker refused the term: #{inspect(other)}")
       end
 
