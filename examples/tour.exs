@@ -16,7 +16,7 @@ defmodule Tour do
     |> IO.puts()
   end
 
-  def dash(nil), do: "-"
+  def dash(:undefined), do: "-"
   def dash(n), do: n
 
   def run do

@@ -26,18 +26,20 @@ defmodule MemProbe do
 
   Functions that are not term sizes (process, ETS and allocator scans) live
   in the same module; all of them are thin wrappers of the Erlang module
-  `:mem_probe`, which Erlang users call directly.
+  `:mem_probe`, which Erlang users call directly. Results are the Erlang
+  side's terms as they are (the types below name them): a value that is not
+  known or does not apply is `:undefined`, as in Erlang, and a breakdown's
+  run of list elements is `{:list, first, last}`.
   """
 
   @typedoc "All sizes of one term, as returned by `term_size/1`."
-  @type sizes :: %{
-          flat_words: non_neg_integer(),
-          shared_words: non_neg_integer(),
-          literal_words: non_neg_integer() | nil,
-          off_heap_binaries: non_neg_integer() | nil,
-          off_heap_bytes: non_neg_integer() | nil,
-          bytes: non_neg_integer()
-        }
+  @type sizes :: :mem_probe_sizes.sizes()
+
+  @typedoc "What `info/0` answers."
+  @type info :: :mem_probe_sizes.info()
+
+  @typedoc "A result per node, with `nodes:`: `%{node => result | {:error, reason}}`."
+  @type per_node(result) :: :mem_probe.per_node(result)
 
   @doc """
   Words a full copy of `term` takes; equals `:erts_debug.flat_size/1`.
@@ -92,7 +94,7 @@ defmodule MemProbe do
     * `:bytes` — `shared_words` in bytes plus `off_heap_bytes`: what the term
       holds now.
 
-  In fallback mode the literal and off-heap fields are `nil`.
+  In fallback mode the literal and off-heap fields are `:undefined`.
 
   ## Examples
 
@@ -107,14 +109,7 @@ defmodule MemProbe do
   The 100-byte slice keeps the whole megabyte alive.
   """
   @spec term_size(term()) :: sizes()
-  def term_size(term) do
-    case :mem_probe.term_size(term) do
-      # Native: the map the NIF built, as it is.
-      %{literal_words: words} = sizes when is_integer(words) -> sizes
-      # Fallback: the fields it cannot give are nil here.
-      sizes -> nil_for_undefined(sizes)
-    end
-  end
+  def term_size(term), do: :mem_probe.term_size(term)
 
   @doc """
   What MemProbe is doing and why.
@@ -138,7 +133,7 @@ defmodule MemProbe do
       iex> info.otp_release == List.to_string(:erlang.system_info(:otp_release))
       true
   """
-  @spec info() :: map()
+  @spec info() :: info()
   def info, do: :mem_probe.info()
 
   @doc """
@@ -153,7 +148,7 @@ defmodule MemProbe do
       iex> MemProbe.recalibrate().mode == MemProbe.info().mode
       true
   """
-  @spec recalibrate() :: map()
+  @spec recalibrate() :: info()
   def recalibrate, do: :mem_probe.recalibrate()
 
   # --- process scans (top_processes, count_processes, binary_leaks, process_memory, state_size) ---
@@ -165,16 +160,7 @@ defmodule MemProbe do
   change over the window, and `born`/`died` say whether the process started
   or exited inside it.
   """
-  @type process_entry :: %{
-          required(:pid) => pid(),
-          required(:value) => integer(),
-          required(:attr) => atom(),
-          required(:name) => atom() | nil,
-          required(:initial_call) => mfa() | nil,
-          required(:current_function) => mfa() | nil,
-          optional(:born) => boolean(),
-          optional(:died) => boolean()
-        }
+  @type process_row :: :mem_probe_procs.process_row()
 
   @doc """
   The `n` processes with the largest `attr`, largest first.
@@ -186,7 +172,7 @@ defmodule MemProbe do
   or `:links` (ranked by how many).
 
   Each entry is `%{pid:, value:, attr:, name:, initial_call:, current_function:}`.
-  `name` is the registered name or `nil`; `initial_call` is what proc_lib
+  `name` is the registered name or `:undefined`; `initial_call` is what proc_lib
   recorded for processes it started, so a GenServer shows `{MyServer, :init, 1}`
   rather than `{:proc_lib, :init_p, 5}`.
 
@@ -221,10 +207,14 @@ defmodule MemProbe do
       iex> MemProbe.top_processes(:size, 3)
       ** (ArgumentError) top_processes/3: unknown attribute size; accepted: memory, message_queue_len, reductions, total_heap_size, heap_size, stack_size, binary_memory, monitors, monitored_by, links
   """
-  @spec top_processes(atom(), non_neg_integer(), keyword() | map()) :: [process_entry()]
+  @spec top_processes(atom(), non_neg_integer(), keyword() | map()) ::
+          [process_row()] | per_node([process_row()])
   def top_processes(attr, n, opts \\ []) do
-    :mem_probe.top_processes(attr, n, opts) |> nil_for_undefined()
+    :mem_probe.top_processes(attr, n, opts)
   end
+
+  @typedoc "What `count_processes/3` answers."
+  @type process_groups :: :mem_probe_procs.process_groups()
 
   @doc """
   All processes grouped by `by`, the `n` largest groups first: a process
@@ -251,14 +241,14 @@ defmodule MemProbe do
       iex> MemProbe.count_processes(:module)
       ** (ArgumentError) count_processes/2: unknown grouping module; accepted: initial_call, current_function, application
   """
-  @spec count_processes(atom(), non_neg_integer(), keyword() | map()) :: %{
-          groups: [%{key: term(), count: pos_integer()}],
-          process_count: non_neg_integer(),
-          process_limit: pos_integer()
-        }
+  @spec count_processes(atom(), non_neg_integer(), keyword() | map()) ::
+          process_groups() | per_node(process_groups())
   def count_processes(by, n \\ 10, opts \\ []) do
-    :mem_probe.count_processes(by, n, opts) |> nil_for_undefined()
+    :mem_probe.count_processes(by, n, opts)
   end
+
+  @typedoc "One process of `binary_leaks/2`."
+  @type binary_leak :: :mem_probe_binaries.binary_leak()
 
   @doc """
   The `n` processes that keep the most off-heap binary memory alive, with
@@ -292,10 +282,14 @@ defmodule MemProbe do
 
   The binary has two holders, this process and `pid`: each is charged half.
   """
-  @spec binary_leaks(non_neg_integer(), keyword() | map()) :: [map()]
+  @spec binary_leaks(non_neg_integer(), keyword() | map()) ::
+          [binary_leak()] | per_node([binary_leak()])
   def binary_leaks(n, opts \\ []) do
-    :mem_probe.binary_leaks(n, opts) |> nil_for_undefined()
+    :mem_probe.binary_leaks(n, opts)
   end
+
+  @typedoc "One process's memory in bytes, as `process_memory/1` splits it."
+  @type process_memory :: :mem_probe_procs.process_memory()
 
   @doc """
   One process's memory in bytes, split into its parts, from one reading.
@@ -326,9 +320,9 @@ defmodule MemProbe do
       iex> MemProbe.process_memory(:not_a_pid)
       ** (ArgumentError) process_memory/1: expected a pid, got not_a_pid; accepted: a pid
   """
-  @spec process_memory(pid()) :: {:ok, map()} | {:error, :noproc}
+  @spec process_memory(pid()) :: {:ok, process_memory()} | {:error, :noproc}
   def process_memory(pid) do
-    :mem_probe.process_memory(pid) |> nil_for_undefined()
+    :mem_probe.process_memory(pid)
   end
 
   @doc """
@@ -365,7 +359,7 @@ defmodule MemProbe do
   """
   @spec state_size(pid(), keyword() | map()) :: {:ok, sizes()} | {:error, term()}
   def state_size(pid, opts \\ []) do
-    :mem_probe.state_size(pid, opts) |> nil_for_undefined()
+    :mem_probe.state_size(pid, opts)
   end
 
   # --- end of process scans ---
@@ -373,17 +367,10 @@ defmodule MemProbe do
   # --- ETS, system and allocator scans, print ---
 
   @typedoc "One table in `top_tables/2`. Sizes are bytes."
-  @type table_entry :: %{
-          table: atom() | :ets.tid(),
-          name: atom(),
-          owner: pid(),
-          owner_name: atom() | nil,
-          memory_bytes: non_neg_integer(),
-          size: non_neg_integer(),
-          type: :set | :ordered_set | :bag | :duplicate_bag,
-          protection: :public | :protected | :private,
-          off_heap_bytes: non_neg_integer() | nil
-        }
+  @type table_row :: :mem_probe_ets.entry()
+
+  @typedoc "What `table_size/1` answers for a table."
+  @type table_size :: :mem_probe_ets.table_size()
 
   @doc """
   The `n` ETS tables holding the most memory, largest first.
@@ -400,9 +387,9 @@ defmodule MemProbe do
   every public or protected table are walked in bounded chunks in a fresh
   helper process per table, each binary is counted once per table and whole
   (a 100-byte slice pins its whole parent), and tables are ranked by
-  `memory_bytes + off_heap_bytes`. Without it `:off_heap_bytes` is `nil`.
+  `memory_bytes + off_heap_bytes`. Without it `:off_heap_bytes` is `:undefined`.
   Private tables cannot be read by the helper (even when the caller owns
-  them): they show what `:ets.info/1` shows, with `:off_heap_bytes` `nil`.
+  them): they show what `:ets.info/1` shows, with `:off_heap_bytes` `:undefined`.
 
   Without `binaries: true` the scan reads one item per table and fetches the
   other fields for the winners only; with it, the cost is that of copying
@@ -424,10 +411,10 @@ defmodule MemProbe do
       iex> MemProbe.top_tables(-1)
       ** (ArgumentError) top_tables/2: n must be a non-negative integer, got -1; accepted: 0, 1, 2, ...
   """
-  @spec top_tables(non_neg_integer(), keyword()) :: [table_entry()]
+  @spec top_tables(non_neg_integer(), keyword() | map()) ::
+          [table_row()] | per_node([table_row()])
   def top_tables(n, opts \\ []) do
     :mem_probe.top_tables(n, opts)
-    |> nil_for_undefined()
   end
 
   @doc """
@@ -445,7 +432,7 @@ defmodule MemProbe do
       many objects refer to it;
     * `:total_bytes` — `memory_bytes + off_heap_bytes`: what the table holds;
     * `:compressed`, `:readable` — a private table cannot be read by another
-      process; then `readable` is `false` and the walked fields are `nil`.
+      process; then `readable` is `false` and the walked fields are `:undefined`.
 
   `{:error, :deleted}` if the table is deleted during the walk. An unknown
   table, or anything that is not an atom or a table identifier, raises
@@ -466,19 +453,16 @@ defmodule MemProbe do
   of 64 bytes or less is copied into the table as a small binary of its
   own, and pins nothing.)
   """
-  @spec table_size(atom() | :ets.tid()) :: {:ok, map()} | {:error, :deleted}
+  @spec table_size(atom() | :ets.tid()) :: {:ok, table_size()} | {:error, :deleted}
   def table_size(table) do
     :mem_probe.table_size(table)
-    |> nil_for_undefined()
   end
 
   @typedoc "One category of `memory/0`."
-  @type memory_category :: %{
-          category: atom(),
-          bytes: non_neg_integer(),
-          share: float() | nil,
-          part_of: :total | :processes | :system | :atom | nil
-        }
+  @type memory_category :: :mem_probe_system.memory_category()
+
+  @typedoc "What `memory/1` answers."
+  @type memory :: :mem_probe_system.memory()
 
   @doc """
   `:erlang.memory/0` in bytes, from one call, with each category's share of
@@ -503,11 +487,13 @@ defmodule MemProbe do
       iex> Enum.find(m.categories, &(&1.category == :binary)).part_of
       :system
   """
-  @spec memory(keyword() | map()) ::
-          %{total_bytes: non_neg_integer(), categories: [memory_category()]} | map()
+  @spec memory(keyword() | map()) :: memory() | per_node(memory())
   def memory(opts \\ []) do
-    :mem_probe.memory(opts) |> nil_for_undefined()
+    :mem_probe.memory(opts)
   end
+
+  @typedoc "What `allocators/1` answers; one `:mem_probe_system.allocator_row()` per type."
+  @type allocators :: :mem_probe_system.allocators()
 
   @doc """
   Allocator memory per allocator type, in bytes, from one snapshot per type.
@@ -536,14 +522,14 @@ defmodule MemProbe do
   ## Examples
 
       iex> a = MemProbe.allocators()
-      iex> Enum.all?(a.allocators, &(&1.usage == nil or (&1.usage >= 0 and &1.usage <= 1)))
+      iex> Enum.all?(a.allocators, &(&1.usage == :undefined or (&1.usage >= 0 and &1.usage <= 1)))
       true
       iex> a.blocks_bytes <= a.carriers_bytes
       true
   """
-  @spec allocators(keyword() | map()) :: map()
+  @spec allocators(keyword() | map()) :: allocators() | per_node(allocators())
   def allocators(opts \\ []) do
-    :mem_probe.allocators(opts) |> nil_for_undefined()
+    :mem_probe.allocators(opts)
   end
 
   @doc """
@@ -554,7 +540,8 @@ defmodule MemProbe do
   lines followed by a sub-table for each value that is a list of maps (such
   as `:categories`, `:allocators` or `:groups`); `{:ok, x}` as `x`. Keys
   ending in `bytes` or `memory` print in B/KiB/MiB/GiB, ratios (`share`,
-  `usage`, `*_rate`) as percentages, `{m, f, a}` as `M.f/a`, `nil` as `-`.
+  `usage`, `*_rate`) as percentages, `{m, f, a}` as `M.f/a`, `:undefined`
+  (and `nil`) as `-`.
 
   Options: `bytes: [key]` marks more keys as bytes (for instance
   `bytes: [:value]`; a row or map whose `:attr` is a size attribute such as
@@ -567,7 +554,7 @@ defmodule MemProbe do
   """
   @spec print(term(), keyword()) :: :ok
   def print(result, opts \\ []) do
-    :mem_probe.print(nil_for_undefined(erlang_paths(result)), elixir_style(opts))
+    :mem_probe.print(result, elixir_style(opts))
   end
 
   @doc """
@@ -576,7 +563,7 @@ defmodule MemProbe do
   ## Examples
 
       iex> [%{name: :cache, memory_bytes: 13_107_200, size: 1_200},
-      ...>  %{name: :sessions, memory_bytes: 512, size: 3, owner_name: nil}]
+      ...>  %{name: :sessions, memory_bytes: 512, size: 3, owner_name: :undefined}]
       ...> |> MemProbe.format()
       ...> |> String.split("\\n")
       ["name      owner_name  memory_bytes   size",
@@ -589,7 +576,7 @@ defmodule MemProbe do
   """
   @spec format(term(), keyword()) :: String.t()
   def format(result, opts \\ []) do
-    :mem_probe.format(nil_for_undefined(erlang_paths(result)), elixir_style(opts))
+    :mem_probe.format(result, elixir_style(opts))
     |> IO.chardata_to_string()
   end
 
@@ -600,6 +587,12 @@ defmodule MemProbe do
   # --- end of ETS, system and allocator scans ---
 
   # --- leak hunting over time ---
+
+  @typedoc "What `snapshot/1` records (a map; its fields are for `diff/3`)."
+  @type snapshot :: :mem_probe_snapshot.snapshot()
+
+  @typedoc "What `diff/3` answers for one node."
+  @type diff :: :mem_probe_snapshot.diff()
 
   @doc """
   Records what a later `diff/3` needs: `:erlang.memory/0`, per process
@@ -621,7 +614,7 @@ defmodule MemProbe do
       iex> memory > 0
       true
   """
-  @spec snapshot(keyword() | map()) :: map()
+  @spec snapshot(keyword() | map()) :: snapshot() | per_node(snapshot())
   def snapshot(opts \\ []), do: :mem_probe.snapshot(opts)
 
   @doc """
@@ -646,10 +639,14 @@ defmodule MemProbe do
       iex> MemProbe.diff(older, :yesterday)
       ** (ArgumentError) diff/3: the newer argument is not a snapshot: yesterday; accepted: maps returned by mem_probe:snapshot/1
   """
-  @spec diff(map(), map(), non_neg_integer()) :: map()
+  @spec diff(map(), map(), non_neg_integer()) :: diff() | per_node(diff())
   def diff(older, newer, n \\ 10) do
-    :mem_probe.diff(older, newer, n) |> nil_for_undefined()
+    :mem_probe.diff(older, newer, n)
   end
+
+  @typedoc "What `check/1` answers: the report, or the limits broken."
+  @type check_result ::
+          {:ok, :mem_probe_check.check_report()} | {:error, [:mem_probe_check.violation()]}
 
   @doc """
   A health check: `{:ok, report}` or `{:error, violations}`.
@@ -677,8 +674,8 @@ defmodule MemProbe do
       iex> MemProbe.check(max_bytes: 1)
       ** (ArgumentError) check/1: unknown option max_bytes; accepted: max_total_bytes, max_category_bytes, max_process_ratio, max_atom_ratio, max_message_queue_len, max_process_bytes, max_table_bytes, budget_ms
   """
-  @spec check(keyword() | map()) :: {:ok, map()} | {:error, [map()]} | map()
-  def check(limits), do: :mem_probe.check(limits) |> nil_for_undefined()
+  @spec check(keyword() | map()) :: check_result() | per_node(check_result())
+  def check(limits), do: :mem_probe.check(limits)
 
   @doc """
   Prints the one screen an operator reads first and returns `:ok`: findings
@@ -705,12 +702,13 @@ defmodule MemProbe do
   # --- where in a term the bytes are ---
 
   @typedoc "One step of a breakdown path (indices are 0-based)."
-  @type step ::
-          {:elem, non_neg_integer()}
-          | {:key, term()}
-          | {:key_text, String.t()}
-          | {:list, Range.t()}
-          | {:env, non_neg_integer()}
+  @type step :: :mem_probe_breakdown.step()
+
+  @typedoc "What `breakdown/2` and `state_breakdown/2` answer inside `{:ok, _}`."
+  @type breakdown :: :mem_probe_breakdown.breakdown()
+
+  @typedoc "What `diff_breakdown/2` answers."
+  @type breakdown_diff :: :mem_probe_breakdown.breakdown_diff()
 
   @doc """
   An exact breakdown of `term` by retained size: which parts of it hold the
@@ -725,7 +723,7 @@ defmodule MemProbe do
   are counted apart (`total.literal_words`), not charged.
 
   Returns `{:ok, %{name: ..., total: ..., rows: [...]}}`. Each row is a
-  position: `:path` (steps `{:elem, i}`, `{:key, key}`, `{:list, first..last}`
+  position: `:path` (steps `{:elem, i}`, `{:key, key}`, `{:list, first, last}`
   for a run of list elements, `{:env, i}` for a fun's free variables),
   `:label` (the path as text, `term.sessions[0..9999]`), `:bytes`,
   `:shared_words`, `:off_heap_bytes` (binaries it keeps alive; a sub-binary
@@ -754,15 +752,12 @@ defmodule MemProbe do
       true
       iex> [row] = breakdown.rows
       iex> {row.label, row.path, row.kind, row.bytes}
-      {"term.sessions[0..999]", [key: :sessions, list: 0..999], :list, 40_000}
+      {"term.sessions[0..999]", [{:key, :sessions}, {:list, 0, 999}], :list, 40_000}
       iex> MemProbe.breakdown(term, n: 0)
       ** (ArgumentError) breakdown/2: bad value 0 for option n; accepted: min_share, n, depth, records, name, key_format, max_objects
   """
-  @spec breakdown(term(), keyword() | map()) :: {:ok, map()} | {:error, term()}
-  def breakdown(term, opts \\ []) do
-    :mem_probe.breakdown(term, breakdown_opts(opts))
-    |> elixir_paths()
-  end
+  @spec breakdown(term(), keyword() | map()) :: {:ok, breakdown()} | {:error, term()}
+  def breakdown(term, opts \\ []), do: :mem_probe.breakdown(term, breakdown_opts(opts))
 
   @doc """
   `breakdown/2` of a GenServer's (or any sys process's) state, run inside the
@@ -782,11 +777,9 @@ defmodule MemProbe do
       iex> MemProbe.state_breakdown(spawn(fn -> Process.sleep(100) end))
       {:error, :not_a_sys_process}
   """
-  @spec state_breakdown(pid(), keyword() | map()) :: {:ok, map()} | {:error, term()}
-  def state_breakdown(pid, opts \\ []) do
-    :mem_probe.state_breakdown(pid, breakdown_opts(opts))
-    |> elixir_paths()
-  end
+  @spec state_breakdown(pid(), keyword() | map()) :: {:ok, breakdown()} | {:error, term()}
+  def state_breakdown(pid, opts \\ []),
+    do: :mem_probe.state_breakdown(pid, breakdown_opts(opts))
 
   @doc """
   Which paths grew between two breakdowns of the same term or process
@@ -804,11 +797,9 @@ defmodule MemProbe do
       iex> {grew.label, grew.growth_bytes}
       {"term.log[0..2999]", 32_000}
   """
-  @spec diff_breakdown(map() | {:ok, map()}, map() | {:ok, map()}) :: map()
-  def diff_breakdown(older, newer) do
-    :mem_probe.diff_breakdown(erlang_paths(older), erlang_paths(newer))
-    |> elixir_paths()
-  end
+  @spec diff_breakdown(breakdown() | {:ok, breakdown()}, breakdown() | {:ok, breakdown()}) ::
+          breakdown_diff()
+  def diff_breakdown(older, newer), do: :mem_probe.diff_breakdown(older, newer)
 
   defp breakdown_opts(opts) when is_list(opts) do
     if Keyword.keyword?(opts), do: Keyword.put_new(opts, :key_format, &inspect/1), else: opts
@@ -816,28 +807,6 @@ defmodule MemProbe do
 
   defp breakdown_opts(opts) when is_map(opts), do: Map.put_new(opts, :key_format, &inspect/1)
   defp breakdown_opts(opts), do: opts
-
-  defp elixir_paths({:ok, result}), do: {:ok, elixir_paths(result)}
-  defp elixir_paths(%{rows: rows} = result), do: %{result | rows: Enum.map(rows, &elixir_row/1)}
-  defp elixir_paths(other), do: other
-
-  defp elixir_row(%{path: path} = row), do: %{row | path: Enum.map(path, &elixir_step/1)}
-  defp elixir_step({:list, first, last}), do: {:list, first..last}
-  defp elixir_step(step), do: step
-
-  defp erlang_paths({:ok, result}), do: {:ok, erlang_paths(result)}
-
-  defp erlang_paths(%{rows: rows} = result) when is_list(rows),
-    do: %{result | rows: Enum.map(rows, &erlang_row/1)}
-
-  defp erlang_paths(other), do: other
-
-  defp erlang_row(%{path: path} = row) when is_list(path),
-    do: %{row | path: Enum.map(path, &erlang_step/1)}
-
-  defp erlang_row(row), do: row
-  defp erlang_step({:list, first..last//_}), do: {:list, first, last}
-  defp erlang_step(step), do: step
 
   # --- end of where in a term the bytes are ---
 
@@ -881,18 +850,4 @@ defmodule MemProbe do
   end
 
   # --- end of live top ---
-
-  # Erlang results say `undefined` where Elixir says `nil` (MemProbe.Watcher too).
-  @doc false
-  def nil_for_undefined(:undefined), do: nil
-
-  def nil_for_undefined({tag, value}) when tag in [:ok, :error],
-    do: {tag, nil_for_undefined(value)}
-
-  def nil_for_undefined(list) when is_list(list), do: Enum.map(list, &nil_for_undefined/1)
-
-  def nil_for_undefined(map) when is_map(map) and not is_struct(map),
-    do: Map.new(map, fn {k, v} -> {k, nil_for_undefined(v)} end)
-
-  def nil_for_undefined(other), do: other
 end

@@ -28,6 +28,14 @@
 -export([snapshot/0, snapshot/1, diff/2, diff/3, check/1, report/0, report/1]).
 -export([top/0, top/1]).
 
+-export_type([per_node/1, check_result/0]).
+
+%% With `{nodes, all | [Node]}' a call answers per node; a node that could
+%% not answer has `{error, Reason}' (see mem_probe_cluster).
+-type per_node(Result) :: #{node() => Result | {error, term()}}.
+-type check_result() :: {ok, mem_probe_check:check_report()}
+                      | {error, [mem_probe_check:violation()]}.
+
 %% @doc Words a full copy of `Term' takes; equals `erts_debug:flat_size/1'.
 %% Shared subterms count once per path, as a copy would expand them, but the
 %% walk is linear in the distinct objects, so a deeply shared term answers at
@@ -49,13 +57,13 @@ term_size(Term) -> mem_probe_sizes:term_size(Term).
 
 %% @doc The mode (`native' or `fallback'), the OTP release, the layout in use
 %% and, in fallback, the reason and the fields that are not exact.
--spec info() -> map().
+-spec info() -> mem_probe_sizes:info().
 info() -> mem_probe_sizes:info().
 
 %% @doc Decides the mode again: runs the calibration (after a layout error
 %% switched the node to fallback, or after changing the `mem_probe'
 %% application environment) and returns the new `info()'.
--spec recalibrate() -> map().
+-spec recalibrate() -> mem_probe_sizes:info().
 recalibrate() -> mem_probe_sizes:recalibrate().
 
 %%--------------------------------------------------------------------
@@ -69,28 +77,30 @@ recalibrate() -> mem_probe_sizes:recalibrate().
 %% `message_queue_len', `reductions', `total_heap_size', `heap_size',
 %% `stack_size', `binary_memory', `monitors', `monitored_by', `links'),
 %% largest first: `[#{pid, value, name, initial_call, current_function, attr}]'.
--spec top_processes(atom(), non_neg_integer()) -> [map()].
+-spec top_processes(atom(), non_neg_integer()) -> [mem_probe_procs:process_row()].
 top_processes(Attr, N) -> mem_probe_procs:top_processes(Attr, N, []).
 
 %% @doc As `top_processes/2'; `{window, Ms}' ranks by the change over `Ms'
 %% milliseconds and adds `born' and `died' to each entry.
--spec top_processes(atom(), non_neg_integer(), list() | map()) -> [map()].
+-spec top_processes(atom(), non_neg_integer(), list() | map()) ->
+          [mem_probe_procs:process_row()] | per_node([mem_probe_procs:process_row()]).
 top_processes(Attr, N, Opts) ->
     mem_probe_cluster:dispatch({"top_processes/3", top_processes}, Opts,
                                fun(Rest) -> [Attr, N, Rest] end,
                                fun() -> mem_probe_procs:top_processes(Attr, N, Opts) end).
 
 %% @doc `count_processes(By, 10)'.
--spec count_processes(atom()) -> map().
+-spec count_processes(atom()) -> mem_probe_procs:process_groups().
 count_processes(By) -> mem_probe_procs:count_processes(By, 10).
 
 %% @doc All processes grouped by `initial_call', `current_function' or
 %% `application': `#{groups => [#{key, count}], process_count, process_limit}'.
--spec count_processes(atom(), non_neg_integer()) -> map().
+-spec count_processes(atom(), non_neg_integer()) -> mem_probe_procs:process_groups().
 count_processes(By, N) -> mem_probe_procs:count_processes(By, N).
 
 %% @doc `count_processes/2' on the nodes given by `{nodes, all | [Node]}'.
--spec count_processes(atom(), non_neg_integer(), list() | map()) -> map().
+-spec count_processes(atom(), non_neg_integer(), list() | map()) ->
+          mem_probe_procs:process_groups() | per_node(mem_probe_procs:process_groups()).
 count_processes(By, N, Opts) ->
     mem_probe_cluster:dispatch({"count_processes/3", count_processes}, Opts,
                                fun(_Rest) -> [By, N] end,
@@ -100,12 +110,13 @@ count_processes(By, N, Opts) ->
                                end).
 
 %% @doc `binary_leaks(N, [])'.
--spec binary_leaks(non_neg_integer()) -> [map()].
+-spec binary_leaks(non_neg_integer()) -> [mem_probe_binaries:binary_leak()].
 binary_leaks(N) -> mem_probe_binaries:binary_leaks(N, []).
 
 %% @doc The `N' processes keeping the most off-heap binary bytes alive, each
 %% binary counted once across the node; `{gc, true}' collects those `N'.
--spec binary_leaks(non_neg_integer(), list() | map()) -> [map()].
+-spec binary_leaks(non_neg_integer(), list() | map()) ->
+          [mem_probe_binaries:binary_leak()] | per_node([mem_probe_binaries:binary_leak()]).
 binary_leaks(N, Opts) ->
     mem_probe_cluster:dispatch({"binary_leaks/2", binary_leaks}, Opts,
                                fun(Rest) -> [N, Rest] end,
@@ -113,7 +124,7 @@ binary_leaks(N, Opts) ->
 
 %% @doc One process's memory split into heap, stack, mailbox, other and the
 %% off-heap binaries it references; `{error, noproc}' if it is not alive.
--spec process_memory(pid()) -> {ok, map()} | {error, noproc}.
+-spec process_memory(pid()) -> {ok, mem_probe_procs:process_memory()} | {error, noproc}.
 process_memory(Pid) -> mem_probe_procs:process_memory(Pid).
 
 %% @doc `state_size(Pid, [])'.
@@ -151,7 +162,7 @@ state_breakdown(Pid) -> mem_probe_breakdown:state_breakdown(Pid, []).
 state_breakdown(Pid, Opts) -> mem_probe_breakdown:state_breakdown(Pid, Opts).
 
 %% @doc Which paths grew between two breakdowns of the same term or process.
--spec diff_breakdown(term(), term()) -> map().
+-spec diff_breakdown(term(), term()) -> mem_probe_breakdown:breakdown_diff().
 diff_breakdown(Older, Newer) -> mem_probe_breakdown:diff_breakdown(Older, Newer).
 
 %%--------------------------------------------------------------------
@@ -171,8 +182,8 @@ top_tables(N) -> mem_probe_ets:top_tables(N, []).
 %% are walked, each binary is counted once, and tables are ranked by
 %% `memory_bytes + off_heap_bytes' (otherwise `off_heap_bytes' is
 %% `undefined'). See `mem_probe_ets'.
--spec top_tables(non_neg_integer(), [{binaries, boolean()}] | map()) ->
-          [mem_probe_ets:entry()].
+-spec top_tables(non_neg_integer(), list() | map()) ->
+          [mem_probe_ets:entry()] | per_node([mem_probe_ets:entry()]).
 top_tables(N, Opts) ->
     mem_probe_cluster:dispatch({"top_tables/2", top_tables}, Opts, fun(Rest) -> [N, Rest] end,
                                fun() -> mem_probe_ets:top_tables(N, Opts) end).
@@ -180,16 +191,16 @@ top_tables(N, Opts) ->
 %% @doc Every number for one table (a name or a table identifier):
 %% `{ok, Map}' with its objects' flat bytes and the distinct refc binaries
 %% they keep alive, or `{error, deleted}' if it is deleted during the walk.
--spec table_size(atom() | ets:tid()) -> {ok, map()} | {error, deleted}.
+-spec table_size(atom() | ets:tid()) -> {ok, mem_probe_ets:table_size()} | {error, deleted}.
 table_size(Table) -> mem_probe_ets:table_size(Table).
 
 %% @doc `erlang:memory/0' in bytes with each category's share of the total
 %% and the category it is part of. See `mem_probe_system'.
--spec memory() -> map().
+-spec memory() -> mem_probe_system:memory().
 memory() -> mem_probe_system:memory().
 
 %% @doc `memory()' on the nodes given by `{nodes, all | [Node]}'.
--spec memory(list() | map()) -> map().
+-spec memory(list() | map()) -> mem_probe_system:memory() | per_node(mem_probe_system:memory()).
 memory(Opts) ->
     mem_probe_cluster:dispatch({"memory/1", memory}, Opts, fun(_) -> [] end,
                                fun() -> no_options("memory/1", Opts), memory() end).
@@ -197,11 +208,12 @@ memory(Opts) ->
 %% @doc Per allocator type: blocks and carriers in bytes, usage (blocks /
 %% carriers), and the mseg_alloc cache hit rates, from one snapshot per
 %% allocator type. See `mem_probe_system'.
--spec allocators() -> map().
+-spec allocators() -> mem_probe_system:allocators().
 allocators() -> mem_probe_system:allocators().
 
 %% @doc `allocators()' on the nodes given by `{nodes, all | [Node]}'.
--spec allocators(list() | map()) -> map().
+-spec allocators(list() | map()) ->
+          mem_probe_system:allocators() | per_node(mem_probe_system:allocators()).
 allocators(Opts) ->
     mem_probe_cluster:dispatch({"allocators/1", allocators}, Opts, fun(_) -> [] end,
                                fun() -> no_options("allocators/1", Opts), allocators() end).
@@ -261,36 +273,39 @@ snapshot() -> snapshot([]).
 
 %% @doc What a later `diff/3' needs, compactly; see mem_probe_snapshot.
 %% Options: `{binaries, false}' skips the per-process binary lists.
--spec snapshot(list() | map()) -> mem_probe_snapshot:snapshot() | #{node() => term()}.
+-spec snapshot(list() | map()) ->
+          mem_probe_snapshot:snapshot() | per_node(mem_probe_snapshot:snapshot()).
 snapshot(Opts) ->
     mem_probe_cluster:dispatch({"snapshot/1", snapshot}, Opts, fun(Rest) -> [Rest] end,
                                fun() -> mem_probe_snapshot:snapshot(Opts) end).
 
 %% @doc `diff(Older, Newer, 10)'.
--spec diff(map(), map()) -> map().
+-spec diff(map(), map()) ->
+          mem_probe_snapshot:diff() | #{node() => mem_probe_snapshot:diff() | {error, term()}}.
 diff(Older, Newer) -> diff(Older, Newer, 10).
 
 %% @doc What grew most between two snapshots of one node (or two
 %% `#{Node => Snapshot}' maps): processes, tables and memory categories by
 %% growth, each with `change' and `rate' per second, and what was born or
 %% gone in between.
--spec diff(map(), map(), non_neg_integer()) -> map().
+-spec diff(map(), map(), non_neg_integer()) ->
+          mem_probe_snapshot:diff() | #{node() => mem_probe_snapshot:diff() | {error, term()}}.
 diff(Older, Newer, N) -> mem_probe_snapshot:diff(Older, Newer, N).
 
 %% @doc `{ok, Report}' or `{error, Violations}' for the given limits; see
 %% mem_probe_check for the keys.
--spec check(list() | map()) -> {ok, map()} | {error, [map()]} | #{node() => term()}.
+-spec check(list() | map()) -> check_result() | per_node(check_result()).
 check(Limits) ->
     mem_probe_cluster:dispatch({"check/1", check}, Limits, fun(Rest) -> [Rest] end,
                                fun() -> mem_probe_check:check(Limits) end).
 
 %% @doc `report([])'.
--spec report() -> map().
+-spec report() -> mem_probe_report:report().
 report() -> report([]).
 
 %% @doc The one-screen report as a map (print it with `print/1'); see
 %% mem_probe_report.
--spec report(list() | map()) -> map().
+-spec report(list() | map()) -> mem_probe_report:report() | per_node(mem_probe_report:report()).
 report(Opts) ->
     mem_probe_cluster:dispatch({"report/1", report}, Opts, fun(Rest) -> [Rest] end,
                                fun() -> mem_probe_report:report(Opts) end).

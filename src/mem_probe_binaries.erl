@@ -46,10 +46,25 @@
 
 -export([binary_leaks/2]).
 
+-export_type([binary_leak/0]).
+
+%% One process of binary_leaks/2, in bytes; `holders' is the reference count
+%% of its largest binary; `freed_bytes' with `{gc, true}' only.
+-type binary_leak() :: #{pid := pid(), name := atom() | undefined,
+                         initial_call := mfa() | undefined,
+                         current_function := mfa() | undefined,
+                         bytes := non_neg_integer(), raw_bytes := non_neg_integer(),
+                         exclusive_bytes := non_neg_integer(),
+                         binaries := non_neg_integer(),
+                         largest_binary_bytes := non_neg_integer(),
+                         holders := non_neg_integer(),
+                         freed_bytes => non_neg_integer()}.
+
+
 %% @doc The `N' processes keeping the most off-heap binary bytes alive,
 %% largest first. Options: `{gc, true}' collects those processes (only
 %% those) and adds `freed_bytes' to each entry.
--spec binary_leaks(non_neg_integer(), list() | map()) -> [map()].
+-spec binary_leaks(non_neg_integer(), list() | map()) -> [binary_leak()].
 binary_leaks(N0, Opts0) ->
     F = "binary_leaks/2",
     N = mem_probe_args:non_neg_integer(F, "n", N0),

@@ -46,8 +46,22 @@
 
 -type step() :: {elem, non_neg_integer()} | {key, term()} | {key_text, binary()}
               | {list, non_neg_integer(), non_neg_integer()} | {env, non_neg_integer()}.
--type breakdown() :: #{total := map(), rows := [map()], name := binary()}.
--export_type([step/0, breakdown/0]).
+-type row() :: #{path := [step()], label := binary(), bytes := non_neg_integer(),
+                 shared_words := non_neg_integer(), off_heap_bytes := non_neg_integer(),
+                 share := float(), count := non_neg_integer(), kind := atom()}.
+-type total() :: #{bytes := non_neg_integer(), shared_words := non_neg_integer(),
+                   off_heap_bytes := non_neg_integer(), off_heap_binaries := non_neg_integer(),
+                   literal_words := non_neg_integer(), objects := non_neg_integer(),
+                   graph_nodes := non_neg_integer(), graph_bytes := non_neg_integer()}.
+-type breakdown() :: #{total := total(), rows := [row()], name := binary()}.
+-type diff_row() :: #{path := [step()], label := binary(), older_bytes := non_neg_integer(),
+                      bytes := non_neg_integer(), growth_bytes := integer(), share := float(),
+                      growth_share := float()}.
+-type breakdown_diff() :: #{total := #{older_bytes := non_neg_integer(),
+                                       newer_bytes := non_neg_integer(),
+                                       growth_bytes := integer()},
+                            rows := [diff_row()]}.
+-export_type([step/0, breakdown/0, row/0, total/0, breakdown_diff/0, diff_row/0]).
 
 %%--------------------------------------------------------------------
 %% API
@@ -98,7 +112,7 @@ state_breakdown(Pid, Opts0) ->
 %% (of the newer total) and `growth_share' (of the total growth). A list run
 %% that grew past its old end matches the old run of the same list.
 -spec diff_breakdown(breakdown() | {ok, breakdown()}, breakdown() | {ok, breakdown()}) ->
-          map().
+          breakdown_diff().
 diff_breakdown({ok, Older}, Newer) -> diff_breakdown(Older, Newer);
 diff_breakdown(Older, {ok, Newer}) -> diff_breakdown(Older, Newer);
 diff_breakdown(#{total := #{bytes := OldTotal}, rows := OldRows},

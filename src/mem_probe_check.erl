@@ -24,6 +24,23 @@
 
 -export([check/1, limit_keys/0]).
 
+-export_type([check_report/0, violation/0, culprit/0]).
+
+-type counts() :: #{process_count := non_neg_integer(), process_limit := pos_integer(),
+                    atom_count := non_neg_integer(), atom_limit := pos_integer()}.
+%% What broke a limit: a process, a table, a memory category, or (for a
+%% ratio limit) the count against the VM's limit.
+-type culprit() :: #{pid := pid(), name := atom() | undefined}
+                 | #{table := atom() | ets:tid(), name := atom() | undefined}
+                 | #{category := atom()}
+                 | #{count := non_neg_integer(), limit := pos_integer()}.
+%% `offenders' (how many broke it) for the process and table limits.
+-type violation() :: #{limit := atom(), max := number(), value := number(),
+                       culprit := culprit(), offenders => pos_integer()}.
+-type check_report() :: #{memory := #{atom() => non_neg_integer()}, counts := counts(),
+                          processes_checked := non_neg_integer(), complete := boolean(),
+                          elapsed_ms := integer()}.
+
 -define(FN, "check/1").
 
 -define(CATEGORIES, [total, processes, processes_used, system, atom, atom_used, binary,
@@ -36,7 +53,7 @@ limit_keys() ->
      max_message_queue_len, max_process_bytes, max_table_bytes, budget_ms].
 
 %% @doc `{ok, Report}' or `{error, Violations}'.
--spec check(map() | list()) -> {ok, map()} | {error, [map()]}.
+-spec check(map() | list()) -> {ok, check_report()} | {error, [violation()]}.
 check(Limits) ->
     L = mem_probe_args:options(?FN, Limits, [{K, checker(K)} || K <- limit_keys()]),
     Started = erlang:monotonic_time(millisecond),

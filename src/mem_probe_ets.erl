@@ -60,16 +60,33 @@
 -define(MAX_CHUNK, 1000).
 
 -type table() :: atom() | ets:tid().
+%% One table of top_tables/2 (`off_heap_bytes' `undefined' unless walked).
 -type entry() :: #{table := table(),
                    name := atom(),
                    owner := pid(),
                    owner_name := atom() | undefined,
                    memory_bytes := non_neg_integer(),
                    size := non_neg_integer(),
-                   type := atom(),
-                   protection := atom(),
+                   type := set | ordered_set | bag | duplicate_bag,
+                   protection := public | protected | private,
                    off_heap_bytes := non_neg_integer() | undefined}.
--export_type([entry/0, table/0]).
+%% table_size/1's answer: an entry and what the walk found; the walked
+%% fields are `undefined' for a private table (`readable' false).
+-type table_size() :: #{table := table(),
+                        name := atom(),
+                        owner := pid(),
+                        owner_name := atom() | undefined,
+                        memory_bytes := non_neg_integer(),
+                        size := non_neg_integer(),
+                        type := set | ordered_set | bag | duplicate_bag,
+                        protection := public | protected | private,
+                        compressed := boolean(),
+                        readable := boolean(),
+                        objects_bytes := non_neg_integer() | undefined,
+                        off_heap_binaries := non_neg_integer() | undefined,
+                        off_heap_bytes := non_neg_integer() | undefined,
+                        total_bytes := non_neg_integer() | undefined}.
+-export_type([entry/0, table/0, table_size/0]).
 
 %%--------------------------------------------------------------------
 %% top_tables
@@ -198,7 +215,7 @@ entry(T, Info, Off) ->
 %% off_heap_bytes', `compressed' and `readable'. For a private table
 %% (`readable' false) the walked fields are `undefined'. `{error, deleted}'
 %% when the table is deleted during the walk; an unknown table raises badarg.
--spec table_size(table()) -> {ok, map()} | {error, deleted}.
+-spec table_size(table()) -> {ok, table_size()} | {error, deleted}.
 table_size(Table) ->
     Fn = "table_size/1",
     Accepted = "a table name (an atom naming a named table) or a table identifier "

@@ -47,6 +47,27 @@
 %% For mem_probe_binaries and the tests.
 -export([binary_bytes/1]).
 
+-export_type([process_row/0, process_groups/0, process_group/0, process_memory/0]).
+
+%% One process of top_processes/3: `value' in bytes for the size attributes,
+%% a count otherwise; `born' and `died' with `{window, Ms}' only.
+-type process_row() :: #{pid := pid(), attr := atom(), value := integer(),
+                         name := atom() | undefined, initial_call := mfa() | undefined,
+                         current_function := mfa() | undefined,
+                         born => boolean(), died => boolean()}.
+-type process_group() :: #{key := term(), count := pos_integer()}.
+-type process_groups() :: #{groups := [process_group()], process_count := non_neg_integer(),
+                            process_limit := pos_integer()}.
+%% process_memory/1's parts, in bytes (`heap + stack + mailbox +
+%% overhead_bytes == memory').
+-type process_memory() :: #{memory := non_neg_integer(), heap := non_neg_integer(),
+                            stack := non_neg_integer(), mailbox := non_neg_integer(),
+                            overhead_bytes := integer(),
+                            off_heap_bytes := non_neg_integer(),
+                            off_heap_binaries := non_neg_integer(),
+                            message_queue_len := non_neg_integer(),
+                            message_queue_data := on_heap | off_heap}.
+
 -define(ATTRS, [memory, message_queue_len, reductions, total_heap_size, heap_size,
                 stack_size, binary_memory, monitors, monitored_by, links]).
 -define(GROUPINGS, [initial_call, current_function, application]).
@@ -70,7 +91,7 @@ groupings() -> ?GROUPINGS.
 %% printed row knows the unit of `value'. `name' is `undefined' for an
 %% unregistered process. Options: `{window, Ms}' ranks by the change over
 %% `Ms' milliseconds.
--spec top_processes(atom(), non_neg_integer(), list() | map()) -> [map()].
+-spec top_processes(atom(), non_neg_integer(), list() | map()) -> [process_row()].
 top_processes(Attr0, N0, Opts0) ->
     F = "top_processes/3",
     Attr = mem_probe_args:one_of(F, "attribute", Attr0, ?ATTRS),
@@ -330,7 +351,7 @@ leftovers([{H, Before} | Old], Level, Top) ->
 %% The VM does not record which fun a `spawn(Fun)' process was started
 %% with: all of them have the initial call `{erlang, apply, 2}'; group
 %% those by `current_function' instead.
--spec count_processes(atom(), non_neg_integer()) -> map().
+-spec count_processes(atom(), non_neg_integer()) -> process_groups().
 count_processes(By0, N0) ->
     F = "count_processes/2",
     By = mem_probe_args:one_of(F, "grouping", By0, ?GROUPINGS),
@@ -416,7 +437,7 @@ by_application(ByGroupLeader) ->
 %% </ul>
 %% `heap + stack + mailbox + overhead_bytes == memory'. `{error, noproc}' if the
 %% process is not alive.
--spec process_memory(pid()) -> {ok, map()} | {error, noproc}.
+-spec process_memory(pid()) -> {ok, process_memory()} | {error, noproc}.
 process_memory(Pid0) ->
     Pid = local_pid("process_memory/1", Pid0),
     {Header, Base} = calibration(),

@@ -31,6 +31,28 @@
 
 -export([report/1, format/2, findings/1, finding_text/2]).
 
+-export_type([report/0, finding/0, count_row/0]).
+
+%% One finding worth a look: who (`subject': a process, a table, a group of
+%% processes, a category, an allocator or a count) and what, as text.
+-type finding() :: #{kind := mailbox | process_outlier | table_outlier | pinned_binaries
+                             | monitors | process_group | limit | fragmentation,
+                     subject := map(), text := binary()}.
+-type count_row() :: #{what := processes | ports | atoms, count := non_neg_integer(),
+                       limit := pos_integer(), share := float()}.
+%% `watcher' when a leak watcher runs; `top_paths' is `undefined' when no
+%% process but the caller exists.
+-type report() :: #{node := node(), findings := [finding()],
+                    memory := mem_probe_system:memory(),
+                    top_memory := [mem_probe_procs:process_row()],
+                    top_mailbox := [mem_probe_procs:process_row()],
+                    top_tables := [mem_probe_ets:entry()],
+                    binary_leaks := [mem_probe_binaries:binary_leak()],
+                    allocators := map(),
+                    counts := [count_row()],
+                    top_paths := map() | undefined,
+                    watcher => [mem_probe_watcher:finding()]}.
+
 -define(FN, "report/1").
 -define(MIB, (1024 * 1024)).
 
@@ -39,7 +61,7 @@
 %% binaries, default `true'), `previous' (an earlier `mem_probe:snapshot/1'
 %% of this node, to see what grew), `watcher' (a leak watcher's pid or
 %% name, default `mem_probe_watcher:default_name()').
--spec report(list() | map()) -> map().
+-spec report(list() | map()) -> report().
 report(Options) ->
     Opts = mem_probe_args:options(?FN, Options,
                                   [{n, fun(N) -> is_integer(N) andalso N > 0 end},
@@ -81,7 +103,7 @@ report(Options) ->
 %% `allocators' (as `allocators/0') and `previous' (a snapshot). A rule
 %% whose input is missing finds nothing. The live top (`mem_probe_top')
 %% applies them to each frame.
--spec findings(map()) -> [map()].
+-spec findings(map()) -> [finding()].
 findings(In) ->
     lists:append(
       [mailbox(maps:get(by_mailbox, In, []), maps:get(previous, In, undefined)),
@@ -91,13 +113,13 @@ findings(In) ->
        fragmentation(maps:get(allocators, In, #{}))]).
 
 %% @doc One finding as the report prints it: who, then what (chardata).
--spec finding_text(map(), list() | map()) -> unicode:chardata().
+-spec finding_text(finding(), list() | map()) -> unicode:chardata().
 finding_text(#{subject := Subject, text := Text}, Opts) ->
     [describe(Subject, Opts), ": ", Text].
 
 %% @doc The report as one screen of text: findings first, then each section
 %% as a table (options as `mem_probe_format:format/2').
--spec format(map(), list() | map()) -> unicode:chardata().
+-spec format(report(), list() | map()) -> unicode:chardata().
 format(#{findings := Findings} = Report, Opts) ->
     Table = fun(Key) -> mem_probe_format:format(maps:get(Key, Report), Opts) end,
     #{memory := #{total_bytes := Total, categories := Categories}} = Report,

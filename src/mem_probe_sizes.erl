@@ -43,7 +43,15 @@
     off_heap_bytes := non_neg_integer() | undefined,
     bytes := non_neg_integer()
 }.
--export_type([sizes/0, mode/0]).
+%% info/0: the mode and why, the release, the layout in use (native mode),
+%% the library's loads and the count of walks that met an unexpected layout.
+-type info() :: #{mode := mode(), otp_release := binary(), erts_version := binary(),
+                  library := term(), walk_errors := non_neg_integer(),
+                  reason => term(), inexact => [atom() | {atom(), atom()}],
+                  layout => atom(), verified => boolean(), literal_method => atom(),
+                  literal_start => non_neg_integer(), literal_size => non_neg_integer(),
+                  literal_cross_check => term(), calibration_reads => guarded | direct}.
+-export_type([sizes/0, mode/0, info/0]).
 
 %%--------------------------------------------------------------------
 %% Public sizing functions
@@ -185,7 +193,7 @@ mode() ->
 %% `otp_release', the layout in use, the literal range, `reason' when in
 %% fallback, the fields that are inexact in that mode, and how many native
 %% walks stopped on an unexpected layout since load.
--spec info() -> map().
+-spec info() -> info().
 info() ->
     _ = mode(),
     State = persistent_term:get(?STATE_KEY),
@@ -198,7 +206,7 @@ info() ->
 
 %% @doc Runs the calibration again (for instance after forcing a mode in
 %% the application environment) and returns the new `info()'.
--spec recalibrate() -> map().
+-spec recalibrate() -> info().
 recalibrate() ->
     _ = calibrate(),
     info().

@@ -29,7 +29,33 @@
 -define(FN_DIFF, "diff/3").
 
 -type snapshot() :: #{'$mem_probe_snapshot' := 1, node := node(), _ => _}.
--export_type([snapshot/0]).
+%% diff/3's answer for one node; changes in bytes, rates in bytes per second.
+-type process_growth() :: #{pid := pid(), name := atom() | undefined, change := integer(),
+                            rate := float(), memory := non_neg_integer(),
+                            message_queue_len := non_neg_integer(),
+                            message_queue_change := integer(),
+                            binary_bytes := non_neg_integer(), binary_change := integer(),
+                            reductions_change := integer()}.
+-type table_growth() :: #{table := atom() | ets:tid(), name := atom(), owner := pid(),
+                          change := integer(), rate := float(),
+                          memory_bytes := non_neg_integer(), size := non_neg_integer(),
+                          size_change := integer()}.
+-type category_growth() :: #{category := atom(), bytes := non_neg_integer(),
+                             change := integer(), rate := float()}.
+%% A process or table born or gone between the snapshots.
+-type process_seen() :: #{pid := pid(), name := atom() | undefined,
+                          memory := non_neg_integer(), message_queue_len := non_neg_integer(),
+                          binary_bytes := non_neg_integer()}.
+-type table_seen() :: #{table := atom() | ets:tid(), name := atom(), owner := pid(),
+                        memory_bytes := non_neg_integer(), size := non_neg_integer()}.
+-type born_or_gone() :: #{process_count := non_neg_integer(), processes := [process_seen()],
+                          table_count := non_neg_integer(), tables := [table_seen()]}.
+-type diff() :: #{node := node(), interval_ms := integer(),
+                  processes := [process_growth()], tables := [table_growth()],
+                  memory := [category_growth()],
+                  counts := #{atom() => #{value := non_neg_integer(), change := integer()}},
+                  born := born_or_gone(), gone := born_or_gone()}.
+-export_type([snapshot/0, diff/0, process_growth/0, table_growth/0, category_growth/0]).
 
 %% @doc Takes a snapshot of this node. Options: `binaries' (default `true'):
 %% also record each process's off-heap binary bytes, which costs a
@@ -122,7 +148,7 @@ size_bytes(Snapshot) ->
 %% diffs node by node: `#{Node => Diff}' for the nodes in both, and
 %% `{error, Reason}' for a node whose snapshot is an error or missing.
 -spec diff(snapshot() | #{node() => term()}, snapshot() | #{node() => term()},
-           non_neg_integer()) -> map().
+           non_neg_integer()) -> diff() | #{node() => diff() | {error, term()}}.
 diff(Older, Newer, N) when is_map(Older), is_map(Newer),
                            not is_map_key('$mem_probe_snapshot', Older),
                            not is_map_key('$mem_probe_snapshot', Newer),

@@ -38,6 +38,29 @@
 %% Internal, exported for the tests: sums one allocator's snapshot.
 -export([allocator_summary/2, mseg_cache/1]).
 
+-export_type([memory/0, memory_category/0, allocators/0, allocator_row/0, mseg_cache_row/0]).
+
+%% One `erlang:memory/0' category; `share' is `undefined' when the total is 0,
+%% `part_of' for a category this module does not know.
+-type memory_category() :: #{category := atom(), bytes := non_neg_integer(),
+                             share := float() | undefined,
+                             part_of := total | processes | system | atom | undefined}.
+-type memory() :: #{total_bytes := non_neg_integer(), categories := [memory_category()]}.
+%% Ratios are `undefined' when their denominator is 0.
+-type allocator_row() :: #{allocator := atom(), instances := non_neg_integer(),
+                           blocks := non_neg_integer(), blocks_bytes := non_neg_integer(),
+                           carriers := non_neg_integer(), carriers_bytes := non_neg_integer(),
+                           usage := float() | undefined, mbcs_usage := float() | undefined,
+                           sbcs_carriers_bytes := non_neg_integer(),
+                           pool_carriers_bytes := non_neg_integer()}.
+-type mseg_cache_row() :: #{instance := non_neg_integer(), hits := non_neg_integer(),
+                            calls := non_neg_integer(), hit_rate := float() | undefined,
+                            cached_segments := non_neg_integer(),
+                            segments_bytes := non_neg_integer()}.
+-type allocators() :: #{blocks_bytes := non_neg_integer(), carriers_bytes := non_neg_integer(),
+                        usage := float() | undefined, mseg_cache_hit_rate := float() | undefined,
+                        allocators := [allocator_row()], mseg_cache := [mseg_cache_row()]}.
+
 %% Where each `erlang:memory/0' category belongs, in display order.
 -define(PARTS, [{processes, total}, {processes_used, processes}, {system, total},
                 {atom, system}, {atom_used, atom}, {binary, system}, {code, system},
@@ -51,7 +74,7 @@
 %% total and the category it is part of:
 %% `#{total_bytes, categories => [#{category, bytes, share, part_of}]}'.
 %% `other_system' is `system' minus `atom', `binary', `code' and `ets'.
--spec memory() -> #{total_bytes := non_neg_integer(), categories := [map()]}.
+-spec memory() -> memory().
 memory() ->
     Mem = erlang:memory(),
     Total = proplists:get_value(total, Mem),
@@ -79,7 +102,7 @@ memory() ->
 %% and adds the mseg_alloc carrier cache: `mseg_cache' per instance (`hits',
 %% `calls', `hit_rate', `cached_segments') and `mseg_cache_hit_rate' overall.
 %% Allocators are listed by `carriers_bytes', largest first.
--spec allocators() -> map().
+-spec allocators() -> allocators().
 allocators() ->
     Rows = [Row || Type <- alloc_util_types(),
                    Info <- [erlang:system_info({allocator, Type})],
@@ -111,7 +134,7 @@ safe_allocator_info(Type) ->
 
 %% @private One allocator type's row from one `system_info({allocator, T})'
 %% reply: a list of `{instance, N, Props}'.
--spec allocator_summary(atom(), list()) -> map().
+-spec allocator_summary(atom(), list()) -> allocator_row().
 allocator_summary(Type, Instances) ->
     Sections = [{Kind, section(Section)}
                 || {instance, _, Props} <- Instances,
@@ -172,7 +195,7 @@ current(Key, Props) ->
 %% `system_info({allocator, mseg_alloc})' reply: `hits' (carrier requests
 %% served from the cache), `calls' (all carrier requests), `hit_rate',
 %% `cached_segments' and `segments_bytes' (current mseg carriers).
--spec mseg_cache(term()) -> [map()].
+-spec mseg_cache(term()) -> [mseg_cache_row()].
 mseg_cache(Instances) when is_list(Instances) ->
     [#{instance => N,
        hits => Hits,

@@ -123,7 +123,7 @@ defmodule MemProbe.ProcessScansTest do
       # The process that exited inside the window: its memory fell to zero.
       dead = Enum.find(top, &(&1.pid == doomed))
       assert dead.value == -doomed_before
-      assert {dead.born, dead.died, dead.name} == {false, true, nil}
+      assert {dead.born, dead.died, dead.name} == {false, true, :undefined}
     end
 
     test "a process that exits inside a reductions window is left out" do

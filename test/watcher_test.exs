@@ -327,8 +327,8 @@ defmodule MemProbe.WatcherTest do
     second = spawn(Planted, :hold, [data])
     Watcher.tick(w)
     # The successor has taken over the series: the predecessor's samples, then its own.
-    assert %{kind: :process, name: nil, samples: [_, _, _]} = Watcher.series(w, second)
-    assert Watcher.series(w, first) == nil
+    assert %{kind: :process, name: :undefined, samples: [_, _, _]} = Watcher.series(w, second)
+    assert Watcher.series(w, first) == :undefined
     Process.exit(second, :kill)
     Watcher.stop(w)
   end

@@ -58,19 +58,10 @@ defmodule MemProbe.Watcher do
   name (else its initial call) or a table's name; `bytes` what it holds now;
   `rate` its growth in bytes/s (the floor's slope); `since` when the growth
   began as first seen (`System.system_time(:millisecond)`); `forecast_ms` the
-  time until the node reaches its limit if this growth goes on (`nil` when
-  no limit is known); `confidence` of the trend test, 0.0..1.0.
+  time until the node reaches its limit if this growth goes on (`:undefined`
+  when no limit is known); `confidence` of the trend test, 0.0..1.0.
   """
-  @type finding :: %{
-          kind: :process | :table | :category | :total,
-          id: pid() | atom() | :ets.tid(),
-          name: term(),
-          bytes: non_neg_integer(),
-          rate: float(),
-          since: integer(),
-          forecast_ms: non_neg_integer() | nil,
-          confidence: float()
-        }
+  @type finding :: :mem_probe_watcher.finding()
 
   @type watcher :: pid() | atom()
 
@@ -102,7 +93,7 @@ defmodule MemProbe.Watcher do
   """
   @spec findings(watcher()) :: [finding()]
   def findings(watcher \\ :mem_probe_watcher) do
-    :mem_probe_watcher.findings(watcher) |> MemProbe.nil_for_undefined()
+    :mem_probe_watcher.findings(watcher)
   end
 
   @doc """
@@ -115,7 +106,7 @@ defmodule MemProbe.Watcher do
   """
   @spec info(watcher()) :: map()
   def info(watcher \\ :mem_probe_watcher) do
-    :mem_probe_watcher.info(watcher) |> MemProbe.nil_for_undefined()
+    :mem_probe_watcher.info(watcher)
   end
 
   @doc """
@@ -123,17 +114,17 @@ defmodule MemProbe.Watcher do
   `:total`), to see why it is or is not a finding: `kind`, `id`, `name`,
   `samples` (`[{system_time_ms, bytes}]`, oldest first) and `assessment`
   (the trend test now: `growing`, `rate`, `z`, `confidence`, `floors`,
-  `span`, `start`); `nil` when it is not followed.
+  `span`, `start`); `:undefined` when it is not followed.
   """
-  @spec series(watcher(), term()) :: map() | nil
+  @spec series(watcher(), term()) :: map() | :undefined
   def series(watcher \\ :mem_probe_watcher, id) do
-    :mem_probe_watcher.series(watcher, id) |> MemProbe.nil_for_undefined()
+    :mem_probe_watcher.series(watcher, id)
   end
 
   @doc "Takes one sample now, besides the timer's, and returns the findings."
   @spec tick(watcher()) :: [finding()]
   def tick(watcher \\ :mem_probe_watcher) do
-    :mem_probe_watcher.tick(watcher) |> MemProbe.nil_for_undefined()
+    :mem_probe_watcher.tick(watcher)
   end
 
   @doc """
@@ -156,14 +147,11 @@ defmodule MemProbe.Watcher do
   @spec stop(watcher()) :: :ok
   def stop(watcher \\ :mem_probe_watcher), do: :mem_probe_watcher.stop(watcher)
 
-  # Elixir's nil is Erlang's undefined; the callback sees Elixir's shape.
+  # `nil` for "none" in the options is Erlang's `undefined`.
   defp erlang_opts(opts) when is_list(opts) or is_map(opts) do
     Enum.map(opts, fn
       {key, nil} when key in [:name, :limit_bytes, :on_finding] ->
         {key, :undefined}
-
-      {:on_finding, fun} when is_function(fun, 1) ->
-        {:on_finding, fn finding -> fun.(MemProbe.nil_for_undefined(finding)) end}
 
       other ->
         other
