@@ -45,6 +45,8 @@
 -module(mem_probe_binaries).
 
 -export([binary_leaks/2]).
+%% For scans of several attributes in one pass (mem_probe_report).
+-export([share/1, rows/2]).
 
 -export_type([binary_leak/0]).
 
@@ -59,7 +61,6 @@
                          largest_binary_bytes := non_neg_integer(),
                          holders := non_neg_integer(),
                          freed_bytes => non_neg_integer()}.
-
 
 %% @doc The `N' processes keeping the most off-heap binary bytes alive,
 %% largest first. Options: `{gc, true}' collects those processes (only
@@ -76,23 +77,33 @@ binary_leaks(N0, Opts0) ->
     end.
 
 leaks(N, GC) ->
-    Cap = N + min(N, 5),
+    Cap = mem_probe_procs:capacity(N),
     Tops = mem_probe_scan:parallel(
              mem_probe_scan:processes(),
              fun(Chunk) -> chunk(Chunk, mem_probe_scan:top_new(Cap)) end),
-    Ranked = lists:sublist(lists:reverse(lists:sort(lists:append(Tops))), Cap),
-    entries(Ranked, N, GC).
+    entries(mem_probe_scan:top_merge(Tops, Cap), N, GC).
+
+%% @doc The rows of `binary_leaks(N, [])' from a ranking of
+%% `{share(Bins), Pid, Bins}' (largest first), where `Bins' is the
+%% process's `process_info(P, binary)' list.
+-spec rows([{float(), pid(), list()}], non_neg_integer()) -> [binary_leak()].
+rows(Ranked, N) -> entries(Ranked, N, false).
 
 chunk([], Top) ->
     mem_probe_scan:top_list(Top);
 chunk([P | Ps], Top) ->
     case erlang:process_info(P, binary) of
         {binary, []} -> chunk(Ps, Top);
-        {binary, Bins} -> chunk(Ps, mem_probe_scan:top_offer(share(Bins, 0.0), P, Bins, Top));
+        {binary, Bins} -> chunk(Ps, mem_probe_scan:top_offer(share(Bins), P, Bins, Top));
         undefined -> chunk(Ps, Top)
     end.
 
-%% Each reference is charged Size / Refc.
+%% @doc What a process's binaries (`process_info(P, binary)') are charged:
+%% each reference `Size / Refc', so that the charges of all holders add up
+%% to the binaries' sizes.
+-spec share(list()) -> float().
+share(Bins) -> share(Bins, 0.0).
+
 share([], Acc) -> Acc;
 share([{_, Size, Refc} | Rest], Acc) -> share(Rest, Acc + Size / max(Refc, 1)).
 

@@ -46,6 +46,8 @@
          groupings/0]).
 %% For mem_probe_binaries and the tests.
 -export([binary_bytes/1]).
+%% For scans of several attributes in one pass (mem_probe_report).
+-export([capacity/1, rows/3, groups/3]).
 
 -export_type([process_row/0, process_groups/0, process_group/0, process_memory/0]).
 
@@ -117,9 +119,10 @@ scale(_) -> 1.
 level(reductions) -> false;
 level(_) -> true.
 
-%% Candidates kept beyond N, to replace winners that exit before their
-%% details are read.
-extra(N) -> min(N, 5).
+%% @doc How many candidates a scan for the top `N' keeps: `N' and a few
+%% more, to replace winners that exit before their details are read.
+-spec capacity(non_neg_integer()) -> non_neg_integer().
+capacity(N) -> N + min(N, 5).
 
 %% One process_info item of one process, as a number, or undefined if the
 %% process has exited.
@@ -154,13 +157,19 @@ distinct_sum([{Addr, Size, _} | Rest], _, Sum) -> distinct_sum(Rest, Addr, Sum +
 
 top(Attr, N) ->
     Item = item(Attr),
-    Cap = N + extra(N),
+    Cap = capacity(N),
     Tops = mem_probe_scan:parallel(
              mem_probe_scan:processes(),
              fun(Chunk) -> top_chunk(Chunk, Item, mem_probe_scan:top_new(Cap)) end),
+    rows(Attr, mem_probe_scan:top_merge(Tops, Cap), N).
+
+%% @doc The rows of `top_processes(Attr, N)' from a ranking of
+%% `{Value, Pid, Extra}' (largest first, values as `process_info/2' gives
+%% them, counts for the list items); details are read for the winners only.
+-spec rows(atom(), [{number(), pid(), term()}], non_neg_integer()) -> [process_row()].
+rows(Attr, Ranked, N) ->
     Scale = scale(Attr),
-    winners(merge(Tops, Cap), N,
-            fun(Value, _Extra) -> #{attr => Attr, value => Value * Scale} end).
+    winners(Ranked, N, fun(Value, _Extra) -> #{attr => Attr, value => Value * Scale} end).
 
 top_chunk(Pids, Item, Top) when Item =:= binary; Item =:= monitors;
                                 Item =:= monitored_by; Item =:= links ->
@@ -185,9 +194,6 @@ top_measured([P | Ps], Item, Top) ->
         undefined -> top_measured(Ps, Item, Top);
         Value -> top_measured(Ps, Item, mem_probe_scan:top_offer(Value, P, [], Top))
     end.
-
-merge(Tops, Cap) ->
-    lists:sublist(lists:reverse(lists:sort(lists:append(Tops))), Cap).
 
 %% Details for the winners, in rank order, until N live ones are found.
 %% `died' entries are reported without details (the process is gone).
@@ -224,7 +230,7 @@ winners([{Value, Pid, Extra} | Rest], N, Base) ->
 %% readings, so the result never depends on that order, only the speed does.
 window(Attr, N, Ms, Caller) ->
     Item = item(Attr),
-    Cap = N + extra(N),
+    Cap = capacity(N),
     Level = level(Attr),
     T0 = erlang:monotonic_time(millisecond),
     Chunks = mem_probe_scan:chunks(mem_probe_scan:processes()),
@@ -248,7 +254,7 @@ window(Attr, N, Ms, Caller) ->
                     receive {'DOWN', MRef, process, W, _} -> Top end
             end || {W, MRef} <- Workers],
     Scale = scale(Attr),
-    winners(merge(Tops, Cap), N,
+    winners(mem_probe_scan:top_merge(Tops, Cap), N,
             fun(Value, Extra) ->
                     #{attr => Attr, value => Value * Scale, born => Extra =:= born,
                       died => Extra =:= died}
@@ -361,6 +367,12 @@ count_processes(By0, N0) ->
 count(By, N) ->
     Counts = mem_probe_scan:parallel(mem_probe_scan:processes(),
                                      fun(Chunk) -> count_chunk(Chunk, By, #{}) end),
+    groups(By, Counts, N).
+
+%% @doc `count_processes(By, N)' from the workers' counts per key (for
+%% `application', per group leader).
+-spec groups(atom(), [#{term() => pos_integer()}], non_neg_integer()) -> process_groups().
+groups(By, Counts, N) ->
     Merged = lists:foldl(fun(M, Acc) ->
                                  maps:fold(fun(Key, C, A) ->
                                                    A#{Key => maps:get(Key, A, 0) + C}

@@ -69,12 +69,9 @@ report(Options) ->
                                    {previous, fun is_map/1},
                                    {watcher, fun(W) -> is_pid(W) orelse is_atom(W) end}]),
     N = maps:get(n, Opts, 5),
-    ByMemory = mem_probe_procs:top_processes(memory, max(N, 2), []),
-    ByMailbox = mem_probe_procs:top_processes(message_queue_len, N, []),
-    ByMonitors = mem_probe_procs:top_processes(monitors, 1, []),
+    #{by_memory := ByMemory, by_mailbox := ByMailbox, by_monitors := ByMonitors,
+      leaks := Leaks, groups := Groups} = processes(N),
     Tables = mem_probe_ets:top_tables(max(N, 2), [{binaries, maps:get(binaries, Opts, true)}]),
-    Leaks = mem_probe_binaries:binary_leaks(N, []),
-    Groups = mem_probe_procs:count_processes(initial_call, 3),
     Allocators = mem_probe_system:allocators(),
     Counts = counts(),
     Findings = findings(#{by_mailbox => ByMailbox, previous => maps:get(previous, Opts, undefined),
@@ -93,6 +90,61 @@ report(Options) ->
              binary_leaks => Leaks,
              allocators => maps:without([allocators, mseg_cache], Allocators),
              counts => Counts}.
+
+%% Every process attribute the report ranks, from one pass over the
+%% processes (one `process_info/2' call each, split over the workers of
+%% `mem_probe_scan:parallel/2', in a fresh process): the same rows as
+%% `top_processes(memory, max(N, 2))', `top_processes(message_queue_len, N)',
+%% `top_processes(monitors, 1)', `binary_leaks(N)' and
+%% `count_processes(initial_call, 3)', read from one snapshot of the
+%% process table instead of five.
+-define(PASS_ITEMS, [memory, message_queue_len, monitors, binary, initial_call]).
+
+processes(N) ->
+    Caps = {mem_probe_procs:capacity(max(N, 2)), mem_probe_procs:capacity(N),
+            mem_probe_procs:capacity(1), mem_probe_procs:capacity(N)},
+    mem_probe_scan:isolated(
+      fun() ->
+              Parts = mem_probe_scan:parallel(
+                        mem_probe_scan:processes(),
+                        fun(Chunk) -> pass(Chunk, pass_new(Caps)) end),
+              {CapMemory, CapMailbox, CapMonitors, CapLeaks} = Caps,
+              Ranked = fun(I, Cap) -> mem_probe_scan:top_merge([element(I, P) || P <- Parts],
+                                                               Cap)
+                       end,
+              #{by_memory => mem_probe_procs:rows(memory, Ranked(1, CapMemory), max(N, 2)),
+                by_mailbox => mem_probe_procs:rows(message_queue_len, Ranked(2, CapMailbox), N),
+                by_monitors => mem_probe_procs:rows(monitors, Ranked(3, CapMonitors), 1),
+                leaks => mem_probe_binaries:rows(Ranked(4, CapLeaks), N),
+                groups => mem_probe_procs:groups(initial_call, [element(5, P) || P <- Parts],
+                                                 3)}
+      end).
+
+pass_new({CapMemory, CapMailbox, CapMonitors, CapLeaks}) ->
+    {mem_probe_scan:top_new(CapMemory), mem_probe_scan:top_new(CapMailbox),
+     mem_probe_scan:top_new(CapMonitors), mem_probe_scan:top_new(CapLeaks), #{}}.
+
+pass([], {Memory, Mailbox, Monitors, Leaks, Groups}) ->
+    {mem_probe_scan:top_list(Memory), mem_probe_scan:top_list(Mailbox),
+     mem_probe_scan:top_list(Monitors), mem_probe_scan:top_list(Leaks), Groups};
+pass([P | Ps], {Memory, Mailbox, Monitors, Leaks, Groups} = Acc) ->
+    case erlang:process_info(P, ?PASS_ITEMS) of
+        [{memory, Bytes}, {message_queue_len, Queue}, {monitors, Monitored},
+         {binary, Bins}, {initial_call, Raw}] ->
+            %% As count_processes/2: proc_lib processes by their '$initial_call'.
+            Key = mem_probe_scan:initial_call(P, Raw),
+            pass(Ps, {mem_probe_scan:top_offer(Bytes, P, [], Memory),
+                      mem_probe_scan:top_offer(Queue, P, [], Mailbox),
+                      mem_probe_scan:top_offer(length(Monitored), P, [], Monitors),
+                      case Bins of
+                          [] -> Leaks;
+                          _ -> mem_probe_scan:top_offer(mem_probe_binaries:share(Bins), P, Bins,
+                                                        Leaks)
+                      end,
+                      Groups#{Key => maps:get(Key, Groups, 0) + 1}});
+        undefined ->
+            pass(Ps, Acc)
+    end.
 
 %% @doc The findings rules (see the module doc) applied to scan results
 %% gathered elsewhere, each optional: `by_memory' (at least the top two

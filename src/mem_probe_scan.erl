@@ -25,7 +25,7 @@
 -module(mem_probe_scan).
 
 -export([isolated/1, processes/0, parallel/2, chunks/1, worker_count/1, initial_call/2,
-         top_new/1, top_offer/4, top_accepts/2, top_list/1,
+         top_new/1, top_offer/4, top_accepts/2, top_list/1, top_merge/2,
          details/1, details/2, wordsize/0, sleep_or_caller_down/2]).
 
 -export_type([top/0]).
@@ -190,6 +190,12 @@ top_accepts(_Value, _Top) -> true.
 %% @doc The top's `{Value, Pid, Extra}' entries, largest first.
 -spec top_list(top()) -> [{number(), pid(), term()}].
 top_list({_, _, _, Set}) -> lists:reverse(gb_sets:to_list(Set)).
+
+%% @doc The `Cap' largest of the workers' `top_list/1' results, largest
+%% first: one ranking of a scan split over `parallel/2'.
+-spec top_merge([[{number(), pid(), term()}]], non_neg_integer()) ->
+          [{number(), pid(), term()}].
+top_merge(Lists, Cap) -> lists:sublist(lists:reverse(lists:sort(lists:append(Lists))), Cap).
 
 %%--------------------------------------------------------------------
 %% Winners

@@ -210,6 +210,64 @@ state_size_errors_test() ->
     ?assertEqual({error, noproc}, mem_probe:state_size(Stuck)).
 
 %%--------------------------------------------------------------------
+%% report/1: every process attribute from one pass
+%%--------------------------------------------------------------------
+
+%% The report's process sections are the rows the five scans give, from one
+%% pass over the process table (mem_probe_scan:processes/0 called once).
+report_one_pass_test() ->
+    Mailbox = spawn(fun idle/0),
+    [Mailbox ! {msg, I} || I <- lists:seq(1, 30000)],
+    Targets = [spawn(fun idle/0) || _ <- lists:seq(1, 2000)],
+    Self = self(),
+    Monitoring = spawn(fun() -> [erlang:monitor(process, T) || T <- Targets], Self ! ready,
+                                idle() end),
+    %% One binary held by two processes (never by this one, which outlives
+    %% the test and would keep it alive for the next modules' scans).
+    Holder = spawn(fun() ->
+                           Big = binary:copy(<<"x">>, 40000000),
+                           Other = spawn(fun() -> hold(Big) end),
+                           Self ! {other, Other},
+                           hold(Big)
+                   end),
+    Other = receive {other, O} -> O end,
+    receive ready -> ok end,
+    {ok, Server} = gen_server:start(?MODULE, [], []),
+    ok = gen_server:call(Server, {seq, 2000000}),
+    [settle(P) || P <- [Mailbox, Monitoring, Holder, Other, Server]],
+    %% The caller is ranked too: drop what earlier tests left on this heap.
+    erlang:garbage_collect(),
+    erlang:trace_pattern({mem_probe_scan, processes, 0}, true, [call_count]),
+    try
+        Report = mem_probe:report([{binaries, false}, {n, 3}]),
+        ?assertEqual({call_count, 1},
+                     erlang:trace_info({mem_probe_scan, processes, 0}, call_count)),
+        #{top_memory := [TopMemory | _], top_mailbox := [TopMailbox | _],
+          binary_leaks := Leaks, findings := Findings} = Report,
+        ?assertMatch(#{pid := Server, attr := memory, initial_call := {?MODULE, init, 1}},
+                     TopMemory),
+        %% (Its memory moved a little since: the report measured its state.)
+        ?assertEqual(maps:remove(value, hd(mem_probe:top_processes(memory, 1))),
+                     maps:remove(value, TopMemory)),
+        ?assert(maps:get(value, TopMemory) > 16000000),
+        ?assertMatch(#{pid := Mailbox, attr := message_queue_len, value := 30000}, TopMailbox),
+        ?assertEqual(mem_probe:top_processes(message_queue_len, 1), [TopMailbox]),
+        %% Held by Holder and Other: each charged half, as binary_leaks/2.
+        [HolderRow] = [R || #{pid := P} = R <- Leaks, P =:= Holder],
+        [HolderAlone] = [R || #{pid := P} = R <- mem_probe:binary_leaks(20), P =:= Holder],
+        ?assertEqual(HolderAlone, HolderRow),
+        ?assertMatch(#{bytes := 20000000, raw_bytes := 40000000, holders := 2}, HolderRow),
+        ?assertEqual(length(Leaks), min(3, length(mem_probe:binary_leaks(3)))),
+        %% The monitors rule sees the top process by monitors (2000 do not
+        %% reach its threshold: no finding, as with top_processes(monitors, 1)).
+        ?assertEqual([], [F || #{kind := monitors} = F <- Findings]),
+        ?assertMatch([#{pid := Monitoring, value := 2000}], mem_probe:top_processes(monitors, 1))
+    after
+        erlang:trace_pattern({mem_probe_scan, processes, 0}, false, [call_count]),
+        kill([Mailbox, Monitoring, Holder, Other, Server | Targets])
+    end.
+
+%%--------------------------------------------------------------------
 %% Bad arguments
 %%--------------------------------------------------------------------
 
