@@ -551,8 +551,17 @@ defmodule MemProbe do
       MemProbe.allocators() |> MemProbe.print()
 
   See `format/2` for the text itself.
+
+  ## Examples
+
+      iex> output =
+      ...>   ExUnit.CaptureIO.capture_io(fn ->
+      ...>     :ok = MemProbe.print([%{name: :cache, memory_bytes: 2048, size: 10}])
+      ...>   end)
+      iex> String.split(output, "\\n", trim: true)
+      ["name   memory_bytes  size", "-----  ------------  ----", "cache       2.0 KiB    10"]
   """
-  @spec print(term(), keyword()) :: :ok
+  @spec print(term(), keyword() | map()) :: :ok
   def print(result, opts \\ []) do
     :mem_probe.print(result, elixir_style(opts))
   end
@@ -691,6 +700,14 @@ defmodule MemProbe do
   tables for their binaries), `previous: snapshot` (to say what grew),
   `watcher: pid_or_name` (another watcher), `nodes:`. `:mem_probe.report/1`
   returns the same as a map (the watcher's findings under `:watcher`).
+
+  ## Examples
+
+      iex> screen = ExUnit.CaptureIO.capture_io(fn -> :ok = MemProbe.report(n: 2) end)
+      iex> screen =~ "Findings worth a look" and screen =~ "Top processes by memory"
+      true
+      iex> :mem_probe.report(n: 1).top_memory |> length()
+      1
   """
   @spec report(keyword() | map()) :: :ok
   def report(opts \\ []) do
@@ -841,6 +858,9 @@ defmodule MemProbe do
 
   ## Examples
 
+      iex> frame = ExUnit.CaptureIO.capture_io(fn -> :ok = MemProbe.top(once: true, rows: 3) end)
+      iex> frame =~ "MemProbe top" and frame =~ "findings:"
+      true
       iex> MemProbe.top(sort: :cpu)
       ** (ArgumentError) top/1: bad value cpu for option sort; accepted: interval, sort, node, once, rows, style, input, terminal
   """

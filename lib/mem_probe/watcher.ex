@@ -65,7 +65,18 @@ defmodule MemProbe.Watcher do
 
   @type watcher :: pid() | atom()
 
-  @doc "Starts a watcher linked to the caller; options in the module doc."
+  @doc """
+  Starts a watcher linked to the caller; options in the module doc. It takes
+  its first sample before it answers.
+
+  ## Examples
+
+      iex> {:ok, w} = MemProbe.Watcher.start_link(name: nil, interval: 60_000, alarms: false)
+      iex> MemProbe.Watcher.info(w).ticks
+      1
+      iex> MemProbe.Watcher.stop(w)
+      :ok
+  """
   @spec start_link(keyword() | map()) :: GenServer.on_start()
   def start_link(opts \\ []) do
     :mem_probe_watcher.start_link(erlang_opts(opts))
@@ -90,6 +101,14 @@ defmodule MemProbe.Watcher do
   @doc """
   The current findings, most urgent first (the shortest forecast, then the
   highest confidence). See `t:finding/0`.
+
+  ## Examples
+
+      iex> {:ok, w} = MemProbe.Watcher.start_link(name: nil, interval: 60_000, alarms: false)
+      iex> MemProbe.Watcher.findings(w)
+      []
+      iex> MemProbe.Watcher.stop(w)
+      :ok
   """
   @spec findings(watcher()) :: [finding()]
   def findings(watcher \\ :mem_probe_watcher) do
@@ -103,6 +122,15 @@ defmodule MemProbe.Watcher do
   `total_rate` and `forecast_ms`, each finding's `shares` of the total's
   growth, `alarms`, counters (`found`, `cleared`, `callback_errors`) and the
   `options` in force.
+
+  ## Examples
+
+      iex> {:ok, w} = MemProbe.Watcher.start_link(name: nil, interval: 60_000, alarms: false)
+      iex> info = MemProbe.Watcher.info(w)
+      iex> {info.ticks, info.options.interval, info.memory_bytes > 0}
+      {1, 60_000, true}
+      iex> MemProbe.Watcher.stop(w)
+      :ok
   """
   @spec info(watcher()) :: map()
   def info(watcher \\ :mem_probe_watcher) do
@@ -115,13 +143,36 @@ defmodule MemProbe.Watcher do
   `samples` (`[{system_time_ms, bytes}]`, oldest first) and `assessment`
   (the trend test now: `growing`, `rate`, `z`, `confidence`, `floors`,
   `span`, `start`); `:undefined` when it is not followed.
+
+  ## Examples
+
+      iex> {:ok, w} = MemProbe.Watcher.start_link(name: nil, interval: 60_000, alarms: false)
+      iex> %{kind: :total, samples: [{_time, bytes}]} = MemProbe.Watcher.series(w, :total)
+      iex> bytes > 0
+      true
+      iex> MemProbe.Watcher.series(w, :no_such_series)
+      :undefined
+      iex> MemProbe.Watcher.stop(w)
+      :ok
   """
   @spec series(watcher(), term()) :: map() | :undefined
   def series(watcher \\ :mem_probe_watcher, id) do
     :mem_probe_watcher.series(watcher, id)
   end
 
-  @doc "Takes one sample now, besides the timer's, and returns the findings."
+  @doc """
+  Takes one sample now, besides the timer's, and returns the findings.
+
+  ## Examples
+
+      iex> {:ok, w} = MemProbe.Watcher.start_link(name: nil, interval: 60_000, alarms: false)
+      iex> MemProbe.Watcher.tick(w)
+      []
+      iex> length(MemProbe.Watcher.series(w, :total).samples)
+      2
+      iex> MemProbe.Watcher.stop(w)
+      :ok
+  """
   @spec tick(watcher()) :: [finding()]
   def tick(watcher \\ :mem_probe_watcher) do
     :mem_probe_watcher.tick(watcher)
@@ -143,7 +194,17 @@ defmodule MemProbe.Watcher do
     :mem_probe_watcher.finding_text(finding, style: :elixir) |> IO.chardata_to_string()
   end
 
-  @doc "Stops the watcher and clears its alarms."
+  @doc """
+  Stops the watcher and clears its alarms.
+
+  ## Examples
+
+      iex> {:ok, w} = MemProbe.Watcher.start_link(name: nil, interval: 60_000, alarms: false)
+      iex> MemProbe.Watcher.stop(w)
+      :ok
+      iex> Process.alive?(w)
+      false
+  """
   @spec stop(watcher()) :: :ok
   def stop(watcher \\ :mem_probe_watcher), do: :mem_probe_watcher.stop(watcher)
 
