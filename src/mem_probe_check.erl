@@ -202,14 +202,8 @@ add_offenders(Limit, {Value, Culprit, Max, Count}, W) ->
 
 process_violations(Worst) ->
     [#{limit => Limit, max => Max, value => Value, offenders => Count,
-       culprit => #{pid => Pid, name => registered_name(Pid)}}
+       culprit => #{pid => Pid, name => mem_probe_scan:registered_name(Pid)}}
      || {Limit, {Value, Pid, Max, Count}} <- lists:sort(maps:to_list(Worst))].
-
-registered_name(Pid) ->
-    case erlang:process_info(Pid, registered_name) of
-        {registered_name, Name} -> Name;
-        _ -> undefined
-    end.
 
 table_limits(#{max_table_bytes := Max}, Deadline) ->
     Word = erlang:system_info(wordsize),
@@ -218,7 +212,7 @@ table_limits(#{max_table_bytes := Max}, Deadline) ->
           fun(_T, {W, false}) -> {W, false};
              (T, {W, true}) ->
                   Complete = erlang:monotonic_time(millisecond) =< Deadline,
-                  case Complete andalso table_memory(T) of
+                  case Complete andalso mem_probe_scan:ets_info(T, memory) of
                       false -> {W, false};
                       undefined -> {W, true};
                       Words when Words * Word > Max ->
@@ -227,14 +221,8 @@ table_limits(#{max_table_bytes := Max}, Deadline) ->
                   end
           end, {#{}, true}, ets:all()),
     Violations = [#{limit => max_table_bytes, max => M, value => V, offenders => C,
-                    culprit => #{table => T, name => table_name(T)}}
+                    culprit => #{table => T, name => mem_probe_scan:ets_info(T, name)}}
                   || {_, {V, T, M, C}} <- maps:to_list(Worst)],
     {Violations, Complete};
 table_limits(_, _) ->
     {[], true}.
-
-table_memory(T) ->
-    try ets:info(T, memory) catch error:badarg -> undefined end.
-
-table_name(T) ->
-    try ets:info(T, name) catch error:badarg -> undefined end.

@@ -123,12 +123,12 @@ top_by_memory(N) ->
     Keep = N + ?MARGIN,
     Leaders = lists:foldl(
                 fun(T, Set) ->
-                        case memory_words(T) of
+                        case mem_probe_scan:ets_info(T, memory) of
                             undefined -> Set;
-                            W -> keep_top({W, T}, Set, Keep)
+                            W -> mem_probe_scan:top_offer(W, T, undefined, Set)
                         end
-                end, gb_sets:empty(), ets:all()),
-    details([{T, undefined} || {_, T} <- lists:reverse(gb_sets:to_list(Leaders))], N).
+                end, mem_probe_scan:top_new(Keep), ets:all()),
+    details([{T, undefined} || {_, T, _} <- mem_probe_scan:top_list(Leaders)], N).
 
 top_with_binaries(N) ->
     %% One fresh helper per table: a chunk that lived through two
@@ -140,18 +140,19 @@ top_with_binaries(N) ->
     Ranked =
         lists:foldl(
           fun(T, Set) ->
-                  case memory_words(T) of
+                  case mem_probe_scan:ets_info(T, memory) of
                       undefined ->
                           Set;
                       W ->
-                          case in_helper(fun() -> off_heap_bytes(T) end) of
+                          case mem_probe_scan:isolated(fun() -> off_heap_bytes(T) end) of
                               vanished -> Set;
-                              unreadable -> keep_top({W * WordSize, T, undefined}, Set, N + ?MARGIN);
-                              B -> keep_top({W * WordSize + B, T, B}, Set, N + ?MARGIN)
+                              unreadable -> mem_probe_scan:top_offer(W * WordSize, T, undefined,
+                                                                     Set);
+                              B -> mem_probe_scan:top_offer(W * WordSize + B, T, B, Set)
                           end
                   end
-          end, gb_sets:empty(), ets:all()),
-    Entries = details([{T, B} || {_, T, B} <- lists:reverse(gb_sets:to_list(Ranked))], N),
+          end, mem_probe_scan:top_new(N + ?MARGIN), ets:all()),
+    Entries = details([{T, B} || {_, T, B} <- mem_probe_scan:top_list(Ranked)], N),
     %% Re-rank on the values read with the details, which are the ones shown.
     lists:sort(fun(A, B) -> rank_key(A) >= rank_key(B) end, Entries).
 
@@ -165,25 +166,12 @@ off_heap_bytes(T) ->
 rank_key(#{memory_bytes := M, off_heap_bytes := undefined}) -> M;
 rank_key(#{memory_bytes := M, off_heap_bytes := B}) -> M + B.
 
-%% Keeps the `Keep' largest items, tuples `{Key, Table, ...}' (tables are
-%% unique, so the items are too).
-keep_top(Item, Set, Keep) ->
-    case gb_sets:size(Set) < Keep of
-        true ->
-            gb_sets:add(Item, Set);
-        false ->
-            case Item > gb_sets:smallest(Set) of
-                true -> gb_sets:add(Item, gb_sets:delete(gb_sets:smallest(Set), Set));
-                false -> Set
-            end
-    end.
-
 %% Full entries for the ranked `{Table, OffHeapBytes}' until `N' are found;
 %% tables deleted since they were ranked are skipped.
 details(_, 0) -> [];
 details([], _) -> [];
 details([{T, Off} | Rest], N) ->
-    case safe_info(T) of
+    case mem_probe_scan:ets_info(T) of
         undefined -> details(Rest, N);
         Info -> [entry(T, Info, Off) | details(Rest, N - 1)]
     end.
@@ -193,7 +181,7 @@ entry(T, Info, Off) ->
     #{table => T,
       name => info_value(name, Info),
       owner => Owner,
-      owner_name => registered_name(Owner),
+      owner_name => mem_probe_scan:registered_name(Owner),
       memory_bytes => info_value(memory, Info) * erlang:system_info(wordsize),
       size => info_value(size, Info),
       type => info_value(type, Info),
@@ -224,7 +212,7 @@ table_size(Table) ->
         true -> ok;
         false -> mem_probe_args:bad(Fn, io_lib:format("not a table: ~0tp", [Table]), Accepted)
     end,
-    case safe_info(Table) of
+    case mem_probe_scan:ets_info(Table) of
         undefined ->
             mem_probe_args:bad(Fn, io_lib:format("unknown table ~0tp", [Table]), Accepted);
         Info ->
@@ -236,7 +224,7 @@ table_size(Table) ->
                                 readable => false}),
             Walk = case info_value(protection, Info) of
                        private -> unreadable;
-                       _ -> in_helper(fun() -> walk_table(Table, #{flat => true}) end)
+                       _ -> mem_probe_scan:isolated(fun() -> walk_table(Table, #{flat => true}) end)
                    end,
             case Walk of
                 vanished ->
@@ -246,7 +234,7 @@ table_size(Table) ->
                 #{flat_words := Flat, off_heap_binaries := Bins, off_heap_bytes := Bytes} ->
                     %% Read again: the walk took time, and these are the
                     %% numbers it saw.
-                    Now = case safe_info(Table) of
+                    Now = case mem_probe_scan:ets_info(Table) of
                               undefined -> Base;
                               Info2 -> maps:merge(Base, entry(Table, Info2, undefined))
                           end,
@@ -265,7 +253,7 @@ table_size(Table) ->
 
 %% @private Walks the objects of `Table' in chunks from the calling process,
 %% which must be a fresh process holding no refc binaries (a helper from
-%% `in_helper/1'): every binary its heap references is taken to be the
+%% `mem_probe_scan:isolated/1'): every binary its heap references is taken to be the
 %% table's.
 %% Options: `flat => true' also sums the objects' flat sizes through the
 %% term-size NIF; `on_chunk => fun(ChunkNumber) -> any()' is called after
@@ -274,7 +262,7 @@ table_size(Table) ->
 %% `unreadable' (private).
 -spec walk_table(table(), map()) -> map() | vanished | unreadable.
 walk_table(Table, Opts) ->
-    case safe_info_item(Table, protection) of
+    case mem_probe_scan:ets_info(Table, protection) of
         undefined ->
             vanished;
         private ->
@@ -299,7 +287,7 @@ walk(Next, Table, Opts, Acc) ->
                 undefined -> ok;
                 Hook -> Hook(maps:get(chunk, Acc1))
             end,
-            stop_if_caller_gone(),
+            mem_probe_scan:stop_if_caller_gone(),
             walk_next(Cont, Table, Opts, Acc1)
     end.
 
@@ -314,7 +302,7 @@ select(Next) ->
     end.
 
 lost(Table) ->
-    case safe_info_item(Table, protection) of
+    case mem_probe_scan:ets_info(Table, protection) of
         private -> unreadable;
         _ -> vanished
     end.
@@ -341,74 +329,19 @@ count_chunk(Objects, Opts, Acc) ->
          off_heap_bytes := Bytes, flat_words := Flat, chunk := Chunk + 1}.
 
 chunk_limit(Table) ->
-    Words = case safe_info_item(Table, memory) of W when is_integer(W) -> W; _ -> 0 end,
-    Size = case safe_info_item(Table, size) of S when is_integer(S), S > 0 -> S; _ -> 1 end,
+    Words = case mem_probe_scan:ets_info(Table, memory) of
+                W when is_integer(W) -> W;
+                _ -> 0
+            end,
+    Size = case mem_probe_scan:ets_info(Table, size) of
+               S when is_integer(S), S > 0 -> S;
+               _ -> 1
+           end,
     PerObject = max(1, Words div Size),
     max(1, min(?MAX_CHUNK, ?CHUNK_WORDS div PerObject)).
-
-%%--------------------------------------------------------------------
-%% Helper process
-%%--------------------------------------------------------------------
-
-%% Runs `Fun' in a fresh process (whose heap holds no binaries of the
-%% caller's) and returns its result, or re-raises its exception here. The
-%% helper stops at the next chunk if the caller dies.
-in_helper(Fun) ->
-    Caller = self(),
-    {Pid, Ref} =
-        spawn_monitor(
-          fun() ->
-                  put({?MODULE, caller}, erlang:monitor(process, Caller)),
-                  exit(try {done, Fun()}
-                       catch Class:Reason:Stack -> {raised, Class, Reason, Stack}
-                       end)
-          end),
-    receive
-        {'DOWN', Ref, process, Pid, {done, Result}} -> Result;
-        {'DOWN', Ref, process, Pid, {raised, Class, Reason, Stack}} ->
-            erlang:raise(Class, Reason, Stack);
-        {'DOWN', Ref, process, Pid, Other} ->
-            erlang:error({mem_probe_helper_died, Other})
-    end.
-
-stop_if_caller_gone() ->
-    case get({?MODULE, caller}) of
-        undefined ->
-            ok;
-        Mon ->
-            receive {'DOWN', Mon, process, _, _} -> exit(normal)
-            after 0 -> ok
-            end
-    end.
-
-%%--------------------------------------------------------------------
-%% Safe ets:info
-%%--------------------------------------------------------------------
-
-memory_words(T) -> safe_info_item(T, memory).
-
-%% `undefined' for a table that no longer exists (or a name that is not a
-%% table); never raises.
-safe_info(T) ->
-    try ets:info(T)
-    catch error:badarg -> undefined
-    end.
-
-safe_info_item(T, Item) ->
-    try ets:info(T, Item)
-    catch error:badarg -> undefined
-    end.
 
 info_value(Key, Info) ->
     case lists:keyfind(Key, 1, Info) of
         {Key, Value} -> Value;
         false -> undefined
     end.
-
-registered_name(Pid) when is_pid(Pid) ->
-    case erlang:process_info(Pid, registered_name) of
-        {registered_name, Name} -> Name;
-        _ -> undefined % [] when unnamed, undefined when dead
-    end;
-registered_name(_) ->
-    undefined.

@@ -44,8 +44,6 @@
 
 -export([top_processes/3, count_processes/2, process_memory/1, attributes/0,
          groupings/0]).
-%% For mem_probe_binaries and the tests.
--export([binary_bytes/1]).
 %% For scans of several attributes in one pass (mem_probe_report).
 -export([capacity/1, rows/3, groups/3]).
 
@@ -128,7 +126,7 @@ capacity(N) -> N + min(N, 5).
 %% process has exited.
 measure(P, binary) ->
     case erlang:process_info(P, binary) of
-        {binary, Bins} -> binary_bytes(Bins);
+        {binary, Bins} -> mem_probe_scan:binary_bytes(Bins);
         undefined -> undefined
     end;
 measure(P, Item) when Item =:= monitors; Item =:= monitored_by; Item =:= links ->
@@ -141,19 +139,6 @@ measure(P, Item) ->
         {_, Value} -> Value;
         undefined -> undefined
     end.
-
-%% @doc Bytes of the distinct binaries in a `process_info(P, binary)' list:
-%% a process can hold several references to one binary (it received it
-%% twice); it is counted once.
--spec binary_bytes([{non_neg_integer(), non_neg_integer(), non_neg_integer()}]) ->
-          non_neg_integer().
-binary_bytes([]) -> 0;
-binary_bytes([{_, Size, _}]) -> Size;
-binary_bytes(Bins) -> distinct_sum(lists:keysort(1, Bins), none, 0).
-
-distinct_sum([], _, Sum) -> Sum;
-distinct_sum([{Addr, _, _} | Rest], Addr, Sum) -> distinct_sum(Rest, Addr, Sum);
-distinct_sum([{Addr, Size, _} | Rest], _, Sum) -> distinct_sum(Rest, Addr, Sum + Size).
 
 top(Attr, N) ->
     Item = item(Attr),
@@ -482,7 +467,7 @@ process_memory(Pid0) ->
                    stack => Stack,
                    mailbox => Mailbox,
                    overhead_bytes => Mem - Heap - Stack - Mailbox,
-                   off_heap_bytes => binary_bytes(Bins),
+                   off_heap_bytes => mem_probe_scan:binary_bytes(Bins),
                    off_heap_binaries => length(lists:ukeysort(1, Bins)),
                    message_queue_len => Len,
                    message_queue_data => Mode}}

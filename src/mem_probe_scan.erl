@@ -1,6 +1,7 @@
-%%% @doc The machinery shared by the process scans (`mem_probe_procs',
-%%% `mem_probe_binaries'): where a scan runs, how it is split, how it keeps
-%%% only its winners, and how a winner is described.
+%%% @doc The plumbing shared by the question modules: where a scan runs (a
+%%% fresh process, parallel workers), how it keeps only its winners (the
+%%% bounded top), how a winner is described (names, initial calls), the
+%%% binary sums and the ets:info calls that never raise.
 %%%
 %%% Why a scan runs in its own processes. Reading `memory', `total_heap_size',
 %%% `binary', `monitors', `links' or `current_function' of another process is
@@ -24,9 +25,11 @@
 %%% a scan answer `undefined' and are skipped; no scan crashes on them.
 -module(mem_probe_scan).
 
--export([isolated/1, processes/0, parallel/2, chunks/1, worker_count/1, initial_call/2,
-         top_new/1, top_offer/4, top_accepts/2, top_list/1, top_merge/2,
-         details/1, details/2, wordsize/0, sleep_or_caller_down/2]).
+-export([isolated/1, stop_if_caller_gone/0, processes/0, parallel/2, chunks/1,
+         worker_count/1, initial_call/2,
+         top_new/1, top_offer/4, top_accepts/2, top_list/1, top_merge/2, top/2,
+         details/1, details/2, registered_name/1, wordsize/0, sleep_or_caller_down/2,
+         binary_bytes/1, ets_info/1, ets_info/2]).
 
 -export_type([top/0]).
 
@@ -36,19 +39,23 @@
 %% Chunks below this many processes are not worth a worker of their own.
 -define(MIN_CHUNK, 4096).
 -define(MAX_WORKERS, 16).
+-define(CALLER_KEY, {?MODULE, caller}).
 
 %%--------------------------------------------------------------------
 %% Where a scan runs
 %%--------------------------------------------------------------------
 
 %% @doc Runs `Fun()' in a fresh process and returns its value. An exception
-%% in `Fun' is raised again in the caller; the process's garbage dies with it.
+%% in `Fun' is raised again in the caller; the process's garbage dies with it,
+%% and its heap holds none of the caller's binaries. A long `Fun' calls
+%% `stop_if_caller_gone/0' now and then.
 -spec isolated(fun(() -> T)) -> T.
 isolated(Fun) ->
     Caller = self(),
     Tag = make_ref(),
     {Pid, MRef} =
         spawn_opt(fun() ->
+                          put(?CALLER_KEY, erlang:monitor(process, Caller)),
                           Result = try {ok, Fun()}
                                    catch Class:Reason:Stack -> {raise, Class, Reason, Stack}
                                    end,
@@ -63,6 +70,19 @@ isolated(Fun) ->
             erlang:raise(Class, Reason, Stack);
         {'DOWN', MRef, process, Pid, Reason} ->
             erlang:error({mem_probe_scan_failed, Reason})
+    end.
+
+%% @doc In a process `isolated/1' started: exits it (normally) if its
+%% caller has exited. Elsewhere: nothing.
+-spec stop_if_caller_gone() -> ok.
+stop_if_caller_gone() ->
+    case get(?CALLER_KEY) of
+        undefined ->
+            ok;
+        Mon ->
+            receive {'DOWN', Mon, process, _, _} -> exit(normal)
+            after 0 -> ok
+            end
     end.
 
 %% @doc Waits `Ms' milliseconds, or exits the calling (coordinator) process
@@ -163,8 +183,9 @@ collect(Tag, [{Pid, MRef} | Workers], Acc) ->
 top_new(Cap) -> {Cap, 0, undefined, gb_sets:empty()}.
 
 %% @doc Offers `Value' for `Pid' (with `Extra' kept alongside). Allocates
-%% nothing when the value does not make it into the top.
--spec top_offer(number(), pid(), term(), top()) -> top().
+%% nothing when the value does not make it into the top. `Pid' may be any
+%% identity (a table, for instance).
+-spec top_offer(number(), term(), term(), top()) -> top().
 top_offer(Value, _Pid, _Extra, {Cap, Cap, Min, _} = Top) when Value =< Min ->
     Top;
 top_offer(_Value, _Pid, _Extra, {0, _, _, _} = Top) ->
@@ -188,14 +209,21 @@ top_accepts(Value, {Cap, Cap, Min, _}) -> Value > Min;
 top_accepts(_Value, _Top) -> true.
 
 %% @doc The top's `{Value, Pid, Extra}' entries, largest first.
--spec top_list(top()) -> [{number(), pid(), term()}].
+-spec top_list(top()) -> [{number(), term(), term()}].
 top_list({_, _, _, Set}) -> lists:reverse(gb_sets:to_list(Set)).
 
 %% @doc The `Cap' largest of the workers' `top_list/1' results, largest
 %% first: one ranking of a scan split over `parallel/2'.
--spec top_merge([[{number(), pid(), term()}]], non_neg_integer()) ->
-          [{number(), pid(), term()}].
+-spec top_merge([[{number(), term(), term()}]], non_neg_integer()) ->
+          [{number(), term(), term()}].
 top_merge(Lists, Cap) -> lists:sublist(lists:reverse(lists:sort(lists:append(Lists))), Cap).
+
+%% @doc The `N' largest `{Value, Id, Extra}' of a list, largest first, in one
+%% pass that keeps only `N' of them (a million entries are never sorted).
+-spec top([{number(), term(), term()}], non_neg_integer()) -> [{number(), term(), term()}].
+top(Entries, N) ->
+    top_list(lists:foldl(fun({Value, Id, Extra}, Top) -> top_offer(Value, Id, Extra, Top) end,
+                         top_new(N), Entries)).
 
 %%--------------------------------------------------------------------
 %% Winners
@@ -240,6 +268,49 @@ initial_call(Pid, {proc_lib, init_p, 5} = Raw) ->
     end;
 initial_call(_Pid, Raw) ->
     Raw.
+
+%% @doc A process's registered name, or `undefined' (not registered, not
+%% alive, not a pid).
+-spec registered_name(term()) -> atom() | undefined.
+registered_name(Pid) when is_pid(Pid) ->
+    case erlang:process_info(Pid, registered_name) of
+        {registered_name, Name} -> Name;
+        _ -> undefined % [] when unregistered, undefined when not alive
+    end;
+registered_name(_) ->
+    undefined.
+
+%%--------------------------------------------------------------------
+%% Binaries and tables
+%%--------------------------------------------------------------------
+
+%% @doc Bytes of the distinct binaries in a `process_info(P, binary)' list:
+%% a process can hold several references to one binary (it received it
+%% twice); it is counted once.
+-spec binary_bytes([{non_neg_integer(), non_neg_integer(), non_neg_integer()}]) ->
+          non_neg_integer().
+binary_bytes([]) -> 0;
+binary_bytes([{_, Size, _}]) -> Size;
+binary_bytes(Bins) -> distinct_sum(lists:keysort(1, Bins), none, 0).
+
+distinct_sum([], _, Sum) -> Sum;
+distinct_sum([{Addr, _, _} | Rest], Addr, Sum) -> distinct_sum(Rest, Addr, Sum);
+distinct_sum([{Addr, Size, _} | Rest], _, Sum) -> distinct_sum(Rest, Addr, Sum + Size).
+
+%% @doc `ets:info(T)', or `undefined' for a table that no longer exists or a
+%% name that is not a table; never raises.
+-spec ets_info(term()) -> [{atom(), term()}] | undefined.
+ets_info(T) ->
+    try ets:info(T)
+    catch error:badarg -> undefined
+    end.
+
+%% @doc `ets:info(T, Item)', or `undefined' as `ets_info/1'.
+-spec ets_info(term(), atom()) -> term().
+ets_info(T, Item) ->
+    try ets:info(T, Item)
+    catch error:badarg -> undefined
+    end.
 
 -spec wordsize() -> pos_integer().
 wordsize() -> erlang:system_info(wordsize).

@@ -94,14 +94,9 @@ processes(Items) ->
       end, #{}, erlang:processes()).
 
 process_entry([{memory, M}, {message_queue_len, Q}, {binary, Bins}, {reductions, R}]) ->
-    {M, Q, binary_bytes(Bins), R};
+    {M, Q, mem_probe_scan:binary_bytes(Bins), R};
 process_entry([{memory, M}, {message_queue_len, Q}, {reductions, R}]) ->
     {M, Q, 0, R}.
-
-%% Each distinct Binary once per process (a process may hold several refs).
-binary_bytes(Bins) ->
-    Unique = lists:ukeysort(1, Bins),
-    lists:foldl(fun({_, Size, _}, Sum) -> Sum + Size end, 0, Unique).
 
 tables() ->
     Word = erlang:system_info(wordsize),
@@ -115,14 +110,10 @@ tables() ->
 
 %% One table's numbers, or undefined when it was deleted meanwhile.
 ets_info(T) ->
-    try {ets:info(T, memory), ets:info(T, size), ets:info(T, name), ets:info(T, owner)} of
-        {undefined, _, _, _} -> undefined;
-        {_, undefined, _, _} -> undefined;
-        {_, _, undefined, _} -> undefined;
-        {_, _, _, undefined} -> undefined;
-        Info -> Info
-    catch
-        error:badarg -> undefined
+    Info = [mem_probe_scan:ets_info(T, Item) || Item <- [memory, size, name, owner]],
+    case lists:member(undefined, Info) of
+        true -> undefined;
+        false -> list_to_tuple(Info)
     end.
 
 counts() ->
@@ -226,13 +217,13 @@ diff_processes(#{processes := Old, names := OldNames}, #{processes := New, names
         [#{pid => Pid, name => Name(Pid), change => Change, rate => rate(Change, Seconds),
            memory => M, message_queue_len => Q, message_queue_change => DQ,
            binary_bytes => B, binary_change => DB, reductions_change => DR}
-         || {Change, Pid, {M, Change, Q, DQ, B, DB, DR}} <- top(Grown, N)],
+         || {Change, Pid, {M, Change, Q, DQ, B, DB, DR}} <- mem_probe_scan:top(Grown, N)],
     Describe = fun({Bytes, Pid, {_, Q, B, _}}) ->
                        #{pid => Pid, name => Name(Pid), memory => Bytes,
                          message_queue_len => Q, binary_bytes => B}
                end,
-    {Entries, {length(Born), [Describe(E) || E <- top(Born, N)]},
-     {length(Gone), [Describe(E) || E <- top(Gone, N)]}}.
+    {Entries, {length(Born), [Describe(E) || E <- mem_probe_scan:top(Born, N)]},
+     {length(Gone), [Describe(E) || E <- mem_probe_scan:top(Gone, N)]}}.
 
 diff_tables(#{tables := Old}, #{tables := New}, N, Seconds) ->
     Grown = [{M1 - M0, T, {Name, Owner, M1, S1, S1 - S0}}
@@ -241,7 +232,7 @@ diff_tables(#{tables := Old}, #{tables := New}, N, Seconds) ->
     Entries = [#{table => T, name => Name, owner => Owner, change => Change,
                  rate => rate(Change, Seconds), memory_bytes => M, size => S,
                  size_change => DS}
-               || {Change, T, {Name, Owner, M, S, DS}} <- top(Grown, N)],
+               || {Change, T, {Name, Owner, M, S, DS}} <- mem_probe_scan:top(Grown, N)],
     Describe = fun({M, T, {S, Name, Owner}}) ->
                        #{table => T, name => Name, owner => Owner, memory_bytes => M, size => S}
                end,
@@ -249,8 +240,8 @@ diff_tables(#{tables := Old}, #{tables := New}, N, Seconds) ->
                                         not is_map_key(T, Old)],
     Gone = [{M, T, {S, Name, Owner}} || {T, {M, S, Name, Owner}} <- maps:to_list(Old),
                                         not is_map_key(T, New)],
-    {Entries, {length(Born), [Describe(E) || E <- top(Born, N)]},
-     {length(Gone), [Describe(E) || E <- top(Gone, N)]}}.
+    {Entries, {length(Born), [Describe(E) || E <- mem_probe_scan:top(Born, N)]},
+     {length(Gone), [Describe(E) || E <- mem_probe_scan:top(Gone, N)]}}.
 
 diff_memory(#{memory := Old}, #{memory := New}, Seconds) ->
     Changes = [#{category => C, bytes => Bytes, change => Bytes - maps:get(C, Old, 0),
@@ -260,22 +251,5 @@ diff_memory(#{memory := Old}, #{memory := New}, Seconds) ->
 
 diff_counts(#{counts := Old}, #{counts := New}) ->
     maps:map(fun(K, V) -> #{value => V, change => V - maps:get(K, Old, V)} end, New).
-
-%% The N largest {Key, Id, Data} tuples, largest first, in one pass that keeps
-%% only N of them (a million entries are never sorted).
-top(List, N) ->
-    Set = lists:foldl(
-            fun(E, Acc) ->
-                    case gb_sets:size(Acc) < N of
-                        true -> gb_sets:add(E, Acc);
-                        false when N > 0 ->
-                            case E > gb_sets:smallest(Acc) of
-                                true -> gb_sets:add(E, element(2, gb_sets:take_smallest(Acc)));
-                                false -> Acc
-                            end;
-                        false -> Acc
-                    end
-            end, gb_sets:new(), List),
-    lists:reverse(gb_sets:to_list(Set)).
 
 rate(Change, Seconds) -> Change / Seconds.
