@@ -3,7 +3,8 @@
 %%% `report/1' gathers, in one call: memory by category, the top processes by
 %%% memory and by mailbox, the top tables with the binaries they hold,
 %%% allocator usage, process and atom counts against their limits, and the
-%%% findings worth a look. Each finding is a rule with a threshold, stated in
+%%% findings worth a look. Every per-process number comes from one pass over
+%%% the processes. Each finding is a rule with a threshold, stated in
 %%% its text, so an operator can judge it:
 %%% <ul>
 %%% <li>`mailbox' — a message queue over 10,000 (or one that grew since the

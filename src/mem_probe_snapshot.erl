@@ -17,9 +17,9 @@
 %%% <li>Snapshots from two nodes cannot be compared: `diff/3' refuses.</li>
 %%% </ul>
 %%%
-%%% Compactness: per process a 5-tuple of small integers in a map keyed by
-%%% pid, about 100 bytes a process (so ~100 MB for a million processes; the
-%%% README gives the measured number). Registered names are kept once, for
+%%% Compactness: per process a 4-tuple of integers (memory, message queue,
+%%% binary bytes, reductions) in a map keyed by pid, about 70 bytes a process
+%%% as measured for a million processes (the README's benchmark). Registered names are kept once, for
 %%% the registered processes only.
 -module(mem_probe_snapshot).
 
