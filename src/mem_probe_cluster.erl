@@ -77,9 +77,18 @@ result({ok, Value}) -> Value;
 result({error, {erpc, noconnection}}) -> {error, nodedown};
 result({error, {erpc, timeout}}) -> {error, timeout};
 result({error, {exception, undef, [{mem_probe, _, _, _} | _]}}) -> {error, mem_probe_not_loaded};
-result({error, {exception, Reason, _Stack}}) -> {error, {exception, error, Reason}};
-result({error, {erpc, Reason}}) -> {error, Reason};
-result({throw, Value}) -> {error, {exception, throw, Value}};
-result({exit, {exception, Reason}}) -> {error, {exception, exit, Reason}};
-result({exit, Reason}) -> {error, {exception, exit, Reason}};
-result(Other) -> {error, Other}.
+%% A bad argument a node checked (the options besides the cluster ones are
+%% checked where the call runs): its message, as the error information has it.
+result({error, {exception, badarg, Stack}} = Error) ->
+    case mem_probe_args:message(Stack) of
+        undefined -> result_other(Error);
+        Message -> {error, {badarg, Message}}
+    end;
+result(Other) -> result_other(Other).
+
+result_other({error, {exception, Reason, _Stack}}) -> {error, {exception, error, Reason}};
+result_other({error, {erpc, Reason}}) -> {error, Reason};
+result_other({throw, Value}) -> {error, {exception, throw, Value}};
+result_other({exit, {exception, Reason}}) -> {error, {exception, exit, Reason}};
+result_other({exit, Reason}) -> {error, {exception, exit, Reason}};
+result_other(Other) -> {error, Other}.

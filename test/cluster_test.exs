@@ -123,4 +123,11 @@ defmodule MemProbe.ClusterTest do
       MemProbe.snapshot(nodes: :all, rpc_timeout: -5)
     end
   end
+
+  test "a bad argument checked on a node is that node's error, with its message" do
+    assert %{} = result = MemProbe.top_processes(:size, 1, nodes: [node()])
+    assert [{node, {:error, {:badarg, message}}}] = Map.to_list(result)
+    assert node == node()
+    assert message =~ "top_processes/3: unknown attribute size; accepted: memory,"
+  end
 end
