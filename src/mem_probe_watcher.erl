@@ -60,7 +60,7 @@
          series/2, default_name/0, options/0, finding_text/2]).
 -export([init/1, handle_call/3, handle_cast/2, handle_info/2, terminate/2]).
 
--export_type([finding/0]).
+-export_type([finding/0, info/0, series/0]).
 
 -type finding() :: #{kind := process | table | category | total,
                      id := pid() | atom() | ets:tid(),
@@ -70,6 +70,27 @@
                      since := integer(),
                      forecast_ms := non_neg_integer() | undefined,
                      confidence := float()}.
+
+%% info/1: what the watcher does and costs (`options' as given, less the
+%% callback; `series' counts per kind).
+-type info() :: #{options := map(), ticks := non_neg_integer(),
+                  series := #{process | table | category | total => non_neg_integer()},
+                  samples := non_neg_integer(), memory_bytes := non_neg_integer(),
+                  last_tick_us := non_neg_integer(), max_tick_us := non_neg_integer(),
+                  limit_bytes := non_neg_integer() | undefined,
+                  limit_source := atom() | undefined,
+                  total_bytes := non_neg_integer() | undefined,
+                  total_rate := float() | undefined,
+                  forecast_ms := non_neg_integer() | undefined,
+                  shares := [#{kind := atom(), id := term(), share := float() | undefined}],
+                  findings := non_neg_integer(), found := non_neg_integer(),
+                  cleared := non_neg_integer(), alarms := on | off | {unavailable, term()},
+                  callback_errors := non_neg_integer()}.
+%% series/2: one followed series, samples `{SystemTimeMs, Bytes}' oldest
+%% first, and the trend test on them now.
+-type series() :: #{kind := process | table | category | total, id := term(), name := term(),
+                    samples := [{integer(), number()}],
+                    assessment := mem_probe_trend:assessment()}.
 
 -define(FN, "mem_probe_watcher:start_link/1").
 -define(DEFAULT_NAME, mem_probe_watcher).
@@ -170,14 +191,14 @@ findings(Watcher) -> gen_server:call(Watcher, findings).
 %% kind, samples held, its own memory, the last and longest tick, the
 %% limit and where it came from, the total's forecast with each finding's
 %% share, alarm state, counters.
--spec info(pid() | atom()) -> map().
+-spec info(pid() | atom()) -> info().
 info(Watcher) -> gen_server:call(Watcher, info).
 
 %% @doc The series the watcher keeps for `Id' (a pid, a table, a category,
 %% `total'), to see why it is or is not a finding: `kind', `id', `name',
 %% `samples' (`[{SystemTimeMs, Bytes}]', oldest first) and `assessment'
 %% (`mem_probe_trend:assess/2' now); `undefined' when it is not followed.
--spec series(pid() | atom(), term()) -> map() | undefined.
+-spec series(pid() | atom(), term()) -> series() | undefined.
 series(Watcher, Id) -> gen_server:call(Watcher, {series, Id}).
 
 %% @doc Takes one sample now (besides the timer's) and returns the findings.

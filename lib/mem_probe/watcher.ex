@@ -132,7 +132,7 @@ defmodule MemProbe.Watcher do
       iex> MemProbe.Watcher.stop(w)
       :ok
   """
-  @spec info(watcher()) :: map()
+  @spec info(watcher()) :: :mem_probe_watcher.info()
   def info(watcher \\ :mem_probe_watcher) do
     :mem_probe_watcher.info(watcher)
   end
@@ -155,7 +155,7 @@ defmodule MemProbe.Watcher do
       iex> MemProbe.Watcher.stop(w)
       :ok
   """
-  @spec series(watcher(), term()) :: map() | :undefined
+  @spec series(watcher(), term()) :: :mem_probe_watcher.series() | :undefined
   def series(watcher \\ :mem_probe_watcher, id) do
     :mem_probe_watcher.series(watcher, id)
   end
