@@ -39,6 +39,8 @@
 -define(HEAP_BIN, 64).          % binaries up to this size live in a heap (or a table)
 -define(STATE_TIMEOUT, 2000).
 -define(MIN_CHUNK, 4096).       % processes worth a scan worker of their own
+-define(MAX_WORKERS, 16).       % as mem_probe_scan
+-define(GROUP_SAMPLE, 256).     % processes sampled for the candidate groups
 
 %% @doc The views a frame can compute.
 -spec views() -> [atom()].
@@ -108,7 +110,7 @@ init(Owner, Opts, {Starter, Ref}) ->
     OwnerRef = erlang:monitor(process, Owner),
     Starter ! {Ref, ready},
     loop(#{owner_ref => OwnerRef, unload => maps:get(unload, Opts, false),
-           prev => undefined, prev_at => undefined, frames => 0}).
+           prev => undefined, prev_at => undefined, last_at => undefined, frames => 0}).
 
 loop(#{owner_ref := OwnerRef} = S) ->
     receive
@@ -146,22 +148,23 @@ unload(_) ->
 %% One frame
 %%--------------------------------------------------------------------
 
-frame_now(Spec, #{prev := Prev, prev_at := PrevAt, frames := Frames} = S) ->
+frame_now(Spec, #{prev := Prev0, prev_at := PrevAt0, last_at := LastAt, frames := Frames} = S) ->
     View = maps:get(view, Spec, memory),
     lists:member(View, views()) orelse error({unknown_view, View}),
     Rows = maps:get(rows, Spec, 20),
     T0 = erlang:monotonic_time(),
     {reductions, R0} = erlang:process_info(self(), reductions),
     Now = erlang:monotonic_time(millisecond),
-    IntervalMs = case PrevAt of undefined -> undefined; _ -> max(1, Now - PrevAt) end,
-    %% This frame's memory and reductions per process go to a fresh table
-    %% (public: the scan workers write it); the previous frame's is read,
-    %% then dropped, so processes that exited leave nothing behind.
-    Next = ets:new(mem_probe_top_previous, [set, public, {write_concurrency, true}]),
-    Scan = try scan(View, Rows, Prev, Next, IntervalMs)
-           catch Class:Reason:Stack -> ets:delete(Next), erlang:raise(Class, Reason, Stack)
-           end,
-    Prev =:= undefined orelse ets:delete(Prev),
+    SinceLast = case LastAt of undefined -> undefined; _ -> max(1, Now - LastAt) end,
+    %% The per-process readings the rates need are kept while a rate view
+    %% is shown, not paid for in every other frame.
+    Rate = lists:member(View, [reductions, growth]),
+    {Prev, PrevAt} = case Rate of
+                         true -> {Prev0, PrevAt0};
+                         false -> {undefined, undefined}
+                     end,
+    RateMs = case PrevAt of undefined -> undefined; _ -> max(1, Now - PrevAt) end,
+    {Scan, Next} = scan(View, Rows, Prev, RateMs),
     Wordsize = erlang:system_info(wordsize),
     Tables = case View of
                  ets -> tables(Rows, true, maps:get(table_binaries, Spec, undefined), Wordsize);
@@ -174,8 +177,9 @@ frame_now(Spec, #{prev := Prev, prev_at := PrevAt, frames := Frames} = S) ->
                    _ -> maps:get(rows, Scan)
                end,
     Counts = counts(),
-    %% What the frame allocated here (binary lists, rows) is garbage now;
-    %% the memory shown is what the collector keeps between frames.
+    %% What the frame allocated here (rows, the pass's results) is garbage
+    %% now; the memory shown is what the collector keeps between frames:
+    %% its heap (the last process list) and the readings binary.
     true = erlang:garbage_collect(),
     {reductions, R1} = erlang:process_info(self(), reductions),
     {memory, CollectorMemory} = erlang:process_info(self(), memory),
@@ -183,7 +187,8 @@ frame_now(Spec, #{prev := Prev, prev_at := PrevAt, frames := Frames} = S) ->
     Frame = #{node => node(),
               frame => Frames + 1,
               view => View,
-              interval_ms => IntervalMs,
+              interval_ms => SinceLast,
+              rate_ms => RateMs,
               uptime_ms => element(1, erlang:statistics(wall_clock)),
               memory => erlang:memory(),
               counts => Counts,
@@ -200,122 +205,252 @@ frame_now(Spec, #{prev := Prev, prev_at := PrevAt, frames := Frames} = S) ->
                     counts => Counts,
                     allocators => #{allocators => Allocators}},
               cost => #{ms => Ms, reductions => R1 - R0,
-                        collector_bytes => CollectorMemory,
+                        collector_bytes => CollectorMemory + case Next of
+                                                                 {_, Bin} -> byte_size(Bin);
+                                                                 undefined -> 0
+                                                             end,
                         processes_scanned => maps:get(scanned, Scan)}},
-    {{ok, Frame}, S#{prev := Next, prev_at := Now, frames := Frames + 1}}.
+    {{ok, Frame}, S#{prev := Next, prev_at := case Rate of true -> Now; false -> undefined end,
+                     last_at := Now, frames := Frames + 1}}.
 
 %%--------------------------------------------------------------------
 %% The process pass
 %%--------------------------------------------------------------------
 
-scan(View, Rows, Prev, Next, IntervalMs) ->
-    Items = [memory, message_queue_len, reductions, initial_call]
-        ++ case View of binaries -> [binary, total_heap_size]; _ -> [] end,
-    Self = self(),
-    Pass = fun(Pids) ->
-                   Acc0 = #{view => top_new(Rows), memory => top_new(2), mailbox => top_new(5),
-                            groups => #{}, scanned => 0},
-                   lists:foldl(
-                     fun(P, A) when P =:= Self -> A;
-                        (P, A) ->
-                             case erlang:process_info(P, Items) of
-                                 undefined -> A;
-                                 Info -> one(P, Info, View, Prev, Next, IntervalMs, A)
-                             end
-                     end, Acc0, Pids)
-           end,
-    Parts = in_parallel(Pass, erlang:processes()),
-    Merge = fun(Key, Cap) -> lists:foldl(fun({V, P, X}, T) -> top_offer(V, P, X, T) end,
-                                         top_new(Cap),
-                                         lists:append([top_list(maps:get(Key, A)) || A <- Parts]))
-            end,
-    Groups = lists:foldl(fun(#{groups := G}, Acc) ->
-                                 maps:fold(fun(K, C, A) ->
-                                                   maps:update_with(K, fun(C0) -> C0 + C end, C, A)
-                                           end, Acc, G)
-                         end, #{}, Parts),
-    Scanned = lists:sum([N || #{scanned := N} <- Parts]),
-    #{rows => view_rows(View, top_list(Merge(view, Rows)), IntervalMs),
-      by_memory => [Row || {V, P, _} <- top_list(Merge(memory, 2)),
-                           Row <- described(P, #{value => V, attr => memory})],
-      by_mailbox => [Row || {V, P, _} <- top_list(Merge(mailbox, 5)), V > 10000,
-                            Row <- described(P, #{value => V,
-                                                  attr => message_queue_len})],
-      groups => group_summary(Groups, Scanned),
-      scanned => Scanned}.
+%% What the pass keeps between frames, for the rates: the process list it
+%% read and, aligned with it, one 16-byte record per process (memory and
+%% reductions, or zeros for a process not read: no process has zero
+%% memory). A binary, so that
+%% it lives off the collector's heap (no garbage collection copies it) and
+%% goes to the workers and back by reference, not copied.
+-define(UNREAD, <<0:64, 0:64>>).
+-define(REC, 16).
+-define(MAILBOX_FINDING, 10000). % report/1's mailbox rule looks above this
 
-%% `Pass' over contiguous chunks of `Pids', in workers when there are many:
-%% a process_info/2 call waits for the other process to answer it, and with
-%% a few requests in flight the schedulers answer them back to back (the
-%% reason mem_probe_scan's scans use workers too). A worker that dies (it
-%% cannot, short of being killed) leaves its chunk out of this frame.
-in_parallel(Pass, Pids) ->
-    Len = length(Pids),
-    Workers = max(1, min(2 * erlang:system_info(schedulers_online), Len div ?MIN_CHUNK)),
-    case Workers of
-        1 ->
-            [Pass(Pids)];
-        _ ->
-            Tag = make_ref(),
-            Self = self(),
-            Started = [spawn_monitor(fun() -> Self ! {Tag, self(), Pass(Chunk)} end)
-                       || Chunk <- chunks(Pids, (Len + Workers - 1) div Workers)],
-            [R || {Pid, MRef} <- Started,
-                  R <- receive
-                           {Tag, Pid, Result} ->
-                               erlang:demonitor(MRef, [flush]),
-                               [Result];
-                           {'DOWN', MRef, process, Pid, _} ->
-                               []
-                       end]
+%% One `process_info/2' call per process with the items the view and the
+%% findings need: memory (the largest two processes), message queue length
+%% (queues over 10,000) and initial call (the largest group); reductions
+%% and the readings of the previous frame in the rate views; `binary' in
+%% the binaries view. memory is the item that costs (the VM asks the
+%% process); the others are read from the process structure and cost next
+%% to nothing with it. The row details (name, current function, the heap
+%% of a binaries row) are read for the shown rows only.
+scan(View, Rows, Prev, RateMs) ->
+    Rate = lists:member(View, [reductions, growth]),
+    Items = [memory, message_queue_len, initial_call]
+        ++ case View of binaries -> [binary]; _ when Rate -> [reductions]; _ -> [] end,
+    Pids = erlang:processes(),
+    Self = self(),
+    Keys = group_candidates(Pids),
+    %% In the memory view its own top gives the largest two processes.
+    ViewCap = case View of memory -> max(Rows, 2); _ -> Rows end,
+    MemCap = case View of memory -> 0; _ -> 2 end,
+    Parts = case Rate of
+                true ->
+                    in_parallel(
+                      fun(Chunk, PrevChunk) ->
+                              rate_pass(Chunk, PrevChunk, Items, View, Self, RateMs, <<>>,
+                                        top_new(ViewCap), top_new(MemCap), top_new(5), Keys,
+                                        0, 0, 0, 0)
+                      end, Pids, align(Pids, Prev));
+                false ->
+                    in_parallel(
+                      fun(Chunk, _) ->
+                              pass(Chunk, Items, View, Self, top_new(ViewCap), top_new(MemCap),
+                                   top_new(5), Keys, 0, 0, 0, 0)
+                      end, Pids, none)
+            end,
+    Next = case Rate of
+               true -> {Pids, iolist_to_binary([Bin || {Bin, _, _, _, _, _} <- Parts])};
+               false -> undefined
+           end,
+    Merge = fun(Pos, Cap) ->
+                    lists:foldl(fun({V, P, X}, T) -> top_offer(V, P, X, T) end, top_new(Cap),
+                                lists:append([top_list(element(Pos, Part)) || Part <- Parts]))
+            end,
+    Groups = [{K, lists:sum([element(I, element(5, Part)) || Part <- Parts])}
+              || {I, K} <- lists:zip([1, 2, 3], tuple_to_list(Keys)), K =/= none],
+    Scanned = lists:sum([element(6, Part) || Part <- Parts]),
+    Winners = top_list(Merge(2, ViewCap)),
+    ViewRows = view_rows(View, lists:sublist(Winners, Rows), RateMs),
+    {#{rows => ViewRows,
+       by_memory => case View of
+                        memory -> lists:sublist(ViewRows, 2);
+                        _ -> [Row || {V, P, _} <- top_list(Merge(3, 2)),
+                                     Row <- described(P, #{value => V, attr => memory})]
+                    end,
+       by_mailbox => [Row || {V, P, _} <- top_list(Merge(4, 5)),
+                             Row <- described(P, #{value => V, attr => message_queue_len})],
+       groups => group_summary(Groups, Scanned),
+       scanned => Scanned},
+     Next}.
+
+%% The previous frame's readings in the order of `Pids' (zeros for a
+%% process born since). The process table lists processes in a stable
+%% order (by slot), so the previous list and this one are walked side by
+%% side without a lookup: a pid that does not match is born, or the
+%% expected one has exited. Should the order ever not hold (an old process
+%% left over, alive, at the end), the readings are paired by pid instead.
+align(Pids, undefined) ->
+    binary:copy(?UNREAD, length(Pids));
+align(Pids, {Pids, OldBin}) ->
+    OldBin;
+align(Pids, {Old, OldBin}) ->
+    case walk(Pids, Old, OldBin, <<>>) of
+        {ok, Bin} -> Bin;
+        unordered -> by_pid(Pids, Old, OldBin)
     end.
 
-chunks([], _Size) -> [];
-chunks(Pids, Size) when length(Pids) =< Size -> [Pids];
-chunks(Pids, Size) ->
-    {Chunk, Rest} = lists:split(Size, Pids),
-    [Chunk | chunks(Rest, Size)].
-
-one(P, [{memory, M}, {message_queue_len, Q}, {reductions, R}, {initial_call, IC} | More],
-    View, Prev, Next, IntervalMs, A) ->
-    #{view := VT, memory := MT, mailbox := QT, groups := G, scanned := N} = A,
-    Before = case Prev of
-                 undefined -> undefined;
-                 _ -> case ets:lookup(Prev, P) of
-                          [{_, M0, R0}] -> {M0, R0};
-                          [] -> undefined
-                      end
-             end,
-    ets:insert(Next, {P, M, R}),
-    VT1 = case view_value(View, M, Q, R, Before, IntervalMs, More) of
-              skip -> VT;
-              {Value, Extra} -> top_offer(Value, P, Extra, VT)
-          end,
-    A#{view := VT1,
-       memory := top_offer(M, P, [], MT),
-       mailbox := case Q > 0 of true -> top_offer(Q, P, [], QT); false -> QT end,
-       groups := maps:update_with(IC, fun(C) -> C + 1 end, 1, G),
-       scanned := N + 1}.
-
-%% The sort value of one process in `View' and what its row needs besides.
-view_value(memory, M, _Q, _R, _Before, _Ms, _More) -> {M, []};
-view_value(mailbox, _M, 0, _R, _Before, _Ms, _More) -> skip;
-view_value(mailbox, _M, Q, _R, _Before, _Ms, _More) -> {Q, []};
-view_value(reductions, _M, _Q, _R, _Before, undefined, _More) -> skip;
-view_value(reductions, _M, _Q, R, undefined, _Ms, _More) -> {R, born};
-view_value(reductions, _M, _Q, R, {_, R0}, _Ms, _More) -> {R - R0, []};
-view_value(growth, _M, _Q, _R, _Before, undefined, _More) -> skip;
-view_value(growth, M, _Q, _R, undefined, _Ms, _More) -> {M, born};
-view_value(growth, M, _Q, _R, {M0, _}, _Ms, _More) when M > M0 -> {M - M0, []};
-view_value(growth, _M, _Q, _R, _Before, _Ms, _More) -> skip;
-view_value(binaries, _M, _Q, _R, _Before, _Ms,
-           [{binary, Bins}, {total_heap_size, Words}]) ->
-    {Share, Raw, Count} = binaries(Bins),
-    case Count of
-        0 -> skip;
-        _ -> {round(Share), {Raw, Count, Words * erlang:system_info(wordsize)}}
+walk([P | Ps], [P | Os], <<M:64, R:64, Bin/binary>>, Acc) ->
+    walk(Ps, Os, Bin, <<Acc/binary, M:64, R:64>>);
+walk([P | Ps], [O | Os], <<_:?REC/binary, Bin/binary>> = Old, Acc) ->
+    case erlang:is_process_alive(O) of
+        false -> walk([P | Ps], Os, Bin, Acc);
+        true -> walk(Ps, [O | Os], Old, <<Acc/binary, 0:128>>)
     end;
-view_value(_View, _M, _Q, _R, _Before, _Ms, _More) ->
+walk([_ | Ps], [], <<>>, Acc) ->
+    walk(Ps, [], <<>>, <<Acc/binary, 0:128>>);
+walk([], Os, _, Acc) ->
+    case lists:any(fun erlang:is_process_alive/1, Os) of
+        false -> {ok, Acc};
+        true -> unordered
+    end.
+
+by_pid(Pids, Old, OldBin) ->
+    Readings = maps:from_list(lists:zip(Old, [Rec || <<Rec:?REC/binary>> <= OldBin])),
+    << <<(maps:get(P, Readings, ?UNREAD))/binary>> || P <- Pids >>.
+
+%% `Pass(Chunk, PrevChunk)' over contiguous chunks of `Pids' and of their
+%% readings, in workers when there are many, as top_processes does: a
+%% process_info/2 call for memory waits for the other process to answer,
+%% and with a few requests in flight the schedulers answer them back to
+%% back. Results in chunk order (the readings are concatenated). A worker
+%% that dies (it cannot, short of being killed) leaves its chunk unread:
+%% its readings become zeros.
+in_parallel(Pass, Pids, Before) ->
+    Len = length(Pids),
+    Max = min(?MAX_WORKERS, 2 * erlang:system_info(schedulers_online)),
+    case max(1, min(Max, Len div ?MIN_CHUNK)) of
+        1 ->
+            [Pass(Pids, Before)];
+        Workers ->
+            Tag = make_ref(),
+            Self = self(),
+            Size = (Len + Workers - 1) div Workers,
+            Started = [{spawn_monitor(fun() -> Self ! {Tag, self(), Pass(Chunk, Recs)} end),
+                        length(Chunk)}
+                       || {Chunk, Recs} <- chunks(Pids, Before, Size)],
+            [receive
+                 {Tag, Pid, Result} ->
+                     erlang:demonitor(MRef, [flush]),
+                     Result;
+                 {'DOWN', MRef, process, Pid, _} ->
+                     {case Before of none -> none; _ -> binary:copy(?UNREAD, N) end,
+                      top_new(0), top_new(0),
+                      top_new(0), {0, 0, 0}, 0}
+             end || {{Pid, MRef}, N} <- Started]
+    end.
+
+chunks([], _Bin, _Size) -> [];
+chunks(Pids, none, Size) ->
+    {Chunk, Rest} = take(Pids, Size, []),
+    [{Chunk, none} | chunks(Rest, none, Size)];
+chunks(Pids, Bin, Size) ->
+    {Chunk, Rest} = take(Pids, Size, []),
+    N = length(Chunk),
+    <<Recs:(N * ?REC)/binary, More/binary>> = Bin,
+    [{Chunk, Recs} | chunks(Rest, More, Size)].
+
+take(Rest, 0, Acc) -> {lists:reverse(Acc), Rest};
+take([], _, Acc) -> {lists:reverse(Acc), []};
+take([P | Ps], N, Acc) -> take(Ps, N - 1, [P | Acc]).
+
+%% The hot loop: one process_info/2 call per process; the tops allocate
+%% nothing for a value that does not enter them, and only the candidate
+%% groups are counted. Returns {none, ViewTop, MemoryTop, MailboxTop,
+%% GroupCounts, Scanned}.
+pass([], _Items, _View, _Self, VT, MT, QT, _Keys, X1, X2, X3, N) ->
+    {none, VT, MT, QT, {X1, X2, X3}, N};
+pass([P | Ps], Items, View, Self, VT, MT, QT, Keys, X1, X2, X3, N) when P =:= Self ->
+    pass(Ps, Items, View, Self, VT, MT, QT, Keys, X1, X2, X3, N);
+pass([P | Ps], Items, View, Self, VT, MT, QT, {E1, E2, E3} = Keys, X1, X2, X3, N) ->
+    case erlang:process_info(P, Items) of
+        [{memory, M}, {message_queue_len, Q}, {initial_call, IC} | More] ->
+            VT1 = case view_value(View, M, Q, 0, 0, 0, undefined, More) of
+                      skip -> VT;
+                      {Value, Extra} -> top_offer(Value, P, Extra, VT)
+                  end,
+            MT1 = top_offer(M, P, [], MT),
+            QT1 = case Q > ?MAILBOX_FINDING of
+                      true -> top_offer(Q, P, [], QT);
+                      false -> QT
+                  end,
+            if IC =:= E1 -> pass(Ps, Items, View, Self, VT1, MT1, QT1, Keys, X1 + 1, X2, X3, N + 1);
+               IC =:= E2 -> pass(Ps, Items, View, Self, VT1, MT1, QT1, Keys, X1, X2 + 1, X3, N + 1);
+               IC =:= E3 -> pass(Ps, Items, View, Self, VT1, MT1, QT1, Keys, X1, X2, X3 + 1, N + 1);
+               true -> pass(Ps, Items, View, Self, VT1, MT1, QT1, Keys, X1, X2, X3, N + 1)
+            end;
+        undefined ->
+            pass(Ps, Items, View, Self, VT, MT, QT, Keys, X1, X2, X3, N)
+    end.
+
+%% The same in a rate view, with the previous readings of the chunk (16
+%% bytes a process, in its order) and this frame's readings for the next
+%% one: Returns {Readings, ViewTop, MemoryTop, MailboxTop, GroupCounts,
+%% Scanned}.
+rate_pass([], <<>>, _Items, _View, _Self, _Ms, Out, VT, MT, QT, _Keys, X1, X2, X3, N) ->
+    {Out, VT, MT, QT, {X1, X2, X3}, N};
+rate_pass([P | Ps], <<_:?REC/binary, Prev/binary>>, Items, View, Self, Ms, Out, VT, MT, QT,
+          Keys, X1, X2, X3, N) when P =:= Self ->
+    rate_pass(Ps, Prev, Items, View, Self, Ms, <<Out/binary, 0:128>>, VT, MT, QT, Keys,
+              X1, X2, X3, N);
+rate_pass([P | Ps], <<M0:64, R0:64, Prev/binary>>, Items, View, Self, Ms, Out, VT, MT, QT,
+          {E1, E2, E3} = Keys, X1, X2, X3, N) ->
+    case erlang:process_info(P, Items) of
+        [{memory, M}, {message_queue_len, Q}, {initial_call, IC} | More] ->
+            [{reductions, R}] = More,
+            VT1 = case view_value(View, M, Q, R, M0, R0, Ms, More) of
+                      skip -> VT;
+                      {Value, Extra} -> top_offer(Value, P, Extra, VT)
+                  end,
+            QT1 = case Q > ?MAILBOX_FINDING of
+                      true -> top_offer(Q, P, [], QT);
+                      false -> QT
+                  end,
+            Out1 = <<Out/binary, M:64, R:64>>,
+            MT1 = top_offer(M, P, [], MT),
+            if IC =:= E1 -> rate_pass(Ps, Prev, Items, View, Self, Ms, Out1, VT1, MT1, QT1,
+                                      Keys, X1 + 1, X2, X3, N + 1);
+               IC =:= E2 -> rate_pass(Ps, Prev, Items, View, Self, Ms, Out1, VT1, MT1, QT1,
+                                      Keys, X1, X2 + 1, X3, N + 1);
+               IC =:= E3 -> rate_pass(Ps, Prev, Items, View, Self, Ms, Out1, VT1, MT1, QT1,
+                                      Keys, X1, X2, X3 + 1, N + 1);
+               true -> rate_pass(Ps, Prev, Items, View, Self, Ms, Out1, VT1, MT1, QT1,
+                                 Keys, X1, X2, X3, N + 1)
+            end;
+        undefined ->
+            rate_pass(Ps, Prev, Items, View, Self, Ms, <<Out/binary, 0:128>>,
+                      VT, MT, QT, Keys, X1, X2, X3, N)
+    end.
+
+%% The sort value of one process in `View' and what its row needs besides;
+%% M0 and R0 are its previous readings (M0 = 0: born since, or the first
+%% frame, when `Ms' is undefined).
+view_value(memory, M, _Q, _R, _M0, _R0, _Ms, _More) -> {M, []};
+view_value(mailbox, _M, 0, _R, _M0, _R0, _Ms, _More) -> skip;
+view_value(mailbox, _M, Q, _R, _M0, _R0, _Ms, _More) -> {Q, []};
+view_value(reductions, _M, _Q, _R, _M0, _R0, undefined, _More) -> skip;
+view_value(reductions, _M, _Q, R, 0, _R0, _Ms, _More) -> {R, born};
+view_value(reductions, _M, _Q, R, _M0, R0, _Ms, _More) -> {R - R0, []};
+view_value(growth, _M, _Q, _R, _M0, _R0, undefined, _More) -> skip;
+view_value(growth, M, _Q, _R, 0, _R0, _Ms, _More) -> {M, born};
+view_value(growth, M, _Q, _R, M0, _R0, _Ms, _More) when M > M0 -> {M - M0, []};
+view_value(growth, _M, _Q, _R, _M0, _R0, _Ms, _More) -> skip;
+view_value(binaries, _M, _Q, _R, _M0, _R0, _Ms, [{binary, []}]) -> skip;
+view_value(binaries, _M, _Q, _R, _M0, _R0, _Ms, [{binary, Bins}]) ->
+    {Share, Raw, Count} = binaries(Bins),
+    {round(Share), {Raw, Count}};
+view_value(_View, _M, _Q, _R, _M0, _R0, _Ms, _More) ->
     skip.
 
 %% A process's distinct off-heap binaries (by address): its share of them
@@ -332,17 +467,20 @@ distinct([{Addr, Size, Refc} | Rest], _, Share, Raw, N) ->
 
 view_rows(View, Winners, IntervalMs) ->
     [Row || {Value, P, Extra} <- Winners,
-            Row <- described(P, row_values(View, Value, Extra, IntervalMs))].
+            Row <- described(P, row_values(View, P, Value, Extra, IntervalMs))].
 
-row_values(binaries, Share, {Raw, Count, HeapBytes}, _Ms) ->
+row_values(binaries, P, Share, {Raw, Count}, _Ms) ->
     #{value => Share, attr => binaries, bytes => Share, raw_bytes => Raw, binaries => Count,
-      heap_bytes => HeapBytes};
-row_values(growth, Change, Extra, Ms) ->
+      heap_bytes => case erlang:process_info(P, total_heap_size) of
+                        {total_heap_size, Words} -> Words * erlang:system_info(wordsize);
+                        undefined -> undefined
+                    end};
+row_values(growth, _P, Change, Extra, Ms) ->
     #{value => Change, attr => growth, change => Change, rate => Change * 1000 / Ms,
       born => Extra =:= born};
-row_values(reductions, Reds, Extra, Ms) ->
+row_values(reductions, _P, Reds, Extra, Ms) ->
     #{value => Reds, attr => reductions, rate => Reds * 1000 / Ms, born => Extra =:= born};
-row_values(View, Value, _Extra, _Ms) ->
+row_values(View, _P, Value, _Extra, _Ms) ->
     #{value => Value, attr => View}.
 
 %% Registered name, initial call (proc_lib's '$initial_call' for OTP
@@ -373,36 +511,65 @@ initial_call(P, {proc_lib, init_p, 5} = Raw) ->
 initial_call(_P, Raw) ->
     Raw.
 
-%% The largest group of processes by raw initial call, in the shape of
-%% `mem_probe:count_processes/2'. proc_lib:init_p/5 is left out: it is the
-%% raw initial call of every OTP behaviour process, and telling them apart
-%% would copy every such process's dictionary.
+%% The initial calls worth counting: the three most common in an even
+%% sample of ?GROUP_SAMPLE processes. The rule the findings apply (one
+%% initial call for over a third of all processes) is about a group that
+%% holds about a third of any even sample, so it is among them; the pass
+%% then counts these exactly, and nothing else (a map of every initial
+%% call would cost the pass a map update per process). proc_lib:init_p/5
+%% is left out: it is the raw initial call of every OTP behaviour process,
+%% and telling them apart would copy every such process's dictionary.
+group_candidates(Pids) ->
+    Step = max(1, length(Pids) div ?GROUP_SAMPLE),
+    Sampled = lists:foldl(
+                fun(P, Acc) ->
+                        case erlang:process_info(P, initial_call) of
+                            {initial_call, {proc_lib, init_p, 5}} -> Acc;
+                            {initial_call, IC} -> maps:update_with(IC, fun(C) -> C + 1 end, 1, Acc);
+                            undefined -> Acc
+                        end
+                end, #{}, every(Pids, Step)),
+    Top = lists:sublist(lists:reverse(lists:keysort(2, maps:to_list(Sampled))), 3),
+    list_to_tuple([K || {K, _} <- Top] ++ lists:duplicate(3 - length(Top), none)).
+
+every([], _Step) -> [];
+every([P | _] = Pids, Step) -> [P | every(drop(Pids, Step), Step)].
+
+drop([], _) -> [];
+drop(L, 0) -> L;
+drop([_ | T], N) -> drop(T, N - 1).
+
+%% The largest counted group, in the shape of `mem_probe:count_processes/2'.
 group_summary(Groups, Scanned) ->
-    Sorted = lists:reverse(lists:keysort(2, [{K, C} || {K, C} <- maps:to_list(Groups),
-                                                       K =/= {proc_lib, init_p, 5}])),
+    Sorted = lists:reverse(lists:keysort(2, Groups)),
     #{groups => [#{key => K, count => C} || {K, C} <- lists:sublist(Sorted, 1)],
       process_count => Scanned}.
 
 %%--------------------------------------------------------------------
-%% A bounded top: {Capacity, Count, gb_set of {Value, Pid, Extra}}
+%% A bounded top: {Capacity, Count, Min, gb_set of {Value, Pid, Extra}}
+%% (mem_probe_scan's, again: Min, the smallest value once the top is
+%% full, turns away most offers without touching the set)
 %%--------------------------------------------------------------------
 
-top_new(Cap) -> {Cap, 0, gb_sets:empty()}.
+top_new(Cap) -> {Cap, 0, undefined, gb_sets:empty()}.
 
-top_offer(_V, _P, _X, {0, _, _} = Top) ->
+top_offer(V, _P, _X, {Cap, Cap, Min, _} = Top) when V =< Min ->
     Top;
-top_offer(V, P, X, {Cap, N, Set}) when N < Cap ->
-    {Cap, N + 1, gb_sets:add({V, P, X}, Set)};
-top_offer(V, P, X, {Cap, Cap, Set} = Top) ->
-    case V > element(1, gb_sets:smallest(Set)) of
-        true ->
-            {_, Set1} = gb_sets:take_smallest(Set),
-            {Cap, Cap, gb_sets:add({V, P, X}, Set1)};
-        false ->
-            Top
-    end.
+top_offer(_V, _P, _X, {0, _, _, _} = Top) ->
+    Top;
+top_offer(V, P, X, {Cap, Cap, _Min, Set}) ->
+    {_, Set0} = gb_sets:take_smallest(Set),
+    Set1 = gb_sets:add({V, P, X}, Set0),
+    {Cap, Cap, element(1, gb_sets:smallest(Set1)), Set1};
+top_offer(V, P, X, {Cap, N, _Min, Set}) ->
+    Set1 = gb_sets:add({V, P, X}, Set),
+    Min = case N + 1 of
+              Cap -> element(1, gb_sets:smallest(Set1));
+              _ -> undefined
+          end,
+    {Cap, N + 1, Min, Set1}.
 
-top_list({_, _, Set}) -> lists:reverse(gb_sets:to_list(Set)).
+top_list({_, _, _, Set}) -> lists:reverse(gb_sets:to_list(Set)).
 
 %%--------------------------------------------------------------------
 %% ETS
