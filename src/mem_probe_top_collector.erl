@@ -34,6 +34,12 @@
 %% module outlives it).
 -export([init/3]).
 
+-ifdef(TEST).
+-export([align/2]).
+-endif.
+
+-compile({inline, [one/22]}).
+
 -define(WALK_CAP, 100000).      % ETS objects walked per table and frame
 -define(CHUNK, 500).            % objects per ets:select/3 chunk
 -define(HEAP_BIN, 64).          % binaries up to this size live in a heap (or a table)
@@ -41,6 +47,7 @@
 -define(MIN_CHUNK, 4096).       % processes worth a scan worker of their own
 -define(MAX_WORKERS, 16).       % as mem_probe_scan
 -define(GROUP_SAMPLE, 256).     % processes sampled for the candidate groups
+-define(MSG_WORDS, 4).          % a queued message adds at least this to memory (11 measured)
 
 %% @doc The views a frame can compute.
 -spec views() -> [atom()].
@@ -227,39 +234,52 @@ frame_now(Spec, #{prev := Prev0, prev_at := PrevAt0, last_at := LastAt, frames :
 -define(REC, 16).
 -define(MAILBOX_FINDING, 10000). % report/1's mailbox rule looks above this
 
-%% One `process_info/2' call per process with the items the view and the
-%% findings need: memory (the largest two processes), message queue length
-%% (queues over 10,000) and initial call (the largest group); reductions
-%% and the readings of the previous frame in the rate views; `binary' in
-%% the binaries view. memory is the item that costs (the VM asks the
-%% process); the others are read from the process structure and cost next
-%% to nothing with it. The row details (name, current function, the heap
-%% of a binaries row) are read for the shown rows only.
+%% One `process_info/2' call per process, with memory (the largest
+%% two processes, for the findings, and the sort of the memory and growth
+%% views) and the one item the view sorts by besides: message queue
+%% length, reductions (both rate views, so that either can follow the
+%% other) or the binary list. memory is the item that costs (the VM asks
+%% the process to answer, as for top_processes(memory, _)); the others are
+%% read from the process structure and cost next to nothing with it.
+%% What the findings need besides comes cheaper:
+%% <ul>
+%% <li>queues over 10,000 messages: a queued message adds at least
+%%     ?MSG_WORDS words to a process's memory (88 bytes on OTP 25 to 29),
+%%     so only the processes whose memory could hold such a queue are asked
+%%     for their queue length, after the pass;</li>
+%% <li>the largest group by initial call: counted (initial call added to
+%%     the items) only when an even sample of the processes shows a
+%%     candidate that could hold a third of them (`group_candidates/1').</li>
+%% </ul>
+%% The row details (name, current function, the heap of a binaries row)
+%% are read for the shown rows only.
 scan(View, Rows, Prev, RateMs) ->
     Rate = lists:member(View, [reductions, growth]),
-    Items = [memory, message_queue_len, initial_call]
-        ++ case View of binaries -> [binary]; _ when Rate -> [reductions]; _ -> [] end,
     Pids = erlang:processes(),
     Self = self(),
     Keys = group_candidates(Pids),
+    Items = [memory]
+        ++ case View of
+               mailbox -> [message_queue_len];
+               binaries -> [binary];
+               _ when Rate -> [reductions];
+               _ -> []
+           end
+        ++ case Keys of {none, none, none} -> []; _ -> [initial_call] end,
     %% In the memory view its own top gives the largest two processes.
     ViewCap = case View of memory -> max(Rows, 2); _ -> Rows end,
     MemCap = case View of memory -> 0; _ -> 2 end,
-    Parts = case Rate of
-                true ->
-                    in_parallel(
-                      fun(Chunk, PrevChunk) ->
-                              rate_pass(Chunk, PrevChunk, Items, View, Self, RateMs, <<>>,
-                                        top_new(ViewCap), top_new(MemCap), top_new(5), Keys,
-                                        0, 0, 0, 0)
-                      end, Pids, align(Pids, Prev));
-                false ->
-                    in_parallel(
-                      fun(Chunk, _) ->
-                              pass(Chunk, Items, View, Self, top_new(ViewCap), top_new(MemCap),
-                                   top_new(5), Keys, 0, 0, 0, 0)
-                      end, Pids, none)
-            end,
+    %% Memory below this cannot hold a queue over ?MAILBOX_FINDING.
+    QueueBytes = ?MAILBOX_FINDING * ?MSG_WORDS * erlang:system_info(wordsize),
+    Before = case Rate of true -> align(Pids, Prev); false -> none end,
+    Parts = in_parallel(
+              fun(Chunk, PrevChunk) ->
+                      pass(Chunk, PrevChunk, Items, View, Self, RateMs,
+                           case Rate of true -> <<>>; false -> none end,
+                           top_new(ViewCap), top_new(MemCap),
+                           case View of mailbox -> top_new(5); _ -> [] end,
+                           QueueBytes, Keys, 0, 0, 0, 0)
+              end, Pids, Before),
     Next = case Rate of
                true -> {Pids, iolist_to_binary([Bin || {Bin, _, _, _, _, _} <- Parts])};
                false -> undefined
@@ -279,8 +299,7 @@ scan(View, Rows, Prev, RateMs) ->
                         _ -> [Row || {V, P, _} <- top_list(Merge(3, 2)),
                                      Row <- described(P, #{value => V, attr => memory})]
                     end,
-       by_mailbox => [Row || {V, P, _} <- top_list(Merge(4, 5)),
-                             Row <- described(P, #{value => V, attr => message_queue_len})],
+       by_mailbox => by_mailbox(View, Parts, Merge),
        groups => group_summary(Groups, Scanned),
        scanned => Scanned},
      Next}.
@@ -296,25 +315,32 @@ align(Pids, undefined) ->
 align(Pids, {Pids, OldBin}) ->
     OldBin;
 align(Pids, {Old, OldBin}) ->
-    case walk(Pids, Old, OldBin, <<>>) of
-        {ok, Bin} -> Bin;
+    case walk(Pids, Old, OldBin, 0, 0, []) of
+        {ok, Parts} -> iolist_to_binary(lists:reverse(Parts));
         unordered -> by_pid(Pids, Old, OldBin)
     end.
 
-walk([P | Ps], [P | Os], <<M:64, R:64, Bin/binary>>, Acc) ->
-    walk(Ps, Os, Bin, <<Acc/binary, M:64, R:64>>);
-walk([P | Ps], [O | Os], <<_:?REC/binary, Bin/binary>> = Old, Acc) ->
+%% Runs of matching pids become slices of the old readings (one copy at
+%% the end), so a matched process costs a comparison. `At' is the old
+%% position of the current run, `Run' its length.
+walk([P | Ps], [P | Os], Bin, At, Run, Acc) ->
+    walk(Ps, Os, Bin, At, Run + 1, Acc);
+walk([P | Ps], [O | Os], Bin, At, Run, Acc) ->
+    Acc1 = slice(Bin, At, Run, Acc),
     case erlang:is_process_alive(O) of
-        false -> walk([P | Ps], Os, Bin, Acc);
-        true -> walk(Ps, [O | Os], Old, <<Acc/binary, 0:128>>)
+        false -> walk([P | Ps], Os, Bin, At + Run + 1, 0, Acc1);
+        true -> walk(Ps, [O | Os], Bin, At + Run, 0, [?UNREAD | Acc1])
     end;
-walk([_ | Ps], [], <<>>, Acc) ->
-    walk(Ps, [], <<>>, <<Acc/binary, 0:128>>);
-walk([], Os, _, Acc) ->
+walk([_ | Ps], [], Bin, At, Run, Acc) ->
+    walk(Ps, [], Bin, At + Run, 0, [?UNREAD | slice(Bin, At, Run, Acc)]);
+walk([], Os, Bin, At, Run, Acc) ->
     case lists:any(fun erlang:is_process_alive/1, Os) of
-        false -> {ok, Acc};
+        false -> {ok, slice(Bin, At, Run, Acc)};
         true -> unordered
     end.
+
+slice(_Bin, _At, 0, Acc) -> Acc;
+slice(Bin, At, Run, Acc) -> [binary_part(Bin, At * ?REC, Run * ?REC) | Acc].
 
 by_pid(Pids, Old, OldBin) ->
     Readings = maps:from_list(lists:zip(Old, [Rec || <<Rec:?REC/binary>> <= OldBin])),
@@ -346,8 +372,7 @@ in_parallel(Pass, Pids, Before) ->
                      Result;
                  {'DOWN', MRef, process, Pid, _} ->
                      {case Before of none -> none; _ -> binary:copy(?UNREAD, N) end,
-                      top_new(0), top_new(0),
-                      top_new(0), {0, 0, 0}, 0}
+                      top_new(0), top_new(0), [], {0, 0, 0}, 0}
              end || {{Pid, MRef}, N} <- Started]
     end.
 
@@ -367,91 +392,118 @@ take([P | Ps], N, Acc) -> take(Ps, N - 1, [P | Acc]).
 
 %% The hot loop: one process_info/2 call per process; the tops allocate
 %% nothing for a value that does not enter them, and only the candidate
-%% groups are counted. Returns {none, ViewTop, MemoryTop, MailboxTop,
-%% GroupCounts, Scanned}.
-pass([], _Items, _View, _Self, VT, MT, QT, _Keys, X1, X2, X3, N) ->
-    {none, VT, MT, QT, {X1, X2, X3}, N};
-pass([P | Ps], Items, View, Self, VT, MT, QT, Keys, X1, X2, X3, N) when P =:= Self ->
-    pass(Ps, Items, View, Self, VT, MT, QT, Keys, X1, X2, X3, N);
-pass([P | Ps], Items, View, Self, VT, MT, QT, {E1, E2, E3} = Keys, X1, X2, X3, N) ->
-    case erlang:process_info(P, Items) of
-        [{memory, M}, {message_queue_len, Q}, {initial_call, IC} | More] ->
-            VT1 = case view_value(View, M, Q, 0, 0, 0, undefined, More) of
-                      skip -> VT;
-                      {Value, Extra} -> top_offer(Value, P, Extra, VT)
-                  end,
-            MT1 = top_offer(M, P, [], MT),
-            QT1 = case Q > ?MAILBOX_FINDING of
-                      true -> top_offer(Q, P, [], QT);
-                      false -> QT
-                  end,
-            if IC =:= E1 -> pass(Ps, Items, View, Self, VT1, MT1, QT1, Keys, X1 + 1, X2, X3, N + 1);
-               IC =:= E2 -> pass(Ps, Items, View, Self, VT1, MT1, QT1, Keys, X1, X2 + 1, X3, N + 1);
-               IC =:= E3 -> pass(Ps, Items, View, Self, VT1, MT1, QT1, Keys, X1, X2, X3 + 1, N + 1);
-               true -> pass(Ps, Items, View, Self, VT1, MT1, QT1, Keys, X1, X2, X3, N + 1)
-            end;
-        undefined ->
-            pass(Ps, Items, View, Self, VT, MT, QT, Keys, X1, X2, X3, N)
-    end.
-
-%% The same in a rate view, with the previous readings of the chunk (16
-%% bytes a process, in its order) and this frame's readings for the next
-%% one: Returns {Readings, ViewTop, MemoryTop, MailboxTop, GroupCounts,
-%% Scanned}.
-rate_pass([], <<>>, _Items, _View, _Self, _Ms, Out, VT, MT, QT, _Keys, X1, X2, X3, N) ->
+%% groups are counted. In a rate view `Prev' holds the previous readings
+%% of the chunk (16 bytes a process, in its order) and `Out' collects this
+%% frame's for the next one; elsewhere both are `none'. The mailbox top
+%% holds the queue lengths in the mailbox view, else the memory of the
+%% processes that could hold a long queue. Returns {Readings, ViewTop,
+%% MemoryTop, MailboxTop, GroupCounts, Scanned}.
+pass([], _Prev, _Items, _View, _Self, _Ms, Out, VT, MT, QT, _QB, _Keys, X1, X2, X3, N) ->
     {Out, VT, MT, QT, {X1, X2, X3}, N};
-rate_pass([P | Ps], <<_:?REC/binary, Prev/binary>>, Items, View, Self, Ms, Out, VT, MT, QT,
-          Keys, X1, X2, X3, N) when P =:= Self ->
-    rate_pass(Ps, Prev, Items, View, Self, Ms, <<Out/binary, 0:128>>, VT, MT, QT, Keys,
-              X1, X2, X3, N);
-rate_pass([P | Ps], <<M0:64, R0:64, Prev/binary>>, Items, View, Self, Ms, Out, VT, MT, QT,
-          {E1, E2, E3} = Keys, X1, X2, X3, N) ->
-    case erlang:process_info(P, Items) of
-        [{memory, M}, {message_queue_len, Q}, {initial_call, IC} | More] ->
-            [{reductions, R}] = More,
-            VT1 = case view_value(View, M, Q, R, M0, R0, Ms, More) of
-                      skip -> VT;
-                      {Value, Extra} -> top_offer(Value, P, Extra, VT)
-                  end,
-            QT1 = case Q > ?MAILBOX_FINDING of
-                      true -> top_offer(Q, P, [], QT);
-                      false -> QT
-                  end,
-            Out1 = <<Out/binary, M:64, R:64>>,
-            MT1 = top_offer(M, P, [], MT),
-            if IC =:= E1 -> rate_pass(Ps, Prev, Items, View, Self, Ms, Out1, VT1, MT1, QT1,
-                                      Keys, X1 + 1, X2, X3, N + 1);
-               IC =:= E2 -> rate_pass(Ps, Prev, Items, View, Self, Ms, Out1, VT1, MT1, QT1,
-                                      Keys, X1, X2 + 1, X3, N + 1);
-               IC =:= E3 -> rate_pass(Ps, Prev, Items, View, Self, Ms, Out1, VT1, MT1, QT1,
-                                      Keys, X1, X2, X3 + 1, N + 1);
-               true -> rate_pass(Ps, Prev, Items, View, Self, Ms, Out1, VT1, MT1, QT1,
-                                 Keys, X1, X2, X3, N + 1)
-            end;
+pass([P | Ps], Prev, Items, View, Self, Ms, Out, VT, MT, QT, QB, Keys, X1, X2, X3, N)
+  when P =:= Self ->
+    pass(Ps, skip(Prev), Items, View, Self, Ms, unread(Out), VT, MT, QT, QB, Keys,
+         X1, X2, X3, N);
+pass([P | Ps], none, Items, View, Self, Ms, none, VT, MT, QT, QB, Keys, X1, X2, X3, N) ->
+    case read(P, Items) of
+        {M, V, IC} ->
+            one(P, M, V, IC, 0, 0, Ps, none, Items, View, Self, Ms, none, VT, MT, QT, QB,
+                Keys, X1, X2, X3, N);
         undefined ->
-            rate_pass(Ps, Prev, Items, View, Self, Ms, <<Out/binary, 0:128>>,
-                      VT, MT, QT, Keys, X1, X2, X3, N)
+            pass(Ps, none, Items, View, Self, Ms, none, VT, MT, QT, QB, Keys, X1, X2, X3, N)
+    end;
+pass([P | Ps], <<M0:64, R0:64, Prev/binary>>, Items, View, Self, Ms, Out, VT, MT, QT, QB,
+     Keys, X1, X2, X3, N) ->
+    case read(P, Items) of
+        {M, V, IC} ->
+            one(P, M, V, IC, M0, R0, Ps, Prev, Items, View, Self, Ms, <<Out/binary, M:64, V:64>>,
+                VT, MT, QT, QB, Keys, X1, X2, X3, N);
+        undefined ->
+            pass(Ps, Prev, Items, View, Self, Ms, <<Out/binary, 0:128>>, VT, MT, QT, QB, Keys,
+                 X1, X2, X3, N)
     end.
 
-%% The sort value of one process in `View' and what its row needs besides;
-%% M0 and R0 are its previous readings (M0 = 0: born since, or the first
-%% frame, when `Ms' is undefined).
-view_value(memory, M, _Q, _R, _M0, _R0, _Ms, _More) -> {M, []};
-view_value(mailbox, _M, 0, _R, _M0, _R0, _Ms, _More) -> skip;
-view_value(mailbox, _M, Q, _R, _M0, _R0, _Ms, _More) -> {Q, []};
-view_value(reductions, _M, _Q, _R, _M0, _R0, undefined, _More) -> skip;
-view_value(reductions, _M, _Q, R, 0, _R0, _Ms, _More) -> {R, born};
-view_value(reductions, _M, _Q, R, _M0, R0, _Ms, _More) -> {R - R0, []};
-view_value(growth, _M, _Q, _R, _M0, _R0, undefined, _More) -> skip;
-view_value(growth, M, _Q, _R, 0, _R0, _Ms, _More) -> {M, born};
-view_value(growth, M, _Q, _R, M0, _R0, _Ms, _More) when M > M0 -> {M - M0, []};
-view_value(growth, _M, _Q, _R, _M0, _R0, _Ms, _More) -> skip;
-view_value(binaries, _M, _Q, _R, _M0, _R0, _Ms, [{binary, []}]) -> skip;
-view_value(binaries, _M, _Q, _R, _M0, _R0, _Ms, [{binary, Bins}]) ->
+%% Memory, the view's item and the initial call of one process (`none'
+%% for an item not asked), or undefined if it has exited.
+read(P, Items) ->
+    case erlang:process_info(P, Items) of
+        [{memory, M}] -> {M, none, none};
+        [{memory, M}, {initial_call, IC}] -> {M, none, IC};
+        [{memory, M}, {_, V}] -> {M, V, none};
+        [{memory, M}, {_, V}, {initial_call, IC}] -> {M, V, IC};
+        undefined -> undefined
+    end.
+
+%% One process read: memory `M', the view's item `V', initial call `IC',
+%% the previous readings `M0' and `R0'. Inlined into pass/16, so that the
+%% readings binary stays a match context, not a sub-binary per process.
+one(P, M, V, IC, M0, R0, Ps, Prev, Items, View, Self, Ms, Out, VT, MT, QT, QB,
+    {E1, E2, E3} = Keys, X1, X2, X3, N) ->
+    VT1 = offer(View, P, M, V, M0, R0, Ms, VT),
+    QT1 = case View of
+              mailbox when V > ?MAILBOX_FINDING -> top_offer(V, P, [], QT);
+              mailbox -> QT;
+              _ when M >= QB -> [P | QT];
+              _ -> QT
+          end,
+    MT1 = top_offer(M, P, [], MT),
+    if IC =:= none ->
+            pass(Ps, Prev, Items, View, Self, Ms, Out, VT1, MT1, QT1, QB, Keys,
+                 X1, X2, X3, N + 1);
+       IC =:= E1 ->
+            pass(Ps, Prev, Items, View, Self, Ms, Out, VT1, MT1, QT1, QB, Keys,
+                 X1 + 1, X2, X3, N + 1);
+       IC =:= E2 ->
+            pass(Ps, Prev, Items, View, Self, Ms, Out, VT1, MT1, QT1, QB, Keys,
+                 X1, X2 + 1, X3, N + 1);
+       IC =:= E3 ->
+            pass(Ps, Prev, Items, View, Self, Ms, Out, VT1, MT1, QT1, QB, Keys,
+                 X1, X2, X3 + 1, N + 1);
+       true ->
+            pass(Ps, Prev, Items, View, Self, Ms, Out, VT1, MT1, QT1, QB, Keys,
+                 X1, X2, X3, N + 1)
+    end.
+
+skip(none) -> none;
+skip(<<_:?REC/binary, Rest/binary>>) -> Rest.
+
+unread(none) -> none;
+unread(Out) -> <<Out/binary, 0:128>>.
+
+%% The queues over ?MAILBOX_FINDING, longest first: in the mailbox view
+%% the pass has them; elsewhere the processes whose memory could hold one
+%% are asked for their queue length.
+by_mailbox(mailbox, _Parts, Merge) ->
+    described_queues(top_list(Merge(4, 5)));
+by_mailbox(_View, Parts, _Merge) ->
+    Long = [{Q, P, []} || Part <- Parts, P <- element(4, Part),
+                          {message_queue_len, Q} <- [erlang:process_info(P, message_queue_len)],
+                          Q > ?MAILBOX_FINDING],
+    described_queues(lists:sublist(lists:reverse(lists:sort(Long)), 5)).
+
+described_queues(Long) ->
+    [Row || {V, P, _} <- Long, Row <- described(P, #{value => V, attr => message_queue_len})].
+
+%% Offers one process to the view's top: its sort value in `View' and
+%% what its row needs besides. `V' is the view's own item, M0 and R0 the
+%% previous readings (M0 = 0: born since, or the first frame, when `Ms'
+%% is undefined).
+offer(memory, P, M, _V, _M0, _R0, _Ms, VT) -> top_offer(M, P, [], VT);
+offer(mailbox, _P, _M, 0, _M0, _R0, _Ms, VT) -> VT;
+offer(mailbox, P, _M, Q, _M0, _R0, _Ms, VT) -> top_offer(Q, P, [], VT);
+offer(Rate, _P, _M, _V, _M0, _R0, undefined, VT) when Rate =:= reductions; Rate =:= growth ->
+    VT;
+offer(reductions, P, _M, R, 0, _R0, _Ms, VT) -> top_offer(R, P, born, VT);
+offer(reductions, P, _M, R, _M0, R0, _Ms, VT) -> top_offer(R - R0, P, [], VT);
+offer(growth, P, M, _R, 0, _R0, _Ms, VT) -> top_offer(M, P, born, VT);
+offer(growth, P, M, _R, M0, _R0, _Ms, VT) when M > M0 -> top_offer(M - M0, P, [], VT);
+offer(growth, _P, _M, _R, _M0, _R0, _Ms, VT) -> VT;
+offer(binaries, _P, _M, [], _M0, _R0, _Ms, VT) -> VT;
+offer(binaries, P, _M, Bins, _M0, _R0, _Ms, VT) ->
     {Share, Raw, Count} = binaries(Bins),
-    {round(Share), {Raw, Count}};
-view_value(_View, _M, _Q, _R, _M0, _R0, _Ms, _More) ->
-    skip.
+    top_offer(round(Share), P, {Raw, Count}, VT);
+offer(_View, _P, _M, _V, _M0, _R0, _Ms, VT) ->
+    VT.
 
 %% A process's distinct off-heap binaries (by address): its share of them
 %% (each binary's size divided among its holders, so a binary shared by
@@ -511,16 +563,21 @@ initial_call(P, {proc_lib, init_p, 5} = Raw) ->
 initial_call(_P, Raw) ->
     Raw.
 
-%% The initial calls worth counting: the three most common in an even
-%% sample of ?GROUP_SAMPLE processes. The rule the findings apply (one
-%% initial call for over a third of all processes) is about a group that
-%% holds about a third of any even sample, so it is among them; the pass
-%% then counts these exactly, and nothing else (a map of every initial
-%% call would cost the pass a map update per process). proc_lib:init_p/5
-%% is left out: it is the raw initial call of every OTP behaviour process,
+%% The initial calls worth counting: those that hold at least a quarter
+%% of an even sample of ?GROUP_SAMPLE processes (at most three), on a node
+%% of over 1,000 processes. The rule the findings apply (one initial call
+%% for over 1,000 processes and over a third of them all) is about a group
+%% that holds about a third of an even sample; one that showed under a
+%% quarter would be a sampling error of over three standard deviations.
+%% The pass then counts these exactly, and nothing at all (not even the
+%% initial call) on a node where no group stands out. proc_lib:init_p/5 is
+%% left out: it is the raw initial call of every OTP behaviour process,
 %% and telling them apart would copy every such process's dictionary.
+group_candidates(Pids) when length(Pids) =< 1000 ->
+    {none, none, none};
 group_candidates(Pids) ->
     Step = max(1, length(Pids) div ?GROUP_SAMPLE),
+    Sample = every(Pids, Step),
     Sampled = lists:foldl(
                 fun(P, Acc) ->
                         case erlang:process_info(P, initial_call) of
@@ -528,8 +585,10 @@ group_candidates(Pids) ->
                             {initial_call, IC} -> maps:update_with(IC, fun(C) -> C + 1 end, 1, Acc);
                             undefined -> Acc
                         end
-                end, #{}, every(Pids, Step)),
-    Top = lists:sublist(lists:reverse(lists:keysort(2, maps:to_list(Sampled))), 3),
+                end, #{}, Sample),
+    Quarter = length(Sample) / 4,
+    Top = lists:sublist(lists:reverse(lists:keysort(2, [{K, C} || {K, C} <- maps:to_list(Sampled),
+                                                                  C >= Quarter])), 3),
     list_to_tuple([K || {K, _} <- Top] ++ lists:duplicate(3 - length(Top), none)).
 
 every([], _Step) -> [];

@@ -46,10 +46,16 @@ planted_views_test() ->
                   #{rows := [#{table := Table, off_heap_bytes := Off} | _]} = frame(S, ets),
                   ?assertEqual(300 * 10000, Off),
                   #{rows := [#{allocator := _, carriers_bytes := _} | _]} = frame(S, allocators),
-                  %% The findings inputs are in report/1's shapes.
-                  #{findings_input := In} = frame(S, memory),
-                  Findings = mem_probe_report:findings(In),
-                  ?assert(lists:any(fun(#{kind := K}) -> K =:= mailbox end, Findings))
+                  %% The findings inputs are in report/1's shapes; every view
+                  %% finds the long queue (outside the mailbox view only the
+                  %% processes whose memory could hold one are asked).
+                  [begin
+                       #{findings_input := In} = frame(S, View),
+                       Findings = mem_probe_report:findings(In),
+                       ?assertEqual({View, [Queue]},
+                                    {View, [P || #{kind := mailbox, subject := #{pid := P}}
+                                                     <- Findings]})
+                   end || View <- ?C:views()]
           end)
     after
         [P ! stop || P <- [Hog, Queue, Holder]],
@@ -134,6 +140,27 @@ process_group_test() ->
     after
         [exit(P, kill) || P <- Leak]
     end.
+
+%% The previous readings follow each pid: in the process table's order,
+%% with processes gone and born in between, and (should that order not
+%% hold) in any order.
+align_test() ->
+    Live = fun() -> spawn(fun() -> receive stop -> ok end end) end,
+    [A, B, C, D, X] = [Live() || _ <- lists:seq(1, 5)],
+    Rec = fun(I) -> <<I:64, (I * 10):64>> end,
+    Old = {[A, B, C, D], iolist_to_binary([Rec(I) || I <- [1, 2, 3, 4]])},
+    B ! stop,
+    wait_dead(B),
+    Unread = <<0:64, 0:64>>,
+    ?assertEqual(iolist_to_binary([Rec(1), Unread, Rec(3), Rec(4), Unread]),
+                 ?C:align([A, X, C, D, Live()], Old)),
+    ?assertEqual(iolist_to_binary([Rec(4), Rec(1), Rec(3)]), ?C:align([D, A, C], Old)),
+    ?assertEqual(element(2, Old), ?C:align([A, B, C, D], Old)),
+    [P ! stop || P <- [A, C, D, X]].
+
+wait_dead(P) ->
+    MRef = erlang:monitor(process, P),
+    receive {'DOWN', MRef, process, P, _} -> ok end.
 
 failures_are_answers_test() ->
     with_collector(
