@@ -34,9 +34,8 @@
 %% module outlives it).
 -export([init/3]).
 
--ifdef(TEST).
+%% For the tests.
 -export([align/2]).
--endif.
 
 -compile({inline, [one/22]}).
 

@@ -115,7 +115,10 @@ defmodule MemProbe.TopTest do
     :ok
   end
 
-  defp type(term, line), do: keys(term, ["-l", line]) && keys(term, ["Enter"])
+  defp type(term, line) do
+    :ok = keys(term, ["-l", line])
+    keys(term, ["Enter"])
+  end
 
   # The remote viewer reads single keys, except on OTP 26 and 27, where a
   # noshell VM gets its input a line at a time (key, then Enter).
@@ -396,9 +399,15 @@ defmodule MemProbe.TopTest do
     deadline = deadline || System.monotonic_time(:millisecond) + @wait
 
     cond do
-      fun.() -> :ok
-      System.monotonic_time(:millisecond) > deadline -> flunk("timed out waiting for #{what}")
-      true -> Process.sleep(100) && wait_until(fun, what, deadline)
+      fun.() ->
+        :ok
+
+      System.monotonic_time(:millisecond) > deadline ->
+        flunk("timed out waiting for #{what}")
+
+      true ->
+        Process.sleep(100)
+        wait_until(fun, what, deadline)
     end
   end
 end
