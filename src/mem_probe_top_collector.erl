@@ -13,15 +13,15 @@
 %%% collector never crashes, and on the target nothing goes through
 %%% `logger'.
 %%%
-%%% What one frame costs on the target: one pass over the processes, with
-%%% one `process_info/2' call per process (memory, message queue length,
-%%% reductions and initial call; in the binaries view also the binary list
-%%% and heap size), keeping only bounded tops; details for the winners only.
-%%% The collector keeps the previous frame's memory and reductions per
-%%% process (two integers a process) so that reductions per interval and
-%%% growth in bytes/s need no second pass. ETS objects are walked only in
-%%% the ETS view. The frame reports its own wall time, reductions and the
-%%% collector's memory.
+%%% What one frame costs on the target: one pass over the processes, in a
+%%% few workers, with one `process_info/2' call per process for memory and
+%%% the view's own item (see `scan/4'), keeping only bounded tops; details
+%%% for the shown rows only. While a rate view is shown the collector keeps
+%%% each process's previous memory and reductions (16 bytes a process, in a
+%%% binary aligned with the process list), so that reductions per interval
+%%% and growth in bytes/s need no second pass. ETS objects are walked only
+%%% in the ETS view. The frame reports its own wall time, reductions and
+%%% the collector's memory.
 %%%
 %%% The collector process watches its owner (the viewer); if the owner goes
 %%% away (quit, Ctrl-C, the connection drops) it exits, and when it was
@@ -243,8 +243,8 @@ frame_now(Spec, #{prev := Prev0, prev_at := PrevAt0, last_at := LastAt, frames :
 %% What the findings need besides comes cheaper:
 %% <ul>
 %% <li>queues over 10,000 messages: a queued message adds at least
-%%     ?MSG_WORDS words to a process's memory (88 bytes on OTP 25 to 29),
-%%     so only the processes whose memory could hold such a queue are asked
+%%     ?MSG_WORDS words to a process's memory (88 bytes, measured on OTP 25
+%%     and 29, with the queue on or off the heap), so only the processes whose memory could hold such a queue are asked
 %%     for their queue length, after the pass;</li>
 %% <li>the largest group by initial call: counted (initial call added to
 %%     the items) only when an even sample of the processes shows a
@@ -291,10 +291,10 @@ scan(View, Rows, Prev, RateMs) ->
               || {I, K} <- lists:zip([1, 2, 3], tuple_to_list(Keys)), K =/= none],
     Scanned = lists:sum([element(6, Part) || Part <- Parts]),
     Winners = top_list(Merge(2, ViewCap)),
-    ViewRows = view_rows(View, lists:sublist(Winners, Rows), RateMs),
-    {#{rows => ViewRows,
+    Shown = view_rows(View, Winners, RateMs),
+    {#{rows => lists:sublist(Shown, Rows),
        by_memory => case View of
-                        memory -> lists:sublist(ViewRows, 2);
+                        memory -> lists:sublist(Shown, 2);
                         _ -> [Row || {V, P, _} <- top_list(Merge(3, 2)),
                                      Row <- described(P, #{value => V, attr => memory})]
                     end,
