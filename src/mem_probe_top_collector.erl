@@ -226,9 +226,9 @@ frame_now(Spec, #{prev := Prev0, prev_at := PrevAt0, last_at := LastAt, frames :
 %% What the pass keeps between frames, for the rates: the process list it
 %% read and, aligned with it, one 16-byte record per process (memory and
 %% reductions, or zeros for a process not read: no process has zero
-%% memory). A binary, so that
-%% it lives off the collector's heap (no garbage collection copies it) and
-%% goes to the workers and back by reference, not copied.
+%% memory). A binary, so that it lives off the collector's heap (no
+%% garbage collection copies it) and goes to the workers and back by
+%% reference, not copied.
 -define(UNREAD, <<0:64, 0:64>>).
 -define(REC, 16).
 -define(MAILBOX_FINDING, 10000). % report/1's mailbox rule looks above this
@@ -244,8 +244,9 @@ frame_now(Spec, #{prev := Prev0, prev_at := PrevAt0, last_at := LastAt, frames :
 %% <ul>
 %% <li>queues over 10,000 messages: a queued message adds at least
 %%     ?MSG_WORDS words to a process's memory (88 bytes, measured on OTP 25
-%%     and 29, with the queue on or off the heap), so only the processes whose memory could hold such a queue are asked
-%%     for their queue length, after the pass;</li>
+%%     and 29, with the queue on or off the heap), so only the processes
+%%     whose memory could hold such a queue are asked for their queue
+%%     length, after the pass;</li>
 %% <li>the largest group by initial call: counted (initial call added to
 %%     the items) only when an even sample of the processes shows a
 %%     candidate that could hold a third of them (`group_candidates/1').</li>
