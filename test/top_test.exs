@@ -382,7 +382,7 @@ defmodule MemProbe.TopTest do
 
     type(
       term,
-      ~S|Process.register(spawn(fn -> b = :binary.copy("z", 20_000_000); receive do :stop -> byte_size(b) end end), :iex_planted_binholder); Process.register(spawn(fn -> Stream.repeatedly(fn -> Enum.sum(Enum.to_list(1..20_000)); Process.sleep(5) end) \|> Stream.run() end), :iex_planted_busy); Process.register(spawn(fn -> l = Enum.reduce(1..1000, [], fn _, acc -> Process.sleep(50); [Enum.to_list(1..1000) \| acc] end); receive do :stop -> length(l) end end), :iex_planted_grower); :planted_more|
+      ~S{Process.register(spawn(fn -> b = :binary.copy("z", 20_000_000); receive do :stop -> byte_size(b) end end), :iex_planted_binholder); Process.register(spawn(fn -> Stream.repeatedly(fn -> Enum.sum(Enum.to_list(1..20_000)); Process.sleep(5) end) |> Stream.run() end), :iex_planted_busy); Process.register(spawn(fn -> l = Enum.reduce(1..1000, [], fn _, acc -> Process.sleep(50); [Enum.to_list(1..1000) | acc] end); receive do :stop -> length(l) end end), :iex_planted_grower); :planted_more}
     )
 
     wait_for(term, "the rest of the planted load", &(&1 =~ ":planted_more\n"))
