@@ -293,12 +293,21 @@ loop(#{session := Session, view := View} = St) ->
         {ok, Frame} ->
             St1 = with_detail(St#{rows := maps:get(rows, Frame)}),
             draw(screen(Frame, St1, Width, Rows), Height),
-            wait(St1, erlang:monotonic_time(millisecond) + maps:get(interval, St1));
+            wait(St1, erlang:monotonic_time(millisecond) + next_in(Frame, St1));
         {error, {collector_down, _}} ->
             node_down(Session);
         {error, Reason} ->
             {error, Reason}
     end.
+
+%% A rate view just switched to has no previous readings yet (they are
+%% kept only while a rate view is shown): its first rows come a second
+%% later, not a whole interval.
+next_in(#{view := View, rate_ms := undefined}, #{interval := Interval})
+  when View =:= reductions; View =:= growth ->
+    min(Interval, 1000);
+next_in(_Frame, #{interval := Interval}) ->
+    Interval.
 
 with_detail(#{detail := undefined} = St) -> St;
 with_detail(#{detail := Pid, session := Session} = St) ->
@@ -630,7 +639,7 @@ table(#{view := View, rows := Rows0} = Frame, Fmt, MaxRows, Width) ->
     case Rows of
         [] ->
             [Title, "", case lists:member(View, [reductions, growth])
-                                andalso maps:get(interval_ms, Frame) =:= undefined of
+                                andalso maps:get(rate_ms, Frame, undefined) =:= undefined of
                             true -> "  (a rate needs two frames: it appears at the next refresh)";
                             false -> "  (none)"
                         end];

@@ -13,15 +13,15 @@
 %%% collector never crashes, and on the target nothing goes through
 %%% `logger'.
 %%%
-%%% What one frame costs on the target: one pass over the processes, with
-%%% one `process_info/2' call per process (memory, message queue length,
-%%% reductions and initial call; in the binaries view also the binary list
-%%% and heap size), keeping only bounded tops; details for the winners only.
-%%% The collector keeps the previous frame's memory and reductions per
-%%% process (two integers a process) so that reductions per interval and
-%%% growth in bytes/s need no second pass. ETS objects are walked only in
-%%% the ETS view. The frame reports its own wall time, reductions and the
-%%% collector's memory.
+%%% What one frame costs on the target: one pass over the processes, in a
+%%% few workers, with one `process_info/2' call per process for memory and
+%%% the view's own item (see `scan/4'), keeping only bounded tops; details
+%%% for the shown rows only. While a rate view is shown the collector keeps
+%%% each process's previous memory and reductions (16 bytes a process, in a
+%%% binary aligned with the process list), so that reductions per interval
+%%% and growth in bytes/s need no second pass. ETS objects are walked only
+%%% in the ETS view. The frame reports its own wall time, reductions and
+%%% the collector's memory.
 %%%
 %%% The collector process watches its owner (the viewer); if the owner goes
 %%% away (quit, Ctrl-C, the connection drops) it exits, and when it was
@@ -34,11 +34,19 @@
 %% module outlives it).
 -export([init/3]).
 
+%% For the tests.
+-export([align/2]).
+
+-compile({inline, [one/22]}).
+
 -define(WALK_CAP, 100000).      % ETS objects walked per table and frame
 -define(CHUNK, 500).            % objects per ets:select/3 chunk
 -define(HEAP_BIN, 64).          % binaries up to this size live in a heap (or a table)
 -define(STATE_TIMEOUT, 2000).
 -define(MIN_CHUNK, 4096).       % processes worth a scan worker of their own
+-define(MAX_WORKERS, 16).       % as mem_probe_scan
+-define(GROUP_SAMPLE, 256).     % processes sampled for the candidate groups
+-define(MSG_WORDS, 4).          % a queued message adds at least this to memory (11 measured)
 
 %% @doc The views a frame can compute.
 -spec views() -> [atom()].
@@ -108,7 +116,7 @@ init(Owner, Opts, {Starter, Ref}) ->
     OwnerRef = erlang:monitor(process, Owner),
     Starter ! {Ref, ready},
     loop(#{owner_ref => OwnerRef, unload => maps:get(unload, Opts, false),
-           prev => undefined, prev_at => undefined, frames => 0}).
+           prev => undefined, prev_at => undefined, last_at => undefined, frames => 0}).
 
 loop(#{owner_ref := OwnerRef} = S) ->
     receive
@@ -146,22 +154,23 @@ unload(_) ->
 %% One frame
 %%--------------------------------------------------------------------
 
-frame_now(Spec, #{prev := Prev, prev_at := PrevAt, frames := Frames} = S) ->
+frame_now(Spec, #{prev := Prev0, prev_at := PrevAt0, last_at := LastAt, frames := Frames} = S) ->
     View = maps:get(view, Spec, memory),
     lists:member(View, views()) orelse error({unknown_view, View}),
     Rows = maps:get(rows, Spec, 20),
     T0 = erlang:monotonic_time(),
     {reductions, R0} = erlang:process_info(self(), reductions),
     Now = erlang:monotonic_time(millisecond),
-    IntervalMs = case PrevAt of undefined -> undefined; _ -> max(1, Now - PrevAt) end,
-    %% This frame's memory and reductions per process go to a fresh table
-    %% (public: the scan workers write it); the previous frame's is read,
-    %% then dropped, so processes that exited leave nothing behind.
-    Next = ets:new(mem_probe_top_previous, [set, public, {write_concurrency, true}]),
-    Scan = try scan(View, Rows, Prev, Next, IntervalMs)
-           catch Class:Reason:Stack -> ets:delete(Next), erlang:raise(Class, Reason, Stack)
-           end,
-    Prev =:= undefined orelse ets:delete(Prev),
+    SinceLast = case LastAt of undefined -> undefined; _ -> max(1, Now - LastAt) end,
+    %% The per-process readings the rates need are kept while a rate view
+    %% is shown, not paid for in every other frame.
+    Rate = lists:member(View, [reductions, growth]),
+    {Prev, PrevAt} = case Rate of
+                         true -> {Prev0, PrevAt0};
+                         false -> {undefined, undefined}
+                     end,
+    RateMs = case PrevAt of undefined -> undefined; _ -> max(1, Now - PrevAt) end,
+    {Scan, Next} = scan(View, Rows, Prev, RateMs),
     Wordsize = erlang:system_info(wordsize),
     Tables = case View of
                  ets -> tables(Rows, true, maps:get(table_binaries, Spec, undefined), Wordsize);
@@ -174,8 +183,9 @@ frame_now(Spec, #{prev := Prev, prev_at := PrevAt, frames := Frames} = S) ->
                    _ -> maps:get(rows, Scan)
                end,
     Counts = counts(),
-    %% What the frame allocated here (binary lists, rows) is garbage now;
-    %% the memory shown is what the collector keeps between frames.
+    %% What the frame allocated here (rows, the pass's results) is garbage
+    %% now; the memory shown is what the collector keeps between frames:
+    %% its heap (the last process list) and the readings binary.
     true = erlang:garbage_collect(),
     {reductions, R1} = erlang:process_info(self(), reductions),
     {memory, CollectorMemory} = erlang:process_info(self(), memory),
@@ -183,7 +193,8 @@ frame_now(Spec, #{prev := Prev, prev_at := PrevAt, frames := Frames} = S) ->
     Frame = #{node => node(),
               frame => Frames + 1,
               view => View,
-              interval_ms => IntervalMs,
+              interval_ms => SinceLast,
+              rate_ms => RateMs,
               uptime_ms => element(1, erlang:statistics(wall_clock)),
               memory => erlang:memory(),
               counts => Counts,
@@ -200,123 +211,299 @@ frame_now(Spec, #{prev := Prev, prev_at := PrevAt, frames := Frames} = S) ->
                     counts => Counts,
                     allocators => #{allocators => Allocators}},
               cost => #{ms => Ms, reductions => R1 - R0,
-                        collector_bytes => CollectorMemory,
+                        collector_bytes => CollectorMemory + case Next of
+                                                                 {_, Bin} -> byte_size(Bin);
+                                                                 undefined -> 0
+                                                             end,
                         processes_scanned => maps:get(scanned, Scan)}},
-    {{ok, Frame}, S#{prev := Next, prev_at := Now, frames := Frames + 1}}.
+    {{ok, Frame}, S#{prev := Next, prev_at := case Rate of true -> Now; false -> undefined end,
+                     last_at := Now, frames := Frames + 1}}.
 
 %%--------------------------------------------------------------------
 %% The process pass
 %%--------------------------------------------------------------------
 
-scan(View, Rows, Prev, Next, IntervalMs) ->
-    Items = [memory, message_queue_len, reductions, initial_call]
-        ++ case View of binaries -> [binary, total_heap_size]; _ -> [] end,
-    Self = self(),
-    Pass = fun(Pids) ->
-                   Acc0 = #{view => top_new(Rows), memory => top_new(2), mailbox => top_new(5),
-                            groups => #{}, scanned => 0},
-                   lists:foldl(
-                     fun(P, A) when P =:= Self -> A;
-                        (P, A) ->
-                             case erlang:process_info(P, Items) of
-                                 undefined -> A;
-                                 Info -> one(P, Info, View, Prev, Next, IntervalMs, A)
-                             end
-                     end, Acc0, Pids)
-           end,
-    Parts = in_parallel(Pass, erlang:processes()),
-    Merge = fun(Key, Cap) -> lists:foldl(fun({V, P, X}, T) -> top_offer(V, P, X, T) end,
-                                         top_new(Cap),
-                                         lists:append([top_list(maps:get(Key, A)) || A <- Parts]))
-            end,
-    Groups = lists:foldl(fun(#{groups := G}, Acc) ->
-                                 maps:fold(fun(K, C, A) ->
-                                                   maps:update_with(K, fun(C0) -> C0 + C end, C, A)
-                                           end, Acc, G)
-                         end, #{}, Parts),
-    Scanned = lists:sum([N || #{scanned := N} <- Parts]),
-    #{rows => view_rows(View, top_list(Merge(view, Rows)), IntervalMs),
-      by_memory => [Row || {V, P, _} <- top_list(Merge(memory, 2)),
-                           Row <- described(P, #{value => V, attr => memory})],
-      by_mailbox => [Row || {V, P, _} <- top_list(Merge(mailbox, 5)), V > 10000,
-                            Row <- described(P, #{value => V,
-                                                  attr => message_queue_len})],
-      groups => group_summary(Groups, Scanned),
-      scanned => Scanned}.
+%% What the pass keeps between frames, for the rates: the process list it
+%% read and, aligned with it, one 16-byte record per process (memory and
+%% reductions, or zeros for a process not read: no process has zero
+%% memory). A binary, so that it lives off the collector's heap (no
+%% garbage collection copies it) and goes to the workers and back by
+%% reference, not copied.
+-define(UNREAD, <<0:64, 0:64>>).
+-define(REC, 16).
+-define(MAILBOX_FINDING, 10000). % report/1's mailbox rule looks above this
 
-%% `Pass' over contiguous chunks of `Pids', in workers when there are many:
-%% a process_info/2 call waits for the other process to answer it, and with
-%% a few requests in flight the schedulers answer them back to back (the
-%% reason mem_probe_scan's scans use workers too). A worker that dies (it
-%% cannot, short of being killed) leaves its chunk out of this frame.
-in_parallel(Pass, Pids) ->
-    Len = length(Pids),
-    Workers = max(1, min(2 * erlang:system_info(schedulers_online), Len div ?MIN_CHUNK)),
-    case Workers of
-        1 ->
-            [Pass(Pids)];
-        _ ->
-            Tag = make_ref(),
-            Self = self(),
-            Started = [spawn_monitor(fun() -> Self ! {Tag, self(), Pass(Chunk)} end)
-                       || Chunk <- chunks(Pids, (Len + Workers - 1) div Workers)],
-            [R || {Pid, MRef} <- Started,
-                  R <- receive
-                           {Tag, Pid, Result} ->
-                               erlang:demonitor(MRef, [flush]),
-                               [Result];
-                           {'DOWN', MRef, process, Pid, _} ->
-                               []
-                       end]
+%% One `process_info/2' call per process, with memory (the largest
+%% two processes, for the findings, and the sort of the memory and growth
+%% views) and the one item the view sorts by besides: message queue
+%% length, reductions (both rate views, so that either can follow the
+%% other) or the binary list. memory is the item that costs (the VM asks
+%% the process to answer, as for top_processes(memory, _)); the others are
+%% read from the process structure and cost next to nothing with it.
+%% What the findings need besides comes cheaper:
+%% <ul>
+%% <li>queues over 10,000 messages: a queued message adds at least
+%%     ?MSG_WORDS words to a process's memory (88 bytes, measured on OTP 25
+%%     and 29, with the queue on or off the heap), so only the processes
+%%     whose memory could hold such a queue are asked for their queue
+%%     length, after the pass;</li>
+%% <li>the largest group by initial call: counted (initial call added to
+%%     the items) only when an even sample of the processes shows a
+%%     candidate that could hold a third of them (`group_candidates/1').</li>
+%% </ul>
+%% The row details (name, current function, the heap of a binaries row)
+%% are read for the shown rows only.
+scan(View, Rows, Prev, RateMs) ->
+    Rate = lists:member(View, [reductions, growth]),
+    Pids = erlang:processes(),
+    Self = self(),
+    Keys = group_candidates(Pids),
+    Items = [memory]
+        ++ case View of
+               mailbox -> [message_queue_len];
+               binaries -> [binary];
+               _ when Rate -> [reductions];
+               _ -> []
+           end
+        ++ case Keys of {none, none, none} -> []; _ -> [initial_call] end,
+    %% In the memory view its own top gives the largest two processes.
+    ViewCap = case View of memory -> max(Rows, 2); _ -> Rows end,
+    MemCap = case View of memory -> 0; _ -> 2 end,
+    %% Memory below this cannot hold a queue over ?MAILBOX_FINDING.
+    QueueBytes = ?MAILBOX_FINDING * ?MSG_WORDS * erlang:system_info(wordsize),
+    Before = case Rate of true -> align(Pids, Prev); false -> none end,
+    Parts = in_parallel(
+              fun(Chunk, PrevChunk) ->
+                      pass(Chunk, PrevChunk, Items, View, Self, RateMs,
+                           case Rate of true -> <<>>; false -> none end,
+                           top_new(ViewCap), top_new(MemCap),
+                           case View of mailbox -> top_new(5); _ -> [] end,
+                           QueueBytes, Keys, 0, 0, 0, 0)
+              end, Pids, Before),
+    Next = case Rate of
+               true -> {Pids, iolist_to_binary([Bin || {Bin, _, _, _, _, _} <- Parts])};
+               false -> undefined
+           end,
+    Merge = fun(Pos, Cap) ->
+                    lists:foldl(fun({V, P, X}, T) -> top_offer(V, P, X, T) end, top_new(Cap),
+                                lists:append([top_list(element(Pos, Part)) || Part <- Parts]))
+            end,
+    Groups = [{K, lists:sum([element(I, element(5, Part)) || Part <- Parts])}
+              || {I, K} <- lists:zip([1, 2, 3], tuple_to_list(Keys)), K =/= none],
+    Scanned = lists:sum([element(6, Part) || Part <- Parts]),
+    Winners = top_list(Merge(2, ViewCap)),
+    Shown = view_rows(View, Winners, RateMs),
+    {#{rows => lists:sublist(Shown, Rows),
+       by_memory => case View of
+                        memory -> lists:sublist(Shown, 2);
+                        _ -> [Row || {V, P, _} <- top_list(Merge(3, 2)),
+                                     Row <- described(P, #{value => V, attr => memory})]
+                    end,
+       by_mailbox => by_mailbox(View, Parts, Merge),
+       groups => group_summary(Groups, Scanned),
+       scanned => Scanned},
+     Next}.
+
+%% The previous frame's readings in the order of `Pids' (zeros for a
+%% process born since). The process table lists processes in a stable
+%% order (by slot), so the previous list and this one are walked side by
+%% side without a lookup: a pid that does not match is born, or the
+%% expected one has exited. Should the order ever not hold (an old process
+%% left over, alive, at the end), the readings are paired by pid instead.
+align(Pids, undefined) ->
+    binary:copy(?UNREAD, length(Pids));
+align(Pids, {Pids, OldBin}) ->
+    OldBin;
+align(Pids, {Old, OldBin}) ->
+    case walk(Pids, Old, OldBin, 0, 0, []) of
+        {ok, Parts} -> iolist_to_binary(lists:reverse(Parts));
+        unordered -> by_pid(Pids, Old, OldBin)
     end.
 
-chunks([], _Size) -> [];
-chunks(Pids, Size) when length(Pids) =< Size -> [Pids];
-chunks(Pids, Size) ->
-    {Chunk, Rest} = lists:split(Size, Pids),
-    [Chunk | chunks(Rest, Size)].
-
-one(P, [{memory, M}, {message_queue_len, Q}, {reductions, R}, {initial_call, IC} | More],
-    View, Prev, Next, IntervalMs, A) ->
-    #{view := VT, memory := MT, mailbox := QT, groups := G, scanned := N} = A,
-    Before = case Prev of
-                 undefined -> undefined;
-                 _ -> case ets:lookup(Prev, P) of
-                          [{_, M0, R0}] -> {M0, R0};
-                          [] -> undefined
-                      end
-             end,
-    ets:insert(Next, {P, M, R}),
-    VT1 = case view_value(View, M, Q, R, Before, IntervalMs, More) of
-              skip -> VT;
-              {Value, Extra} -> top_offer(Value, P, Extra, VT)
-          end,
-    A#{view := VT1,
-       memory := top_offer(M, P, [], MT),
-       mailbox := case Q > 0 of true -> top_offer(Q, P, [], QT); false -> QT end,
-       groups := maps:update_with(IC, fun(C) -> C + 1 end, 1, G),
-       scanned := N + 1}.
-
-%% The sort value of one process in `View' and what its row needs besides.
-view_value(memory, M, _Q, _R, _Before, _Ms, _More) -> {M, []};
-view_value(mailbox, _M, 0, _R, _Before, _Ms, _More) -> skip;
-view_value(mailbox, _M, Q, _R, _Before, _Ms, _More) -> {Q, []};
-view_value(reductions, _M, _Q, _R, _Before, undefined, _More) -> skip;
-view_value(reductions, _M, _Q, R, undefined, _Ms, _More) -> {R, born};
-view_value(reductions, _M, _Q, R, {_, R0}, _Ms, _More) -> {R - R0, []};
-view_value(growth, _M, _Q, _R, _Before, undefined, _More) -> skip;
-view_value(growth, M, _Q, _R, undefined, _Ms, _More) -> {M, born};
-view_value(growth, M, _Q, _R, {M0, _}, _Ms, _More) when M > M0 -> {M - M0, []};
-view_value(growth, _M, _Q, _R, _Before, _Ms, _More) -> skip;
-view_value(binaries, _M, _Q, _R, _Before, _Ms,
-           [{binary, Bins}, {total_heap_size, Words}]) ->
-    {Share, Raw, Count} = binaries(Bins),
-    case Count of
-        0 -> skip;
-        _ -> {round(Share), {Raw, Count, Words * erlang:system_info(wordsize)}}
+%% Runs of matching pids become slices of the old readings (one copy at
+%% the end), so a matched process costs a comparison. `At' is the old
+%% position of the current run, `Run' its length.
+walk([P | Ps], [P | Os], Bin, At, Run, Acc) ->
+    walk(Ps, Os, Bin, At, Run + 1, Acc);
+walk([P | Ps], [O | Os], Bin, At, Run, Acc) ->
+    Acc1 = slice(Bin, At, Run, Acc),
+    case erlang:is_process_alive(O) of
+        false -> walk([P | Ps], Os, Bin, At + Run + 1, 0, Acc1);
+        true -> walk(Ps, [O | Os], Bin, At + Run, 0, [?UNREAD | Acc1])
     end;
-view_value(_View, _M, _Q, _R, _Before, _Ms, _More) ->
-    skip.
+walk([_ | Ps], [], Bin, At, Run, Acc) ->
+    walk(Ps, [], Bin, At + Run, 0, [?UNREAD | slice(Bin, At, Run, Acc)]);
+walk([], Os, Bin, At, Run, Acc) ->
+    case lists:any(fun erlang:is_process_alive/1, Os) of
+        false -> {ok, slice(Bin, At, Run, Acc)};
+        true -> unordered
+    end.
+
+slice(_Bin, _At, 0, Acc) -> Acc;
+slice(Bin, At, Run, Acc) -> [binary_part(Bin, At * ?REC, Run * ?REC) | Acc].
+
+by_pid(Pids, Old, OldBin) ->
+    Readings = maps:from_list(lists:zip(Old, [Rec || <<Rec:?REC/binary>> <= OldBin])),
+    << <<(maps:get(P, Readings, ?UNREAD))/binary>> || P <- Pids >>.
+
+%% `Pass(Chunk, PrevChunk)' over contiguous chunks of `Pids' and of their
+%% readings, in workers when there are many, as top_processes does: a
+%% process_info/2 call for memory waits for the other process to answer,
+%% and with a few requests in flight the schedulers answer them back to
+%% back. Results in chunk order (the readings are concatenated). A worker
+%% that dies (it cannot, short of being killed) leaves its chunk unread:
+%% its readings become zeros.
+in_parallel(Pass, Pids, Before) ->
+    Len = length(Pids),
+    Max = min(?MAX_WORKERS, 2 * erlang:system_info(schedulers_online)),
+    case max(1, min(Max, Len div ?MIN_CHUNK)) of
+        1 ->
+            [Pass(Pids, Before)];
+        Workers ->
+            Tag = make_ref(),
+            Self = self(),
+            Size = (Len + Workers - 1) div Workers,
+            Started = [{spawn_monitor(fun() -> Self ! {Tag, self(), Pass(Chunk, Recs)} end),
+                        length(Chunk)}
+                       || {Chunk, Recs} <- chunks(Pids, Before, Size)],
+            [receive
+                 {Tag, Pid, Result} ->
+                     erlang:demonitor(MRef, [flush]),
+                     Result;
+                 {'DOWN', MRef, process, Pid, _} ->
+                     {case Before of none -> none; _ -> binary:copy(?UNREAD, N) end,
+                      top_new(0), top_new(0), [], {0, 0, 0}, 0}
+             end || {{Pid, MRef}, N} <- Started]
+    end.
+
+chunks([], _Bin, _Size) -> [];
+chunks(Pids, none, Size) ->
+    {Chunk, Rest} = take(Pids, Size, []),
+    [{Chunk, none} | chunks(Rest, none, Size)];
+chunks(Pids, Bin, Size) ->
+    {Chunk, Rest} = take(Pids, Size, []),
+    N = length(Chunk),
+    <<Recs:(N * ?REC)/binary, More/binary>> = Bin,
+    [{Chunk, Recs} | chunks(Rest, More, Size)].
+
+take(Rest, 0, Acc) -> {lists:reverse(Acc), Rest};
+take([], _, Acc) -> {lists:reverse(Acc), []};
+take([P | Ps], N, Acc) -> take(Ps, N - 1, [P | Acc]).
+
+%% The hot loop: one process_info/2 call per process; the tops allocate
+%% nothing for a value that does not enter them, and only the candidate
+%% groups are counted. In a rate view `Prev' holds the previous readings
+%% of the chunk (16 bytes a process, in its order) and `Out' collects this
+%% frame's for the next one; elsewhere both are `none'. The mailbox top
+%% holds the queue lengths in the mailbox view, else the memory of the
+%% processes that could hold a long queue. Returns {Readings, ViewTop,
+%% MemoryTop, MailboxTop, GroupCounts, Scanned}.
+pass([], _Prev, _Items, _View, _Self, _Ms, Out, VT, MT, QT, _QB, _Keys, X1, X2, X3, N) ->
+    {Out, VT, MT, QT, {X1, X2, X3}, N};
+pass([P | Ps], Prev, Items, View, Self, Ms, Out, VT, MT, QT, QB, Keys, X1, X2, X3, N)
+  when P =:= Self ->
+    pass(Ps, skip(Prev), Items, View, Self, Ms, unread(Out), VT, MT, QT, QB, Keys,
+         X1, X2, X3, N);
+pass([P | Ps], none, Items, View, Self, Ms, none, VT, MT, QT, QB, Keys, X1, X2, X3, N) ->
+    case read(P, Items) of
+        {M, V, IC} ->
+            one(P, M, V, IC, 0, 0, Ps, none, Items, View, Self, Ms, none, VT, MT, QT, QB,
+                Keys, X1, X2, X3, N);
+        undefined ->
+            pass(Ps, none, Items, View, Self, Ms, none, VT, MT, QT, QB, Keys, X1, X2, X3, N)
+    end;
+pass([P | Ps], <<M0:64, R0:64, Prev/binary>>, Items, View, Self, Ms, Out, VT, MT, QT, QB,
+     Keys, X1, X2, X3, N) ->
+    case read(P, Items) of
+        {M, V, IC} ->
+            one(P, M, V, IC, M0, R0, Ps, Prev, Items, View, Self, Ms, <<Out/binary, M:64, V:64>>,
+                VT, MT, QT, QB, Keys, X1, X2, X3, N);
+        undefined ->
+            pass(Ps, Prev, Items, View, Self, Ms, <<Out/binary, 0:128>>, VT, MT, QT, QB, Keys,
+                 X1, X2, X3, N)
+    end.
+
+%% Memory, the view's item and the initial call of one process (`none'
+%% for an item not asked), or undefined if it has exited.
+read(P, Items) ->
+    case erlang:process_info(P, Items) of
+        [{memory, M}] -> {M, none, none};
+        [{memory, M}, {initial_call, IC}] -> {M, none, IC};
+        [{memory, M}, {_, V}] -> {M, V, none};
+        [{memory, M}, {_, V}, {initial_call, IC}] -> {M, V, IC};
+        undefined -> undefined
+    end.
+
+%% One process read: memory `M', the view's item `V', initial call `IC',
+%% the previous readings `M0' and `R0'. Inlined into pass/16, so that the
+%% readings binary stays a match context, not a sub-binary per process.
+one(P, M, V, IC, M0, R0, Ps, Prev, Items, View, Self, Ms, Out, VT, MT, QT, QB,
+    {E1, E2, E3} = Keys, X1, X2, X3, N) ->
+    VT1 = offer(View, P, M, V, M0, R0, Ms, VT),
+    QT1 = case View of
+              mailbox when V > ?MAILBOX_FINDING -> top_offer(V, P, [], QT);
+              mailbox -> QT;
+              _ when M >= QB -> [P | QT];
+              _ -> QT
+          end,
+    MT1 = top_offer(M, P, [], MT),
+    if IC =:= none ->
+            pass(Ps, Prev, Items, View, Self, Ms, Out, VT1, MT1, QT1, QB, Keys,
+                 X1, X2, X3, N + 1);
+       IC =:= E1 ->
+            pass(Ps, Prev, Items, View, Self, Ms, Out, VT1, MT1, QT1, QB, Keys,
+                 X1 + 1, X2, X3, N + 1);
+       IC =:= E2 ->
+            pass(Ps, Prev, Items, View, Self, Ms, Out, VT1, MT1, QT1, QB, Keys,
+                 X1, X2 + 1, X3, N + 1);
+       IC =:= E3 ->
+            pass(Ps, Prev, Items, View, Self, Ms, Out, VT1, MT1, QT1, QB, Keys,
+                 X1, X2, X3 + 1, N + 1);
+       true ->
+            pass(Ps, Prev, Items, View, Self, Ms, Out, VT1, MT1, QT1, QB, Keys,
+                 X1, X2, X3, N + 1)
+    end.
+
+skip(none) -> none;
+skip(<<_:?REC/binary, Rest/binary>>) -> Rest.
+
+unread(none) -> none;
+unread(Out) -> <<Out/binary, 0:128>>.
+
+%% The queues over ?MAILBOX_FINDING, longest first: in the mailbox view
+%% the pass has them; elsewhere the processes whose memory could hold one
+%% are asked for their queue length.
+by_mailbox(mailbox, _Parts, Merge) ->
+    described_queues(top_list(Merge(4, 5)));
+by_mailbox(_View, Parts, _Merge) ->
+    Long = [{Q, P, []} || Part <- Parts, P <- element(4, Part),
+                          {message_queue_len, Q} <- [erlang:process_info(P, message_queue_len)],
+                          Q > ?MAILBOX_FINDING],
+    described_queues(lists:sublist(lists:reverse(lists:sort(Long)), 5)).
+
+described_queues(Long) ->
+    [Row || {V, P, _} <- Long, Row <- described(P, #{value => V, attr => message_queue_len})].
+
+%% Offers one process to the view's top: its sort value in `View' and
+%% what its row needs besides. `V' is the view's own item, M0 and R0 the
+%% previous readings (M0 = 0: born since, or the first frame, when `Ms'
+%% is undefined).
+offer(memory, P, M, _V, _M0, _R0, _Ms, VT) -> top_offer(M, P, [], VT);
+offer(mailbox, _P, _M, 0, _M0, _R0, _Ms, VT) -> VT;
+offer(mailbox, P, _M, Q, _M0, _R0, _Ms, VT) -> top_offer(Q, P, [], VT);
+offer(Rate, _P, _M, _V, _M0, _R0, undefined, VT) when Rate =:= reductions; Rate =:= growth ->
+    VT;
+offer(reductions, P, _M, R, 0, _R0, _Ms, VT) -> top_offer(R, P, born, VT);
+offer(reductions, P, _M, R, _M0, R0, _Ms, VT) -> top_offer(R - R0, P, [], VT);
+offer(growth, P, M, _R, 0, _R0, _Ms, VT) -> top_offer(M, P, born, VT);
+offer(growth, P, M, _R, M0, _R0, _Ms, VT) when M > M0 -> top_offer(M - M0, P, [], VT);
+offer(growth, _P, _M, _R, _M0, _R0, _Ms, VT) -> VT;
+offer(binaries, _P, _M, [], _M0, _R0, _Ms, VT) -> VT;
+offer(binaries, P, _M, Bins, _M0, _R0, _Ms, VT) ->
+    {Share, Raw, Count} = binaries(Bins),
+    top_offer(round(Share), P, {Raw, Count}, VT);
+offer(_View, _P, _M, _V, _M0, _R0, _Ms, VT) ->
+    VT.
 
 %% A process's distinct off-heap binaries (by address): its share of them
 %% (each binary's size divided among its holders, so a binary shared by
@@ -332,17 +519,20 @@ distinct([{Addr, Size, Refc} | Rest], _, Share, Raw, N) ->
 
 view_rows(View, Winners, IntervalMs) ->
     [Row || {Value, P, Extra} <- Winners,
-            Row <- described(P, row_values(View, Value, Extra, IntervalMs))].
+            Row <- described(P, row_values(View, P, Value, Extra, IntervalMs))].
 
-row_values(binaries, Share, {Raw, Count, HeapBytes}, _Ms) ->
+row_values(binaries, P, Share, {Raw, Count}, _Ms) ->
     #{value => Share, attr => binaries, bytes => Share, raw_bytes => Raw, binaries => Count,
-      heap_bytes => HeapBytes};
-row_values(growth, Change, Extra, Ms) ->
+      heap_bytes => case erlang:process_info(P, total_heap_size) of
+                        {total_heap_size, Words} -> Words * erlang:system_info(wordsize);
+                        undefined -> undefined
+                    end};
+row_values(growth, _P, Change, Extra, Ms) ->
     #{value => Change, attr => growth, change => Change, rate => Change * 1000 / Ms,
       born => Extra =:= born};
-row_values(reductions, Reds, Extra, Ms) ->
+row_values(reductions, _P, Reds, Extra, Ms) ->
     #{value => Reds, attr => reductions, rate => Reds * 1000 / Ms, born => Extra =:= born};
-row_values(View, Value, _Extra, _Ms) ->
+row_values(View, _P, Value, _Extra, _Ms) ->
     #{value => Value, attr => View}.
 
 %% Registered name, initial call (proc_lib's '$initial_call' for OTP
@@ -373,36 +563,72 @@ initial_call(P, {proc_lib, init_p, 5} = Raw) ->
 initial_call(_P, Raw) ->
     Raw.
 
-%% The largest group of processes by raw initial call, in the shape of
-%% `mem_probe:count_processes/2'. proc_lib:init_p/5 is left out: it is the
-%% raw initial call of every OTP behaviour process, and telling them apart
-%% would copy every such process's dictionary.
+%% The initial calls worth counting: those that hold at least a quarter
+%% of an even sample of ?GROUP_SAMPLE processes (at most three), on a node
+%% of over 1,000 processes. The rule the findings apply (one initial call
+%% for over 1,000 processes and over a third of them all) is about a group
+%% that holds about a third of an even sample; one that showed under a
+%% quarter would be a sampling error of over three standard deviations.
+%% The pass then counts these exactly, and nothing at all (not even the
+%% initial call) on a node where no group stands out. proc_lib:init_p/5 is
+%% left out: it is the raw initial call of every OTP behaviour process,
+%% and telling them apart would copy every such process's dictionary.
+group_candidates(Pids) when length(Pids) =< 1000 ->
+    {none, none, none};
+group_candidates(Pids) ->
+    Step = max(1, length(Pids) div ?GROUP_SAMPLE),
+    Sample = every(Pids, Step),
+    Sampled = lists:foldl(
+                fun(P, Acc) ->
+                        case erlang:process_info(P, initial_call) of
+                            {initial_call, {proc_lib, init_p, 5}} -> Acc;
+                            {initial_call, IC} -> maps:update_with(IC, fun(C) -> C + 1 end, 1, Acc);
+                            undefined -> Acc
+                        end
+                end, #{}, Sample),
+    Quarter = length(Sample) / 4,
+    Top = lists:sublist(lists:reverse(lists:keysort(2, [{K, C} || {K, C} <- maps:to_list(Sampled),
+                                                                  C >= Quarter])), 3),
+    list_to_tuple([K || {K, _} <- Top] ++ lists:duplicate(3 - length(Top), none)).
+
+every([], _Step) -> [];
+every([P | _] = Pids, Step) -> [P | every(drop(Pids, Step), Step)].
+
+drop([], _) -> [];
+drop(L, 0) -> L;
+drop([_ | T], N) -> drop(T, N - 1).
+
+%% The largest counted group, in the shape of `mem_probe:count_processes/2'.
 group_summary(Groups, Scanned) ->
-    Sorted = lists:reverse(lists:keysort(2, [{K, C} || {K, C} <- maps:to_list(Groups),
-                                                       K =/= {proc_lib, init_p, 5}])),
+    Sorted = lists:reverse(lists:keysort(2, Groups)),
     #{groups => [#{key => K, count => C} || {K, C} <- lists:sublist(Sorted, 1)],
       process_count => Scanned}.
 
 %%--------------------------------------------------------------------
-%% A bounded top: {Capacity, Count, gb_set of {Value, Pid, Extra}}
+%% A bounded top: {Capacity, Count, Min, gb_set of {Value, Pid, Extra}}
+%% (mem_probe_scan's, again: Min, the smallest value once the top is
+%% full, turns away most offers without touching the set)
 %%--------------------------------------------------------------------
 
-top_new(Cap) -> {Cap, 0, gb_sets:empty()}.
+top_new(Cap) -> {Cap, 0, undefined, gb_sets:empty()}.
 
-top_offer(_V, _P, _X, {0, _, _} = Top) ->
+top_offer(V, _P, _X, {Cap, Cap, Min, _} = Top) when V =< Min ->
     Top;
-top_offer(V, P, X, {Cap, N, Set}) when N < Cap ->
-    {Cap, N + 1, gb_sets:add({V, P, X}, Set)};
-top_offer(V, P, X, {Cap, Cap, Set} = Top) ->
-    case V > element(1, gb_sets:smallest(Set)) of
-        true ->
-            {_, Set1} = gb_sets:take_smallest(Set),
-            {Cap, Cap, gb_sets:add({V, P, X}, Set1)};
-        false ->
-            Top
-    end.
+top_offer(_V, _P, _X, {0, _, _, _} = Top) ->
+    Top;
+top_offer(V, P, X, {Cap, Cap, _Min, Set}) ->
+    {_, Set0} = gb_sets:take_smallest(Set),
+    Set1 = gb_sets:add({V, P, X}, Set0),
+    {Cap, Cap, element(1, gb_sets:smallest(Set1)), Set1};
+top_offer(V, P, X, {Cap, N, _Min, Set}) ->
+    Set1 = gb_sets:add({V, P, X}, Set),
+    Min = case N + 1 of
+              Cap -> element(1, gb_sets:smallest(Set1));
+              _ -> undefined
+          end,
+    {Cap, N + 1, Min, Set1}.
 
-top_list({_, _, Set}) -> lists:reverse(gb_sets:to_list(Set)).
+top_list({_, _, _, Set}) -> lists:reverse(gb_sets:to_list(Set)).
 
 %%--------------------------------------------------------------------
 %% ETS

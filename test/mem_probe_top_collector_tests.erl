@@ -46,10 +46,16 @@ planted_views_test() ->
                   #{rows := [#{table := Table, off_heap_bytes := Off} | _]} = frame(S, ets),
                   ?assertEqual(300 * 10000, Off),
                   #{rows := [#{allocator := _, carriers_bytes := _} | _]} = frame(S, allocators),
-                  %% The findings inputs are in report/1's shapes.
-                  #{findings_input := In} = frame(S, memory),
-                  Findings = mem_probe_report:findings(In),
-                  ?assert(lists:any(fun(#{kind := K}) -> K =:= mailbox end, Findings))
+                  %% The findings inputs are in report/1's shapes; every view
+                  %% finds the long queue (outside the mailbox view only the
+                  %% processes whose memory could hold one are asked).
+                  [begin
+                       #{findings_input := In} = frame(S, View),
+                       Findings = mem_probe_report:findings(In),
+                       ?assertEqual({View, [Queue]},
+                                    {View, [P || #{kind := mailbox, subject := #{pid := P}}
+                                                     <- Findings]})
+                   end || View <- ?C:views()]
           end)
     after
         [P ! stop || P <- [Hog, Queue, Holder]],
@@ -59,14 +65,102 @@ planted_views_test() ->
 rates_need_two_frames_test() ->
     with_collector(
       fun(S) ->
-              ?assertMatch(#{rows := [], interval_ms := undefined}, frame(S, reductions)),
+              ?assertMatch(#{rows := [], interval_ms := undefined, rate_ms := undefined},
+                           frame(S, reductions)),
               Busy = spawn(fun Loop() -> receive stop -> ok after 0 -> Loop() end end),
               timer:sleep(200),
-              #{rows := Rows, interval_ms := Ms} = frame(S, reductions),
+              #{rows := Rows, rate_ms := Ms} = frame(S, reductions),
               Busy ! stop,
               ?assert(is_integer(Ms)),
-              ?assert(lists:member(Busy, [P || #{pid := P} <- Rows]))
+              ?assert(lists:member(Busy, [P || #{pid := P} <- Rows])),
+              %% The readings are kept while a rate view is shown: growth
+              %% follows reductions at once; after another view the first
+              %% rate frame has no rows again.
+              ?assertMatch(#{rate_ms := G} when is_integer(G), frame(S, growth)),
+              ?assertMatch(#{rate_ms := undefined}, frame(S, memory)),
+              #{rows := [], interval_ms := Since, rate_ms := undefined} = frame(S, growth),
+              ?assert(is_integer(Since))
       end).
+
+%% Growth pairs each process with its own previous reading: the change of
+%% a process told to grow is its memory after less its memory before, as
+%% process_info/2 reports them (it is idle around both frames), processes
+%% born and exited in between come and go, and a born one says so.
+growth_pairs_readings_test() ->
+    Grow = fun Loop(Held) ->
+                   receive
+                       {grow, From} ->
+                           More = [lists:seq(1, 50000) | Held],
+                           From ! {self(), grown},
+                           Loop(More);
+                       stop ->
+                           Held
+                   end
+           end,
+    Grower = spawn(fun() -> Grow([]) end),
+    Dying = [spawn(fun() -> receive stop -> ok end end) || _ <- lists:seq(1, 50)],
+    with_collector(
+      fun(S) ->
+              {memory, Before} = erlang:process_info(Grower, memory),
+              _ = frame(S, growth),
+              [P ! stop || P <- Dying],
+              Born = ready(fun() -> lists:seq(1, 100000) end),
+              Grower ! {grow, self()},
+              receive {Grower, grown} -> ok end,
+              timer:sleep(50),
+              {memory, After} = erlang:process_info(Grower, memory),
+              {ok, #{rows := Rows}} = ?C:frame(S, #{view => growth, rows => 50}, 30000),
+              {memory, After} = erlang:process_info(Grower, memory),
+              [#{change := Change, born := false}] = [R || #{pid := P} = R <- Rows, P =:= Grower],
+              ?assertEqual(After - Before, Change),
+              [#{born := true}] = [R || #{pid := P} = R <- Rows, P =:= Born],
+              ?assertEqual([], [R || #{pid := P} = R <- Rows, lists:member(P, Dying)]),
+              Born ! stop
+      end),
+    Grower ! stop.
+
+%% The largest group of processes by initial call is counted exactly (the
+%% candidates come from a sample, the count from the whole pass), and a
+%% group of over a third of the processes is a finding.
+process_group_test() ->
+    Leak = [spawn(timer, sleep, [infinity]) || _ <- lists:seq(1, 3000)],
+    try
+        with_collector(
+          fun(S) ->
+                  #{findings_input := #{groups := Groups} = In} = frame(S, mailbox),
+                  Exact = length([P || P <- erlang:processes(),
+                                       erlang:process_info(P, initial_call) =:=
+                                           {initial_call, {timer, sleep, 1}}]),
+                  ?assertMatch(#{groups := [#{key := {timer, sleep, 1}}]}, Groups),
+                  #{groups := [#{count := Count}]} = Groups,
+                  ?assertEqual(Exact, Count),
+                  ?assert(lists:any(fun(#{kind := K}) -> K =:= process_group end,
+                                    mem_probe_report:findings(In)))
+          end)
+    after
+        [exit(P, kill) || P <- Leak]
+    end.
+
+%% The previous readings follow each pid: in the process table's order,
+%% with processes gone and born in between, and (should that order not
+%% hold) in any order.
+align_test() ->
+    Live = fun() -> spawn(fun() -> receive stop -> ok end end) end,
+    [A, B, C, D, X] = [Live() || _ <- lists:seq(1, 5)],
+    Rec = fun(I) -> <<I:64, (I * 10):64>> end,
+    Old = {[A, B, C, D], iolist_to_binary([Rec(I) || I <- [1, 2, 3, 4]])},
+    B ! stop,
+    wait_dead(B),
+    Unread = <<0:64, 0:64>>,
+    ?assertEqual(iolist_to_binary([Rec(1), Unread, Rec(3), Rec(4), Unread]),
+                 ?C:align([A, X, C, D, Live()], Old)),
+    ?assertEqual(iolist_to_binary([Rec(4), Rec(1), Rec(3)]), ?C:align([D, A, C], Old)),
+    ?assertEqual(element(2, Old), ?C:align([A, B, C, D], Old)),
+    [P ! stop || P <- [A, C, D, X]].
+
+wait_dead(P) ->
+    MRef = erlang:monitor(process, P),
+    receive {'DOWN', MRef, process, P, _} -> ok end.
 
 failures_are_answers_test() ->
     with_collector(

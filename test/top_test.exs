@@ -46,6 +46,10 @@ defmodule MemProbe.TopTest do
                    G(Acc) -> receive stop -> length(Acc)
                              after 50 -> G([lists:seq(1, 1000) | Acc]) end end,
         Grow([]) end)),
+    register(planted_busy, spawn(fun() ->
+        Busy = fun B() -> _ = lists:sum(lists:seq(1, 20000)),
+                          receive stop -> ok after 5 -> B() end end,
+        Busy() end)),
     Self = self(),
     spawn(fun() -> ets:new(planted_blobs, [named_table, public]),
                    [ets:insert(planted_blobs, {I, binary:copy(<<"b">>, 100000)})
@@ -115,7 +119,10 @@ defmodule MemProbe.TopTest do
     :ok
   end
 
-  defp type(term, line), do: keys(term, ["-l", line]) && keys(term, ["Enter"])
+  defp type(term, line) do
+    :ok = keys(term, ["-l", line])
+    keys(term, ["Enter"])
+  end
 
   # The remote viewer reads single keys, except on OTP 26 and 27, where a
   # noshell VM gets its input a line at a time (key, then Enter).
@@ -250,7 +257,12 @@ defmodule MemProbe.TopTest do
     )
 
     press(term, "r")
-    wait_for(term, "the reductions table", &(&1 =~ "Processes by reductions in the last interval"))
+
+    wait_for(
+      term,
+      "planted_busy on top by reductions",
+      top_row?("Processes by reductions in the last interval", "planted_busy")
+    )
 
     press(term, "a")
     wait_for(term, "the allocators table", top_row?("Allocators", "_alloc"))
@@ -367,6 +379,13 @@ defmodule MemProbe.TopTest do
     )
 
     wait_for(term, "the planted load", &(&1 =~ ":planted\n"))
+
+    type(
+      term,
+      ~S{Process.register(spawn(fn -> b = :binary.copy("z", 20_000_000); receive do :stop -> byte_size(b) end end), :iex_planted_binholder); Process.register(spawn(fn -> Stream.repeatedly(fn -> Enum.sum(Enum.to_list(1..20_000)); Process.sleep(5) end) |> Stream.run() end), :iex_planted_busy); Process.register(spawn(fn -> l = Enum.reduce(1..1000, [], fn _, acc -> Process.sleep(50); [Enum.to_list(1..1000) | acc] end); receive do :stop -> length(l) end end), :iex_planted_grower); :planted_more}
+    )
+
+    wait_for(term, "the rest of the planted load", &(&1 =~ ":planted_more\n"))
     type(term, "MemProbe.top(interval: 500)")
 
     text =
@@ -383,6 +402,38 @@ defmodule MemProbe.TopTest do
     assert text =~ "binaries counted once each"
     assert first_row(text, "ETS tables") =~ "9.5 MiB"
 
+    keys(term, ["b"])
+
+    wait_for(
+      term,
+      "the binary holder on top",
+      top_row?("Processes by off-heap", "iex_planted_binholder")
+    )
+
+    keys(term, ["g"])
+
+    wait_for(
+      term,
+      "the grower on top by growth",
+      top_row?("Processes by memory growth", "iex_planted_grower")
+    )
+
+    keys(term, ["r"])
+
+    wait_for(
+      term,
+      "the busy process on top by reductions",
+      top_row?("Processes by reductions in the last interval", "iex_planted_busy")
+    )
+
+    keys(term, ["a"])
+    wait_for(term, "the allocators table", top_row?("Allocators", "_alloc"))
+
+    keys(term, ["m"])
+    wait_for(term, "iex_planted_hog on top", top_row?("Processes by memory", "iex_planted_hog"))
+    keys(term, ["1"])
+    wait_for(term, "the detail of row 1", &(&1 =~ "process_memory:" and &1 =~ "state_size:"))
+
     keys(term, ["q"])
     wait_for(term, "the iex prompt after q", &(&1 =~ ~r/:ok\s*\niex\(\d+\)> *\n/))
     refute screen(term) =~ "Processes by"
@@ -396,9 +447,15 @@ defmodule MemProbe.TopTest do
     deadline = deadline || System.monotonic_time(:millisecond) + @wait
 
     cond do
-      fun.() -> :ok
-      System.monotonic_time(:millisecond) > deadline -> flunk("timed out waiting for #{what}")
-      true -> Process.sleep(100) && wait_until(fun, what, deadline)
+      fun.() ->
+        :ok
+
+      System.monotonic_time(:millisecond) > deadline ->
+        flunk("timed out waiting for #{what}")
+
+      true ->
+        Process.sleep(100)
+        wait_until(fun, what, deadline)
     end
   end
 end
