@@ -615,6 +615,23 @@ impl Graph {
         Ok(graph)
     }
 
+    /// A graph of no nodes, for a term the tree pass sized: only the clean
+    /// literals, which the search leaves out as it does in a graph.
+    fn without_nodes(clean: VisitedSet) -> Graph {
+        Graph {
+            clean,
+            edge_start: Vec::new(),
+            edges: Edges::new(),
+            idom: Vec::new(),
+            own: Vec::new(),
+            binaries: Vec::new(),
+            literal_words: 0,
+            retained_words: Vec::new(),
+            retained_off_heap: Vec::new(),
+            peak_bytes: 0,
+        }
+    }
+
     fn resident_bytes(&self) -> u64 {
         bytes_of(&self.edge_start)
             + bytes_of(&self.edges.explicit)
@@ -840,6 +857,9 @@ struct Searcher<'a, M: Memory> {
     mem: &'a M,
     layout: &'a Layout,
     graph: &'a Graph,
+    /// Set for a term without sharing: sizes come from the tree pass, and
+    /// the graph has no nodes (node indices are 0).
+    tree: Option<&'a TreeSizes>,
     lists: Vec<ListInfo>,
     /// Paths as a tree: (parent path, step); `u32::MAX` is the root.
     steps: Vec<(u32, Step)>,
@@ -918,12 +938,17 @@ impl<M: Memory> Searcher<'_, M> {
     where
         F: FnMut(usize, u64, u32) -> Result<(), Stop>,
     {
-        let mut e = self.graph.out(node as usize).start;
+        let tree = self.tree.is_some();
+        let mut e = if tree {
+            0
+        } else {
+            self.graph.out(node as usize).start
+        };
         for k in 0..object.child_count {
             let at = object.children + k * WORD_BYTES;
             let term = self.mem.word(at)?;
             if self.graph.has_node(term, at)? {
-                visit(k, term, self.graph.target(e))?;
+                visit(k, term, if tree { 0 } else { self.graph.target(e) })?;
                 e += 1;
             }
         }
@@ -940,8 +965,69 @@ impl<M: Memory> Searcher<'_, M> {
         Child {
             place: Place::Value(tagged, node),
             step,
-            retained: self.graph.retained(node),
+            retained: self.retained_of(term, node),
         }
+    }
+
+    /// What the value `term` (node `node`) retains. In a tree, a value the
+    /// pass did not keep is given as nothing: it retains less than half the
+    /// threshold, which no test here can tell from nothing (`worth_keeping`).
+    #[inline(always)]
+    fn retained_of(&self, term: u64, node: u32) -> Retained {
+        match self.tree {
+            None => self.graph.retained(node),
+            Some(tree) => tree
+                .values
+                .get(&((term & POINTER_MASK) as usize))
+                .copied()
+                .unwrap_or_default(),
+        }
+    }
+
+    /// What the value `term` retains, exactly: in a tree, a value the pass
+    /// did not keep is walked again (it is small: under half the threshold).
+    fn retained_exactly(&self, term: u64, node: u32, budget: &mut Budget) -> Result<Retained, Stop> {
+        let Some(tree) = self.tree else {
+            return Ok(self.graph.retained(node));
+        };
+        if let Some(&found) = tree.values.get(&((term & POINTER_MASK) as usize)) {
+            return Ok(found);
+        }
+        let mut sum = Retained::default();
+        let mut pending = vec![(term, 0usize)];
+        while let Some((term, at)) = pending.pop() {
+            let object = match classify(term, at)? {
+                Word::Immediate => continue,
+                // Literals in a tree are all clean: they weigh nothing.
+                Word::List(a) | Word::Boxed(a) if self.graph.clean.contains(a) => continue,
+                Word::List(a) => Object::cons(a),
+                Word::Boxed(a) => decode::boxed(self.mem, self.layout, a, Detail::OffHeap)?,
+            };
+            budget.spend(object.words)?;
+            sum.add(Retained {
+                words: object.words,
+                off_heap_bytes: object.binary.map_or(0, |b| b.orig_size),
+                objects: 1,
+            });
+            if let Some(attached) = object.attached {
+                let words = if self.mem.is_literal(attached.addr) {
+                    0
+                } else {
+                    attached.words
+                };
+                sum.add(Retained {
+                    words,
+                    off_heap_bytes: 0,
+                    objects: 1,
+                });
+            }
+            for k in 0..object.child_count {
+                let slot = object.children + k * WORD_BYTES;
+                budget.room(&mut pending)?;
+                pending.push((self.mem.word(slot)?, slot));
+            }
+        }
+        Ok(sum)
     }
 
     /// The child positions of `place` at or above the threshold, and what
@@ -960,7 +1046,7 @@ impl<M: Memory> Searcher<'_, M> {
         let (tagged, node) = match place {
             Place::Run(list, first, last) => {
                 // At most ten, all kept: a run's test looks at each.
-                kept.list = self.run_children(list, first, last);
+                kept.list = self.run_children(list, first, last, budget)?;
                 kept.heaviest = kept
                     .list
                     .iter()
@@ -975,7 +1061,7 @@ impl<M: Memory> Searcher<'_, M> {
         if tagged & TAG_MASK == TAG_CONS {
             let list = self.list(at, node, budget)?;
             let last = self.lists[list].len - 1;
-            if let Some(run) = self.run_child(list, 0, last) {
+            if let Some(run) = self.run_child(list, 0, last, budget)? {
                 kept.offer(run, budget)?;
             }
             return Ok(kept);
@@ -1070,6 +1156,22 @@ impl<M: Memory> Searcher<'_, M> {
             starts: Vec::new(),
             blocks: vec![Retained::default()],
         };
+        if let Some(tree) = self.tree {
+            // The pass kept every list the search can reach.
+            let kept = tree.lists.get(&at).ok_or(cycle(at))?;
+            info.len = kept.len;
+            let blocks = kept.len.div_ceil(RUN_BLOCK) as usize;
+            let from = kept.starts as usize;
+            info.starts = tree.starts[from..from + blocks]
+                .iter()
+                .map(|&cell| (cell, 0))
+                .collect();
+            let from = kept.blocks as usize;
+            info.blocks = tree.blocks[from..from + blocks + 1].to_vec();
+            budget.spend(blocks as u64)?;
+            self.lists.push(info);
+            return Ok(self.lists.len() - 1);
+        }
         if self.graph.is_tree() {
             return self.tree_list(info, at, node, budget);
         }
@@ -1082,7 +1184,7 @@ impl<M: Memory> Searcher<'_, M> {
             if index.is_multiple_of(RUN_BLOCK) {
                 info.starts.push((cell, n));
             }
-            sum.add(self.element(cell, n)?);
+            sum.add(self.element(cell, n, budget)?);
             if (index + 1).is_multiple_of(RUN_BLOCK) {
                 info.blocks.push(sum);
             }
@@ -1150,6 +1252,9 @@ impl<M: Memory> Searcher<'_, M> {
     /// immediate).
     #[inline(always)]
     fn tail_node(&self, node: u32) -> u32 {
+        if self.tree.is_some() {
+            return 0;
+        }
         self.graph.target(self.graph.out(node as usize).end - 1)
     }
 
@@ -1168,15 +1273,15 @@ impl<M: Memory> Searcher<'_, M> {
     /// What one list element retains: its cons cell and its head, when the
     /// head is the element's alone.
     #[inline(always)]
-    fn element(&self, cell: usize, node: u32) -> Result<Retained, Stop> {
+    fn element(&self, cell: usize, node: u32, budget: &mut Budget) -> Result<Retained, Stop> {
         let mut own = Retained {
             words: if self.mem.is_literal(cell) { 0 } else { 2 },
             off_heap_bytes: 0,
             objects: 1,
         };
-        if let Some((_, head)) = self.head(cell, node)? {
+        if let Some((term, head)) = self.head(cell, node)? {
             if !self.graph.is_shared(head) {
-                own.add(self.graph.retained(head));
+                own.add(self.retained_exactly(term, head, budget)?);
             }
         }
         Ok(own)
@@ -1189,59 +1294,72 @@ impl<M: Memory> Searcher<'_, M> {
         if !self.graph.has_node(term, cell)? {
             return Ok(None);
         }
-        Ok(Some((
-            term,
-            self.graph.target(self.graph.out(node as usize).start),
-        )))
+        let head = match self.tree {
+            Some(_) => 0,
+            None => self.graph.target(self.graph.out(node as usize).start),
+        };
+        Ok(Some((term, head)))
     }
 
-    fn run_retained(&self, list: usize, first: u64, last: u64) -> Retained {
+    fn run_retained(
+        &self,
+        list: usize,
+        first: u64,
+        last: u64,
+        budget: &mut Budget,
+    ) -> Result<Retained, Stop> {
         let info = &self.lists[list];
         let len = last - first + 1;
         if len >= RUN_BLOCK && first.is_multiple_of(RUN_BLOCK) {
             // Whole blocks, the last one possibly partial (the list's end).
             let from = (first / RUN_BLOCK) as usize;
             let to = (last + 1).div_ceil(RUN_BLOCK) as usize;
-            return info.blocks[to].sub(info.blocks[from]);
+            return Ok(info.blocks[to].sub(info.blocks[from]));
         }
         let mut sum = Retained::default();
         for i in first..=last {
-            // Errors were caught when the list was first read.
-            let found = self
-                .cell(list, i)
-                .and_then(|(cell, node)| self.element(cell, node));
-            sum.add(found.unwrap_or_default());
+            let (cell, node) = self.cell(list, i)?;
+            sum.add(self.element(cell, node, budget)?);
         }
-        sum
+        Ok(sum)
     }
 
     /// Elements `first..=last` as a position: a run, or for one element its
     /// value (`None` when that is an immediate or shared).
-    fn run_child(&self, list: usize, first: u64, last: u64) -> Option<Child> {
-        let retained = self.run_retained(list, first, last);
+    fn run_child(
+        &self,
+        list: usize,
+        first: u64,
+        last: u64,
+        budget: &mut Budget,
+    ) -> Result<Option<Child>, Stop> {
+        let retained = self.run_retained(list, first, last, budget)?;
         if first < last {
-            return Some(Child {
+            return Ok(Some(Child {
                 place: Place::Run(list, first, last),
                 step: Step::List(first, last),
                 retained,
-            });
+            }));
         }
-        // Errors were caught when the list was first read.
-        let head = self
-            .cell(list, first)
-            .and_then(|(cell, node)| self.head(cell, node));
-        match head {
-            Ok(Some((term, head))) if !self.graph.is_shared(head) => {
+        let (cell, node) = self.cell(list, first)?;
+        Ok(match self.head(cell, node)? {
+            Some((term, head)) if !self.graph.is_shared(head) => {
                 let mut child = self.value(term, head, Step::List(first, first));
                 child.retained = retained;
                 Some(child)
             }
             _ => None,
-        }
+        })
     }
 
     /// Runs split by powers of ten (0..9999 into 0..999, 1000..1999, ...).
-    fn run_children(&self, list: usize, first: u64, last: u64) -> Vec<Child> {
+    fn run_children(
+        &self,
+        list: usize,
+        first: u64,
+        last: u64,
+        budget: &mut Budget,
+    ) -> Result<Vec<Child>, Stop> {
         let len = last - first + 1;
         let mut chunk = 1u64;
         while chunk * RUN_BLOCK < len {
@@ -1251,10 +1369,10 @@ impl<M: Memory> Searcher<'_, M> {
         let mut start = first;
         while start <= last {
             let end = (start + chunk - 1).min(last);
-            children.extend(self.run_child(list, start, end));
+            children.extend(self.run_child(list, start, end, budget)?);
             start = end + 1;
         }
-        children
+        Ok(children)
     }
 }
 
@@ -1285,20 +1403,60 @@ pub fn breakdown<M: Memory>(
     settings: &Settings,
     budget: &mut Budget,
 ) -> Result<Breakdown, Stop> {
+    run_breakdown(mem, layout, root, settings, budget, true)
+}
+
+/// [`breakdown`] always through the object graph and its dominators, never
+/// the tree pass: tests compare the two.
+#[doc(hidden)]
+pub fn breakdown_by_graph<M: Memory>(
+    mem: &M,
+    layout: &Layout,
+    root: u64,
+    settings: &Settings,
+    budget: &mut Budget,
+) -> Result<Breakdown, Stop> {
+    run_breakdown(mem, layout, root, settings, budget, false)
+}
+
+fn run_breakdown<M: Memory>(
+    mem: &M,
+    layout: &Layout,
+    root: u64,
+    settings: &Settings,
+    budget: &mut Budget,
+    tree_pass: bool,
+) -> Result<Breakdown, Stop> {
     let (root_addr, root_tag) = match classify(root, 0)? {
         Word::Immediate => return Ok(Breakdown::default()),
         Word::List(a) => (a, TAG_CONS),
         Word::Boxed(a) => (a, TAG_BOXED),
     };
-    let graph = Graph::build(
-        mem,
-        layout,
-        root_addr,
-        root_tag,
-        settings.max_objects,
-        budget,
-    )?;
-    let total = graph.retained(0);
+    // Most terms have no sharing: one depth-first pass sums every subtree
+    // and keeps the few positions the search can ask for. The first object
+    // reached twice ends it, and the graph takes over.
+    let tree = match tree_pass {
+        false => None,
+        true => TreePass::new(mem, layout, settings).run(root, budget)?,
+    };
+    let (graph, tree) = match tree {
+        Some((sizes, clean)) => (Graph::without_nodes(clean), Some(sizes)),
+        None => (
+            Graph::build(
+                mem,
+                layout,
+                root_addr,
+                root_tag,
+                settings.max_objects,
+                budget,
+            )?,
+            None,
+        ),
+    };
+    let total = match &tree {
+        Some(t) => t.total,
+        None => graph.retained(0),
+    };
     let total_bytes = total.bytes();
     let threshold =
         ((settings.min_share.clamp(0.0, 1.0) * total_bytes as f64).ceil() as u64).max(1);
@@ -1307,6 +1465,7 @@ pub fn breakdown<M: Memory>(
         mem,
         layout,
         graph: &graph,
+        tree: tree.as_ref(),
         lists: Vec::new(),
         steps: Vec::new(),
     };
@@ -1371,12 +1530,447 @@ pub fn breakdown<M: Memory>(
             kind,
         })
         .collect();
+    let (off_heap_binaries, literal_words, peak_bytes, nodes) = match &tree {
+        Some(t) => (t.off_heap_binaries, t.literal_words, t.peak_bytes, t.nodes),
+        None => (
+            graph.binaries.len() as u64,
+            graph.literal_words,
+            graph.peak_bytes,
+            graph.len() as u64,
+        ),
+    };
     Ok(Breakdown {
         total,
-        off_heap_binaries: graph.binaries.len() as u64,
-        literal_words: graph.literal_words,
+        off_heap_binaries,
+        literal_words,
         rows,
-        peak_bytes: graph.peak_bytes,
-        nodes: graph.len() as u64,
+        peak_bytes,
+        nodes,
     })
+}
+
+/// A list the tree pass kept: its length and where its block starts and
+/// block sums are in [`TreeSizes`].
+#[derive(Clone, Copy)]
+struct KeptList {
+    len: u64,
+    starts: u32,
+    blocks: u32,
+}
+
+/// What the tree pass found for a term without sharing: retained sizes of
+/// the positions the search can ask for, and the element sums of the lists
+/// among them.
+struct TreeSizes {
+    total: Retained,
+    off_heap_binaries: u64,
+    literal_words: u64,
+    nodes: u64,
+    peak_bytes: u64,
+    /// By address (of the object, or of a list's first cell): positions that
+    /// retain at least half of what a row needs (see [`worth_keeping`]).
+    values: AHashMap<usize, Retained>,
+    lists: AHashMap<usize, KeptList>,
+    /// Per kept list, the cell that starts each block of ten elements.
+    starts: Vec<usize>,
+    /// Per kept list, what elements `0..10 * j` retain (`len / 10 + 2`
+    /// entries at most, the last block partial).
+    blocks: Vec<Retained>,
+}
+
+/// Whether the pass keeps a position retaining `bytes`, when `running`
+/// bytes have been counted so far. The final threshold is at least
+/// `min_share` of the final total, which is at least `running`: a position
+/// not kept retains less than half the threshold, so it is no row, and as a
+/// child it can neither be kept by the search nor hold most of a position
+/// at or above the threshold. (The slack keeps rounding on the safe side.)
+#[inline]
+fn worth_keeping(bytes: u64, running: u64, min_share: f64) -> bool {
+    (bytes as f64) * 2.000_001 + 1.0 >= min_share * running as f64
+}
+
+/// How the tree pass goes on with a frame.
+#[derive(Clone, Copy)]
+enum Walk {
+    /// Slots `next..end` of an object are still to be entered.
+    Slots { next: usize, end: usize },
+    /// A list at `cell`: its head is to be entered (`Head`), was entered
+    /// (`Tail`: the element closes and the spine moves on), or the list
+    /// ended (`End`, possibly after entering an improper tail).
+    Head(usize),
+    Tail(usize),
+    End,
+}
+
+struct Frame {
+    walk: Walk,
+    /// Everything this position retains so far.
+    sum: Retained,
+    /// Lists: the element being read, and elements `0..len` together.
+    elem: Retained,
+    elements: Retained,
+    len: u64,
+    /// Lists: where this list's block starts and sums begin in the pass's
+    /// working arrays.
+    starts_from: u32,
+    blocks_from: u32,
+    addr: usize,
+    depth: u32,
+    /// The depth its children have: one more, except for a hashmap's inner
+    /// nodes and leaves, whose values are the map's.
+    child_depth: u32,
+    /// Whether its cons children are hashmap leaves `[K | V]`.
+    hashmap: bool,
+    list: bool,
+    position: bool,
+}
+
+/// The pass over a term that may be a tree: one depth-first walk with a
+/// visited set, summing each position's subtree as it closes. The first
+/// object, attached object or off-heap binary reached twice ends it (`None`:
+/// the term has sharing and needs the graph), and so does a literal that
+/// pins a binary or a literal root.
+struct TreePass<'a, M: Memory> {
+    mem: &'a M,
+    layout: &'a Layout,
+    settings: &'a Settings,
+    visited: VisitedSet,
+    clean: VisitedSet,
+    binaries: ahash::AHashSet<usize>,
+    frames: Vec<Frame>,
+    /// Working block starts and sums of the lists being read.
+    starts: Vec<usize>,
+    blocks: Vec<Retained>,
+    kept: TreeSizes,
+    running: u64,
+    limit: u64,
+}
+
+impl<'a, M: Memory> TreePass<'a, M> {
+    fn new(mem: &'a M, layout: &'a Layout, settings: &'a Settings) -> Self {
+        TreePass {
+            mem,
+            layout,
+            settings,
+            visited: VisitedSet::new(),
+            clean: VisitedSet::new(),
+            binaries: ahash::AHashSet::new(),
+            frames: Vec::new(),
+            starts: Vec::new(),
+            blocks: Vec::new(),
+            kept: TreeSizes {
+                total: Retained::default(),
+                off_heap_binaries: 0,
+                literal_words: 0,
+                nodes: 0,
+                peak_bytes: 0,
+                values: AHashMap::new(),
+                lists: AHashMap::new(),
+                starts: Vec::new(),
+                blocks: Vec::new(),
+            },
+            running: 0,
+            limit: settings.max_objects.min(MAX_NODES) as u64,
+        }
+    }
+
+    #[inline(always)]
+    fn node(&mut self, at: usize) -> Result<(), Stop> {
+        self.kept.nodes += 1;
+        if self.kept.nodes > self.limit {
+            return Err(too_large(at));
+        }
+        Ok(())
+    }
+
+    /// Starts on the term `term` read at `slot`, at `depth`. `Ok(false)`:
+    /// sharing (or a pinned literal binary) was found.
+    #[inline(always)]
+    fn enter(
+        &mut self,
+        term: u64,
+        slot: usize,
+        depth: u32,
+        in_hashmap: bool,
+        budget: &mut Budget,
+    ) -> Result<bool, Stop> {
+        let (addr, cons) = match classify(term, slot)? {
+            Word::Immediate => return Ok(true),
+            Word::List(a) => (a, true),
+            Word::Boxed(a) => (a, false),
+        };
+        if self.mem.is_literal(addr) {
+            if self.clean.contains(addr) {
+                return Ok(true);
+            }
+            let tag = if cons { TAG_CONS } else { TAG_BOXED };
+            return clean_literal(
+                self.mem,
+                self.layout,
+                addr | tag,
+                &mut self.visited,
+                &mut self.clean,
+                &mut self.kept.literal_words,
+                budget,
+            );
+        }
+        if !self.visited.insert(addr, &mut budget.work)? {
+            return Ok(false);
+        }
+        self.node(addr)?;
+        budget.room(&mut self.frames)?;
+        if cons {
+            budget.spend(2)?;
+            self.running += 2 * WORD_BYTES as u64;
+            let cell = Retained {
+                words: 2,
+                off_heap_bytes: 0,
+                objects: 1,
+            };
+            let list = !in_hashmap;
+            if list {
+                budget.room(&mut self.starts)?;
+                budget.room(&mut self.blocks)?;
+            }
+            let frame = Frame {
+                walk: if list {
+                    Walk::Head(addr)
+                } else {
+                    // A hashmap leaf [K | V]: key and value, both the map's.
+                    Walk::Slots {
+                        next: addr,
+                        end: addr + 2 * WORD_BYTES,
+                    }
+                },
+                sum: cell,
+                elem: cell,
+                elements: Retained::default(),
+                len: 0,
+                starts_from: self.starts.len() as u32,
+                blocks_from: self.blocks.len() as u32,
+                addr,
+                depth,
+                child_depth: if list { depth + 1 } else { depth },
+                hashmap: false,
+                list,
+                position: list,
+            };
+            if list {
+                self.starts.push(addr);
+                self.blocks.push(Retained::default());
+            }
+            self.frames.push(frame);
+            return Ok(true);
+        }
+        let object = decode::boxed(self.mem, self.layout, addr, Detail::OffHeap)?;
+        budget.spend(object.words)?;
+        let mut sum = Retained {
+            words: object.words,
+            off_heap_bytes: 0,
+            objects: 1,
+        };
+        if let Some(attached) = object.attached {
+            budget.spend(attached.words)?;
+            if !self.visited.insert(attached.addr, &mut budget.work)? {
+                return Ok(false);
+            }
+            self.node(attached.addr)?;
+            sum.objects += 1;
+            if self.mem.is_literal(attached.addr) {
+                self.kept.literal_words += attached.words;
+            } else {
+                sum.words += attached.words;
+            }
+        }
+        if let Some(binary) = object.binary {
+            crate::walk::reserve_map(&mut *self.binaries, &mut budget.work)?;
+            if !self.binaries.insert(binary.addr) {
+                return Ok(false);
+            }
+            self.node(binary.addr)?;
+            self.kept.off_heap_binaries += 1;
+            sum.off_heap_bytes += binary.orig_size;
+        }
+        self.running += sum.bytes();
+        // A boxed child of a hashmap node is an inner or collision node: part
+        // of the map, not a position.
+        let inner = in_hashmap;
+        self.frames.push(Frame {
+            walk: Walk::Slots {
+                next: object.children,
+                end: object.children + object.child_count * WORD_BYTES,
+            },
+            sum,
+            elem: Retained::default(),
+            elements: Retained::default(),
+            len: 0,
+            starts_from: 0,
+            blocks_from: 0,
+            addr,
+            depth,
+            child_depth: if inner { depth } else { depth + 1 },
+            hashmap: object.hashmap_node || inner,
+            list: false,
+            position: !inner,
+        });
+        Ok(true)
+    }
+
+    /// Closes the frame on top: its sum goes to its parent, and it is kept
+    /// when the search may ask for it.
+    fn finish(&mut self, budget: &mut Budget) -> Result<(), Stop> {
+        let f = self.frames.pop().expect("a frame to close");
+        if f.list && !f.len.is_multiple_of(RUN_BLOCK) {
+            self.blocks.push(f.elements);
+        }
+        let root = self.frames.is_empty();
+        let keep = root
+            || (f.position
+                && f.depth as usize <= self.settings.max_depth.saturating_add(1)
+                && worth_keeping(f.sum.bytes(), self.running, self.settings.min_share));
+        if keep {
+            crate::walk::reserve_map(&mut *self.kept.values, &mut budget.work)?;
+            self.kept.values.insert(f.addr, f.sum);
+            if f.list {
+                let list = KeptList {
+                    len: f.len,
+                    starts: self.kept.starts.len() as u32,
+                    blocks: self.kept.blocks.len() as u32,
+                };
+                for i in f.starts_from as usize..self.starts.len() {
+                    budget.room(&mut self.kept.starts)?;
+                    self.kept.starts.push(self.starts[i]);
+                }
+                for i in f.blocks_from as usize..self.blocks.len() {
+                    budget.room(&mut self.kept.blocks)?;
+                    self.kept.blocks.push(self.blocks[i]);
+                }
+                crate::walk::reserve_map(&mut *self.kept.lists, &mut budget.work)?;
+                self.kept.lists.insert(f.addr, list);
+            }
+        }
+        if f.list {
+            self.starts.truncate(f.starts_from as usize);
+            self.blocks.truncate(f.blocks_from as usize);
+        }
+        match self.frames.last_mut() {
+            None => self.kept.total = f.sum,
+            Some(parent) => {
+                parent.sum.add(f.sum);
+                if let Walk::Tail(_) = parent.walk {
+                    // The head of the element being read.
+                    parent.elem.add(f.sum);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Closes the element at `cell` of the list on top and moves along its
+    /// spine. `Ok(false)`: sharing.
+    #[inline(always)]
+    fn next_cell(&mut self, cell: usize, budget: &mut Budget) -> Result<bool, Stop> {
+        let top = self.frames.last_mut().expect("a list frame");
+        top.elements.add(top.elem);
+        top.len += 1;
+        if top.len.is_multiple_of(RUN_BLOCK) {
+            let elements = top.elements;
+            budget.room(&mut self.blocks)?;
+            self.blocks.push(elements);
+        }
+        let tail_at = cell + WORD_BYTES;
+        let tail = self.mem.word(tail_at)?;
+        let top = self.frames.last_mut().expect("a list frame");
+        match classify(tail, tail_at)? {
+            Word::Immediate => top.walk = Walk::End,
+            Word::Boxed(_) => {
+                // An improper tail: the list's, no element's.
+                top.walk = Walk::End;
+                let depth = top.child_depth;
+                return self.enter(tail, tail_at, depth, false, budget);
+            }
+            Word::List(next) => {
+                top.walk = Walk::End;
+                if self.mem.is_literal(next) {
+                    // A literal tail weighs nothing and is no element.
+                    return self.enter(tail, tail_at, 0, false, budget);
+                }
+                if !self.visited.insert(next, &mut budget.work)? {
+                    return Ok(false);
+                }
+                self.node(next)?;
+                budget.spend(2)?;
+                self.running += 2 * WORD_BYTES as u64;
+                let cell_words = Retained {
+                    words: 2,
+                    off_heap_bytes: 0,
+                    objects: 1,
+                };
+                let top = self.frames.last_mut().expect("a list frame");
+                top.walk = Walk::Head(next);
+                top.sum.add(cell_words);
+                top.elem = cell_words;
+                if top.len.is_multiple_of(RUN_BLOCK) {
+                    budget.room(&mut self.starts)?;
+                    self.starts.push(next);
+                }
+            }
+        }
+        Ok(true)
+    }
+
+    /// The sizes, and the literals left out (as [`Graph::clean`]).
+    fn run(
+        mut self,
+        root: u64,
+        budget: &mut Budget,
+    ) -> Result<Option<(TreeSizes, VisitedSet)>, Stop> {
+        if let Word::List(a) | Word::Boxed(a) = classify(root, 0)? {
+            if self.mem.is_literal(a) {
+                // A literal root: its literals are positions; the graph.
+                return Ok(None);
+            }
+        }
+        if !self.enter(root, 0, 0, false, budget)? {
+            return Ok(None);
+        }
+        while let Some(top) = self.frames.last_mut() {
+            let found = match top.walk {
+                Walk::Slots { next, end } if next < end => {
+                    top.walk = Walk::Slots {
+                        next: next + WORD_BYTES,
+                        end,
+                    };
+                    let (depth, hashmap) = (top.child_depth, top.hashmap);
+                    let term = self.mem.word(next)?;
+                    self.enter(term, next, depth, hashmap, budget)?
+                }
+                Walk::Head(cell) => {
+                    top.walk = Walk::Tail(cell);
+                    let depth = top.child_depth;
+                    let term = self.mem.word(cell)?;
+                    self.enter(term, cell, depth, false, budget)?
+                }
+                Walk::Tail(cell) => self.next_cell(cell, budget)?,
+                Walk::Slots { .. } | Walk::End => {
+                    self.finish(budget)?;
+                    true
+                }
+            };
+            if !found {
+                return Ok(None);
+            }
+        }
+        let k = &mut self.kept;
+        k.peak_bytes = (self.frames.capacity() * std::mem::size_of::<Frame>()
+            + self.starts.capacity() * std::mem::size_of::<usize>()
+            + self.blocks.capacity() * std::mem::size_of::<Retained>()
+            + k.starts.capacity() * std::mem::size_of::<usize>()
+            + k.blocks.capacity() * std::mem::size_of::<Retained>()
+            + k.values.capacity() * (std::mem::size_of::<(usize, Retained)>() + 1)
+            + k.lists.capacity() * (std::mem::size_of::<(usize, KeptList)>() + 1)
+            + self.binaries.capacity() * (std::mem::size_of::<usize>() + 1))
+            as u64;
+        Ok(Some((self.kept, self.clean)))
+    }
 }
