@@ -189,10 +189,29 @@ take(Key, Map, Default) ->
 native() ->
     maps:get(mode, mem_probe_sizes:info()) =:= native.
 
+%% The NIF itself refuses to walk until the calibration has passed, so it is
+%% asked first; only when it refuses is the mode looked up (which runs the
+%% calibration if it has not run yet).
 measure(Term, Opts) ->
-    case native() of
-        false -> {error, native_walker_unavailable};
-        true -> walked(Term, walk(Term, Opts), Opts)
+    case try_walk(Term, Opts) of
+        unavailable ->
+            case native() of
+                false -> {error, native_walker_unavailable};
+                true -> walked(Term, walk(Term, Opts), Opts)
+            end;
+        Walked ->
+            walked(Term, Walked, Opts)
+    end.
+
+try_walk(Term, Opts) ->
+    try walk(Term, Opts) of
+        {error, Reason} when Reason =:= not_calibrated; Reason =:= unknown_release_layout ->
+            unavailable;
+        Walked ->
+            Walked
+    catch
+        error:nif_not_loaded -> unavailable;
+        error:undef -> unavailable
     end.
 
 %% Budgeted on this scheduler, then from the root on a dirty one.

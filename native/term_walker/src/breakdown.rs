@@ -1578,15 +1578,14 @@ struct TreeSizes {
     blocks: Vec<Retained>,
 }
 
-/// Whether the pass keeps a position retaining `bytes`, when `running`
-/// bytes have been counted so far. The final threshold is at least
-/// `min_share` of the final total, which is at least `running`: a position
-/// not kept retains less than half the threshold, so it is no row, and as a
-/// child it can neither be kept by the search nor hold most of a position
-/// at or above the threshold. (The slack keeps rounding on the safe side.)
-#[inline]
-fn worth_keeping(bytes: u64, running: u64, min_share: f64) -> bool {
-    (bytes as f64) * 2.000_001 + 1.0 >= min_share * running as f64
+/// The least a position must retain for the pass to keep it, once
+/// `running` bytes have been counted: half of `min_share` of it, rounded
+/// down. The final threshold is at least `min_share` of the final total,
+/// which is at least `running`: a position not kept retains less than half
+/// the threshold, so it is no row, and as a child it can neither be kept by
+/// the search nor hold most of a position at or above the threshold.
+fn keep_bar(running: u64, min_share: f64) -> u64 {
+    (min_share * running as f64 * 0.499_999) as u64
 }
 
 /// How the tree pass goes on with a frame.
@@ -1602,28 +1601,40 @@ enum Walk {
     End,
 }
 
+/// Its cons children are hashmap leaves `[K | V]`.
+const HASHMAP: u8 = 1;
+/// A list: the top of the pass's list states is its own.
+const LIST: u8 = 2;
+/// A position the search may reach (not a hashmap's inner node or leaf):
+/// its children are one step deeper.
+const POSITION: u8 = 4;
+
 struct Frame {
     walk: Walk,
     /// Everything this position retains so far.
     sum: Retained,
-    /// Lists: the element being read, and elements `0..len` together.
+    addr: usize,
+    depth: u32,
+    flags: u8,
+}
+
+/// A list being read.
+struct ListState {
+    /// The element being read, and elements `0..len` together.
     elem: Retained,
     elements: Retained,
     len: u64,
-    /// Lists: where this list's block starts and sums begin in the pass's
-    /// working arrays.
+    /// Where this list's block starts and sums begin in the pass's working
+    /// arrays.
     starts_from: u32,
     blocks_from: u32,
-    addr: usize,
-    depth: u32,
-    /// The depth its children have: one more, except for a hashmap's inner
-    /// nodes and leaves, whose values are the map's.
-    child_depth: u32,
-    /// Whether its cons children are hashmap leaves `[K | V]`.
-    hashmap: bool,
-    list: bool,
-    position: bool,
 }
+
+const CELL: Retained = Retained {
+    words: 2,
+    off_heap_bytes: 0,
+    objects: 1,
+};
 
 /// The pass over a term that may be a tree: one depth-first walk with a
 /// visited set, summing each position's subtree as it closes. The first
@@ -1638,12 +1649,19 @@ struct TreePass<'a, M: Memory> {
     clean: VisitedSet,
     binaries: ahash::AHashSet<usize>,
     frames: Vec<Frame>,
+    lists: Vec<ListState>,
     /// Working block starts and sums of the lists being read.
     starts: Vec<usize>,
     blocks: Vec<Retained>,
     kept: TreeSizes,
     running: u64,
+    /// [`keep_bar`] of `bar_running`, taken again when `running` doubles
+    /// (a bar from a smaller count keeps more, never less).
+    bar: u64,
+    bar_running: u64,
     limit: u64,
+    /// The most frames, list states, working starts and sums held at once.
+    most: [usize; 4],
 }
 
 impl<'a, M: Memory> TreePass<'a, M> {
@@ -1656,6 +1674,7 @@ impl<'a, M: Memory> TreePass<'a, M> {
             clean: VisitedSet::new(),
             binaries: ahash::AHashSet::new(),
             frames: Vec::new(),
+            lists: Vec::new(),
             starts: Vec::new(),
             blocks: Vec::new(),
             kept: TreeSizes {
@@ -1670,7 +1689,10 @@ impl<'a, M: Memory> TreePass<'a, M> {
                 blocks: Vec::new(),
             },
             running: 0,
+            bar: 0,
+            bar_running: 0,
             limit: settings.max_objects.min(MAX_NODES) as u64,
+            most: [0; 4],
         }
     }
 
@@ -1680,6 +1702,14 @@ impl<'a, M: Memory> TreePass<'a, M> {
         if self.kept.nodes > self.limit {
             return Err(too_large(at));
         }
+        Ok(())
+    }
+
+    #[inline(always)]
+    fn push_frame(&mut self, frame: Frame, budget: &mut Budget) -> Result<(), Stop> {
+        budget.room(&mut self.frames)?;
+        self.frames.push(frame);
+        self.most[0] = self.most[0].max(self.frames.len());
         Ok(())
     }
 
@@ -1718,49 +1748,47 @@ impl<'a, M: Memory> TreePass<'a, M> {
             return Ok(false);
         }
         self.node(addr)?;
-        budget.room(&mut self.frames)?;
         if cons {
             budget.spend(2)?;
             self.running += 2 * WORD_BYTES as u64;
-            let cell = Retained {
-                words: 2,
-                off_heap_bytes: 0,
-                objects: 1,
-            };
-            let list = !in_hashmap;
-            if list {
-                budget.room(&mut self.starts)?;
-                budget.room(&mut self.blocks)?;
+            if in_hashmap {
+                // A hashmap leaf [K | V]: key and value, both the map's.
+                let walk = Walk::Slots {
+                    next: addr,
+                    end: addr + 2 * WORD_BYTES,
+                };
+                let frame = Frame {
+                    walk,
+                    sum: CELL,
+                    addr,
+                    depth,
+                    flags: 0,
+                };
+                return self.push_frame(frame, budget).map(|_| true);
             }
-            let frame = Frame {
-                walk: if list {
-                    Walk::Head(addr)
-                } else {
-                    // A hashmap leaf [K | V]: key and value, both the map's.
-                    Walk::Slots {
-                        next: addr,
-                        end: addr + 2 * WORD_BYTES,
-                    }
-                },
-                sum: cell,
-                elem: cell,
+            budget.room(&mut self.lists)?;
+            budget.room(&mut self.starts)?;
+            budget.room(&mut self.blocks)?;
+            self.lists.push(ListState {
+                elem: CELL,
                 elements: Retained::default(),
                 len: 0,
                 starts_from: self.starts.len() as u32,
                 blocks_from: self.blocks.len() as u32,
+            });
+            self.starts.push(addr);
+            self.blocks.push(Retained::default());
+            self.most[1] = self.most[1].max(self.lists.len());
+            self.most[2] = self.most[2].max(self.starts.len());
+            self.most[3] = self.most[3].max(self.blocks.len());
+            let frame = Frame {
+                walk: Walk::Head(addr),
+                sum: CELL,
                 addr,
                 depth,
-                child_depth: if list { depth + 1 } else { depth },
-                hashmap: false,
-                list,
-                position: list,
+                flags: LIST | POSITION,
             };
-            if list {
-                self.starts.push(addr);
-                self.blocks.push(Retained::default());
-            }
-            self.frames.push(frame);
-            return Ok(true);
+            return self.push_frame(frame, budget).map(|_| true);
         }
         let object = decode::boxed(self.mem, self.layout, addr, Detail::OffHeap)?;
         budget.spend(object.words)?;
@@ -1794,72 +1822,84 @@ impl<'a, M: Memory> TreePass<'a, M> {
         self.running += sum.bytes();
         // A boxed child of a hashmap node is an inner or collision node: part
         // of the map, not a position.
-        let inner = in_hashmap;
-        self.frames.push(Frame {
-            walk: Walk::Slots {
-                next: object.children,
-                end: object.children + object.child_count * WORD_BYTES,
-            },
+        let flags = if in_hashmap {
+            HASHMAP
+        } else if object.hashmap_node {
+            HASHMAP | POSITION
+        } else {
+            POSITION
+        };
+        let walk = Walk::Slots {
+            next: object.children,
+            end: object.children + object.child_count * WORD_BYTES,
+        };
+        let frame = Frame {
+            walk,
             sum,
-            elem: Retained::default(),
-            elements: Retained::default(),
-            len: 0,
-            starts_from: 0,
-            blocks_from: 0,
             addr,
             depth,
-            child_depth: if inner { depth } else { depth + 1 },
-            hashmap: object.hashmap_node || inner,
-            list: false,
-            position: !inner,
-        });
-        Ok(true)
+            flags,
+        };
+        self.push_frame(frame, budget).map(|_| true)
     }
 
     /// Closes the frame on top: its sum goes to its parent, and it is kept
     /// when the search may ask for it.
     fn finish(&mut self, budget: &mut Budget) -> Result<(), Stop> {
         let f = self.frames.pop().expect("a frame to close");
-        if f.list && !f.len.is_multiple_of(RUN_BLOCK) {
-            self.blocks.push(f.elements);
+        let list = match f.flags & LIST {
+            0 => None,
+            _ => {
+                let list = self.lists.pop().expect("a list state");
+                if !list.len.is_multiple_of(RUN_BLOCK) {
+                    budget.room(&mut self.blocks)?;
+                    self.blocks.push(list.elements);
+                    self.most[3] = self.most[3].max(self.blocks.len());
+                }
+                Some(list)
+            }
+        };
+        if self.running >= self.bar_running.saturating_mul(2) {
+            self.bar_running = self.running;
+            self.bar = keep_bar(self.running, self.settings.min_share);
         }
         let root = self.frames.is_empty();
         let keep = root
-            || (f.position
+            || (f.flags & POSITION != 0
                 && f.depth as usize <= self.settings.max_depth.saturating_add(1)
-                && worth_keeping(f.sum.bytes(), self.running, self.settings.min_share));
+                && f.sum.bytes() >= self.bar);
         if keep {
             crate::walk::reserve_map(&mut *self.kept.values, &mut budget.work)?;
             self.kept.values.insert(f.addr, f.sum);
-            if f.list {
-                let list = KeptList {
-                    len: f.len,
+            if let Some(list) = &list {
+                let kept = KeptList {
+                    len: list.len,
                     starts: self.kept.starts.len() as u32,
                     blocks: self.kept.blocks.len() as u32,
                 };
-                for i in f.starts_from as usize..self.starts.len() {
+                for i in list.starts_from as usize..self.starts.len() {
                     budget.room(&mut self.kept.starts)?;
                     self.kept.starts.push(self.starts[i]);
                 }
-                for i in f.blocks_from as usize..self.blocks.len() {
+                for i in list.blocks_from as usize..self.blocks.len() {
                     budget.room(&mut self.kept.blocks)?;
                     self.kept.blocks.push(self.blocks[i]);
                 }
                 crate::walk::reserve_map(&mut *self.kept.lists, &mut budget.work)?;
-                self.kept.lists.insert(f.addr, list);
+                self.kept.lists.insert(f.addr, kept);
             }
         }
-        if f.list {
-            self.starts.truncate(f.starts_from as usize);
-            self.blocks.truncate(f.blocks_from as usize);
+        if let Some(list) = list {
+            self.starts.truncate(list.starts_from as usize);
+            self.blocks.truncate(list.blocks_from as usize);
         }
         match self.frames.last_mut() {
             None => self.kept.total = f.sum,
             Some(parent) => {
                 parent.sum.add(f.sum);
                 if let Walk::Tail(_) = parent.walk {
-                    // The head of the element being read.
-                    parent.elem.add(f.sum);
+                    // The head of the element the parent list is reading.
+                    self.lists.last_mut().expect("a list state").elem.add(f.sum);
                 }
             }
         }
@@ -1870,53 +1910,48 @@ impl<'a, M: Memory> TreePass<'a, M> {
     /// spine. `Ok(false)`: sharing.
     #[inline(always)]
     fn next_cell(&mut self, cell: usize, budget: &mut Budget) -> Result<bool, Stop> {
-        let top = self.frames.last_mut().expect("a list frame");
-        top.elements.add(top.elem);
-        top.len += 1;
-        if top.len.is_multiple_of(RUN_BLOCK) {
-            let elements = top.elements;
+        let list = self.lists.last_mut().expect("a list state");
+        list.elements.add(list.elem);
+        list.len += 1;
+        if list.len.is_multiple_of(RUN_BLOCK) {
+            let elements = list.elements;
             budget.room(&mut self.blocks)?;
             self.blocks.push(elements);
+            self.most[3] = self.most[3].max(self.blocks.len());
         }
         let tail_at = cell + WORD_BYTES;
         let tail = self.mem.word(tail_at)?;
         let top = self.frames.last_mut().expect("a list frame");
+        top.walk = Walk::End;
+        let depth = top.depth + 1;
         match classify(tail, tail_at)? {
-            Word::Immediate => top.walk = Walk::End,
-            Word::Boxed(_) => {
-                // An improper tail: the list's, no element's.
-                top.walk = Walk::End;
-                let depth = top.child_depth;
-                return self.enter(tail, tail_at, depth, false, budget);
+            Word::Immediate => Ok(true),
+            // An improper tail: the list's, no element's.
+            Word::Boxed(_) => self.enter(tail, tail_at, depth, false, budget),
+            // A literal tail weighs nothing and is no element.
+            Word::List(next) if self.mem.is_literal(next) => {
+                self.enter(tail, tail_at, 0, false, budget)
             }
             Word::List(next) => {
-                top.walk = Walk::End;
-                if self.mem.is_literal(next) {
-                    // A literal tail weighs nothing and is no element.
-                    return self.enter(tail, tail_at, 0, false, budget);
-                }
                 if !self.visited.insert(next, &mut budget.work)? {
                     return Ok(false);
                 }
                 self.node(next)?;
                 budget.spend(2)?;
                 self.running += 2 * WORD_BYTES as u64;
-                let cell_words = Retained {
-                    words: 2,
-                    off_heap_bytes: 0,
-                    objects: 1,
-                };
                 let top = self.frames.last_mut().expect("a list frame");
                 top.walk = Walk::Head(next);
-                top.sum.add(cell_words);
-                top.elem = cell_words;
-                if top.len.is_multiple_of(RUN_BLOCK) {
+                top.sum.add(CELL);
+                let list = self.lists.last_mut().expect("a list state");
+                list.elem = CELL;
+                if list.len.is_multiple_of(RUN_BLOCK) {
                     budget.room(&mut self.starts)?;
                     self.starts.push(next);
+                    self.most[2] = self.most[2].max(self.starts.len());
                 }
+                Ok(true)
             }
         }
-        Ok(true)
     }
 
     /// The sizes, and the literals left out (as [`Graph::clean`]).
@@ -1941,13 +1976,14 @@ impl<'a, M: Memory> TreePass<'a, M> {
                         next: next + WORD_BYTES,
                         end,
                     };
-                    let (depth, hashmap) = (top.child_depth, top.hashmap);
+                    let depth = top.depth + u32::from(top.flags & POSITION != 0);
+                    let hashmap = top.flags & HASHMAP != 0;
                     let term = self.mem.word(next)?;
                     self.enter(term, next, depth, hashmap, budget)?
                 }
                 Walk::Head(cell) => {
                     top.walk = Walk::Tail(cell);
-                    let depth = top.child_depth;
+                    let depth = top.depth + 1;
                     let term = self.mem.word(cell)?;
                     self.enter(term, cell, depth, false, budget)?
                 }
@@ -1961,16 +1997,17 @@ impl<'a, M: Memory> TreePass<'a, M> {
                 return Ok(None);
             }
         }
+        // As for the graph: what the arrays held at their largest, growth
+        // slack aside (the hash maps at one slot and a control byte per entry).
         let k = &mut self.kept;
-        k.peak_bytes = (self.frames.capacity() * std::mem::size_of::<Frame>()
-            + self.starts.capacity() * std::mem::size_of::<usize>()
-            + self.blocks.capacity() * std::mem::size_of::<Retained>()
-            + k.starts.capacity() * std::mem::size_of::<usize>()
-            + k.blocks.capacity() * std::mem::size_of::<Retained>()
-            + k.values.capacity() * (std::mem::size_of::<(usize, Retained)>() + 1)
-            + k.lists.capacity() * (std::mem::size_of::<(usize, KeptList)>() + 1)
-            + self.binaries.capacity() * (std::mem::size_of::<usize>() + 1))
-            as u64;
+        let [frames, lists, starts, blocks] = self.most;
+        k.peak_bytes = (frames * std::mem::size_of::<Frame>()
+            + lists * std::mem::size_of::<ListState>()
+            + (starts + k.starts.len()) * std::mem::size_of::<usize>()
+            + (blocks + k.blocks.len()) * std::mem::size_of::<Retained>()
+            + k.values.len() * (std::mem::size_of::<(usize, Retained)>() + 1)
+            + k.lists.len() * (std::mem::size_of::<(usize, KeptList)>() + 1)
+            + self.binaries.len() * (std::mem::size_of::<usize>() + 1)) as u64;
         Ok(Some((self.kept, self.clean)))
     }
 }
