@@ -446,8 +446,9 @@ impl Graph {
         let mut edges = Edges::new();
         let mut binaries: Vec<(u32, u64)> = Vec::new();
         let mut binary_index: AHashMap<usize, u32> = AHashMap::new();
-        // References to objects already in the graph: (edge slot, address).
-        let mut repeats: Vec<(u32, usize)> = Vec::new();
+        // Addresses of the objects referenced again, in edge order: their
+        // edges are the `UNSET` ones, resolved once the walk is done.
+        let mut repeats: Vec<usize> = Vec::new();
         let mut shared_binary = false;
         let mut visited = VisitedSet::new();
         visited.insert(root_addr, &mut budget.work)?;
@@ -509,7 +510,7 @@ impl Graph {
                     push_node(&mut nodes, &mut edges, child | tag, 0, budget)?;
                 } else {
                     budget.room(&mut repeats)?;
-                    repeats.push((edges.len(), child));
+                    repeats.push(child);
                     edges.push(UNSET, budget)?;
                 }
             }
@@ -532,7 +533,7 @@ impl Graph {
                     )?;
                 } else {
                     budget.room(&mut repeats)?;
-                    repeats.push((edges.len(), attached.addr));
+                    repeats.push(attached.addr);
                     edges.push(UNSET, budget)?;
                 }
             }
@@ -566,7 +567,7 @@ impl Graph {
             // Only the addresses referenced again need an index: mark them,
             // then find their nodes in one pass over the graph.
             let mut targets = VisitedSet::new();
-            for &(_, a) in &repeats {
+            for &a in &repeats {
                 targets.insert(a, &mut budget.work)?;
             }
             let mut index: AHashMap<usize, u32> = AHashMap::new();
@@ -576,15 +577,17 @@ impl Graph {
                     index.insert(a, j as u32);
                 }
             }
-            for &(slot, a) in &repeats {
-                edges.set(slot, *index.get(&a).ok_or(cycle(a))?);
+            let mut next = repeats.iter();
+            for slot in 0..edges.len() {
+                if edges.get(slot) == UNSET {
+                    let &a = next.next().ok_or(cycle(root_addr))?;
+                    edges.set(slot, *index.get(&a).ok_or(cycle(a))?);
+                }
             }
         }
         let sharing = !repeats.is_empty() || shared_binary;
         drop(repeats);
-        // The addresses' memory is reused for the retained sizes (same width).
-        let mut spare: Vec<u64> = addr.into_iter().map(|a| a as u64).collect();
-        spare.clear();
+        drop(addr);
         let (mut edge_start, mut edges, mut own) = (edge_start, edges, own);
         edge_start.shrink_to_fit();
         edges.explicit.shrink_to_fit();
@@ -609,7 +612,7 @@ impl Graph {
         } else {
             None
         };
-        graph.sum_retained(order.as_deref(), spare, budget)?;
+        graph.sum_retained(order.as_deref(), budget)?;
         peak_bytes = peak_bytes.max(graph.resident_bytes() + order.as_ref().map_or(0, bytes_of));
         graph.peak_bytes = peak_bytes;
         Ok(graph)
@@ -718,14 +721,12 @@ impl Graph {
 
     /// Sums own sizes up the dominator tree; `order` is topological (`None`:
     /// node order is, as for a tree walked breadth first).
-    fn sum_retained(
-        &mut self,
-        order: Option<&[u32]>,
-        mut words: Vec<u64>,
-        budget: &mut Budget,
-    ) -> Result<(), Stop> {
+    fn sum_retained(&mut self, order: Option<&[u32]>, budget: &mut Budget) -> Result<(), Stop> {
         let n = self.len();
-        words.extend(self.own.iter().map(|&w| w as u64));
+        let mut words: Vec<u64> = budget.filled(n, 0)?;
+        for (w, &own) in words.iter_mut().zip(&self.own) {
+            *w = own as u64;
+        }
         let mut off_heap: Vec<u64> = Vec::new();
         if !self.binaries.is_empty() {
             off_heap = budget.filled(n, 0)?;
@@ -1624,8 +1625,11 @@ struct ListState {
     elem: Retained,
     elements: Retained,
     len: u64,
-    /// Where this list's block starts and sums begin in the pass's working
-    /// arrays.
+    /// Its first cell (the start of block 0).
+    first: usize,
+    /// Where the starts of its blocks 1.. and the sums of elements
+    /// `0..10 * j` (`j` >= 1) begin in the pass's working arrays: a list of
+    /// fewer than ten elements puts nothing there.
     starts_from: u32,
     blocks_from: u32,
 }
@@ -1767,20 +1771,15 @@ impl<'a, M: Memory> TreePass<'a, M> {
                 return self.push_frame(frame, budget).map(|_| true);
             }
             budget.room(&mut self.lists)?;
-            budget.room(&mut self.starts)?;
-            budget.room(&mut self.blocks)?;
             self.lists.push(ListState {
                 elem: CELL,
                 elements: Retained::default(),
                 len: 0,
+                first: addr,
                 starts_from: self.starts.len() as u32,
                 blocks_from: self.blocks.len() as u32,
             });
-            self.starts.push(addr);
-            self.blocks.push(Retained::default());
             self.most[1] = self.most[1].max(self.lists.len());
-            self.most[2] = self.most[2].max(self.starts.len());
-            self.most[3] = self.most[3].max(self.blocks.len());
             let frame = Frame {
                 walk: Walk::Head(addr),
                 sum: CELL,
@@ -1850,13 +1849,7 @@ impl<'a, M: Memory> TreePass<'a, M> {
         let list = match f.flags & LIST {
             0 => None,
             _ => {
-                let list = self.lists.pop().expect("a list state");
-                if !list.len.is_multiple_of(RUN_BLOCK) {
-                    budget.room(&mut self.blocks)?;
-                    self.blocks.push(list.elements);
-                    self.most[3] = self.most[3].max(self.blocks.len());
-                }
-                Some(list)
+                Some(self.lists.pop().expect("a list state"))
             }
         };
         if self.running >= self.bar_running.saturating_mul(2) {
@@ -1877,13 +1870,22 @@ impl<'a, M: Memory> TreePass<'a, M> {
                     starts: self.kept.starts.len() as u32,
                     blocks: self.kept.blocks.len() as u32,
                 };
+                budget.room(&mut self.kept.starts)?;
+                self.kept.starts.push(list.first);
                 for i in list.starts_from as usize..self.starts.len() {
                     budget.room(&mut self.kept.starts)?;
                     self.kept.starts.push(self.starts[i]);
                 }
+                budget.room(&mut self.kept.blocks)?;
+                self.kept.blocks.push(Retained::default());
                 for i in list.blocks_from as usize..self.blocks.len() {
                     budget.room(&mut self.kept.blocks)?;
                     self.kept.blocks.push(self.blocks[i]);
+                }
+                if !list.len.is_multiple_of(RUN_BLOCK) {
+                    // The last block, partial.
+                    budget.room(&mut self.kept.blocks)?;
+                    self.kept.blocks.push(list.elements);
                 }
                 crate::walk::reserve_map(&mut *self.kept.lists, &mut budget.work)?;
                 self.kept.lists.insert(f.addr, kept);
