@@ -987,7 +987,12 @@ impl<M: Memory> Searcher<'_, M> {
 
     /// What the value `term` retains, exactly: in a tree, a value the pass
     /// did not keep is walked again (it is small: under half the threshold).
-    fn retained_exactly(&self, term: u64, node: u32, budget: &mut Budget) -> Result<Retained, Stop> {
+    fn retained_exactly(
+        &self,
+        term: u64,
+        node: u32,
+        budget: &mut Budget,
+    ) -> Result<Retained, Stop> {
         let Some(tree) = self.tree else {
             return Ok(self.graph.retained(node));
         };
@@ -1593,7 +1598,10 @@ fn keep_bar(running: u64, min_share: f64) -> u64 {
 #[derive(Clone, Copy)]
 enum Walk {
     /// Slots `next..end` of an object are still to be entered.
-    Slots { next: usize, end: usize },
+    Slots {
+        next: usize,
+        end: usize,
+    },
     /// A list at `cell`: its head is to be entered (`Head`), was entered
     /// (`Tail`: the element closes and the spine moves on), or the list
     /// ended (`End`, possibly after entering an improper tail).
@@ -1848,9 +1856,7 @@ impl<'a, M: Memory> TreePass<'a, M> {
         let f = self.frames.pop().expect("a frame to close");
         let list = match f.flags & LIST {
             0 => None,
-            _ => {
-                Some(self.lists.pop().expect("a list state"))
-            }
+            _ => Some(self.lists.pop().expect("a list state")),
         };
         if self.running >= self.bar_running.saturating_mul(2) {
             self.bar_running = self.running;
@@ -2009,7 +2015,8 @@ impl<'a, M: Memory> TreePass<'a, M> {
             + (blocks + k.blocks.len()) * std::mem::size_of::<Retained>()
             + k.values.len() * (std::mem::size_of::<(usize, Retained)>() + 1)
             + k.lists.len() * (std::mem::size_of::<(usize, KeptList)>() + 1)
-            + self.binaries.len() * (std::mem::size_of::<usize>() + 1)) as u64;
+            + self.binaries.len() * (std::mem::size_of::<usize>() + 1))
+            as u64;
         Ok(Some((self.kept, self.clean)))
     }
 }

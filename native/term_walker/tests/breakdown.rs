@@ -658,7 +658,7 @@ impl TreeGen {
                 h.flatmap(keys, &[a, b])
             }
             6 => {
-                let mut leaf = |g: &mut TreeGen, h: &mut TestHeap, k: u64| {
+                let leaf = |g: &mut TreeGen, h: &mut TestHeap, k: u64| {
                     let v = g.value(h, d);
                     h.cons(atom(30 + k), v)
                 };
