@@ -35,7 +35,7 @@
 -define(DEFAULT_MIN_SHARE, 0.01).
 -define(DEFAULT_ROWS, 20).
 -define(DEFAULT_DEPTH, 32).
-%% The walk keeps 16-40 bytes per object: past this many objects it stops
+%% The walk keeps up to about 32 bytes per object (a DAG 4 more per reference): past this many objects it stops
 %% (`{error, too_many_objects}') rather than take gigabytes on a live node.
 -define(DEFAULT_MAX_OBJECTS, 10000000).
 -define(DEFAULT_TIMEOUT, 5000).
@@ -59,7 +59,7 @@
 %% with one element per field show field names), `name' (the root's label,
 %% default `"term"') and `key_format' (`fun(Key) -> iodata()' for keys that
 %% are not atoms; default `~0tp') and `max_objects' (default 10,000,000: a
-%% larger term answers `{error, too_many_objects}', as the walk keeps 16-40
+%% larger term answers `{error, too_many_objects}', as the walk keeps up to about 32
 %% bytes per object).
 -spec breakdown(term(), list() | map()) -> {ok, breakdown()} | {error, term()}.
 breakdown(Term, Opts0) ->

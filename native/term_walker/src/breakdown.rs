@@ -6,6 +6,16 @@
 //! charged to their common parent, never to whichever field a walk met first,
 //! so the answer does not depend on the walk order.
 //!
+//! 0. Most terms share nothing. [`TreePass`] walks the term once, depth
+//!    first with an explicit stack and a visited set, summing each
+//!    position's subtree as it closes (a tree's dominator is its parent, so
+//!    that sum is the retained size). It keeps only what the search can ask
+//!    for: positions retaining at least half of what a row needs (judged
+//!    against the bytes counted so far, which can only undercount the final
+//!    threshold), and for those that are lists, the cell starting each
+//!    block of ten elements and the sums per block. List cells get no record
+//!    of their own. The first object, attached object or off-heap binary
+//!    reached twice ends the pass, and the graph below takes over.
 //! 1. [`Graph::build`] walks the term once, breadth first, with no recursion:
 //!    one node per distinct object (by address), one per attached object
 //!    (OTP 27 BinRef / FunRef, counted once by address as `size_shared`
@@ -26,12 +36,15 @@
 //!    retain at least the threshold. A position is a row when no child of it
 //!    retains more than half of what it does (an accumulation point).
 //!
-//! Memory: per object 4 bytes of edge offset, 4 per edge, 4 of own size (then
-//! object count), 8 of address during the walk, reused for the retained
-//! words (plus 8 of retained off-heap bytes when the term pins any binary)
-//! and, with sharing, 4 + 4 + 4 + 4 of dominator, in-degree, jump pointer
-//! and topological order. [`Breakdown::peak_bytes`] reports the most these arrays held at
-//! once.
+//! Memory, tree pass: one frame (64 bytes) per level of the current path,
+//! 33 bytes per kept position, 32 per ten elements of a kept list.
+//! Graph: per object 4 bytes of edge offset, 4 per edge, 4 of own size (then
+//! object count), 8 of address during the walk (freed before the
+//! dominators), 8 of address per reference to an object met before, then 8
+//! of retained words (plus 8 of retained off-heap bytes when the term pins
+//! any binary) and, with sharing, 4 + 4 + 4 + 4 of dominator, in-degree,
+//! jump pointer and topological order. [`Breakdown::peak_bytes`] reports the
+//! most these arrays held at once (growth slack aside, as for the graph).
 
 use ahash::AHashMap;
 
@@ -107,7 +120,8 @@ pub struct Settings {
     /// Positions deeper than this many steps are not looked at.
     pub max_depth: usize,
     /// The walk stops with [`TOO_MANY_OBJECTS`] past this many objects and
-    /// binaries (memory is about 16–40 bytes each).
+    /// binaries (memory is 1–32 bytes each on the benchmark terms; a DAG
+    /// needs 4 more per reference).
     pub max_objects: usize,
     /// Only accumulation points are rows (the normal case). `false` makes
     /// every position above the threshold a row (for tests).
@@ -1765,6 +1779,15 @@ impl<'a, M: Memory> TreePass<'a, M> {
             self.running += 2 * WORD_BYTES as u64;
             if in_hashmap {
                 // A hashmap leaf [K | V]: key and value, both the map's.
+                let (key, value) = (self.mem.word(addr)?, self.mem.word(addr + WORD_BYTES)?);
+                if classify(key, addr)? == Word::Immediate
+                    && classify(value, addr + WORD_BYTES)? == Word::Immediate
+                {
+                    // Nothing below it: no frame.
+                    let parent = self.frames.last_mut().expect("a hashmap node");
+                    parent.sum.add(CELL);
+                    return Ok(true);
+                }
                 let walk = Walk::Slots {
                     next: addr,
                     end: addr + 2 * WORD_BYTES,
@@ -1847,6 +1870,11 @@ impl<'a, M: Memory> TreePass<'a, M> {
             depth,
             flags,
         };
+        if object.child_count == 0 {
+            // Nothing below it: closed at once, without a frame.
+            self.close(frame, None, budget)?;
+            return Ok(true);
+        }
         self.push_frame(frame, budget).map(|_| true)
     }
 
@@ -1858,6 +1886,17 @@ impl<'a, M: Memory> TreePass<'a, M> {
             0 => None,
             _ => Some(self.lists.pop().expect("a list state")),
         };
+        self.close(f, list, budget)
+    }
+
+    /// Closes `f`, no longer on the stack (with its list state).
+    #[inline(always)]
+    fn close(
+        &mut self,
+        f: Frame,
+        list: Option<ListState>,
+        budget: &mut Budget,
+    ) -> Result<(), Stop> {
         if self.running >= self.bar_running.saturating_mul(2) {
             self.bar_running = self.running;
             self.bar = keep_bar(self.running, self.settings.min_share);
