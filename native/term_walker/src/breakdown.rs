@@ -2028,12 +2028,23 @@ impl<'a, M: Memory> TreePass<'a, M> {
                     let term = self.mem.word(next)?;
                     self.enter(term, next, depth, hashmap, budget)?
                 }
-                Walk::Head(cell) => {
-                    top.walk = Walk::Tail(cell);
-                    let depth = top.depth + 1;
+                Walk::Head(mut cell) => loop {
+                    // Along the spine while the heads are immediates.
                     let term = self.mem.word(cell)?;
-                    self.enter(term, cell, depth, false, budget)?
-                }
+                    if classify(term, cell)? != Word::Immediate {
+                        let top = self.frames.last_mut().expect("a list frame");
+                        top.walk = Walk::Tail(cell);
+                        let depth = top.depth + 1;
+                        break self.enter(term, cell, depth, false, budget)?;
+                    }
+                    if !self.next_cell(cell, budget)? {
+                        break false;
+                    }
+                    match self.frames.last().map(|top| top.walk) {
+                        Some(Walk::Head(next)) => cell = next,
+                        _ => break true,
+                    }
+                },
                 Walk::Tail(cell) => self.next_cell(cell, budget)?,
                 Walk::Slots { .. } | Walk::End => {
                     self.finish(budget)?;
