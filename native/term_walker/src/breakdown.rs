@@ -1731,6 +1731,18 @@ impl<'a, M: Memory> TreePass<'a, M> {
         Ok(())
     }
 
+    /// Whether all of a small object's slots are immediates.
+    #[inline(always)]
+    fn no_pointers(&self, object: &Object) -> Result<bool, Stop> {
+        for k in 0..object.child_count {
+            let at = object.children + k * WORD_BYTES;
+            if classify(self.mem.word(at)?, at)? != Word::Immediate {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
     #[inline(always)]
     fn push_frame(&mut self, frame: Frame, budget: &mut Budget) -> Result<(), Stop> {
         budget.room(&mut self.frames)?;
@@ -1870,7 +1882,7 @@ impl<'a, M: Memory> TreePass<'a, M> {
             depth,
             flags,
         };
-        if object.child_count == 0 {
+        if object.child_count <= 4 && self.no_pointers(&object)? {
             // Nothing below it: closed at once, without a frame.
             self.close(frame, None, budget)?;
             return Ok(true);
@@ -2018,14 +2030,27 @@ impl<'a, M: Memory> TreePass<'a, M> {
         }
         while let Some(top) = self.frames.last_mut() {
             let found = match top.walk {
-                Walk::Slots { next, end } if next < end => {
+                Walk::Slots { mut next, end } if next < end => {
+                    // Past the immediates to the next slot that points.
+                    let mut term = self.mem.word(next)?;
+                    while classify(term, next)? == Word::Immediate {
+                        next += WORD_BYTES;
+                        if next == end {
+                            break;
+                        }
+                        term = self.mem.word(next)?;
+                    }
+                    let top = self.frames.last_mut().expect("a frame");
+                    if next == end {
+                        top.walk = Walk::Slots { next, end };
+                        continue;
+                    }
                     top.walk = Walk::Slots {
                         next: next + WORD_BYTES,
                         end,
                     };
                     let depth = top.depth + u32::from(top.flags & POSITION != 0);
                     let hashmap = top.flags & HASHMAP != 0;
-                    let term = self.mem.word(next)?;
                     self.enter(term, next, depth, hashmap, budget)?
                 }
                 Walk::Head(mut cell) => loop {
