@@ -46,6 +46,8 @@
 //! jump pointer and topological order. [`Breakdown::peak_bytes`] reports the
 //! most these arrays held at once (growth slack aside, as for the graph).
 
+use std::borrow::Cow;
+
 use ahash::AHashMap;
 
 use crate::decode::{self, classify, Detail, LayoutError, Object, Word};
@@ -850,11 +852,12 @@ fn lca(idom: &[u32], level: &[u32], jump: &[u32], a: u32, b: u32) -> u32 {
 
 /// A list whose elements were looked at: the cons cell (address and node)
 /// that starts each block of ten elements, and sums per block for the runs.
-struct ListInfo {
+/// In a tree, both are the tree pass's, borrowed.
+struct ListInfo<'a> {
     len: u64,
-    starts: Vec<(usize, u32)>,
+    starts: Cow<'a, [(usize, u32)]>,
     /// `blocks[j]`: what elements `0..10 * j` retain (the last block partial).
-    blocks: Vec<Retained>,
+    blocks: Cow<'a, [Retained]>,
 }
 
 const RUN_BLOCK: u64 = 10;
@@ -875,7 +878,7 @@ struct Searcher<'a, M: Memory> {
     /// Set for a term without sharing: sizes come from the tree pass, and
     /// the graph has no nodes (node indices are 0).
     tree: Option<&'a TreeSizes>,
-    lists: Vec<ListInfo>,
+    lists: Vec<ListInfo<'a>>,
     /// Paths as a tree: (parent path, step); `u32::MAX` is the root.
     steps: Vec<(u32, Step)>,
 }
@@ -908,7 +911,7 @@ struct Child {
     retained: Retained,
 }
 
-impl<M: Memory> Searcher<'_, M> {
+impl<'a, M: Memory> Searcher<'a, M> {
     fn path(&self, mut at: u32) -> Vec<Step> {
         let mut path = Vec::new();
         while at != u32::MAX {
@@ -1102,6 +1105,7 @@ impl<M: Memory> Searcher<'_, M> {
                     kept.offer(self.value(term, n, Step::Key(key)), budget)
                 })?;
             }
+            Some(Kind::Map) if self.tree.is_some_and(|t| t.bare_maps.contains(&at)) => {}
             Some(Kind::Map) => self.hashmap_children(object, node, budget, &mut kept)?,
             Some(Kind::Fun) => {
                 // OTP <= 26: the creator pid comes before the free variables.
@@ -1173,8 +1177,8 @@ impl<M: Memory> Searcher<'_, M> {
     fn list(&mut self, at: usize, node: u32, budget: &mut Budget) -> Result<usize, Stop> {
         let mut info = ListInfo {
             len: 0,
-            starts: Vec::new(),
-            blocks: vec![Retained::default()],
+            starts: Cow::Owned(Vec::new()),
+            blocks: Cow::Owned(vec![Retained::default()]),
         };
         if let Some(tree) = self.tree {
             // The pass kept every list the search can reach.
@@ -1182,12 +1186,9 @@ impl<M: Memory> Searcher<'_, M> {
             info.len = kept.len;
             let blocks = kept.len.div_ceil(RUN_BLOCK) as usize;
             let from = kept.starts as usize;
-            info.starts = tree.starts[from..from + blocks]
-                .iter()
-                .map(|&cell| (cell, 0))
-                .collect();
+            info.starts = Cow::Borrowed(&tree.starts[from..from + blocks]);
             let from = kept.blocks as usize;
-            info.blocks = tree.blocks[from..from + blocks + 1].to_vec();
+            info.blocks = Cow::Borrowed(&tree.blocks[from..from + blocks + 1]);
             budget.spend(blocks as u64)?;
             self.lists.push(info);
             return Ok(self.lists.len() - 1);
@@ -1202,11 +1203,11 @@ impl<M: Memory> Searcher<'_, M> {
             let index = info.len;
             info.len += 1;
             if index.is_multiple_of(RUN_BLOCK) {
-                info.starts.push((cell, n));
+                info.starts.to_mut().push((cell, n));
             }
             sum.add(self.element(cell, n, budget)?);
             if (index + 1).is_multiple_of(RUN_BLOCK) {
-                info.blocks.push(sum);
+                info.blocks.to_mut().push(sum);
             }
             let tail = self.mem.word(cell + WORD_BYTES)?;
             // A literal tail left out of the graph weighs nothing.
@@ -1223,7 +1224,7 @@ impl<M: Memory> Searcher<'_, M> {
             n = next;
         }
         if !info.len.is_multiple_of(RUN_BLOCK) {
-            info.blocks.push(sum);
+            info.blocks.to_mut().push(sum);
         }
         self.lists.push(info);
         Ok(self.lists.len() - 1)
@@ -1235,7 +1236,7 @@ impl<M: Memory> Searcher<'_, M> {
     /// looking at every element.
     fn tree_list(
         &mut self,
-        mut info: ListInfo,
+        mut info: ListInfo<'a>,
         at: usize,
         node: u32,
         budget: &mut Budget,
@@ -1244,7 +1245,7 @@ impl<M: Memory> Searcher<'_, M> {
         let end = loop {
             budget.spend(1)?;
             if info.len.is_multiple_of(RUN_BLOCK) {
-                info.starts.push((cell, n));
+                info.starts.to_mut().push((cell, n));
             }
             info.len += 1;
             let tail_at = cell + WORD_BYTES;
@@ -1261,9 +1262,11 @@ impl<M: Memory> Searcher<'_, M> {
         };
         let whole = self.graph.retained(node);
         for &(_, start) in &info.starts[1..] {
-            info.blocks.push(whole.sub(self.graph.retained(start)));
+            info.blocks
+                .to_mut()
+                .push(whole.sub(self.graph.retained(start)));
         }
-        info.blocks.push(whole.sub(end));
+        info.blocks.to_mut().push(whole.sub(end));
         self.lists.push(info);
         Ok(self.lists.len() - 1)
     }
@@ -1591,8 +1594,11 @@ struct TreeSizes {
     /// retain at least half of what a row needs (see [`worth_keeping`]).
     values: AHashMap<usize, Retained>,
     lists: AHashMap<usize, KeptList>,
-    /// Per kept list, the cell that starts each block of ten elements.
-    starts: Vec<usize>,
+    /// Kept hashmaps none of whose values was kept.
+    bare_maps: ahash::AHashSet<usize>,
+    /// Per kept list, the cell that starts each block of ten elements (and
+    /// node 0: a tree has no node indices).
+    starts: Vec<(usize, u32)>,
     /// Per kept list, what elements `0..10 * j` retain (`len / 10 + 2`
     /// entries at most, the last block partial).
     blocks: Vec<Retained>,
@@ -1631,6 +1637,8 @@ const LIST: u8 = 2;
 /// A position the search may reach (not a hashmap's inner node or leaf):
 /// its children are one step deeper.
 const POSITION: u8 = 4;
+/// Some position below it (before the next position down) was kept.
+const KEPT_BELOW: u8 = 8;
 
 struct Frame {
     walk: Walk,
@@ -1711,6 +1719,7 @@ impl<'a, M: Memory> TreePass<'a, M> {
                 peak_bytes: 0,
                 values: AHashMap::new(),
                 lists: AHashMap::new(),
+                bare_maps: ahash::AHashSet::new(),
                 starts: Vec::new(),
                 blocks: Vec::new(),
             },
@@ -1729,6 +1738,72 @@ impl<'a, M: Memory> TreePass<'a, M> {
             return Err(too_large(at));
         }
         Ok(())
+    }
+
+    /// The length of the list at `addr` when it is shorter than a block,
+    /// all its heads are immediates and it ends in an immediate: such a list
+    /// is summed at once, without a frame. Only reads.
+    #[inline(always)]
+    fn short_flat_list(&self, addr: usize) -> Result<Option<u64>, Stop> {
+        let (mut cell, mut len) = (addr, 1u64);
+        loop {
+            if classify(self.mem.word(cell)?, cell)? != Word::Immediate {
+                return Ok(None);
+            }
+            let tail_at = cell + WORD_BYTES;
+            match classify(self.mem.word(tail_at)?, tail_at)? {
+                Word::Immediate => return Ok(Some(len)),
+                Word::List(next) if len + 1 < RUN_BLOCK && !self.mem.is_literal(next) => {
+                    cell = next;
+                    len += 1;
+                }
+                _ => return Ok(None),
+            }
+        }
+    }
+
+    /// Counts and closes the list `short_flat_list` measured.
+    fn close_short_list(
+        &mut self,
+        addr: usize,
+        len: u64,
+        depth: u32,
+        budget: &mut Budget,
+    ) -> Result<bool, Stop> {
+        // The first cell is counted already.
+        let mut cell = addr;
+        for _ in 1..len {
+            let next = (self.mem.word(cell + WORD_BYTES)? & POINTER_MASK) as usize;
+            if !self.visited.insert(next, &mut budget.work)? {
+                return Ok(false);
+            }
+            self.node(next)?;
+            budget.spend(2)?;
+            self.running += 2 * WORD_BYTES as u64;
+            cell = next;
+        }
+        let sum = Retained {
+            words: 2 * len,
+            off_heap_bytes: 0,
+            objects: len,
+        };
+        let frame = Frame {
+            walk: Walk::End,
+            sum,
+            addr,
+            depth,
+            flags: LIST | POSITION,
+        };
+        let list = ListState {
+            elem: CELL,
+            elements: sum,
+            len,
+            first: addr,
+            starts_from: self.starts.len() as u32,
+            blocks_from: self.blocks.len() as u32,
+        };
+        self.close(frame, Some(list), budget)?;
+        Ok(true)
     }
 
     /// Whether all of a small object's slots are immediates.
@@ -1812,6 +1887,9 @@ impl<'a, M: Memory> TreePass<'a, M> {
                     flags: 0,
                 };
                 return self.push_frame(frame, budget).map(|_| true);
+            }
+            if let Some(len) = self.short_flat_list(addr)? {
+                return self.close_short_list(addr, len, depth, budget);
             }
             budget.room(&mut self.lists)?;
             self.lists.push(ListState {
@@ -1921,6 +1999,20 @@ impl<'a, M: Memory> TreePass<'a, M> {
         if keep {
             crate::walk::reserve_map(&mut *self.kept.values, &mut budget.work)?;
             self.kept.values.insert(f.addr, f.sum);
+            if let Some(up) = self
+                .frames
+                .iter_mut()
+                .rev()
+                .find(|u| u.flags & POSITION != 0)
+            {
+                up.flags |= KEPT_BELOW;
+            }
+            if f.flags & (HASHMAP | KEPT_BELOW) == HASHMAP {
+                // A hashmap none of whose values was kept: the search
+                // need not read it again.
+                crate::walk::reserve_map(&mut *self.kept.bare_maps, &mut budget.work)?;
+                self.kept.bare_maps.insert(f.addr);
+            }
             if let Some(list) = &list {
                 let kept = KeptList {
                     len: list.len,
@@ -1928,10 +2020,10 @@ impl<'a, M: Memory> TreePass<'a, M> {
                     blocks: self.kept.blocks.len() as u32,
                 };
                 budget.room(&mut self.kept.starts)?;
-                self.kept.starts.push(list.first);
+                self.kept.starts.push((list.first, 0));
                 for i in list.starts_from as usize..self.starts.len() {
                     budget.room(&mut self.kept.starts)?;
-                    self.kept.starts.push(self.starts[i]);
+                    self.kept.starts.push((self.starts[i], 0));
                 }
                 budget.room(&mut self.kept.blocks)?;
                 self.kept.blocks.push(Retained::default());
@@ -2086,10 +2178,12 @@ impl<'a, M: Memory> TreePass<'a, M> {
         let [frames, lists, starts, blocks] = self.most;
         k.peak_bytes = (frames * std::mem::size_of::<Frame>()
             + lists * std::mem::size_of::<ListState>()
-            + (starts + k.starts.len()) * std::mem::size_of::<usize>()
+            + starts * std::mem::size_of::<usize>()
+            + k.starts.len() * std::mem::size_of::<(usize, u32)>()
             + (blocks + k.blocks.len()) * std::mem::size_of::<Retained>()
             + k.values.len() * (std::mem::size_of::<(usize, Retained)>() + 1)
             + k.lists.len() * (std::mem::size_of::<(usize, KeptList)>() + 1)
+            + k.bare_maps.len() * (std::mem::size_of::<usize>() + 1)
             + self.binaries.len() * (std::mem::size_of::<usize>() + 1))
             as u64;
         Ok(Some((self.kept, self.clean)))
