@@ -16,7 +16,8 @@
 %%%     `shared_words', `off_heap_bytes', `off_heap_binaries',
 %%%     `literal_words' (module literals, reported apart, never charged),
 %%%     `objects', and `graph_nodes' and `graph_bytes': the objects and
-%%%     binaries the walk's graph had and the bytes its arrays held.</li>
+%%%     binaries the walk met and the most bytes its arrays held (the tree
+%%%     pass's, or for a term with sharing the graph's).</li>
 %%% <li>`rows': the heaviest accumulation points, heaviest first, each
 %%%     `#{path, label, bytes, shared_words, off_heap_bytes, share, count,
 %%%     kind}'. `path' is a list of steps (0-based): `{elem, I}' (tuples),
