@@ -1180,9 +1180,10 @@ impl<'a, M: Memory> Searcher<'a, M> {
             starts: Cow::Owned(Vec::new()),
             blocks: Cow::Owned(vec![Retained::default()]),
         };
-        if let Some(tree) = self.tree {
-            // The pass kept every list the search can reach.
-            let kept = tree.lists.get(&at).ok_or(cycle(at))?;
+        // The pass keeps every list the search can reach; were one missing,
+        // the walk below reads it again (in a tree, nothing is shared).
+        if let Some(kept) = self.tree.and_then(|tree| tree.lists.get(&at)) {
+            let tree = self.tree.expect("a tree");
             info.len = kept.len;
             let blocks = kept.len.div_ceil(RUN_BLOCK) as usize;
             let from = kept.starts as usize;
@@ -1193,7 +1194,7 @@ impl<'a, M: Memory> Searcher<'a, M> {
             self.lists.push(info);
             return Ok(self.lists.len() - 1);
         }
-        if self.graph.is_tree() {
+        if self.tree.is_none() && self.graph.is_tree() {
             return self.tree_list(info, at, node, budget);
         }
         let mut sum = Retained::default();
