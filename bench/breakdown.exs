@@ -3,10 +3,16 @@
 #
 #   MIX_ENV=prod mix run bench/breakdown.exs
 #
-# Prints, per workload, the median time (µs) of term_size/1 and breakdown/2 (one
-# walk building the object graph, dominators, retained sizes and the rows)
-# and their ratio (target: ≤ 2x), and the bytes per graph node (an object or
-# an off-heap binary) the walk's arrays held at their largest (target: ≤ 32).
+# With MEMPROBE_BENCH_CPU=1 (best with ERL_FLAGS="+sbwt none +sbwtdcpu none
+# +sbwtdio none", so idle schedulers do not spin) it reads the emulator's CPU
+# time over batches of calls instead of the wall clock, the least of 3
+# alternating batches per side: on a machine shared with other work the ratio
+# then moves much less.
+#
+# Prints, per workload, the time (µs) of term_size/1 and breakdown/2 (the
+# tree pass, or for a term with sharing the object graph and its dominators,
+# then the rows) and their ratio (target: ≤ 2x), and the bytes per object or
+# off-heap binary that the walk's arrays held at their largest (target: ≤ 32).
 # Medians of several runs on a shared machine: read the ratios, not the
 # absolute numbers.
 
@@ -23,9 +29,34 @@ defmodule Bench.Breakdown do
     median_us(fn -> for _ <- 1..batch, do: fun.() end, @runs) / batch
   end
 
+  # Least CPU time per call (µs) of 3 batches, the two functions alternating.
+  defp cpu_us(size_fun, breakdown_fun, term) do
+    {once, _} = :timer.tc(size_fun)
+
+    batch =
+      if :erts_debug.flat_size(term) < 10_000, do: 100_000, else: max(div(300_000, max(once, 1)), 1)
+
+    per_call = fn fun ->
+      :erlang.statistics(:runtime)
+      for _ <- 1..batch, do: fun.()
+      {_, ms} = :erlang.statistics(:runtime)
+      ms * 1000 / batch
+    end
+
+    {sizes, breakdowns} =
+      Enum.reduce(1..3, {[], []}, fn _, {a, b} ->
+        {[per_call.(size_fun) | a], [per_call.(breakdown_fun) | b]}
+      end)
+
+    {Enum.min(sizes), Enum.min(breakdowns)}
+  end
+
   def run do
+    cpu? = System.get_env("MEMPROBE_BENCH_CPU") == "1"
+    clock = if cpu?, do: "least CPU time of 3 batches", else: "median wall time of #{@runs}"
+
     IO.puts(
-      "MemProbe breakdown benchmark — #{MemProbe.info().mode} mode, OTP #{:erlang.system_info(:otp_release)}\n"
+      "MemProbe breakdown benchmark — #{MemProbe.info().mode} mode, OTP #{:erlang.system_info(:otp_release)}, #{clock}\n"
     )
 
     header = [
@@ -44,8 +75,14 @@ defmodule Bench.Breakdown do
         {:ok, b} = MemProbe.breakdown(term)
         # Same total as term_size/1 first; then time.
         true = b.total.bytes == MemProbe.term_size(term).bytes
-        size_us = per_call_us(fn -> MemProbe.term_size(term) end, term)
-        breakdown_us = per_call_us(fn -> MemProbe.breakdown(term) end, term)
+        size_fun = fn -> MemProbe.term_size(term) end
+        breakdown_fun = fn -> MemProbe.breakdown(term) end
+
+        {size_us, breakdown_us} =
+          if cpu?,
+            do: cpu_us(size_fun, breakdown_fun, term),
+            else: {per_call_us(size_fun, term), per_call_us(breakdown_fun, term)}
+
         nodes = max(b.total.graph_nodes, 1)
 
         [

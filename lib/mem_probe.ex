@@ -757,7 +757,7 @@ defmodule MemProbe do
   `Record.extract/2` output: tuples tagged `:state` show field names), `name:`
   (the root's label, default `"term"`), `key_format:` (how non-atom keys
   print; default `inspect/1`), `max_objects:` (default 10,000,000; the walk
-  keeps 16–40 bytes per object, and a larger term answers
+  keeps up to about 32 bytes per object, and a larger term answers
   `{:error, :too_many_objects}`). Struct and other atom keys print as
   fields. Without the native walker: `{:error, :native_walker_unavailable}`.
 

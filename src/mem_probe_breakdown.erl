@@ -16,7 +16,8 @@
 %%%     `shared_words', `off_heap_bytes', `off_heap_binaries',
 %%%     `literal_words' (module literals, reported apart, never charged),
 %%%     `objects', and `graph_nodes' and `graph_bytes': the objects and
-%%%     binaries the walk's graph had and the bytes its arrays held.</li>
+%%%     binaries the walk met and the most bytes its arrays held (the tree
+%%%     pass's, or for a term with sharing the graph's).</li>
 %%% <li>`rows': the heaviest accumulation points, heaviest first, each
 %%%     `#{path, label, bytes, shared_words, off_heap_bytes, share, count,
 %%%     kind}'. `path' is a list of steps (0-based): `{elem, I}' (tuples),
@@ -35,7 +36,7 @@
 -define(DEFAULT_MIN_SHARE, 0.01).
 -define(DEFAULT_ROWS, 20).
 -define(DEFAULT_DEPTH, 32).
-%% The walk keeps 16-40 bytes per object: past this many objects it stops
+%% The walk keeps up to about 32 bytes per object (a DAG 4 more per reference): past this many objects it stops
 %% (`{error, too_many_objects}') rather than take gigabytes on a live node.
 -define(DEFAULT_MAX_OBJECTS, 10000000).
 -define(DEFAULT_TIMEOUT, 5000).
@@ -73,7 +74,7 @@
 %% with one element per field show field names), `name' (the root's label,
 %% default `"term"') and `key_format' (`fun(Key) -> iodata()' for keys that
 %% are not atoms; default `~0tp') and `max_objects' (default 10,000,000: a
-%% larger term answers `{error, too_many_objects}', as the walk keeps 16-40
+%% larger term answers `{error, too_many_objects}', as the walk keeps up to about 32
 %% bytes per object).
 -spec breakdown(term(), list() | map()) -> {ok, breakdown()} | {error, term()}.
 breakdown(Term, Opts0) ->
@@ -203,10 +204,29 @@ take(Key, Map, Default) ->
 native() ->
     maps:get(mode, mem_probe_sizes:info()) =:= native.
 
+%% The NIF itself refuses to walk until the calibration has passed, so it is
+%% asked first; only when it refuses is the mode looked up (which runs the
+%% calibration if it has not run yet).
 measure(Term, Opts) ->
-    case native() of
-        false -> {error, native_walker_unavailable};
-        true -> walked(Term, walk(Term, Opts), Opts)
+    case try_walk(Term, Opts) of
+        unavailable ->
+            case native() of
+                false -> {error, native_walker_unavailable};
+                true -> walked(Term, walk(Term, Opts), Opts)
+            end;
+        Walked ->
+            walked(Term, Walked, Opts)
+    end.
+
+try_walk(Term, Opts) ->
+    try walk(Term, Opts) of
+        {error, Reason} when Reason =:= not_calibrated; Reason =:= unknown_release_layout ->
+            unavailable;
+        Walked ->
+            Walked
+    catch
+        error:nif_not_loaded -> unavailable;
+        error:undef -> unavailable
     end.
 
 %% Budgeted on this scheduler, then from the root on a dirty one.

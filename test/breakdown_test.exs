@@ -154,6 +154,33 @@ defmodule MemProbe.BreakdownTest do
     assert List.last(lines) =~ ~r/in no row: term's own objects/
   end
 
+  test "print/1 prints the table format/1 renders, with human units and shares" do
+    import ExUnit.CaptureIO
+    {:ok, b} = MemProbe.breakdown(%{log: Enum.to_list(1..4000), n: 1})
+    printed = capture_io(fn -> assert MemProbe.print(b) == :ok end)
+    assert String.trim_trailing(printed) == MemProbe.format(b)
+    assert printed =~ ~r/^term retains 62\.\d+ KiB/
+    assert printed =~ ~r/\nterm\.log\[0\.\.3999\] +62\.5 KiB +\d+\.\d% +0 B +4000 +list\n/
+  end
+
+  test "report/1 shows the heaviest paths in the state of the largest process" do
+    import ExUnit.CaptureIO
+    # Far larger than anything else the suite keeps alive.
+    {:ok, hog} = Agent.start(fn -> %{ballast: Enum.to_list(1..1_500_000), n: 1} end)
+
+    try do
+      report = :mem_probe.report(n: 3, binaries: false)
+      assert %{pid: ^hog, breakdown: {:ok, b}} = report.top_paths
+      assert [%{label: "state.ballast[0..1499999]"} = first | _] = b.rows
+      assert first.bytes == 1_500_000 * 16
+      text = capture_io(fn -> MemProbe.report(n: 3, binaries: false) end)
+      assert text =~ "Heaviest paths in the state of"
+      assert text =~ ~r/state\.ballast\[0\.\.1499999\] +22\.9 MiB/
+    after
+      Process.exit(hog, :kill)
+    end
+  end
+
   test "depth limits how deep rows are looked for" do
     term = %{a: %{b: %{c: Enum.to_list(1..1000)}}, d: Enum.to_list(1..900)}
     {:ok, deep} = MemProbe.breakdown(term)

@@ -39,10 +39,10 @@ rustler::atoms! {
     too_many_objects,
 }
 
-/// Words a breakdown may visit on a normal scheduler: it decodes each object
-/// once for the graph and again for the positions it looks at, so a little
-/// less than a scan's allowance.
-const NORMAL_SCHEDULER_WORDS: u64 = 60_000;
+/// Words a breakdown may visit on a normal scheduler before it hands over to
+/// a dirty one: a scan's allowance (`NORMAL_SCHEDULER_SCAN_WORDS`), so that
+/// the work thrown away on a large term is no more than `term_size/1`'s.
+const NORMAL_SCHEDULER_WORDS: u64 = 15_000;
 
 /// A term word read from inside the argument term, as a term of `env`.
 fn term_of(env: Env<'_>, word: u64) -> Term<'_> {

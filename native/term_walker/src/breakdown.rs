@@ -6,6 +6,16 @@
 //! charged to their common parent, never to whichever field a walk met first,
 //! so the answer does not depend on the walk order.
 //!
+//! 0. Most terms share nothing. [`TreePass`] walks the term once, depth
+//!    first with an explicit stack and a visited set, summing each
+//!    position's subtree as it closes (a tree's dominator is its parent, so
+//!    that sum is the retained size). It keeps only what the search can ask
+//!    for: positions retaining at least half of what a row needs (judged
+//!    against the bytes counted so far, which can only undercount the final
+//!    threshold), and for those that are lists, the cell starting each
+//!    block of ten elements and the sums per block. List cells get no record
+//!    of their own. The first object, attached object or off-heap binary
+//!    reached twice ends the pass, and the graph below takes over.
 //! 1. [`Graph::build`] walks the term once, breadth first, with no recursion:
 //!    one node per distinct object (by address), one per attached object
 //!    (OTP 27 BinRef / FunRef, counted once by address as `size_shared`
@@ -26,12 +36,17 @@
 //!    retain at least the threshold. A position is a row when no child of it
 //!    retains more than half of what it does (an accumulation point).
 //!
-//! Memory: per object 4 bytes of edge offset, 4 per edge, 4 of own size (then
-//! object count), 8 of address during the walk, reused for the retained
-//! words (plus 8 of retained off-heap bytes when the term pins any binary)
-//! and, with sharing, 4 + 4 + 4 + 4 of dominator, in-degree, jump pointer
-//! and topological order. [`Breakdown::peak_bytes`] reports the most these arrays held at
-//! once.
+//! Memory, tree pass: one frame (64 bytes) per level of the current path,
+//! 33 bytes per kept position, 32 per ten elements of a kept list.
+//! Graph: per object 4 bytes of edge offset, 4 per edge, 4 of own size (then
+//! object count), 8 of address during the walk (freed before the
+//! dominators), 8 of address per reference to an object met before, then 8
+//! of retained words (plus 8 of retained off-heap bytes when the term pins
+//! any binary) and, with sharing, 4 + 4 + 4 + 4 of dominator, in-degree,
+//! jump pointer and topological order. [`Breakdown::peak_bytes`] reports the
+//! most these arrays held at once (growth slack aside, as for the graph).
+
+use std::borrow::Cow;
 
 use ahash::AHashMap;
 
@@ -107,7 +122,8 @@ pub struct Settings {
     /// Positions deeper than this many steps are not looked at.
     pub max_depth: usize,
     /// The walk stops with [`TOO_MANY_OBJECTS`] past this many objects and
-    /// binaries (memory is about 16–40 bytes each).
+    /// binaries (memory is 1–32 bytes each on the benchmark terms; a DAG
+    /// needs 4 more per reference).
     pub max_objects: usize,
     /// Only accumulation points are rows (the normal case). `false` makes
     /// every position above the threshold a row (for tests).
@@ -446,8 +462,9 @@ impl Graph {
         let mut edges = Edges::new();
         let mut binaries: Vec<(u32, u64)> = Vec::new();
         let mut binary_index: AHashMap<usize, u32> = AHashMap::new();
-        // References to objects already in the graph: (edge slot, address).
-        let mut repeats: Vec<(u32, usize)> = Vec::new();
+        // Addresses of the objects referenced again, in edge order: their
+        // edges are the `UNSET` ones, resolved once the walk is done.
+        let mut repeats: Vec<usize> = Vec::new();
         let mut shared_binary = false;
         let mut visited = VisitedSet::new();
         visited.insert(root_addr, &mut budget.work)?;
@@ -509,7 +526,7 @@ impl Graph {
                     push_node(&mut nodes, &mut edges, child | tag, 0, budget)?;
                 } else {
                     budget.room(&mut repeats)?;
-                    repeats.push((edges.len(), child));
+                    repeats.push(child);
                     edges.push(UNSET, budget)?;
                 }
             }
@@ -532,7 +549,7 @@ impl Graph {
                     )?;
                 } else {
                     budget.room(&mut repeats)?;
-                    repeats.push((edges.len(), attached.addr));
+                    repeats.push(attached.addr);
                     edges.push(UNSET, budget)?;
                 }
             }
@@ -566,7 +583,7 @@ impl Graph {
             // Only the addresses referenced again need an index: mark them,
             // then find their nodes in one pass over the graph.
             let mut targets = VisitedSet::new();
-            for &(_, a) in &repeats {
+            for &a in &repeats {
                 targets.insert(a, &mut budget.work)?;
             }
             let mut index: AHashMap<usize, u32> = AHashMap::new();
@@ -576,15 +593,17 @@ impl Graph {
                     index.insert(a, j as u32);
                 }
             }
-            for &(slot, a) in &repeats {
-                edges.set(slot, *index.get(&a).ok_or(cycle(a))?);
+            let mut next = repeats.iter();
+            for slot in 0..edges.len() {
+                if edges.get(slot) == UNSET {
+                    let &a = next.next().ok_or(cycle(root_addr))?;
+                    edges.set(slot, *index.get(&a).ok_or(cycle(a))?);
+                }
             }
         }
         let sharing = !repeats.is_empty() || shared_binary;
         drop(repeats);
-        // The addresses' memory is reused for the retained sizes (same width).
-        let mut spare: Vec<u64> = addr.into_iter().map(|a| a as u64).collect();
-        spare.clear();
+        drop(addr);
         let (mut edge_start, mut edges, mut own) = (edge_start, edges, own);
         edge_start.shrink_to_fit();
         edges.explicit.shrink_to_fit();
@@ -609,10 +628,27 @@ impl Graph {
         } else {
             None
         };
-        graph.sum_retained(order.as_deref(), spare, budget)?;
+        graph.sum_retained(order.as_deref(), budget)?;
         peak_bytes = peak_bytes.max(graph.resident_bytes() + order.as_ref().map_or(0, bytes_of));
         graph.peak_bytes = peak_bytes;
         Ok(graph)
+    }
+
+    /// A graph of no nodes, for a term the tree pass sized: only the clean
+    /// literals, which the search leaves out as it does in a graph.
+    fn without_nodes(clean: VisitedSet) -> Graph {
+        Graph {
+            clean,
+            edge_start: Vec::new(),
+            edges: Edges::new(),
+            idom: Vec::new(),
+            own: Vec::new(),
+            binaries: Vec::new(),
+            literal_words: 0,
+            retained_words: Vec::new(),
+            retained_off_heap: Vec::new(),
+            peak_bytes: 0,
+        }
     }
 
     fn resident_bytes(&self) -> u64 {
@@ -701,14 +737,12 @@ impl Graph {
 
     /// Sums own sizes up the dominator tree; `order` is topological (`None`:
     /// node order is, as for a tree walked breadth first).
-    fn sum_retained(
-        &mut self,
-        order: Option<&[u32]>,
-        mut words: Vec<u64>,
-        budget: &mut Budget,
-    ) -> Result<(), Stop> {
+    fn sum_retained(&mut self, order: Option<&[u32]>, budget: &mut Budget) -> Result<(), Stop> {
         let n = self.len();
-        words.extend(self.own.iter().map(|&w| w as u64));
+        let mut words: Vec<u64> = budget.filled(n, 0)?;
+        for (w, &own) in words.iter_mut().zip(&self.own) {
+            *w = own as u64;
+        }
         let mut off_heap: Vec<u64> = Vec::new();
         if !self.binaries.is_empty() {
             off_heap = budget.filled(n, 0)?;
@@ -818,11 +852,12 @@ fn lca(idom: &[u32], level: &[u32], jump: &[u32], a: u32, b: u32) -> u32 {
 
 /// A list whose elements were looked at: the cons cell (address and node)
 /// that starts each block of ten elements, and sums per block for the runs.
-struct ListInfo {
+/// In a tree, both are the tree pass's, borrowed.
+struct ListInfo<'a> {
     len: u64,
-    starts: Vec<(usize, u32)>,
+    starts: Cow<'a, [(usize, u32)]>,
     /// `blocks[j]`: what elements `0..10 * j` retain (the last block partial).
-    blocks: Vec<Retained>,
+    blocks: Cow<'a, [Retained]>,
 }
 
 const RUN_BLOCK: u64 = 10;
@@ -840,7 +875,10 @@ struct Searcher<'a, M: Memory> {
     mem: &'a M,
     layout: &'a Layout,
     graph: &'a Graph,
-    lists: Vec<ListInfo>,
+    /// Set for a term without sharing: sizes come from the tree pass, and
+    /// the graph has no nodes (node indices are 0).
+    tree: Option<&'a TreeSizes>,
+    lists: Vec<ListInfo<'a>>,
     /// Paths as a tree: (parent path, step); `u32::MAX` is the root.
     steps: Vec<(u32, Step)>,
 }
@@ -873,7 +911,7 @@ struct Child {
     retained: Retained,
 }
 
-impl<M: Memory> Searcher<'_, M> {
+impl<'a, M: Memory> Searcher<'a, M> {
     fn path(&self, mut at: u32) -> Vec<Step> {
         let mut path = Vec::new();
         while at != u32::MAX {
@@ -918,12 +956,17 @@ impl<M: Memory> Searcher<'_, M> {
     where
         F: FnMut(usize, u64, u32) -> Result<(), Stop>,
     {
-        let mut e = self.graph.out(node as usize).start;
+        let tree = self.tree.is_some();
+        let mut e = if tree {
+            0
+        } else {
+            self.graph.out(node as usize).start
+        };
         for k in 0..object.child_count {
             let at = object.children + k * WORD_BYTES;
             let term = self.mem.word(at)?;
             if self.graph.has_node(term, at)? {
-                visit(k, term, self.graph.target(e))?;
+                visit(k, term, if tree { 0 } else { self.graph.target(e) })?;
                 e += 1;
             }
         }
@@ -940,8 +983,74 @@ impl<M: Memory> Searcher<'_, M> {
         Child {
             place: Place::Value(tagged, node),
             step,
-            retained: self.graph.retained(node),
+            retained: self.retained_of(term, node),
         }
+    }
+
+    /// What the value `term` (node `node`) retains. In a tree, a value the
+    /// pass did not keep is given as nothing: it retains less than half the
+    /// threshold, which no test here can tell from nothing (`worth_keeping`).
+    #[inline(always)]
+    fn retained_of(&self, term: u64, node: u32) -> Retained {
+        match self.tree {
+            None => self.graph.retained(node),
+            Some(tree) => tree
+                .values
+                .get(&((term & POINTER_MASK) as usize))
+                .copied()
+                .unwrap_or_default(),
+        }
+    }
+
+    /// What the value `term` retains, exactly: in a tree, a value the pass
+    /// did not keep is walked again (it is small: under half the threshold).
+    fn retained_exactly(
+        &self,
+        term: u64,
+        node: u32,
+        budget: &mut Budget,
+    ) -> Result<Retained, Stop> {
+        let Some(tree) = self.tree else {
+            return Ok(self.graph.retained(node));
+        };
+        if let Some(&found) = tree.values.get(&((term & POINTER_MASK) as usize)) {
+            return Ok(found);
+        }
+        let mut sum = Retained::default();
+        let mut pending = vec![(term, 0usize)];
+        while let Some((term, at)) = pending.pop() {
+            let object = match classify(term, at)? {
+                Word::Immediate => continue,
+                // Literals in a tree are all clean: they weigh nothing.
+                Word::List(a) | Word::Boxed(a) if self.graph.clean.contains(a) => continue,
+                Word::List(a) => Object::cons(a),
+                Word::Boxed(a) => decode::boxed(self.mem, self.layout, a, Detail::OffHeap)?,
+            };
+            budget.spend(object.words)?;
+            sum.add(Retained {
+                words: object.words,
+                off_heap_bytes: object.binary.map_or(0, |b| b.orig_size),
+                objects: 1,
+            });
+            if let Some(attached) = object.attached {
+                let words = if self.mem.is_literal(attached.addr) {
+                    0
+                } else {
+                    attached.words
+                };
+                sum.add(Retained {
+                    words,
+                    off_heap_bytes: 0,
+                    objects: 1,
+                });
+            }
+            for k in 0..object.child_count {
+                let slot = object.children + k * WORD_BYTES;
+                budget.room(&mut pending)?;
+                pending.push((self.mem.word(slot)?, slot));
+            }
+        }
+        Ok(sum)
     }
 
     /// The child positions of `place` at or above the threshold, and what
@@ -960,7 +1069,7 @@ impl<M: Memory> Searcher<'_, M> {
         let (tagged, node) = match place {
             Place::Run(list, first, last) => {
                 // At most ten, all kept: a run's test looks at each.
-                kept.list = self.run_children(list, first, last);
+                kept.list = self.run_children(list, first, last, budget)?;
                 kept.heaviest = kept
                     .list
                     .iter()
@@ -975,7 +1084,7 @@ impl<M: Memory> Searcher<'_, M> {
         if tagged & TAG_MASK == TAG_CONS {
             let list = self.list(at, node, budget)?;
             let last = self.lists[list].len - 1;
-            if let Some(run) = self.run_child(list, 0, last) {
+            if let Some(run) = self.run_child(list, 0, last, budget)? {
                 kept.offer(run, budget)?;
             }
             return Ok(kept);
@@ -996,6 +1105,7 @@ impl<M: Memory> Searcher<'_, M> {
                     kept.offer(self.value(term, n, Step::Key(key)), budget)
                 })?;
             }
+            Some(Kind::Map) if self.tree.is_some_and(|t| t.bare_maps.contains(&at)) => {}
             Some(Kind::Map) => self.hashmap_children(object, node, budget, &mut kept)?,
             Some(Kind::Fun) => {
                 // OTP <= 26: the creator pid comes before the free variables.
@@ -1067,10 +1177,24 @@ impl<M: Memory> Searcher<'_, M> {
     fn list(&mut self, at: usize, node: u32, budget: &mut Budget) -> Result<usize, Stop> {
         let mut info = ListInfo {
             len: 0,
-            starts: Vec::new(),
-            blocks: vec![Retained::default()],
+            starts: Cow::Owned(Vec::new()),
+            blocks: Cow::Owned(vec![Retained::default()]),
         };
-        if self.graph.is_tree() {
+        // The pass keeps every list the search can reach; were one missing,
+        // the walk below reads it again (in a tree, nothing is shared).
+        if let Some(kept) = self.tree.and_then(|tree| tree.lists.get(&at)) {
+            let tree = self.tree.expect("a tree");
+            info.len = kept.len;
+            let blocks = kept.len.div_ceil(RUN_BLOCK) as usize;
+            let from = kept.starts as usize;
+            info.starts = Cow::Borrowed(&tree.starts[from..from + blocks]);
+            let from = kept.blocks as usize;
+            info.blocks = Cow::Borrowed(&tree.blocks[from..from + blocks + 1]);
+            budget.spend(blocks as u64)?;
+            self.lists.push(info);
+            return Ok(self.lists.len() - 1);
+        }
+        if self.tree.is_none() && self.graph.is_tree() {
             return self.tree_list(info, at, node, budget);
         }
         let mut sum = Retained::default();
@@ -1080,11 +1204,11 @@ impl<M: Memory> Searcher<'_, M> {
             let index = info.len;
             info.len += 1;
             if index.is_multiple_of(RUN_BLOCK) {
-                info.starts.push((cell, n));
+                info.starts.to_mut().push((cell, n));
             }
-            sum.add(self.element(cell, n)?);
+            sum.add(self.element(cell, n, budget)?);
             if (index + 1).is_multiple_of(RUN_BLOCK) {
-                info.blocks.push(sum);
+                info.blocks.to_mut().push(sum);
             }
             let tail = self.mem.word(cell + WORD_BYTES)?;
             // A literal tail left out of the graph weighs nothing.
@@ -1101,7 +1225,7 @@ impl<M: Memory> Searcher<'_, M> {
             n = next;
         }
         if !info.len.is_multiple_of(RUN_BLOCK) {
-            info.blocks.push(sum);
+            info.blocks.to_mut().push(sum);
         }
         self.lists.push(info);
         Ok(self.lists.len() - 1)
@@ -1113,7 +1237,7 @@ impl<M: Memory> Searcher<'_, M> {
     /// looking at every element.
     fn tree_list(
         &mut self,
-        mut info: ListInfo,
+        mut info: ListInfo<'a>,
         at: usize,
         node: u32,
         budget: &mut Budget,
@@ -1122,7 +1246,7 @@ impl<M: Memory> Searcher<'_, M> {
         let end = loop {
             budget.spend(1)?;
             if info.len.is_multiple_of(RUN_BLOCK) {
-                info.starts.push((cell, n));
+                info.starts.to_mut().push((cell, n));
             }
             info.len += 1;
             let tail_at = cell + WORD_BYTES;
@@ -1139,9 +1263,11 @@ impl<M: Memory> Searcher<'_, M> {
         };
         let whole = self.graph.retained(node);
         for &(_, start) in &info.starts[1..] {
-            info.blocks.push(whole.sub(self.graph.retained(start)));
+            info.blocks
+                .to_mut()
+                .push(whole.sub(self.graph.retained(start)));
         }
-        info.blocks.push(whole.sub(end));
+        info.blocks.to_mut().push(whole.sub(end));
         self.lists.push(info);
         Ok(self.lists.len() - 1)
     }
@@ -1150,6 +1276,9 @@ impl<M: Memory> Searcher<'_, M> {
     /// immediate).
     #[inline(always)]
     fn tail_node(&self, node: u32) -> u32 {
+        if self.tree.is_some() {
+            return 0;
+        }
         self.graph.target(self.graph.out(node as usize).end - 1)
     }
 
@@ -1168,15 +1297,15 @@ impl<M: Memory> Searcher<'_, M> {
     /// What one list element retains: its cons cell and its head, when the
     /// head is the element's alone.
     #[inline(always)]
-    fn element(&self, cell: usize, node: u32) -> Result<Retained, Stop> {
+    fn element(&self, cell: usize, node: u32, budget: &mut Budget) -> Result<Retained, Stop> {
         let mut own = Retained {
             words: if self.mem.is_literal(cell) { 0 } else { 2 },
             off_heap_bytes: 0,
             objects: 1,
         };
-        if let Some((_, head)) = self.head(cell, node)? {
+        if let Some((term, head)) = self.head(cell, node)? {
             if !self.graph.is_shared(head) {
-                own.add(self.graph.retained(head));
+                own.add(self.retained_exactly(term, head, budget)?);
             }
         }
         Ok(own)
@@ -1189,59 +1318,72 @@ impl<M: Memory> Searcher<'_, M> {
         if !self.graph.has_node(term, cell)? {
             return Ok(None);
         }
-        Ok(Some((
-            term,
-            self.graph.target(self.graph.out(node as usize).start),
-        )))
+        let head = match self.tree {
+            Some(_) => 0,
+            None => self.graph.target(self.graph.out(node as usize).start),
+        };
+        Ok(Some((term, head)))
     }
 
-    fn run_retained(&self, list: usize, first: u64, last: u64) -> Retained {
+    fn run_retained(
+        &self,
+        list: usize,
+        first: u64,
+        last: u64,
+        budget: &mut Budget,
+    ) -> Result<Retained, Stop> {
         let info = &self.lists[list];
         let len = last - first + 1;
         if len >= RUN_BLOCK && first.is_multiple_of(RUN_BLOCK) {
             // Whole blocks, the last one possibly partial (the list's end).
             let from = (first / RUN_BLOCK) as usize;
             let to = (last + 1).div_ceil(RUN_BLOCK) as usize;
-            return info.blocks[to].sub(info.blocks[from]);
+            return Ok(info.blocks[to].sub(info.blocks[from]));
         }
         let mut sum = Retained::default();
         for i in first..=last {
-            // Errors were caught when the list was first read.
-            let found = self
-                .cell(list, i)
-                .and_then(|(cell, node)| self.element(cell, node));
-            sum.add(found.unwrap_or_default());
+            let (cell, node) = self.cell(list, i)?;
+            sum.add(self.element(cell, node, budget)?);
         }
-        sum
+        Ok(sum)
     }
 
     /// Elements `first..=last` as a position: a run, or for one element its
     /// value (`None` when that is an immediate or shared).
-    fn run_child(&self, list: usize, first: u64, last: u64) -> Option<Child> {
-        let retained = self.run_retained(list, first, last);
+    fn run_child(
+        &self,
+        list: usize,
+        first: u64,
+        last: u64,
+        budget: &mut Budget,
+    ) -> Result<Option<Child>, Stop> {
+        let retained = self.run_retained(list, first, last, budget)?;
         if first < last {
-            return Some(Child {
+            return Ok(Some(Child {
                 place: Place::Run(list, first, last),
                 step: Step::List(first, last),
                 retained,
-            });
+            }));
         }
-        // Errors were caught when the list was first read.
-        let head = self
-            .cell(list, first)
-            .and_then(|(cell, node)| self.head(cell, node));
-        match head {
-            Ok(Some((term, head))) if !self.graph.is_shared(head) => {
+        let (cell, node) = self.cell(list, first)?;
+        Ok(match self.head(cell, node)? {
+            Some((term, head)) if !self.graph.is_shared(head) => {
                 let mut child = self.value(term, head, Step::List(first, first));
                 child.retained = retained;
                 Some(child)
             }
             _ => None,
-        }
+        })
     }
 
     /// Runs split by powers of ten (0..9999 into 0..999, 1000..1999, ...).
-    fn run_children(&self, list: usize, first: u64, last: u64) -> Vec<Child> {
+    fn run_children(
+        &self,
+        list: usize,
+        first: u64,
+        last: u64,
+        budget: &mut Budget,
+    ) -> Result<Vec<Child>, Stop> {
         let len = last - first + 1;
         let mut chunk = 1u64;
         while chunk * RUN_BLOCK < len {
@@ -1251,10 +1393,10 @@ impl<M: Memory> Searcher<'_, M> {
         let mut start = first;
         while start <= last {
             let end = (start + chunk - 1).min(last);
-            children.extend(self.run_child(list, start, end));
+            children.extend(self.run_child(list, start, end, budget)?);
             start = end + 1;
         }
-        children
+        Ok(children)
     }
 }
 
@@ -1285,20 +1427,60 @@ pub fn breakdown<M: Memory>(
     settings: &Settings,
     budget: &mut Budget,
 ) -> Result<Breakdown, Stop> {
+    run_breakdown(mem, layout, root, settings, budget, true)
+}
+
+/// [`breakdown`] always through the object graph and its dominators, never
+/// the tree pass: tests compare the two.
+#[doc(hidden)]
+pub fn breakdown_by_graph<M: Memory>(
+    mem: &M,
+    layout: &Layout,
+    root: u64,
+    settings: &Settings,
+    budget: &mut Budget,
+) -> Result<Breakdown, Stop> {
+    run_breakdown(mem, layout, root, settings, budget, false)
+}
+
+fn run_breakdown<M: Memory>(
+    mem: &M,
+    layout: &Layout,
+    root: u64,
+    settings: &Settings,
+    budget: &mut Budget,
+    tree_pass: bool,
+) -> Result<Breakdown, Stop> {
     let (root_addr, root_tag) = match classify(root, 0)? {
         Word::Immediate => return Ok(Breakdown::default()),
         Word::List(a) => (a, TAG_CONS),
         Word::Boxed(a) => (a, TAG_BOXED),
     };
-    let graph = Graph::build(
-        mem,
-        layout,
-        root_addr,
-        root_tag,
-        settings.max_objects,
-        budget,
-    )?;
-    let total = graph.retained(0);
+    // Most terms have no sharing: one depth-first pass sums every subtree
+    // and keeps the few positions the search can ask for. The first object
+    // reached twice ends it, and the graph takes over.
+    let tree = match tree_pass {
+        false => None,
+        true => TreePass::new(mem, layout, settings).run(root, budget)?,
+    };
+    let (graph, tree) = match tree {
+        Some((sizes, clean)) => (Graph::without_nodes(clean), Some(sizes)),
+        None => (
+            Graph::build(
+                mem,
+                layout,
+                root_addr,
+                root_tag,
+                settings.max_objects,
+                budget,
+            )?,
+            None,
+        ),
+    };
+    let total = match &tree {
+        Some(t) => t.total,
+        None => graph.retained(0),
+    };
     let total_bytes = total.bytes();
     let threshold =
         ((settings.min_share.clamp(0.0, 1.0) * total_bytes as f64).ceil() as u64).max(1);
@@ -1307,6 +1489,7 @@ pub fn breakdown<M: Memory>(
         mem,
         layout,
         graph: &graph,
+        tree: tree.as_ref(),
         lists: Vec::new(),
         steps: Vec::new(),
     };
@@ -1371,12 +1554,639 @@ pub fn breakdown<M: Memory>(
             kind,
         })
         .collect();
+    let (off_heap_binaries, literal_words, peak_bytes, nodes) = match &tree {
+        Some(t) => (t.off_heap_binaries, t.literal_words, t.peak_bytes, t.nodes),
+        None => (
+            graph.binaries.len() as u64,
+            graph.literal_words,
+            graph.peak_bytes,
+            graph.len() as u64,
+        ),
+    };
     Ok(Breakdown {
         total,
-        off_heap_binaries: graph.binaries.len() as u64,
-        literal_words: graph.literal_words,
+        off_heap_binaries,
+        literal_words,
         rows,
-        peak_bytes: graph.peak_bytes,
-        nodes: graph.len() as u64,
+        peak_bytes,
+        nodes,
     })
+}
+
+/// A list the tree pass kept: its length and where its block starts and
+/// block sums are in [`TreeSizes`].
+#[derive(Clone, Copy)]
+struct KeptList {
+    len: u64,
+    starts: u32,
+    blocks: u32,
+}
+
+/// What the tree pass found for a term without sharing: retained sizes of
+/// the positions the search can ask for, and the element sums of the lists
+/// among them.
+struct TreeSizes {
+    total: Retained,
+    off_heap_binaries: u64,
+    literal_words: u64,
+    nodes: u64,
+    peak_bytes: u64,
+    /// By address (of the object, or of a list's first cell): positions that
+    /// retain at least half of what a row needs (see [`worth_keeping`]).
+    values: AHashMap<usize, Retained>,
+    lists: AHashMap<usize, KeptList>,
+    /// Kept hashmaps none of whose values was kept.
+    bare_maps: ahash::AHashSet<usize>,
+    /// Per kept list, the cell that starts each block of ten elements (and
+    /// node 0: a tree has no node indices).
+    starts: Vec<(usize, u32)>,
+    /// Per kept list, what elements `0..10 * j` retain (`len / 10 + 2`
+    /// entries at most, the last block partial).
+    blocks: Vec<Retained>,
+}
+
+/// The least a position must retain for the pass to keep it, once
+/// `running` bytes have been counted: half of `min_share` of it, rounded
+/// down. The final threshold is at least `min_share` of the final total,
+/// which is at least `running`: a position not kept retains less than half
+/// the threshold, so it is no row, and as a child it can neither be kept by
+/// the search nor hold most of a position at or above the threshold.
+fn keep_bar(running: u64, min_share: f64) -> u64 {
+    (min_share * running as f64 * 0.499_999) as u64
+}
+
+/// How the tree pass goes on with a frame.
+#[derive(Clone, Copy)]
+enum Walk {
+    /// Slots `next..end` of an object are still to be entered.
+    Slots {
+        next: usize,
+        end: usize,
+    },
+    /// A list at `cell`: its head is to be entered (`Head`), was entered
+    /// (`Tail`: the element closes and the spine moves on), or the list
+    /// ended (`End`, possibly after entering an improper tail).
+    Head(usize),
+    Tail(usize),
+    End,
+}
+
+/// Its cons children are hashmap leaves `[K | V]`.
+const HASHMAP: u8 = 1;
+/// A list: the top of the pass's list states is its own.
+const LIST: u8 = 2;
+/// A position the search may reach (not a hashmap's inner node or leaf):
+/// its children are one step deeper.
+const POSITION: u8 = 4;
+/// Some position below it (before the next position down) was kept.
+const KEPT_BELOW: u8 = 8;
+
+struct Frame {
+    walk: Walk,
+    /// Everything this position retains so far.
+    sum: Retained,
+    addr: usize,
+    depth: u32,
+    flags: u8,
+}
+
+/// A list being read.
+struct ListState {
+    /// The element being read, and elements `0..len` together.
+    elem: Retained,
+    elements: Retained,
+    len: u64,
+    /// Its first cell (the start of block 0).
+    first: usize,
+    /// Where the starts of its blocks 1.. and the sums of elements
+    /// `0..10 * j` (`j` >= 1) begin in the pass's working arrays: a list of
+    /// fewer than ten elements puts nothing there.
+    starts_from: u32,
+    blocks_from: u32,
+}
+
+const CELL: Retained = Retained {
+    words: 2,
+    off_heap_bytes: 0,
+    objects: 1,
+};
+
+/// The pass over a term that may be a tree: one depth-first walk with a
+/// visited set, summing each position's subtree as it closes. The first
+/// object, attached object or off-heap binary reached twice ends it (`None`:
+/// the term has sharing and needs the graph), and so does a literal that
+/// pins a binary or a literal root.
+struct TreePass<'a, M: Memory> {
+    mem: &'a M,
+    layout: &'a Layout,
+    settings: &'a Settings,
+    visited: VisitedSet,
+    clean: VisitedSet,
+    binaries: ahash::AHashSet<usize>,
+    frames: Vec<Frame>,
+    lists: Vec<ListState>,
+    /// Working block starts and sums of the lists being read.
+    starts: Vec<usize>,
+    blocks: Vec<Retained>,
+    kept: TreeSizes,
+    running: u64,
+    /// [`keep_bar`] of `bar_running`, taken again when `running` doubles
+    /// (a bar from a smaller count keeps more, never less).
+    bar: u64,
+    bar_running: u64,
+    limit: u64,
+    /// The most frames, list states, working starts and sums held at once.
+    most: [usize; 4],
+}
+
+impl<'a, M: Memory> TreePass<'a, M> {
+    fn new(mem: &'a M, layout: &'a Layout, settings: &'a Settings) -> Self {
+        TreePass {
+            mem,
+            layout,
+            settings,
+            visited: VisitedSet::new(),
+            clean: VisitedSet::new(),
+            binaries: ahash::AHashSet::new(),
+            frames: Vec::new(),
+            lists: Vec::new(),
+            starts: Vec::new(),
+            blocks: Vec::new(),
+            kept: TreeSizes {
+                total: Retained::default(),
+                off_heap_binaries: 0,
+                literal_words: 0,
+                nodes: 0,
+                peak_bytes: 0,
+                values: AHashMap::new(),
+                lists: AHashMap::new(),
+                bare_maps: ahash::AHashSet::new(),
+                starts: Vec::new(),
+                blocks: Vec::new(),
+            },
+            running: 0,
+            bar: 0,
+            bar_running: 0,
+            limit: settings.max_objects.min(MAX_NODES) as u64,
+            most: [0; 4],
+        }
+    }
+
+    #[inline(always)]
+    fn node(&mut self, at: usize) -> Result<(), Stop> {
+        self.kept.nodes += 1;
+        if self.kept.nodes > self.limit {
+            return Err(too_large(at));
+        }
+        Ok(())
+    }
+
+    /// The length of the list at `addr` when it is shorter than a block,
+    /// all its heads are immediates and it ends in an immediate: such a list
+    /// is summed at once, without a frame. Only reads.
+    #[inline(always)]
+    fn short_flat_list(&self, addr: usize) -> Result<Option<u64>, Stop> {
+        let (mut cell, mut len) = (addr, 1u64);
+        loop {
+            if classify(self.mem.word(cell)?, cell)? != Word::Immediate {
+                return Ok(None);
+            }
+            let tail_at = cell + WORD_BYTES;
+            match classify(self.mem.word(tail_at)?, tail_at)? {
+                Word::Immediate => return Ok(Some(len)),
+                Word::List(next) if len + 1 < RUN_BLOCK && !self.mem.is_literal(next) => {
+                    cell = next;
+                    len += 1;
+                }
+                _ => return Ok(None),
+            }
+        }
+    }
+
+    /// Counts and closes the list `short_flat_list` measured.
+    fn close_short_list(
+        &mut self,
+        addr: usize,
+        len: u64,
+        depth: u32,
+        budget: &mut Budget,
+    ) -> Result<bool, Stop> {
+        // The first cell is counted already.
+        let mut cell = addr;
+        for _ in 1..len {
+            let next = (self.mem.word(cell + WORD_BYTES)? & POINTER_MASK) as usize;
+            if !self.visited.insert(next, &mut budget.work)? {
+                return Ok(false);
+            }
+            self.node(next)?;
+            budget.spend(2)?;
+            self.running += 2 * WORD_BYTES as u64;
+            cell = next;
+        }
+        let sum = Retained {
+            words: 2 * len,
+            off_heap_bytes: 0,
+            objects: len,
+        };
+        let frame = Frame {
+            walk: Walk::End,
+            sum,
+            addr,
+            depth,
+            flags: LIST | POSITION,
+        };
+        let list = ListState {
+            elem: CELL,
+            elements: sum,
+            len,
+            first: addr,
+            starts_from: self.starts.len() as u32,
+            blocks_from: self.blocks.len() as u32,
+        };
+        self.close(frame, Some(list), budget)?;
+        Ok(true)
+    }
+
+    /// Whether all of a small object's slots are immediates.
+    #[inline(always)]
+    fn no_pointers(&self, object: &Object) -> Result<bool, Stop> {
+        for k in 0..object.child_count {
+            let at = object.children + k * WORD_BYTES;
+            if classify(self.mem.word(at)?, at)? != Word::Immediate {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    #[inline(always)]
+    fn push_frame(&mut self, frame: Frame, budget: &mut Budget) -> Result<(), Stop> {
+        budget.room(&mut self.frames)?;
+        self.frames.push(frame);
+        self.most[0] = self.most[0].max(self.frames.len());
+        Ok(())
+    }
+
+    /// Starts on the term `term` read at `slot`, at `depth`. `Ok(false)`:
+    /// sharing (or a pinned literal binary) was found.
+    #[inline(always)]
+    fn enter(
+        &mut self,
+        term: u64,
+        slot: usize,
+        depth: u32,
+        in_hashmap: bool,
+        budget: &mut Budget,
+    ) -> Result<bool, Stop> {
+        let (addr, cons) = match classify(term, slot)? {
+            Word::Immediate => return Ok(true),
+            Word::List(a) => (a, true),
+            Word::Boxed(a) => (a, false),
+        };
+        if self.mem.is_literal(addr) {
+            if self.clean.contains(addr) {
+                return Ok(true);
+            }
+            let tag = if cons { TAG_CONS } else { TAG_BOXED };
+            return clean_literal(
+                self.mem,
+                self.layout,
+                addr | tag,
+                &mut self.visited,
+                &mut self.clean,
+                &mut self.kept.literal_words,
+                budget,
+            );
+        }
+        if !self.visited.insert(addr, &mut budget.work)? {
+            return Ok(false);
+        }
+        self.node(addr)?;
+        if cons {
+            budget.spend(2)?;
+            self.running += 2 * WORD_BYTES as u64;
+            if in_hashmap {
+                // A hashmap leaf [K | V]: key and value, both the map's.
+                let (key, value) = (self.mem.word(addr)?, self.mem.word(addr + WORD_BYTES)?);
+                if classify(key, addr)? == Word::Immediate
+                    && classify(value, addr + WORD_BYTES)? == Word::Immediate
+                {
+                    // Nothing below it: no frame.
+                    let parent = self.frames.last_mut().expect("a hashmap node");
+                    parent.sum.add(CELL);
+                    return Ok(true);
+                }
+                let walk = Walk::Slots {
+                    next: addr,
+                    end: addr + 2 * WORD_BYTES,
+                };
+                let frame = Frame {
+                    walk,
+                    sum: CELL,
+                    addr,
+                    depth,
+                    flags: 0,
+                };
+                return self.push_frame(frame, budget).map(|_| true);
+            }
+            if let Some(len) = self.short_flat_list(addr)? {
+                return self.close_short_list(addr, len, depth, budget);
+            }
+            budget.room(&mut self.lists)?;
+            self.lists.push(ListState {
+                elem: CELL,
+                elements: Retained::default(),
+                len: 0,
+                first: addr,
+                starts_from: self.starts.len() as u32,
+                blocks_from: self.blocks.len() as u32,
+            });
+            self.most[1] = self.most[1].max(self.lists.len());
+            let frame = Frame {
+                walk: Walk::Head(addr),
+                sum: CELL,
+                addr,
+                depth,
+                flags: LIST | POSITION,
+            };
+            return self.push_frame(frame, budget).map(|_| true);
+        }
+        let object = decode::boxed(self.mem, self.layout, addr, Detail::OffHeap)?;
+        budget.spend(object.words)?;
+        let mut sum = Retained {
+            words: object.words,
+            off_heap_bytes: 0,
+            objects: 1,
+        };
+        if let Some(attached) = object.attached {
+            budget.spend(attached.words)?;
+            if !self.visited.insert(attached.addr, &mut budget.work)? {
+                return Ok(false);
+            }
+            self.node(attached.addr)?;
+            sum.objects += 1;
+            if self.mem.is_literal(attached.addr) {
+                self.kept.literal_words += attached.words;
+            } else {
+                sum.words += attached.words;
+            }
+        }
+        if let Some(binary) = object.binary {
+            crate::walk::reserve_map(&mut *self.binaries, &mut budget.work)?;
+            if !self.binaries.insert(binary.addr) {
+                return Ok(false);
+            }
+            self.node(binary.addr)?;
+            self.kept.off_heap_binaries += 1;
+            sum.off_heap_bytes += binary.orig_size;
+        }
+        self.running += sum.bytes();
+        // A boxed child of a hashmap node is an inner or collision node: part
+        // of the map, not a position.
+        let flags = if in_hashmap {
+            HASHMAP
+        } else if object.hashmap_node {
+            HASHMAP | POSITION
+        } else {
+            POSITION
+        };
+        let walk = Walk::Slots {
+            next: object.children,
+            end: object.children + object.child_count * WORD_BYTES,
+        };
+        let frame = Frame {
+            walk,
+            sum,
+            addr,
+            depth,
+            flags,
+        };
+        if object.child_count <= 4 && self.no_pointers(&object)? {
+            // Nothing below it: closed at once, without a frame.
+            self.close(frame, None, budget)?;
+            return Ok(true);
+        }
+        self.push_frame(frame, budget).map(|_| true)
+    }
+
+    /// Closes the frame on top: its sum goes to its parent, and it is kept
+    /// when the search may ask for it.
+    fn finish(&mut self, budget: &mut Budget) -> Result<(), Stop> {
+        let f = self.frames.pop().expect("a frame to close");
+        let list = match f.flags & LIST {
+            0 => None,
+            _ => Some(self.lists.pop().expect("a list state")),
+        };
+        self.close(f, list, budget)
+    }
+
+    /// Closes `f`, no longer on the stack (with its list state).
+    #[inline(always)]
+    fn close(
+        &mut self,
+        f: Frame,
+        list: Option<ListState>,
+        budget: &mut Budget,
+    ) -> Result<(), Stop> {
+        if self.running >= self.bar_running.saturating_mul(2) {
+            self.bar_running = self.running;
+            self.bar = keep_bar(self.running, self.settings.min_share);
+        }
+        let root = self.frames.is_empty();
+        let keep = root
+            || (f.flags & POSITION != 0
+                && f.depth as usize <= self.settings.max_depth.saturating_add(1)
+                && f.sum.bytes() >= self.bar);
+        if keep {
+            crate::walk::reserve_map(&mut *self.kept.values, &mut budget.work)?;
+            self.kept.values.insert(f.addr, f.sum);
+            if let Some(up) = self
+                .frames
+                .iter_mut()
+                .rev()
+                .find(|u| u.flags & POSITION != 0)
+            {
+                up.flags |= KEPT_BELOW;
+            }
+            if f.flags & (HASHMAP | KEPT_BELOW) == HASHMAP {
+                // A hashmap none of whose values was kept: the search
+                // need not read it again.
+                crate::walk::reserve_map(&mut *self.kept.bare_maps, &mut budget.work)?;
+                self.kept.bare_maps.insert(f.addr);
+            }
+            if let Some(list) = &list {
+                let kept = KeptList {
+                    len: list.len,
+                    starts: self.kept.starts.len() as u32,
+                    blocks: self.kept.blocks.len() as u32,
+                };
+                budget.room(&mut self.kept.starts)?;
+                self.kept.starts.push((list.first, 0));
+                for i in list.starts_from as usize..self.starts.len() {
+                    budget.room(&mut self.kept.starts)?;
+                    self.kept.starts.push((self.starts[i], 0));
+                }
+                budget.room(&mut self.kept.blocks)?;
+                self.kept.blocks.push(Retained::default());
+                for i in list.blocks_from as usize..self.blocks.len() {
+                    budget.room(&mut self.kept.blocks)?;
+                    self.kept.blocks.push(self.blocks[i]);
+                }
+                if !list.len.is_multiple_of(RUN_BLOCK) {
+                    // The last block, partial.
+                    budget.room(&mut self.kept.blocks)?;
+                    self.kept.blocks.push(list.elements);
+                }
+                crate::walk::reserve_map(&mut *self.kept.lists, &mut budget.work)?;
+                self.kept.lists.insert(f.addr, kept);
+            }
+        }
+        if let Some(list) = list {
+            self.starts.truncate(list.starts_from as usize);
+            self.blocks.truncate(list.blocks_from as usize);
+        }
+        match self.frames.last_mut() {
+            None => self.kept.total = f.sum,
+            Some(parent) => {
+                parent.sum.add(f.sum);
+                if let Walk::Tail(_) = parent.walk {
+                    // The head of the element the parent list is reading.
+                    self.lists.last_mut().expect("a list state").elem.add(f.sum);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Closes the element at `cell` of the list on top and moves along its
+    /// spine. `Ok(false)`: sharing.
+    #[inline(always)]
+    fn next_cell(&mut self, cell: usize, budget: &mut Budget) -> Result<bool, Stop> {
+        let list = self.lists.last_mut().expect("a list state");
+        list.elements.add(list.elem);
+        list.len += 1;
+        if list.len.is_multiple_of(RUN_BLOCK) {
+            let elements = list.elements;
+            budget.room(&mut self.blocks)?;
+            self.blocks.push(elements);
+            self.most[3] = self.most[3].max(self.blocks.len());
+        }
+        let tail_at = cell + WORD_BYTES;
+        let tail = self.mem.word(tail_at)?;
+        let top = self.frames.last_mut().expect("a list frame");
+        top.walk = Walk::End;
+        let depth = top.depth + 1;
+        match classify(tail, tail_at)? {
+            Word::Immediate => Ok(true),
+            // An improper tail: the list's, no element's.
+            Word::Boxed(_) => self.enter(tail, tail_at, depth, false, budget),
+            // A literal tail weighs nothing and is no element.
+            Word::List(next) if self.mem.is_literal(next) => {
+                self.enter(tail, tail_at, 0, false, budget)
+            }
+            Word::List(next) => {
+                if !self.visited.insert(next, &mut budget.work)? {
+                    return Ok(false);
+                }
+                self.node(next)?;
+                budget.spend(2)?;
+                self.running += 2 * WORD_BYTES as u64;
+                let top = self.frames.last_mut().expect("a list frame");
+                top.walk = Walk::Head(next);
+                top.sum.add(CELL);
+                let list = self.lists.last_mut().expect("a list state");
+                list.elem = CELL;
+                if list.len.is_multiple_of(RUN_BLOCK) {
+                    budget.room(&mut self.starts)?;
+                    self.starts.push(next);
+                    self.most[2] = self.most[2].max(self.starts.len());
+                }
+                Ok(true)
+            }
+        }
+    }
+
+    /// The sizes, and the literals left out (as [`Graph::clean`]).
+    fn run(
+        mut self,
+        root: u64,
+        budget: &mut Budget,
+    ) -> Result<Option<(TreeSizes, VisitedSet)>, Stop> {
+        if let Word::List(a) | Word::Boxed(a) = classify(root, 0)? {
+            if self.mem.is_literal(a) {
+                // A literal root: its literals are positions; the graph.
+                return Ok(None);
+            }
+        }
+        if !self.enter(root, 0, 0, false, budget)? {
+            return Ok(None);
+        }
+        while let Some(top) = self.frames.last_mut() {
+            let found = match top.walk {
+                Walk::Slots { mut next, end } if next < end => {
+                    // Past the immediates to the next slot that points.
+                    let mut term = self.mem.word(next)?;
+                    while classify(term, next)? == Word::Immediate {
+                        next += WORD_BYTES;
+                        if next == end {
+                            break;
+                        }
+                        term = self.mem.word(next)?;
+                    }
+                    let top = self.frames.last_mut().expect("a frame");
+                    if next == end {
+                        top.walk = Walk::Slots { next, end };
+                        continue;
+                    }
+                    top.walk = Walk::Slots {
+                        next: next + WORD_BYTES,
+                        end,
+                    };
+                    let depth = top.depth + u32::from(top.flags & POSITION != 0);
+                    let hashmap = top.flags & HASHMAP != 0;
+                    self.enter(term, next, depth, hashmap, budget)?
+                }
+                Walk::Head(mut cell) => loop {
+                    // Along the spine while the heads are immediates.
+                    let term = self.mem.word(cell)?;
+                    if classify(term, cell)? != Word::Immediate {
+                        let top = self.frames.last_mut().expect("a list frame");
+                        top.walk = Walk::Tail(cell);
+                        let depth = top.depth + 1;
+                        break self.enter(term, cell, depth, false, budget)?;
+                    }
+                    if !self.next_cell(cell, budget)? {
+                        break false;
+                    }
+                    match self.frames.last().map(|top| top.walk) {
+                        Some(Walk::Head(next)) => cell = next,
+                        _ => break true,
+                    }
+                },
+                Walk::Tail(cell) => self.next_cell(cell, budget)?,
+                Walk::Slots { .. } | Walk::End => {
+                    self.finish(budget)?;
+                    true
+                }
+            };
+            if !found {
+                return Ok(None);
+            }
+        }
+        // As for the graph: what the arrays held at their largest, growth
+        // slack aside (the hash maps at one slot and a control byte per entry).
+        let k = &mut self.kept;
+        let [frames, lists, starts, blocks] = self.most;
+        k.peak_bytes = (frames * std::mem::size_of::<Frame>()
+            + lists * std::mem::size_of::<ListState>()
+            + starts * std::mem::size_of::<usize>()
+            + k.starts.len() * std::mem::size_of::<(usize, u32)>()
+            + (blocks + k.blocks.len()) * std::mem::size_of::<Retained>()
+            + k.values.len() * (std::mem::size_of::<(usize, Retained)>() + 1)
+            + k.lists.len() * (std::mem::size_of::<(usize, KeptList)>() + 1)
+            + k.bare_maps.len() * (std::mem::size_of::<usize>() + 1)
+            + self.binaries.len() * (std::mem::size_of::<usize>() + 1))
+            as u64;
+        Ok(Some((self.kept, self.clean)))
+    }
 }

@@ -607,3 +607,122 @@ fn memory_per_object_stays_small() {
     assert_eq!(b.nodes, 20_000);
     assert!(b.peak_bytes <= 32 * b.nodes, "{} bytes", b.peak_bytes);
 }
+
+/// Random terms without sharing, of every shape the search reads: tuples,
+/// lists (long, short, improper), flatmaps, hashmaps (with list values in
+/// their leaves), funs, heap and off-heap binaries, sub-binaries and shared
+/// literals that pin nothing.
+struct TreeGen {
+    state: u64,
+    literal: u64,
+}
+
+impl TreeGen {
+    fn next(&mut self, m: u64) -> u64 {
+        self.state = self
+            .state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (self.state >> 33) % m
+    }
+
+    fn value(&mut self, h: &mut TestHeap, depth: u32) -> u64 {
+        if depth == 0 {
+            return small(self.next(100) as i64);
+        }
+        let d = depth - 1;
+        match self.next(11) {
+            0 => small(self.next(100) as i64),
+            1 | 2 => {
+                let n = 1 + self.next(4) as usize;
+                let items: Vec<u64> = (0..n).map(|_| self.value(h, d)).collect();
+                h.tuple(&items)
+            }
+            3 | 4 => {
+                let n = [0, 1, 3, 12, 25, 130][self.next(6) as usize];
+                let items: Vec<u64> = (0..n).map(|_| self.value(h, d)).collect();
+                let mut tail = NIL;
+                if self.next(4) == 0 {
+                    let improper = self.value(h, d);
+                    tail = h.tuple(&[improper]);
+                }
+                items.iter().rev().fold(tail, |t, &x| h.cons(x, t))
+            }
+            5 => {
+                let keys = if self.next(2) == 0 {
+                    self.literal
+                } else {
+                    h.tuple(&[atom(1), atom(2)])
+                };
+                let (a, b) = (self.value(h, d), self.value(h, d));
+                h.flatmap(keys, &[a, b])
+            }
+            6 => {
+                let leaf = |g: &mut TreeGen, h: &mut TestHeap, k: u64| {
+                    let v = g.value(h, d);
+                    h.cons(atom(30 + k), v)
+                };
+                let (l1, l2) = (leaf(self, h, 0), leaf(self, h, 1));
+                let inner = h.hashmap_node(0b11, &[l1, l2]);
+                let (l3, l4) = (leaf(self, h, 2), leaf(self, h, 3));
+                h.hashmap_head(0b111, 4, &[l3, inner, l4])
+            }
+            7 => {
+                let binary = h.off_heap_binary(100 + self.next(5000));
+                let proc_bin = h.proc_bin(binary, 100, 0);
+                if self.next(2) == 0 {
+                    proc_bin
+                } else {
+                    h.sub_binary(proc_bin, 10, 5, 0, 0)
+                }
+            }
+            8 => h.heap_binary(1 + self.next(60)),
+            9 => self.literal,
+            _ => {
+                let (a, b) = (self.value(h, d), self.value(h, d));
+                h.fun(&[a, small(1), b])
+            }
+        }
+    }
+}
+
+/// The tree pass (no graph, no dominators) answers exactly what the graph
+/// and its dominators do, on terms without sharing.
+#[test]
+fn the_tree_pass_agrees_with_the_dominators() {
+    let shallow = Settings {
+        max_depth: 2,
+        ..Settings::default()
+    };
+    let few = Settings {
+        min_share: 0.2,
+        max_rows: 3,
+        ..Settings::default()
+    };
+    for seed in 1..300 {
+        let mut h = TestHeap::new();
+        let literal = h.literal_tuple(&[small(1), atom(3)]);
+        let mut gen = TreeGen {
+            state: seed,
+            literal,
+        };
+        let root = gen.value(&mut h, 1 + (seed % 5) as u32);
+        for settings in [every_position(), Settings::default(), shallow, few] {
+            let fast = run(&h, root, &settings);
+            let graph = term_walker::breakdown::breakdown_by_graph(
+                &h,
+                &OTP_25,
+                root,
+                &settings,
+                &mut Budget::unlimited(),
+            )
+            .unwrap();
+            assert_eq!(fast.total, graph.total, "seed {seed}");
+            assert_eq!(fast.rows, graph.rows, "seed {seed}");
+            assert_eq!(fast.nodes, graph.nodes, "seed {seed}");
+            assert_eq!(fast.literal_words, graph.literal_words, "seed {seed}");
+            assert_eq!(fast.off_heap_binaries, graph.off_heap_binaries);
+            assert_total_matches_term_size(&h, root, &fast);
+        }
+    }
+}
