@@ -28,8 +28,10 @@ defmodule MemProbe do
   in the same module; all of them are thin wrappers of the Erlang module
   `:mem_probe`, which Erlang users call directly. Results are the Erlang
   side's terms as they are (the types below name them): a value that is not
-  known or does not apply is `:undefined`, as in Erlang, and a breakdown's
-  run of list elements is `{:list, first, last}`.
+  known or does not apply is `:undefined`, as in Erlang. A breakdown's run of
+  list elements is `{:list, first..last}`: the Erlang side builds the range
+  for the Elixir face (`list_runs: :ranges`), where Erlang callers get
+  `{list, First, Last}`.
   """
 
   @typedoc "All sizes of one term, as returned by `term_size/1`."
@@ -718,8 +720,17 @@ defmodule MemProbe do
 
   # --- where in a term the bytes are ---
 
-  @typedoc "One step of a breakdown path (indices are 0-based)."
-  @type step :: :mem_probe_breakdown.step()
+  @typedoc """
+  One step of a breakdown path (indices are 0-based): a tuple element, a map
+  key (`{:key_text, text}` for a large key sent out of a measured process), a
+  run of list elements as a range, a fun's free variable.
+  """
+  @type step ::
+          {:elem, non_neg_integer()}
+          | {:key, term()}
+          | {:key_text, String.t()}
+          | {:list, Range.t()}
+          | {:env, non_neg_integer()}
 
   @typedoc "What `breakdown/2` and `state_breakdown/2` answer inside `{:ok, _}`."
   @type breakdown :: :mem_probe_breakdown.breakdown()
@@ -740,7 +751,7 @@ defmodule MemProbe do
   are counted apart (`total.literal_words`), not charged.
 
   Returns `{:ok, %{name: ..., total: ..., rows: [...]}}`. Each row is a
-  position: `:path` (steps `{:elem, i}`, `{:key, key}`, `{:list, first, last}`
+  position: `:path` (steps `{:elem, i}`, `{:key, key}`, `{:list, first..last}`
   for a run of list elements, `{:env, i}` for a fun's free variables),
   `:label` (the path as text, `term.sessions[0..9999]`), `:bytes`,
   `:shared_words`, `:off_heap_bytes` (binaries it keeps alive; a sub-binary
@@ -758,8 +769,9 @@ defmodule MemProbe do
   (the root's label, default `"term"`), `key_format:` (how non-atom keys
   print; default `inspect/1`), `max_objects:` (default 10,000,000; the walk
   keeps up to about 32 bytes per object, and a larger term answers
-  `{:error, :too_many_objects}`). Struct and other atom keys print as
-  fields. Without the native walker: `{:error, :native_walker_unavailable}`.
+  `{:error, :too_many_objects}`), `list_runs:` (`:ranges`, the default here:
+  `{:list, first..last}`; `:pairs`: `{:list, first, last}`, as Erlang callers
+  get). Struct and other atom keys print as fields. Without the native walker: `{:error, :native_walker_unavailable}`.
 
   ## Examples
 
@@ -769,9 +781,9 @@ defmodule MemProbe do
       true
       iex> [row] = breakdown.rows
       iex> {row.label, row.path, row.kind, row.bytes}
-      {"term.sessions[0..999]", [{:key, :sessions}, {:list, 0, 999}], :list, 40_000}
+      {"term.sessions[0..999]", [key: :sessions, list: 0..999], :list, 40_000}
       iex> MemProbe.breakdown(term, n: 0)
-      ** (ArgumentError) breakdown/2: bad value 0 for option n; accepted: min_share, n, depth, records, name, key_format, max_objects
+      ** (ArgumentError) breakdown/2: bad value 0 for option n; accepted: min_share, n, depth, records, name, key_format, max_objects, list_runs
   """
   @spec breakdown(term(), keyword() | map()) :: {:ok, breakdown()} | {:error, term()}
   def breakdown(term, opts \\ []), do: :mem_probe.breakdown(term, breakdown_opts(opts))
@@ -818,11 +830,17 @@ defmodule MemProbe do
           breakdown_diff()
   def diff_breakdown(older, newer), do: :mem_probe.diff_breakdown(older, newer)
 
+  # Keys printed as Elixir prints them, list runs as ranges: the Erlang side
+  # builds the result in this style, so nothing is rebuilt here.
   defp breakdown_opts(opts) when is_list(opts) do
-    if Keyword.keyword?(opts), do: Keyword.put_new(opts, :key_format, &inspect/1), else: opts
+    if Keyword.keyword?(opts),
+      do: opts |> Keyword.put_new(:key_format, &inspect/1) |> Keyword.put_new(:list_runs, :ranges),
+      else: opts
   end
 
-  defp breakdown_opts(opts) when is_map(opts), do: Map.put_new(opts, :key_format, &inspect/1)
+  defp breakdown_opts(opts) when is_map(opts),
+    do: opts |> Map.put_new(:key_format, &inspect/1) |> Map.put_new(:list_runs, :ranges)
+
   defp breakdown_opts(opts), do: opts
 
   # --- end of where in a term the bytes are ---

@@ -22,8 +22,10 @@
 %%%     `#{path, label, bytes, shared_words, off_heap_bytes, share, count,
 %%%     kind}'. `path' is a list of steps (0-based): `{elem, I}' (tuples),
 %%%     `{key, Key}' (maps; the key term itself), `{list, First, Last}' (a run
-%%%     of list elements, one element when `First =:= Last'), `{env, I}' (a
-%%%     fun's free variables). `count' is the objects charged there.</li>
+%%%     of list elements, one element when `First =:= Last'; with the option
+%%%     `list_runs => ranges', as the Elixir face asks, `{list, First..Last}',
+%%%     an Elixir `Range'), `{env, I}' (a fun's free variables). `count' is
+%%%     the objects charged there.</li>
 %%% </ul>
 %%% A position is a row when it retains at least `min_share' of the total
 %%% and no single child retains more than half of it: wrappers (a record
@@ -46,7 +48,11 @@
 -define(MAX_KEY_TEXT, 40).
 
 -type step() :: {elem, non_neg_integer()} | {key, term()} | {key_text, binary()}
-              | {list, non_neg_integer(), non_neg_integer()} | {env, non_neg_integer()}.
+              | {list, non_neg_integer(), non_neg_integer()} | {list, elixir_range()}
+              | {env, non_neg_integer()}.
+%% Elixir's `first..last' (`list_runs => ranges').
+-type elixir_range() :: #{'__struct__' := 'Elixir.Range', first := non_neg_integer(),
+                          last := non_neg_integer(), step := 1}.
 -type row() :: #{path := [step()], label := binary(), bytes := non_neg_integer(),
                  shared_words := non_neg_integer(), off_heap_bytes := non_neg_integer(),
                  share := float(), count := non_neg_integer(), kind := atom()}.
@@ -73,9 +79,11 @@
 %% (steps, default 32), `records' (`[{Name, [Field]}]': tuples tagged `Name'
 %% with one element per field show field names), `name' (the root's label,
 %% default `"term"') and `key_format' (`fun(Key) -> iodata()' for keys that
-%% are not atoms; default `~0tp') and `max_objects' (default 10,000,000: a
+%% are not atoms; default `~0tp'), `max_objects' (default 10,000,000: a
 %% larger term answers `{error, too_many_objects}', as the walk keeps up to about 32
-%% bytes per object).
+%% bytes per object) and `list_runs' (`pairs', the default: a run of list
+%% elements is `{list, First, Last}'; `ranges': `{list, First..Last}', the
+%% Elixir `Range' struct, as the Elixir face asks).
 -spec breakdown(term(), list() | map()) -> {ok, breakdown()} | {error, term()}.
 breakdown(Term, Opts0) ->
     Opts = options("breakdown/2", Opts0, []),
@@ -177,7 +185,8 @@ options(F, Opts0, Extra) ->
               {records, fun is_records/1},
               {name, IsText},
               {key_format, fun(Fun) -> is_function(Fun, 1) end},
-              {max_objects, fun(M) -> is_integer(M) andalso M > 0 end}
+              {max_objects, fun(M) -> is_integer(M) andalso M > 0 end},
+              {list_runs, fun(R) -> R =:= pairs orelse R =:= ranges end}
               | Extra]),
     case Opts of
         #{name := Name} -> Opts#{name := text(Name)};
@@ -285,10 +294,24 @@ labeller(Opts) ->
     KeyFormat = maps:get(key_format, Opts, fun(K) -> io_lib:format("~0tp", [K]) end),
     Root = maps:get(name, Opts),
     Small = maps:get(small_keys, Opts, false),
+    Runs = maps:get(list_runs, Opts, pairs),
     fun(Term, Path) ->
             {Parts, Shown} = label(Path, {value, Term}, Records, KeyFormat, Small, [], []),
-            {iolist_to_binary([Root | Parts]), Shown}
+            {iolist_to_binary([Root | Parts]), [run_step(Step, Runs) || Step <- Shown]}
     end.
+
+%% A list run as the caller writes one: `{list, First, Last}', or for Elixir
+%% (`list_runs => ranges') `{list, First..Last}', built here as the Elixir
+%% `Range' struct it is, so the Elixir face passes the result through.
+run_step({list, F, L}, ranges) ->
+    {list, #{'__struct__' => 'Elixir.Range', first => F, last => L, step => 1}};
+run_step(Step, _Runs) ->
+    Step.
+
+%% The bounds of a list run in either form, `none' for any other step.
+run_bounds({list, F, L}) -> {F, L};
+run_bounds({list, #{'__struct__' := 'Elixir.Range', first := F, last := L}}) -> {F, L};
+run_bounds(_Step) -> none.
 
 field_name({F, _Default}) -> F;
 field_name(F) -> F.
@@ -399,12 +422,16 @@ older_bytes(Path, OldRows) ->
 
 %% A list's whole run grows with the list ([0..9999] -> [0..10999]): match
 %% the old run of the same list that starts at 0.
+older_run_bytes([], _OldRows) ->
+    0;
 older_run_bytes(Path, OldRows) ->
-    case lists:reverse(Path) of
-        [{list, 0, _} | Parent] ->
+    [Last | Parent] = lists:reverse(Path),
+    case run_bounds(Last) of
+        {0, _} ->
             Runs = [{L, B} || #{path := P, bytes := B} <- OldRows,
-                              [{list, 0, L} | Parent1] <- [lists:reverse(P)],
-                              Parent1 =:= Parent],
+                              [OldLast | Parent1] <- [lists:reverse(P)],
+                              Parent1 =:= Parent,
+                              {0, L} <- [run_bounds(OldLast)]],
             case lists:reverse(lists:sort(Runs)) of
                 [{_, B} | _] -> B;
                 [] -> 0
@@ -476,8 +503,11 @@ contains(Q, P) when length(Q) =< length(P) ->
 contains(_Q, _P) ->
     false.
 
-step_contains({list, F, L}, {list, F2, L2}) -> F =< F2 andalso L2 =< L;
-step_contains(A, B) -> A =:= B.
+step_contains(A, B) ->
+    case {run_bounds(A), run_bounds(B)} of
+        {{F, L}, {F2, L2}} -> F =< F2 andalso L2 =< L;
+        _ -> A =:= B
+    end.
 
 pad(1, Text, Width) -> [Text, lists:duplicate(Width - string:length(Text), $\s)];
 pad(_, Text, Width) -> [lists:duplicate(Width - string:length(Text), $\s), Text].

@@ -18,7 +18,7 @@ defmodule MemProbe.BreakdownTest do
     outer != inner and length(outer) <= length(inner) and
       Enum.zip(outer, inner)
       |> Enum.all?(fn
-        {{:list, a, b}, {:list, c, d}} -> a <= c and d <= b
+        {{:list, a..b//_}, {:list, c..d//_}} -> a <= c and d <= b
         {x, y} -> x == y
       end)
   end
@@ -39,13 +39,10 @@ defmodule MemProbe.BreakdownTest do
     assert row(b, key: :tuple).bytes == MemProbe.term_size(tuple).bytes
     # The list is a wrapper around its one run: the run is the row.
     assert row(b, key: :list) == nil
-    run = row(b, [{:key, :list}, {:list, 0, 299}])
+    run = row(b, key: :list, list: 0..299)
     assert run.bytes == MemProbe.term_size(list).bytes
     assert run.label == "term.list[0..299]"
-
-    assert row(b, [{:key, :list}, {:list, 7, 7}]).bytes ==
-             MemProbe.term_size(Enum.at(list, 7)).bytes + 16
-
+    assert row(b, key: :list, list: 7..7).bytes == MemProbe.term_size(Enum.at(list, 7)).bytes + 16
     assert b.total.bytes == MemProbe.term_size(term).bytes
     assert b.total.off_heap_binaries == 1
   end
@@ -94,7 +91,7 @@ defmodule MemProbe.BreakdownTest do
     pair = [shared, shared]
     b = every_row({{pair, :other}, Enum.to_list(1..10)})
     assert row(b, elem: 0, elem: 0).bytes == MemProbe.term_size(pair).bytes
-    assert row(b, [{:elem, 0}, {:elem, 0}, {:list, 0, 1}]).bytes == 4 * 8
+    assert row(b, elem: 0, elem: 0, list: 0..1).bytes == 4 * 8
   end
 
   test "a sub-binary charges its whole parent binary where it is pinned" do
@@ -102,7 +99,7 @@ defmodule MemProbe.BreakdownTest do
     # Over 64 bytes: a sub-binary (a smaller slice would be copied).
     <<slice::binary-size(100), _::binary>> = big
     b = every_row({[slice], Enum.to_list(1..10)})
-    pinned = row(b, [{:elem, 0}, {:list, 0, 0}])
+    pinned = row(b, elem: 0, list: 0..0)
     assert pinned.kind == :binary
     assert pinned.off_heap_bytes == 100_000
     assert pinned.label == "term{0}[0]"
@@ -139,10 +136,24 @@ defmodule MemProbe.BreakdownTest do
     assert hd(b.rows).label == "uri.path"
   end
 
+  test "list runs are ranges in Elixir and {list, First, Last} for Erlang callers" do
+    term = %{events: Enum.to_list(1..100)}
+    {:ok, elixir} = MemProbe.breakdown(term)
+    {:ok, erlang} = :mem_probe.breakdown(term, [])
+    assert [%{path: [key: :events, list: 0..99]}] = elixir.rows
+    assert [%{path: [key: :events, list: %Range{first: 0, last: 99, step: 1}]}] = elixir.rows
+    assert [%{path: [{:key, :events}, {:list, 0, 99}]}] = erlang.rows
+    assert Enum.map(elixir.rows, & &1.bytes) == Enum.map(erlang.rows, & &1.bytes)
+    # Either form diffs and prints the same.
+    {:ok, longer} = MemProbe.breakdown(%{events: Enum.to_list(1..300)})
+    assert [%{older_bytes: 1600, growth_bytes: 3200}] = MemProbe.diff_breakdown(elixir, longer).rows
+    assert MemProbe.format(elixir) == MemProbe.format(erlang)
+  end
+
   test "a hot part of a long list is its own row, inside the run" do
     list = Enum.map(0..999, fn i -> if i in 500..509, do: Enum.to_list(1..1000), else: i end)
     {:ok, b} = MemProbe.breakdown(%{events: list})
-    assert hd(b.rows).path == [{:key, :events}, {:list, 500, 509}]
+    assert hd(b.rows).path == [key: :events, list: 500..509]
   end
 
   test "print indents rows under the row that contains them" do
@@ -253,7 +264,7 @@ defmodule MemProbe.BreakdownTest do
     term = Enum.map(1..200_000, &{&1})
     {:ok, b} = MemProbe.breakdown(term)
     assert b.total.bytes == MemProbe.term_size(term).bytes
-    assert hd(b.rows).path == [{:list, 0, 199_999}]
+    assert hd(b.rows).path == [list: 0..199_999]
   end
 
   test "without the native walker the answer is an error, not a guess" do
