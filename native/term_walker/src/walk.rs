@@ -269,6 +269,11 @@ fn object_of<M: Memory>(
 
 /// Depth-first traversal with an explicit stack. `visit` sees each object
 /// reached (once per path) and says whether to descend into its children.
+///
+/// The range of term words being read is kept in locals, and immediates in
+/// it are checked and skipped in a tight loop; only a range left unfinished
+/// when the walk descends goes to the stack. A list spine is a range of two
+/// words (head, tail), so a long list of immediates never touches the stack.
 #[inline(always)]
 fn traverse<M, F>(
     mem: &M,
@@ -284,67 +289,55 @@ where
 {
     // Ranges of term words still to visit: (address of the next word, count).
     let mut pending: Vec<(usize, usize)> = Vec::new();
+    // The range being read: the next word's address and how many are left.
+    let mut next = 0usize;
+    let mut left = 0usize;
     let mut term = root;
     let mut at = 0usize;
     loop {
-        match classify(term, at)? {
-            Word::Immediate => {}
-            Word::List(addr) => {
-                // List spines are walked in place: the head is visited now
-                // and the tail pushed only when both are pointers, so a long
-                // list of immediates never touches the stack.
-                if visit(addr, &Object::cons(addr), work)? {
-                    let head = mem.word(addr)?;
-                    let tail_at = addr + WORD_BYTES;
-                    if classify(head, addr)? == Word::Immediate {
-                        at = tail_at;
-                        term = mem.word(tail_at)?;
-                        continue;
-                    }
-                    let tail = mem.word(tail_at)?;
-                    if classify(tail, tail_at)? != Word::Immediate {
-                        reserve(&mut pending, work)?;
-                        pending.push((tail_at, 1));
-                    }
-                    at = addr;
-                    term = head;
-                    continue;
-                }
-            }
+        // `term` (read at `at`) is the root or a word that is not an
+        // immediate; its children, if any, become the range to read.
+        let children = match classify(term, at)? {
+            Word::Immediate => None,
+            Word::List(addr) => match visit(addr, &Object::cons(addr), work)? {
+                true => Some((addr, 2)),
+                false => None,
+            },
             Word::Boxed(addr) => {
                 let object = decode::boxed(mem, layout, addr, detail)?;
-                if visit(addr, &object, work)? && object.child_count > 0 {
-                    let rest = object.child_count - 1;
-                    let rest_at = object.children + WORD_BYTES;
-                    if rest == 1 {
-                        // A last element: skip the push when it is an
-                        // immediate, after checking it.
-                        let last = mem.word(rest_at)?;
-                        if classify(last, rest_at)? != Word::Immediate {
-                            reserve(&mut pending, work)?;
-                            pending.push((rest_at, 1));
-                        }
-                    } else if rest > 1 {
-                        reserve(&mut pending, work)?;
-                        pending.push((rest_at, rest));
-                    }
-                    at = object.children;
-                    term = mem.word(at)?;
-                    continue;
+                match visit(addr, &object, work)? && object.child_count > 0 {
+                    true => Some((object.children, object.child_count)),
+                    false => None,
                 }
             }
+        };
+        if let Some((first, count)) = children {
+            if left > 0 {
+                reserve(&mut pending, work)?;
+                pending.push((next, left));
+            }
+            next = first;
+            left = count;
         }
-        match pending.last_mut() {
-            None => return Ok(()),
-            Some(top) => {
-                at = top.0;
-                top.0 += WORD_BYTES;
-                top.1 -= 1;
-                if top.1 == 0 {
-                    pending.pop();
+        // The next word that is not an immediate.
+        loop {
+            if left == 0 {
+                match pending.pop() {
+                    None => return Ok(()),
+                    Some((first, count)) => {
+                        next = first;
+                        left = count;
+                    }
                 }
-                term = mem.word(at)?;
             }
+            at = next;
+            term = mem.word(at)?;
+            next += WORD_BYTES;
+            left -= 1;
+            if !decode::is_immediate(term) {
+                break;
+            }
+            decode::check_immediate(term, at)?;
         }
     }
 }
