@@ -109,7 +109,7 @@ defmodule MemProbe do
   @spec term_size(term()) :: sizes()
   def term_size(term) do
     case :mem_probe.term_size(term) do
-      # Native: the map the NIF built, as it is.
+      # Native: the map mem_probe_sizes built, as it is.
       %{literal_words: words} = sizes when is_integer(words) -> sizes
       # Fallback: the fields it cannot give are nil here.
       sizes -> nil_for_undefined(sizes)

@@ -20,13 +20,13 @@
 //! about a millisecond of work, and running out stops the walk with
 //! [`Stop::Budget`] so the caller can start again on a dirty scheduler.
 
-use ahash::{AHashMap, AHashSet};
+use std::collections::HashMap;
 
 use crate::decode::{self, classify, Detail, LayoutError, Object, Word};
 use crate::layout::Layout;
 use crate::memory::Memory;
 use crate::tags::WORD_BYTES;
-use crate::visited::VisitedSet;
+use crate::visited::{fixed_hasher, VisitedSet};
 
 /// Why a walk ended without a result.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -267,6 +267,51 @@ fn object_of<M: Memory>(
     })
 }
 
+/// Ranges of term words still to visit: (address of the next word, count).
+/// The first few are kept inline, so a small term's walk allocates nothing.
+struct Pending {
+    few: [(usize, usize); PENDING_INLINE],
+    few_len: usize,
+    more: Vec<(usize, usize)>,
+}
+
+const PENDING_INLINE: usize = 16;
+
+impl Pending {
+    #[inline(always)]
+    fn new() -> Self {
+        Pending {
+            few: [(0, 0); PENDING_INLINE],
+            few_len: 0,
+            more: Vec::new(),
+        }
+    }
+
+    #[inline(always)]
+    fn push(&mut self, range: (usize, usize), work: &mut Work) -> Result<(), Stop> {
+        if self.few_len < PENDING_INLINE && self.more.is_empty() {
+            self.few[self.few_len] = range;
+            self.few_len += 1;
+            return Ok(());
+        }
+        reserve(&mut self.more, work)?;
+        self.more.push(range);
+        Ok(())
+    }
+
+    #[inline(always)]
+    fn pop(&mut self) -> Option<(usize, usize)> {
+        if let Some(range) = self.more.pop() {
+            return Some(range);
+        }
+        if self.few_len == 0 {
+            return None;
+        }
+        self.few_len -= 1;
+        Some(self.few[self.few_len])
+    }
+}
+
 /// Depth-first traversal with an explicit stack. `visit` sees each object
 /// reached (once per path) and says whether to descend into its children.
 ///
@@ -287,8 +332,7 @@ where
     M: Memory,
     F: FnMut(usize, &Object, &mut Work) -> Result<bool, Stop>,
 {
-    // Ranges of term words still to visit: (address of the next word, count).
-    let mut pending: Vec<(usize, usize)> = Vec::new();
+    let mut pending = Pending::new();
     // The range being read: the next word's address and how many are left.
     let mut next = 0usize;
     let mut left = 0usize;
@@ -313,8 +357,7 @@ where
         };
         if let Some((first, count)) = children {
             if left > 0 {
-                reserve(&mut pending, work)?;
-                pending.push((next, left));
+                pending.push((next, left), work)?;
             }
             next = first;
             left = count;
@@ -429,7 +472,9 @@ pub fn scan<M: Memory>(
 ) -> Result<Scan, Stop> {
     let mut result = Scan::default();
     let mut visited = VisitedSet::new();
-    let mut binaries: AHashSet<usize> = AHashSet::new();
+    // Off-heap `Binary`s seen: by address, as objects are (they sit close
+    // together in the binary allocator's carriers).
+    let mut binaries = VisitedSet::new();
     traverse(mem, layout, root, detail, work, |addr, object, work| {
         if !visited.insert(addr, work)? {
             result.repeats = true;
@@ -459,8 +504,7 @@ pub fn scan<M: Memory>(
             }
         }
         if let Some(binary) = object.binary {
-            reserve_map(&mut *binaries, work)?;
-            if binaries.insert(binary.addr) {
+            if binaries.insert(binary.addr, work)? {
                 result.off_heap_binaries += 1;
                 result.off_heap_bytes += binary.orig_size;
             }
@@ -500,8 +544,8 @@ pub fn flat_words_dag<M: Memory>(
     let mut nodes = Vec::new();
     reserve(&mut nodes, work)?;
     nodes.push(new_node(root_object));
-    let mut index: AHashMap<usize, usize> = AHashMap::new();
-    reserve_map(&mut *index, work)?;
+    let mut index: HashMap<usize, usize, _> = HashMap::with_hasher(fixed_hasher());
+    reserve_map(&mut index, work)?;
     index.insert(root_addr, 0);
     let mut edges: Vec<usize> = Vec::new();
     let mut unexpanded = Vec::new();
@@ -529,7 +573,7 @@ pub fn flat_words_dag<M: Memory>(
                     reserve(&mut nodes, work)?;
                     nodes.push(new_node(child));
                     let j = nodes.len() - 1;
-                    reserve_map(&mut *index, work)?;
+                    reserve_map(&mut index, work)?;
                     index.insert(addr, j);
                     reserve(&mut unexpanded, work)?;
                     unexpanded.push(j);
