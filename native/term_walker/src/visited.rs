@@ -39,9 +39,15 @@ pub struct VisitedSet {
     few_len: usize,
     index: HashMap<usize, usize, RandomState>,
     pages: Vec<Page>,
-    last_page: usize,
-    last_slot: usize,
+    /// (page, slot) of pages met lately, by the page's low bits: a walk
+    /// goes back and forth between a few pages (list cells in one place,
+    /// the objects they hold in another), and each finds its slot here in
+    /// one compare, without the index.
+    recent: [(usize, usize); RECENT],
 }
+
+/// Entries of [`VisitedSet::recent`] (a power of two).
+const RECENT: usize = 16;
 
 impl Default for VisitedSet {
     fn default() -> Self {
@@ -56,8 +62,7 @@ impl VisitedSet {
             few_len: 0,
             index: HashMap::with_hasher(fixed_hasher()),
             pages: Vec::new(),
-            last_page: usize::MAX,
-            last_slot: 0,
+            recent: [(usize::MAX, 0); RECENT],
         }
     }
 
@@ -76,16 +81,19 @@ impl VisitedSet {
             }
             self.move_to_pages(work)?;
         }
-        let page = addr >> PAGE_SHIFT;
-        if page != self.last_page {
-            self.switch_page(page, work)?;
-        }
+        let slot = self.slot(addr >> PAGE_SHIFT, work)?;
+        Ok(self.mark(slot, addr))
+    }
+
+    /// Sets `addr`'s bit in the page at `slot`; whether it was clear.
+    #[inline(always)]
+    fn mark(&mut self, slot: usize, addr: usize) -> bool {
         let bit = (addr >> WORD_SHIFT) & (BITS_PER_PAGE - 1);
-        let cell = &mut self.pages[self.last_slot][bit >> 6];
+        let cell = &mut self.pages[slot][bit >> 6];
         let mask = 1u64 << (bit & 63);
         let fresh = *cell & mask == 0;
         *cell |= mask;
-        Ok(fresh)
+        fresh
     }
 
     /// Whether `addr` is marked (no page is switched to).
@@ -95,8 +103,9 @@ impl VisitedSet {
             return self.few[..self.few_len].contains(&addr);
         }
         let page = addr >> PAGE_SHIFT;
-        let slot = if page == self.last_page {
-            self.last_slot
+        let (recent_page, recent_slot) = self.recent[page & (RECENT - 1)];
+        let slot = if page == recent_page {
+            recent_slot
         } else {
             match self.index.get(&page) {
                 Some(&slot) => slot,
@@ -118,19 +127,25 @@ impl VisitedSet {
     fn move_to_pages(&mut self, work: &mut Work) -> Result<(), Stop> {
         for i in 0..self.few_len {
             let addr = self.few[i];
-            let page = addr >> PAGE_SHIFT;
-            if page != self.last_page {
-                self.switch_page(page, work)?;
-            }
-            let bit = (addr >> WORD_SHIFT) & (BITS_PER_PAGE - 1);
-            self.pages[self.last_slot][bit >> 6] |= 1u64 << (bit & 63);
+            let slot = self.slot(addr >> PAGE_SHIFT, work)?;
+            self.mark(slot, addr);
         }
         self.few_len = 0;
         Ok(())
     }
 
+    /// The slot of `page`'s bitmap, made when new.
+    #[inline(always)]
+    fn slot(&mut self, page: usize, work: &mut Work) -> Result<usize, Stop> {
+        let (recent_page, recent_slot) = self.recent[page & (RECENT - 1)];
+        if recent_page == page {
+            return Ok(recent_slot);
+        }
+        self.switch_page(page, work)
+    }
+
     #[cold]
-    fn switch_page(&mut self, page: usize, work: &mut Work) -> Result<(), Stop> {
+    fn switch_page(&mut self, page: usize, work: &mut Work) -> Result<usize, Stop> {
         let next = self.pages.len();
         reserve_map(&mut self.index, work)?;
         let slot = *self.index.entry(page).or_insert(next);
@@ -138,9 +153,8 @@ impl VisitedSet {
             reserve(&mut self.pages, work)?;
             self.pages.push([0; BITS_PER_PAGE / 64]);
         }
-        self.last_page = page;
-        self.last_slot = slot;
-        Ok(())
+        self.recent[page & (RECENT - 1)] = (page, slot);
+        Ok(slot)
     }
 }
 
