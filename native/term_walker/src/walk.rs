@@ -343,10 +343,21 @@ where
         // immediate; its children, if any, become the range to read.
         let children = match classify(term, at)? {
             Word::Immediate => None,
-            Word::List(addr) => match visit(addr, &Object::cons(addr), work)? {
-                true => Some((addr, 2)),
-                false => None,
-            },
+            Word::List(addr) => {
+                if !visit(addr, &Object::cons(addr), work)? {
+                    None
+                } else {
+                    // A list spine: an immediate head is checked here, so
+                    // the range is the tail alone and needs no stack.
+                    let head = mem.word(addr)?;
+                    if decode::is_immediate(head) {
+                        decode::check_immediate(head, addr)?;
+                        Some((addr + WORD_BYTES, 1))
+                    } else {
+                        Some((addr, 2))
+                    }
+                }
+            }
             Word::Boxed(addr) => {
                 let object = decode::boxed(mem, layout, addr, detail)?;
                 match visit(addr, &object, work)? && object.child_count > 0 {
