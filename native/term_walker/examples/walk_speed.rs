@@ -6,7 +6,7 @@
 
 use term_walker::decode::LayoutError;
 use term_walker::layout::OTP_25;
-use term_walker::{flat_words, scan, Detail, Memory, Work};
+use term_walker::{flat_words, scan, term_size, Detail, Memory, Work};
 
 const BASE: usize = 0x0010_0000;
 const NIL: u64 = 0x3B;
@@ -60,6 +60,13 @@ impl Heap {
         let mut w = vec![((1 + data) << 6) | 0x24, bytes];
         w.extend(std::iter::repeat_n(0xAB, data as usize));
         self.alloc(&w) as u64 | 2
+    }
+    /// A ProcBin over a new 100-byte off-heap `Binary` (header words:
+    /// flags, refc, orig_size; then the data).
+    fn refc_binary(&mut self) -> u64 {
+        let binary = self.alloc(&[0, 1, 100]);
+        self.alloc(&[0; 13]);
+        self.alloc(&[0x160, 100, 0, binary as u64, binary as u64 + 24, 0]) as u64 | 2
     }
     fn float(&mut self) -> u64 {
         self.alloc(&[0x58, 0]) as u64 | 2
@@ -210,7 +217,13 @@ fn main() {
         let t = h.list(&items);
         workloads.push(("mid-size", h, t));
     }
-    println!("workload          trusting µs   flat µs (x)        scan µs (x)");
+    {
+        let mut h = Heap { words: Vec::new() };
+        let items: Vec<u64> = (0..50_000).map(|_| h.refc_binary()).collect();
+        let t = h.list(&items);
+        workloads.push(("50k refc bins", h, t));
+    }
+    println!("workload          trusting µs   flat µs (x)        scan µs (x)   term_size µs (x)");
     for (name, h, t) in &workloads {
         let (tr, words) = best(|| trusting(h, *t));
         let (fl, fw) = best(|| {
@@ -223,12 +236,19 @@ fn main() {
                 .unwrap()
                 .shared_words
         });
+        let (ts, tw) = best(|| {
+            term_size(h, &OTP_25, *t, &mut Work::unlimited())
+                .unwrap()
+                .scan
+                .shared_words
+        });
         assert_eq!(fw, words);
-        assert!(sw <= words);
+        assert!(sw <= words && tw == sw);
         println!(
-            "{name:<16} {tr:>10.0}   {fl:>8.0} ({:.2}x)   {sc:>8.0} ({:.2}x)",
+            "{name:<16} {tr:>10.0}   {fl:>8.0} ({:.2}x)   {sc:>8.0} ({:.2}x)   {ts:>8.0} ({:.2}x)",
             fl / tr,
-            sc / tr
+            sc / tr,
+            ts / tr
         );
     }
 }

@@ -481,7 +481,67 @@ pub fn scan<M: Memory>(
     detail: Detail,
     work: &mut Work,
 ) -> Result<Scan, Stop> {
+    scan_with_repeats(mem, layout, root, detail, work).map(|(found, _)| found)
+}
+
+/// What a scan learns of the objects it meets again, for the flat size.
+#[derive(Clone, Copy, Debug, Default)]
+struct Repeats {
+    /// The flat words of every repeated object whose children are all
+    /// immediates: what each such path adds to the flat size.
+    leaf_words: u64,
+    /// Whether an object with children that are not immediates (or too many
+    /// to look at) was met again: then only a walk of every path, or the
+    /// DAG walk, gives the flat size.
+    deep: bool,
+}
+
+impl Repeats {
+    /// `object` was reached again.
+    #[cold]
+    #[inline(never)]
+    fn met_again<M: Memory>(
+        &mut self,
+        mem: &M,
+        object: &Object,
+        work: &mut Work,
+    ) -> Result<(), Stop> {
+        work.spend(object.child_count as u64)?;
+        if only_immediate_children(mem, object)? {
+            self.leaf_words += object.flat_words();
+        } else {
+            self.deep = true;
+        }
+        Ok(())
+    }
+}
+
+/// Children a repeated object may have for [`Repeats::leaf_words`] to take it.
+const REPEAT_LEAF_CHILDREN: usize = 32;
+
+/// Whether every child word of `object` is an immediate (they were checked
+/// when the object was first visited).
+fn only_immediate_children<M: Memory>(mem: &M, object: &Object) -> Result<bool, Stop> {
+    if object.child_count > REPEAT_LEAF_CHILDREN {
+        return Ok(false);
+    }
+    for k in 0..object.child_count {
+        if !decode::is_immediate(mem.word(object.children + k * WORD_BYTES)?) {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+fn scan_with_repeats<M: Memory>(
+    mem: &M,
+    layout: &Layout,
+    root: u64,
+    detail: Detail,
+    work: &mut Work,
+) -> Result<(Scan, Repeats), Stop> {
     let mut result = Scan::default();
+    let mut repeats = Repeats::default();
     let mut visited = VisitedSet::new();
     // Off-heap `Binary`s seen: by address, as objects are (they sit close
     // together in the binary allocator's carriers).
@@ -489,6 +549,9 @@ pub fn scan<M: Memory>(
     traverse(mem, layout, root, detail, work, |addr, object, work| {
         if !visited.insert(addr, work)? {
             result.repeats = true;
+            if !repeats.deep {
+                repeats.met_again(mem, object, work)?;
+            }
             return Ok(false);
         }
         work.spend(object.words)?;
@@ -522,7 +585,7 @@ pub fn scan<M: Memory>(
         }
         Ok(true)
     })?;
-    Ok(result)
+    Ok((result, repeats))
 }
 
 /// Flat words in time linear in the distinct objects: the number of paths
@@ -705,11 +768,16 @@ pub fn term_size<M: Memory>(
     root: u64,
     work: &mut Work,
 ) -> Result<TermSize, Stop> {
-    let found = scan(mem, layout, root, Detail::OffHeap, work)?;
-    let flat_words = if found.repeats {
+    let (found, repeats) = scan_with_repeats(mem, layout, root, Detail::OffHeap, work)?;
+    let flat_words = if repeats.deep {
         flat_with_sharing(mem, layout, root, found.distinct_words(), work)?
     } else {
+        // Each path to an object met again adds its own words only (its
+        // children are immediates), and an attached object counts with each
+        // of its owners: the flat size without another walk.
         found.distinct_words() as u128
+            + found.attached_repeat_words as u128
+            + repeats.leaf_words as u128
     };
     Ok(TermSize {
         flat_words,

@@ -200,3 +200,80 @@ fn heap_bits_inline_on_27_and_29() {
         refused_everywhere(layout, &mut h, old_map, "unexpected header tag");
     }
 }
+
+/// `term_size`'s flat words and a plain walk's, which must agree; and how
+/// many words `term_size` read against a scan alone.
+fn flat_from_term_size(layout: &Layout, h: &TestHeap, term: u64) -> (u128, u64, u64) {
+    let plain = flat_words(h, layout, term, u64::MAX, &mut Work::unlimited())
+        .unwrap()
+        .unwrap() as u128;
+    *h.reads.borrow_mut() = 0;
+    scan(h, layout, term, Detail::OffHeap, &mut Work::unlimited()).unwrap();
+    let scan_reads = *h.reads.borrow();
+    *h.reads.borrow_mut() = 0;
+    let both = term_size(h, layout, term, &mut Work::unlimited()).unwrap();
+    assert_eq!(
+        both.flat_words, plain,
+        "term_size and the plain walk disagree"
+    );
+    (plain, scan_reads, *h.reads.borrow())
+}
+
+#[test]
+fn term_size_counts_repeated_leaves_without_walking_again() {
+    let mut h = TestHeap::new();
+    // Records sharing one keys tuple (of atoms) and one float: 100 flatmaps.
+    let keys = h.literal_tuple(&[atom(1), atom(2)]);
+    let f = h.float(1.0);
+    let items: Vec<u64> = (0..100)
+        .map(|i| {
+            let cell = h.cons(small(i), NIL);
+            h.flatmap(keys, &[f, cell])
+        })
+        .collect();
+    let records = h.list(&items);
+    let (flat, scan_reads, reads) = flat_from_term_size(&OTP_25, &h, records);
+    assert_eq!(flat, 100 * 2 + 100 * (5 + 3 + 2 + 2));
+    // One scan, plus a look at each repeated leaf's children: no second walk.
+    assert!(
+        reads < scan_reads * 2,
+        "{reads} reads, a scan takes {scan_reads}"
+    );
+    // A repeated cons of immediates, and a repeated tuple with a boxed child
+    // (which needs every path walked).
+    let cell = h.cons(small(1), NIL);
+    let twice = h.tuple(&[cell, cell, cell]);
+    assert_eq!(flat_from_term_size(&OTP_25, &h, twice).0, 4 + 6);
+    let inner = h.tuple(&[f]);
+    let deep = h.tuple(&[inner, inner]);
+    assert_eq!(flat_from_term_size(&OTP_25, &h, deep).0, 3 + 2 * (2 + 2));
+    // More children than looked at: walked again too.
+    let wide = h.tuple(&[small(0); 40]);
+    let wide_twice = h.tuple(&[wide, wide]);
+    assert_eq!(flat_from_term_size(&OTP_25, &h, wide_twice).0, 3 + 2 * 41);
+}
+
+#[test]
+fn term_size_counts_repeated_owners_and_attached_objects_on_27() {
+    let mut h = TestHeap::new();
+    let binary = h.binary27(100);
+    let br = h.bin_ref(binary);
+    // Two SubBits over one BinRef, one of them twice: a copy takes the
+    // BinRef with every SubBits on every path (5 + 3 each).
+    let a = h.sub_bits(br, binary, 0, 800, 0);
+    let b = h.sub_bits(br, binary, 8, 800, 0);
+    let t = h.tuple(&[a, b, a]);
+    assert_eq!(flat_from_term_size(&OTP_27, &h, t).0, 4 + 3 * 8);
+    let mut h = TestHeap::new();
+    let entry = 0x7000_0000;
+    let fr = h.fun_ref(entry);
+    let fun = h.fun27(1, &[small(1)], fr, entry);
+    let funs = h.list(&[fun, fun]);
+    let (flat, _, _) = flat_from_term_size(&OTP_27, &h, funs);
+    assert_eq!(
+        flat,
+        4 + 2 * flat_words(&h, &OTP_27, fun, u64::MAX, &mut Work::unlimited())
+            .unwrap()
+            .unwrap() as u128
+    );
+}
