@@ -760,8 +760,9 @@ pub struct TermSize {
     pub scan: Scan,
 }
 
-/// One scan; the flat size follows from it when nothing is shared, and from a
-/// second walk otherwise.
+/// One scan; the flat size follows from it when nothing is shared or only
+/// objects whose children are immediates are met again, and from a second
+/// walk otherwise.
 pub fn term_size<M: Memory>(
     mem: &M,
     layout: &Layout,
