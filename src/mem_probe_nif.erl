@@ -122,9 +122,10 @@ priv_dir() ->
 
 %% @private Walk on the caller's scheduler within a budget (about 10k words,
 %% at most 1 ms of CPU time). Returns `{ok, FlatWords}' (mode `flat'),
-%% `{ok, SharedWords}' (`shared'), `{ok, Sizes}' (`full': the map of
-%% `term_size/1'), `{ok, Flat, Shared, Literal, HashmapNodeWords, Bins,
-%% BinBytes, SizeWords, TermSizeBytes}' (`calibrate'), `budget_exceeded' or
+%% `{ok, SharedWords}' (`shared'), `{ok, Flat, Shared, Literal, Bins,
+%% BinBytes, Bytes}' (`full': the fields of `term_size/1''s map), `{ok,
+%% Flat, Shared, Literal, HashmapNodeWords, Bins, BinBytes, SizeWords,
+%% TermSizeBytes}' (`calibrate'), `budget_exceeded' or
 %% `{error, Reason}'. `HeapWords' is the caller's heap size for a flat walk
 %% (0: unknown).
 walk(_Term, _Mode, _HeapWords) -> erlang:nif_error(nif_not_loaded).

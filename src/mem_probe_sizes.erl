@@ -71,12 +71,15 @@ shared_size(Term) ->
         fallback -> erts_debug:size_shared(Term)
     end.
 
-%% The NIF builds the very map returned here (no copy on the way).
+%% The NIF gives the fields; the one map is made here, with literal keys.
 -spec term_size(term()) -> sizes().
 term_size(Term) ->
     case native(Term, full, "term_size/1") of
-        {ok, Sizes} -> Sizes;
-        fallback -> fallback_term_size(Term)
+        {ok, Flat, Shared, Literal, Binaries, BinaryBytes, Bytes} ->
+            #{flat_words => Flat, shared_words => Shared, literal_words => Literal,
+              off_heap_binaries => Binaries, off_heap_bytes => BinaryBytes, bytes => Bytes};
+        fallback ->
+            fallback_term_size(Term)
     end.
 
 fallback_term_size(Term) ->
@@ -94,22 +97,47 @@ fallback_term_size(Term) ->
 %% a BIF, which on a shared term walks every path and never yields:
 %% a flat size beyond 128 bits, the walk's memory limit, or a layout error,
 %% which also switches the node to fallback mode (the fault policy).
+%%
+%% The walk is asked first: the NIF refuses every walk (`not_calibrated')
+%% until the calibration's verdict for its current load is native, and that
+%% verdict is taken back on a fault, so a small call costs one NIF call and
+%% the mode is looked at only when the NIF refuses (first use, a reload,
+%% fallback mode, no library).
 native(Term, WalkMode, Function) ->
-    case mode() of
-        fallback ->
-            fallback;
-        native ->
-            case run(Term, WalkMode) of
-                {ok, _} = Done -> Done;
-                %% The verdict was taken back meanwhile, or the NIF has no
-                %% layout after all: the fallback answers.
-                {error, not_calibrated} -> fallback;
-                {error, unknown_release_layout} -> fallback;
-                {error, flat_size_overflow} -> overflow(Function);
-                {error, out_of_memory} -> out_of_memory(Function);
-                {error, {layout_error, What, Address, Word}} ->
-                    layout_fault(Function, WalkMode, What, Address, Word)
-            end
+    case first_walk(Term, WalkMode) of
+        {error, not_calibrated} ->
+            case mode() of
+                fallback -> fallback;
+                native -> answer(run(Term, WalkMode), Function, WalkMode)
+            end;
+        Result ->
+            answer(Result, Function, WalkMode)
+    end.
+
+answer({ok, _} = Done, _Function, _WalkMode) ->
+    Done;
+answer({ok, _, _, _, _, _, _} = Done, _Function, _WalkMode) ->
+    Done;
+%% The verdict was taken back meanwhile, or the NIF has no layout after all:
+%% the fallback answers.
+answer({error, not_calibrated}, _Function, _WalkMode) ->
+    fallback;
+answer({error, unknown_release_layout}, _Function, _WalkMode) ->
+    fallback;
+answer({error, flat_size_overflow}, Function, _WalkMode) ->
+    overflow(Function);
+answer({error, out_of_memory}, Function, _WalkMode) ->
+    out_of_memory(Function);
+answer({error, {layout_error, What, Address, Word}}, Function, WalkMode) ->
+    layout_fault(Function, WalkMode, What, Address, Word).
+
+%% `run/2' where the library may not be loaded: without it nothing is
+%% calibrated.
+first_walk(Term, WalkMode) ->
+    try
+        run(Term, WalkMode)
+    catch
+        error:nif_not_loaded -> {error, not_calibrated}
     end.
 
 %% A flat size beyond 128 bits (a term shared ~128 levels deep).

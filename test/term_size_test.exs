@@ -509,8 +509,7 @@ defmodule MemProbe.TermSizeTest do
 
         assert call.(:mem_probe_nif, :set_native, [true]) == true
 
-        assert {:ok, %{flat_words: 4, shared_words: 4}} =
-                 call.(:mem_probe_nif, :walk, [heap, :full, 0])
+        assert {:ok, 4, 4, 0, 0, 0, 32} = call.(:mem_probe_nif, :walk, [heap, :full, 0])
       end)
     end
   end

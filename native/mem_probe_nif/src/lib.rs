@@ -67,12 +67,6 @@ rustler::atoms! {
     walk_memory_limit,
     inject_layout_error,
     out_of_memory,
-    flat_words_key = "flat_words",
-    shared_words,
-    literal_words,
-    off_heap_binaries,
-    off_heap_bytes,
-    bytes_key = "bytes",
 }
 
 /// Work a walk may do on a normal scheduler before it hands over to a dirty
@@ -282,29 +276,23 @@ fn run<'a>(env: Env<'a>, term: Term<'a>, mode: Atom, heap_words: u64, work: Work
         Ok((flat_words, _)) if mode == flat() => (ok(), flat_words).encode(env),
         Ok((_, found)) if mode == shared() => (ok(), found.shared_words).encode(env),
         Ok((flat_words, found)) if mode == full() => {
-            // The map MemProbe.term_size/1 returns, built once, here.
+            // The fields of the map MemProbe.term_size/1 returns, which the
+            // Erlang side builds with its literal keys (cheaper than a map
+            // made here, whose keys the VM must sort).
             let bytes = found
                 .shared_words
                 .saturating_mul(term_walker::tags::WORD_BYTES as u64)
                 .saturating_add(found.off_heap_bytes);
-            let pairs = [
-                (flat_words_key().encode(env), flat_words.encode(env)),
-                (shared_words().encode(env), found.shared_words.encode(env)),
-                (literal_words().encode(env), found.literal_words.encode(env)),
-                (
-                    off_heap_binaries().encode(env),
-                    found.off_heap_binaries.encode(env),
-                ),
-                (
-                    off_heap_bytes().encode(env),
-                    found.off_heap_bytes.encode(env),
-                ),
-                (bytes_key().encode(env), bytes.encode(env)),
+            let fields = [
+                ok().encode(env),
+                flat_words.encode(env),
+                found.shared_words.encode(env),
+                found.literal_words.encode(env),
+                found.off_heap_binaries.encode(env),
+                found.off_heap_bytes.encode(env),
+                bytes.encode(env),
             ];
-            match Term::map_from_pairs(env, &pairs) {
-                Ok(sizes) => (ok(), sizes).encode(env),
-                Err(_) => (error(), bad_walk_mode()).encode(env),
-            }
+            make_tuple(env, &fields)
         }
         Ok((flat_words, found)) => {
             // The calibration compares everything with the VM's functions:

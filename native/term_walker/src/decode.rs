@@ -41,38 +41,52 @@ const LOWEST_VALID_ADDRESS: u64 = 4096;
 const HIGHEST_VALID_ADDRESS: u64 = 1 << 56;
 
 /// Classifies a term word. `at` is where the word was read (for errors).
-#[inline]
+#[inline(always)]
 pub fn classify(word: u64, at: usize) -> Result<Word, LayoutError> {
-    match word & PRIMARY_MASK {
-        PRIMARY_IMMEDIATE => {
-            if word & IMMEDIATE1_MASK == IMMEDIATE1_IMMED2 {
-                let immed2 = word & IMMEDIATE2_MASK;
-                if immed2 == IMMEDIATE_CATCH || immed2 == IMMEDIATE_UNUSED {
-                    return Err(LayoutError::new("invalid immediate in a term", at, word));
-                }
-            }
-            Ok(Word::Immediate)
+    // Tested in order of frequency inside terms, as plain branches (a jump
+    // table on the tag costs an indirect branch per word).
+    let tag = word & PRIMARY_MASK;
+    if tag == PRIMARY_LIST {
+        // Bit 2 set would be a tagged literal pointer: a build this
+        // layout table does not describe.
+        if word & !POINTER_MASK != PRIMARY_LIST || !plausible_address(word) {
+            return Err(LayoutError::new("bad list pointer", at, word));
         }
-        PRIMARY_LIST => {
-            // Bit 2 set would be a tagged literal pointer: a build this
-            // layout table does not describe.
-            if word & !POINTER_MASK != PRIMARY_LIST || !plausible_address(word) {
-                return Err(LayoutError::new("bad list pointer", at, word));
-            }
-            Ok(Word::List((word & POINTER_MASK) as usize))
+        Ok(Word::List((word & POINTER_MASK) as usize))
+    } else if tag == PRIMARY_BOXED {
+        if word & !POINTER_MASK != PRIMARY_BOXED || !plausible_address(word) {
+            return Err(LayoutError::new("bad boxed pointer", at, word));
         }
-        PRIMARY_BOXED => {
-            if word & !POINTER_MASK != PRIMARY_BOXED || !plausible_address(word) {
-                return Err(LayoutError::new("bad boxed pointer", at, word));
-            }
-            Ok(Word::Boxed((word & POINTER_MASK) as usize))
-        }
-        _ => Err(LayoutError::new(
+        Ok(Word::Boxed((word & POINTER_MASK) as usize))
+    } else if tag == PRIMARY_IMMEDIATE {
+        check_immediate(word, at)?;
+        Ok(Word::Immediate)
+    } else {
+        Err(LayoutError::new(
             "header word where a term was expected",
             at,
             word,
-        )),
+        ))
     }
+}
+
+/// Whether a term word is an immediate (no heap words; still to be checked
+/// with [`check_immediate`]).
+#[inline(always)]
+pub fn is_immediate(word: u64) -> bool {
+    word & PRIMARY_MASK == PRIMARY_IMMEDIATE
+}
+
+/// The six-bit immediate tags never valid inside a term, as a bit set.
+const INVALID_IMMEDIATES: u64 = (1 << IMMEDIATE_CATCH) | (1 << IMMEDIATE_UNUSED);
+
+/// Checks an immediate term word as [`classify`] does, in one bit test.
+#[inline(always)]
+pub fn check_immediate(word: u64, at: usize) -> Result<(), LayoutError> {
+    if (INVALID_IMMEDIATES >> (word & IMMEDIATE2_MASK)) & 1 != 0 {
+        return Err(LayoutError::new("invalid immediate in a term", at, word));
+    }
+    Ok(())
 }
 
 /// An off-heap `Binary` kept alive by a term: its address (the identity used
@@ -167,6 +181,12 @@ fn byte_at<M: Memory>(mem: &M, addr: usize, byte: usize) -> Result<u64, LayoutEr
 }
 
 /// Decodes the boxed object at `addr`, checking its header.
+///
+/// The most common objects (non-empty tuples, floats, heap binaries,
+/// flatmaps, and ProcBins when only their words are asked for) are decoded
+/// here, inline, with exactly the checks of the general decoder; everything
+/// else (and every header these paths refuse) takes the general decoder,
+/// which says what is wrong.
 #[inline(always)]
 pub fn boxed<M: Memory>(
     mem: &M,
@@ -174,25 +194,74 @@ pub fn boxed<M: Memory>(
     addr: usize,
     detail: Detail,
 ) -> Result<Object, LayoutError> {
-    // Fast path for the most common object, a non-empty tuple, with the same
-    // checks as below; everything else takes the full decoder.
     let header = mem.word(addr)?;
     let arity = header >> HEADER_ARITY_SHIFT;
-    if header & HEADER_TAG_MASK == 0
-        && arity != 0
-        && arity <= layout.max_tuple_arity
-        && layout.kinds[0] == Some(Kind::Tuple)
-    {
-        return Ok(Object {
-            words: arity + 1,
-            children: addr + WORD_BYTES,
-            child_count: arity as usize,
-            ..Object::leaf(0)
-        });
+    if header & HEADER_TAG_MASK == 0 {
+        if arity != 0 && arity <= layout.max_tuple_arity && layout.kinds[0] == Some(Kind::Tuple) {
+            return Ok(Object {
+                words: arity + 1,
+                children: addr + WORD_BYTES,
+                child_count: arity as usize,
+                ..Object::leaf(0)
+            });
+        }
+    } else if header == layout.float_header {
+        return Ok(Object::leaf(layout.float_words));
+    } else if header == layout.flatmap_header {
+        if let Some(object) = flatmap(mem, layout, addr)? {
+            return Ok(object);
+        }
+    } else if header & PRIMARY_MASK == PRIMARY_HEADER {
+        match layout.kind_of(header) {
+            Some(Kind::HeapBinary) => {
+                let hb = &layout.heap_binary;
+                let size = word_at(mem, addr, hb.size_word)?;
+                if size <= hb.max_size && arity + 1 == layout.heap_binary_words(size) {
+                    return Ok(Object::leaf(arity + 1));
+                }
+            }
+            Some(Kind::RefcBinary) if detail == Detail::Words => {
+                if let Some(rl) = &layout.refc_binary {
+                    if header == rl.header && plausible_pointer(word_at(mem, addr, rl.binary_word)?)
+                    {
+                        return Ok(Object::leaf(rl.words));
+                    }
+                }
+            }
+            _ => {}
+        }
     }
     boxed_any(mem, layout, addr, detail)
 }
 
+/// A flatmap whose header is the layout's flatmap header, when it passes the
+/// checks of [`map`]; `None` when not (the general decoder then says why).
+#[inline(always)]
+fn flatmap<M: Memory>(
+    mem: &M,
+    layout: &Layout,
+    addr: usize,
+) -> Result<Option<Object>, LayoutError> {
+    let keys_count = word_at(mem, addr, 1)?;
+    if keys_count > layout.flatmap_max_keys {
+        return Ok(None);
+    }
+    // The keys tuple has one element per key (the global `{}` when empty).
+    let keys_at = addr + 2 * WORD_BYTES;
+    let keys_word = mem.word(keys_at)?;
+    if !points_to_tuple_of(mem, layout, keys_word, keys_at, keys_count)? {
+        return Ok(None);
+    }
+    Ok(Some(Object {
+        words: layout.flatmap_base_words + keys_count,
+        children: keys_at,
+        child_count: 1 + keys_count as usize,
+        ..Object::leaf(0)
+    }))
+}
+
+#[cold]
+#[inline(never)]
 fn boxed_any<M: Memory>(
     mem: &M,
     layout: &Layout,
@@ -488,6 +557,7 @@ fn kind_bit_fun<M: Memory>(
 
 /// Whether the term word `word` (read at `at`) is a boxed pointer to a tuple
 /// of exactly `arity` elements: a flatmap's keys, a record's definition.
+#[inline(always)]
 fn points_to_tuple_of<M: Memory>(
     mem: &M,
     layout: &Layout,
@@ -866,26 +936,20 @@ fn map<M: Memory>(
         if header != layout.flatmap_header {
             return bad("unexpected flatmap header");
         }
-        let keys_count = word_at(mem, addr, 1)?;
-        if keys_count > layout.flatmap_max_keys {
+        if word_at(mem, addr, 1)? > layout.flatmap_max_keys {
             return bad("flatmap larger than the flatmap limit");
         }
-        // The keys tuple has one element per key (the global `{}` when empty).
-        let keys_at = addr + 2 * WORD_BYTES;
-        let keys_word = mem.word(keys_at)?;
-        if !points_to_tuple_of(mem, layout, keys_word, keys_at, keys_count)? {
-            return Err(LayoutError::new(
-                "flatmap keys are not a tuple of its size",
-                keys_at,
-                keys_word,
-            ));
-        }
-        return Ok(Object {
-            words: layout.flatmap_base_words + keys_count,
-            children: keys_at,
-            child_count: 1 + keys_count as usize,
-            ..Object::leaf(0)
-        });
+        return match flatmap(mem, layout, addr)? {
+            Some(object) => Ok(object),
+            None => {
+                let keys_at = addr + 2 * WORD_BYTES;
+                Err(LayoutError::new(
+                    "flatmap keys are not a tuple of its size",
+                    keys_at,
+                    mem.word(keys_at)?,
+                ))
+            }
+        };
     }
     let valid = match map_type {
         MAP_TYPE_HASHMAP_HEAD_ARRAY => map_arity == 1 && val == MAP_VAL_FULL,

@@ -1,25 +1,53 @@
-//! A set of visited object addresses, kept as bitmaps over 32 KiB pages.
+//! A set of visited object addresses: the first few in a small array
+//! searched linearly (a small term's scan allocates nothing), then as bitmaps
+//! over 32 KiB pages.
 //!
 //! Objects of one term sit close together (a heap, a literal chunk), so a
 //! walk touches few pages and almost every lookup hits the page it touched
 //! last: a shift and a bit test, no hashing. Memory is one bit per heap word
 //! of the pages touched, never written into the term itself.
 
-use ahash::AHashMap;
+use std::collections::HashMap;
+
+use ahash::RandomState;
 
 use crate::walk::{reserve, reserve_map, Stop, Work};
+
+/// The hasher of the walks' tables. Their keys are addresses (pages, objects),
+/// which no caller chooses, so fixed seeds do: a per-table random seed cost a
+/// small walk more than its hashing.
+pub(crate) const fn fixed_hasher() -> RandomState {
+    RandomState::with_seeds(
+        0x243F_6A88_85A3_08D3,
+        0x1319_8A2E_0370_7344,
+        0xA409_3822_299F_31D0,
+        0x082E_FA98_EC4E_6C89,
+    )
+}
 
 const PAGE_SHIFT: u32 = 15;
 const WORD_SHIFT: u32 = 3;
 const BITS_PER_PAGE: usize = 1 << (PAGE_SHIFT - WORD_SHIFT);
 type Page = [u64; BITS_PER_PAGE / 64];
 
+/// Addresses kept in the array before the set moves to pages.
+const FEW: usize = 24;
+
 pub struct VisitedSet {
-    index: AHashMap<usize, usize>,
+    /// The first addresses marked, while `pages` is empty.
+    few: [usize; FEW],
+    few_len: usize,
+    index: HashMap<usize, usize, RandomState>,
     pages: Vec<Page>,
-    last_page: usize,
-    last_slot: usize,
+    /// (page, slot) of pages met lately, by the page's low bits: a walk
+    /// goes back and forth between a few pages (list cells in one place,
+    /// the objects they hold in another), and each finds its slot here in
+    /// one compare, without the index.
+    recent: [(usize, usize); RECENT],
 }
+
+/// Entries of [`VisitedSet::recent`] (a power of two).
+const RECENT: usize = 16;
 
 impl Default for VisitedSet {
     fn default() -> Self {
@@ -30,10 +58,11 @@ impl Default for VisitedSet {
 impl VisitedSet {
     pub fn new() -> Self {
         VisitedSet {
-            index: AHashMap::new(),
+            few: [0; FEW],
+            few_len: 0,
+            index: HashMap::with_hasher(fixed_hasher()),
             pages: Vec::new(),
-            last_page: usize::MAX,
-            last_slot: 0,
+            recent: [(usize::MAX, 0); RECENT],
         }
     }
 
@@ -41,24 +70,42 @@ impl VisitedSet {
     /// is charged to `work` and may end the walk (never the VM).
     #[inline]
     pub fn insert(&mut self, addr: usize, work: &mut Work) -> Result<bool, Stop> {
-        let page = addr >> PAGE_SHIFT;
-        if page != self.last_page {
-            self.switch_page(page, work)?;
+        if self.pages.is_empty() {
+            if self.few[..self.few_len].contains(&addr) {
+                return Ok(false);
+            }
+            if self.few_len < FEW {
+                self.few[self.few_len] = addr;
+                self.few_len += 1;
+                return Ok(true);
+            }
+            self.move_to_pages(work)?;
         }
+        let slot = self.slot(addr >> PAGE_SHIFT, work)?;
+        Ok(self.mark(slot, addr))
+    }
+
+    /// Sets `addr`'s bit in the page at `slot`; whether it was clear.
+    #[inline(always)]
+    fn mark(&mut self, slot: usize, addr: usize) -> bool {
         let bit = (addr >> WORD_SHIFT) & (BITS_PER_PAGE - 1);
-        let cell = &mut self.pages[self.last_slot][bit >> 6];
+        let cell = &mut self.pages[slot][bit >> 6];
         let mask = 1u64 << (bit & 63);
         let fresh = *cell & mask == 0;
         *cell |= mask;
-        Ok(fresh)
+        fresh
     }
 
     /// Whether `addr` is marked (no page is switched to).
     #[inline]
     pub fn contains(&self, addr: usize) -> bool {
+        if self.pages.is_empty() {
+            return self.few[..self.few_len].contains(&addr);
+        }
         let page = addr >> PAGE_SHIFT;
-        let slot = if page == self.last_page {
-            self.last_slot
+        let (recent_page, recent_slot) = self.recent[page & (RECENT - 1)];
+        let slot = if page == recent_page {
+            recent_slot
         } else {
             match self.index.get(&page) {
                 Some(&slot) => slot,
@@ -71,21 +118,43 @@ impl VisitedSet {
 
     /// Whether nothing is marked.
     pub fn is_empty(&self) -> bool {
-        self.pages.is_empty()
+        self.few_len == 0 && self.pages.is_empty()
+    }
+
+    /// The array is full: its addresses go to pages, which keep every
+    /// address from now on.
+    #[cold]
+    fn move_to_pages(&mut self, work: &mut Work) -> Result<(), Stop> {
+        for i in 0..self.few_len {
+            let addr = self.few[i];
+            let slot = self.slot(addr >> PAGE_SHIFT, work)?;
+            self.mark(slot, addr);
+        }
+        self.few_len = 0;
+        Ok(())
+    }
+
+    /// The slot of `page`'s bitmap, made when new.
+    #[inline(always)]
+    fn slot(&mut self, page: usize, work: &mut Work) -> Result<usize, Stop> {
+        let (recent_page, recent_slot) = self.recent[page & (RECENT - 1)];
+        if recent_page == page {
+            return Ok(recent_slot);
+        }
+        self.switch_page(page, work)
     }
 
     #[cold]
-    fn switch_page(&mut self, page: usize, work: &mut Work) -> Result<(), Stop> {
+    fn switch_page(&mut self, page: usize, work: &mut Work) -> Result<usize, Stop> {
         let next = self.pages.len();
-        reserve_map(&mut *self.index, work)?;
+        reserve_map(&mut self.index, work)?;
         let slot = *self.index.entry(page).or_insert(next);
         if slot == next {
             reserve(&mut self.pages, work)?;
             self.pages.push([0; BITS_PER_PAGE / 64]);
         }
-        self.last_page = page;
-        self.last_slot = slot;
-        Ok(())
+        self.recent[page & (RECENT - 1)] = (page, slot);
+        Ok(slot)
     }
 }
 
@@ -115,11 +184,46 @@ mod tests {
     }
 
     #[test]
+    fn the_first_addresses_need_no_page_and_move_to_pages_when_many() {
+        let mut set = VisitedSet::new();
+        // No memory at all: the array takes the first FEW addresses.
+        let mut work = Work::unlimited().with_memory_limit(0);
+        for i in 0..FEW {
+            assert_eq!(set.insert(0x10000 + i * 0x9008, &mut work), Ok(true));
+            assert_eq!(set.insert(0x10000 + i * 0x9008, &mut work), Ok(false));
+        }
+        assert!(set.contains(0x10000) && !set.contains(0x10008) && !set.is_empty());
+        // One more needs pages, which the allowance refuses.
+        assert_eq!(set.insert(0x8, &mut work), Err(Stop::OutOfMemory));
+        // With memory, every address marked before is still marked after the move.
+        let mut set = VisitedSet::new();
+        let mut work = Work::unlimited();
+        let addrs: Vec<usize> = (0..3 * FEW).map(|i| 0x10000 + i * 0x9008).collect();
+        for &a in &addrs {
+            assert_eq!(set.insert(a, &mut work), Ok(true));
+        }
+        for &a in &addrs {
+            assert!(set.contains(a));
+            assert_eq!(set.insert(a, &mut work), Ok(false));
+            assert!(!set.contains(a + 8));
+        }
+    }
+
+    #[test]
     fn a_new_page_past_the_memory_limit_ends_the_walk() {
         let mut set = VisitedSet::new();
+        for i in 0..FEW {
+            set.insert(0x100000 + i * 8, &mut Work::unlimited())
+                .unwrap();
+        }
         // Room for the page index, not for a 512-byte page.
         let mut work = Work::unlimited().with_memory_limit(16 * 17);
         assert_eq!(set.insert(0x10000, &mut work), Err(Stop::OutOfMemory));
+        let mut set = VisitedSet::new();
+        for i in 0..FEW {
+            set.insert(0x100000 + i * 8, &mut Work::unlimited())
+                .unwrap();
+        }
         let mut work = Work::unlimited().with_memory_limit(1 << 20);
         assert_eq!(set.insert(0x10000, &mut work), Ok(true));
     }

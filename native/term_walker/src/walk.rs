@@ -20,13 +20,13 @@
 //! about a millisecond of work, and running out stops the walk with
 //! [`Stop::Budget`] so the caller can start again on a dirty scheduler.
 
-use ahash::{AHashMap, AHashSet};
+use std::collections::HashMap;
 
 use crate::decode::{self, classify, Detail, LayoutError, Object, Word};
 use crate::layout::Layout;
 use crate::memory::Memory;
 use crate::tags::WORD_BYTES;
-use crate::visited::VisitedSet;
+use crate::visited::{fixed_hasher, VisitedSet};
 
 /// Why a walk ended without a result.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -267,8 +267,58 @@ fn object_of<M: Memory>(
     })
 }
 
+/// Ranges of term words still to visit: (address of the next word, count).
+/// The first few are kept inline, so a small term's walk allocates nothing.
+struct Pending {
+    few: [(usize, usize); PENDING_INLINE],
+    few_len: usize,
+    more: Vec<(usize, usize)>,
+}
+
+const PENDING_INLINE: usize = 16;
+
+impl Pending {
+    #[inline(always)]
+    fn new() -> Self {
+        Pending {
+            few: [(0, 0); PENDING_INLINE],
+            few_len: 0,
+            more: Vec::new(),
+        }
+    }
+
+    #[inline(always)]
+    fn push(&mut self, range: (usize, usize), work: &mut Work) -> Result<(), Stop> {
+        if self.few_len < PENDING_INLINE && self.more.is_empty() {
+            self.few[self.few_len] = range;
+            self.few_len += 1;
+            return Ok(());
+        }
+        reserve(&mut self.more, work)?;
+        self.more.push(range);
+        Ok(())
+    }
+
+    #[inline(always)]
+    fn pop(&mut self) -> Option<(usize, usize)> {
+        if let Some(range) = self.more.pop() {
+            return Some(range);
+        }
+        if self.few_len == 0 {
+            return None;
+        }
+        self.few_len -= 1;
+        Some(self.few[self.few_len])
+    }
+}
+
 /// Depth-first traversal with an explicit stack. `visit` sees each object
 /// reached (once per path) and says whether to descend into its children.
+///
+/// The range of term words being read is kept in locals, and immediates in
+/// it are checked and skipped in a tight loop; only a range left unfinished
+/// when the walk descends goes to the stack. A list spine is a range of two
+/// words (head, tail), so a long list of immediates never touches the stack.
 #[inline(always)]
 fn traverse<M, F>(
     mem: &M,
@@ -282,69 +332,66 @@ where
     M: Memory,
     F: FnMut(usize, &Object, &mut Work) -> Result<bool, Stop>,
 {
-    // Ranges of term words still to visit: (address of the next word, count).
-    let mut pending: Vec<(usize, usize)> = Vec::new();
+    let mut pending = Pending::new();
+    // The range being read: the next word's address and how many are left.
+    let mut next = 0usize;
+    let mut left = 0usize;
     let mut term = root;
     let mut at = 0usize;
     loop {
-        match classify(term, at)? {
-            Word::Immediate => {}
+        // `term` (read at `at`) is the root or a word that is not an
+        // immediate; its children, if any, become the range to read.
+        let children = match classify(term, at)? {
+            Word::Immediate => None,
             Word::List(addr) => {
-                // List spines are walked in place: the head is visited now
-                // and the tail pushed only when both are pointers, so a long
-                // list of immediates never touches the stack.
-                if visit(addr, &Object::cons(addr), work)? {
+                if !visit(addr, &Object::cons(addr), work)? {
+                    None
+                } else {
+                    // A list spine: an immediate head is checked here, so
+                    // the range is the tail alone and needs no stack.
                     let head = mem.word(addr)?;
-                    let tail_at = addr + WORD_BYTES;
-                    if classify(head, addr)? == Word::Immediate {
-                        at = tail_at;
-                        term = mem.word(tail_at)?;
-                        continue;
+                    if decode::is_immediate(head) {
+                        decode::check_immediate(head, addr)?;
+                        Some((addr + WORD_BYTES, 1))
+                    } else {
+                        Some((addr, 2))
                     }
-                    let tail = mem.word(tail_at)?;
-                    if classify(tail, tail_at)? != Word::Immediate {
-                        reserve(&mut pending, work)?;
-                        pending.push((tail_at, 1));
-                    }
-                    at = addr;
-                    term = head;
-                    continue;
                 }
             }
             Word::Boxed(addr) => {
                 let object = decode::boxed(mem, layout, addr, detail)?;
-                if visit(addr, &object, work)? && object.child_count > 0 {
-                    let rest = object.child_count - 1;
-                    let rest_at = object.children + WORD_BYTES;
-                    if rest == 1 {
-                        // A last element: skip the push when it is an
-                        // immediate, after checking it.
-                        let last = mem.word(rest_at)?;
-                        if classify(last, rest_at)? != Word::Immediate {
-                            reserve(&mut pending, work)?;
-                            pending.push((rest_at, 1));
-                        }
-                    } else if rest > 1 {
-                        reserve(&mut pending, work)?;
-                        pending.push((rest_at, rest));
-                    }
-                    at = object.children;
-                    term = mem.word(at)?;
-                    continue;
+                match visit(addr, &object, work)? && object.child_count > 0 {
+                    true => Some((object.children, object.child_count)),
+                    false => None,
                 }
             }
+        };
+        if let Some((first, count)) = children {
+            if left > 0 {
+                pending.push((next, left), work)?;
+            }
+            next = first;
+            left = count;
         }
-        match pending.last_mut() {
-            None => return Ok(()),
-            Some(top) => {
-                at = top.0;
-                top.0 += WORD_BYTES;
-                top.1 -= 1;
-                if top.1 == 0 {
-                    pending.pop();
+        // The next word that is not an immediate.
+        loop {
+            if left == 0 {
+                match pending.pop() {
+                    None => return Ok(()),
+                    Some((first, count)) => {
+                        next = first;
+                        left = count;
+                    }
                 }
-                term = mem.word(at)?;
             }
+            at = next;
+            term = mem.word(at)?;
+            next += WORD_BYTES;
+            left -= 1;
+            if !decode::is_immediate(term) {
+                break;
+            }
+            decode::check_immediate(term, at)?;
         }
     }
 }
@@ -434,12 +481,77 @@ pub fn scan<M: Memory>(
     detail: Detail,
     work: &mut Work,
 ) -> Result<Scan, Stop> {
+    scan_with_repeats(mem, layout, root, detail, work).map(|(found, _)| found)
+}
+
+/// What a scan learns of the objects it meets again, for the flat size.
+#[derive(Clone, Copy, Debug, Default)]
+struct Repeats {
+    /// The flat words of every repeated object whose children are all
+    /// immediates: what each such path adds to the flat size.
+    leaf_words: u64,
+    /// Whether an object with children that are not immediates (or too many
+    /// to look at) was met again: then only a walk of every path, or the
+    /// DAG walk, gives the flat size.
+    deep: bool,
+}
+
+impl Repeats {
+    /// `object` was reached again.
+    #[cold]
+    #[inline(never)]
+    fn met_again<M: Memory>(
+        &mut self,
+        mem: &M,
+        object: &Object,
+        work: &mut Work,
+    ) -> Result<(), Stop> {
+        work.spend(object.child_count as u64)?;
+        if only_immediate_children(mem, object)? {
+            self.leaf_words += object.flat_words();
+        } else {
+            self.deep = true;
+        }
+        Ok(())
+    }
+}
+
+/// Children a repeated object may have for [`Repeats::leaf_words`] to take it.
+const REPEAT_LEAF_CHILDREN: usize = 32;
+
+/// Whether every child word of `object` is an immediate (they were checked
+/// when the object was first visited).
+fn only_immediate_children<M: Memory>(mem: &M, object: &Object) -> Result<bool, Stop> {
+    if object.child_count > REPEAT_LEAF_CHILDREN {
+        return Ok(false);
+    }
+    for k in 0..object.child_count {
+        if !decode::is_immediate(mem.word(object.children + k * WORD_BYTES)?) {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+fn scan_with_repeats<M: Memory>(
+    mem: &M,
+    layout: &Layout,
+    root: u64,
+    detail: Detail,
+    work: &mut Work,
+) -> Result<(Scan, Repeats), Stop> {
     let mut result = Scan::default();
+    let mut repeats = Repeats::default();
     let mut visited = VisitedSet::new();
-    let mut binaries: AHashSet<usize> = AHashSet::new();
+    // Off-heap `Binary`s seen: by address, as objects are (they sit close
+    // together in the binary allocator's carriers).
+    let mut binaries = VisitedSet::new();
     traverse(mem, layout, root, detail, work, |addr, object, work| {
         if !visited.insert(addr, work)? {
             result.repeats = true;
+            if !repeats.deep {
+                repeats.met_again(mem, object, work)?;
+            }
             return Ok(false);
         }
         work.spend(object.words)?;
@@ -466,15 +578,14 @@ pub fn scan<M: Memory>(
             }
         }
         if let Some(binary) = object.binary {
-            reserve_map(&mut *binaries, work)?;
-            if binaries.insert(binary.addr) {
+            if binaries.insert(binary.addr, work)? {
                 result.off_heap_binaries += 1;
                 result.off_heap_bytes += binary.orig_size;
             }
         }
         Ok(true)
     })?;
-    Ok(result)
+    Ok((result, repeats))
 }
 
 /// Flat words in time linear in the distinct objects: the number of paths
@@ -507,8 +618,8 @@ pub fn flat_words_dag<M: Memory>(
     let mut nodes = Vec::new();
     reserve(&mut nodes, work)?;
     nodes.push(new_node(root_object));
-    let mut index: AHashMap<usize, usize> = AHashMap::new();
-    reserve_map(&mut *index, work)?;
+    let mut index: HashMap<usize, usize, _> = HashMap::with_hasher(fixed_hasher());
+    reserve_map(&mut index, work)?;
     index.insert(root_addr, 0);
     let mut edges: Vec<usize> = Vec::new();
     let mut unexpanded = Vec::new();
@@ -536,7 +647,7 @@ pub fn flat_words_dag<M: Memory>(
                     reserve(&mut nodes, work)?;
                     nodes.push(new_node(child));
                     let j = nodes.len() - 1;
-                    reserve_map(&mut *index, work)?;
+                    reserve_map(&mut index, work)?;
                     index.insert(addr, j);
                     reserve(&mut unexpanded, work)?;
                     unexpanded.push(j);
@@ -649,19 +760,25 @@ pub struct TermSize {
     pub scan: Scan,
 }
 
-/// One scan; the flat size follows from it when nothing is shared, and from a
-/// second walk otherwise.
+/// One scan; the flat size follows from it when nothing is shared or only
+/// objects whose children are immediates are met again, and from a second
+/// walk otherwise.
 pub fn term_size<M: Memory>(
     mem: &M,
     layout: &Layout,
     root: u64,
     work: &mut Work,
 ) -> Result<TermSize, Stop> {
-    let found = scan(mem, layout, root, Detail::OffHeap, work)?;
-    let flat_words = if found.repeats {
+    let (found, repeats) = scan_with_repeats(mem, layout, root, Detail::OffHeap, work)?;
+    let flat_words = if repeats.deep {
         flat_with_sharing(mem, layout, root, found.distinct_words(), work)?
     } else {
+        // Each path to an object met again adds its own words only (its
+        // children are immediates), and an attached object counts with each
+        // of its owners: the flat size without another walk.
         found.distinct_words() as u128
+            + found.attached_repeat_words as u128
+            + repeats.leaf_words as u128
     };
     Ok(TermSize {
         flat_words,

@@ -1,0 +1,279 @@
+//! The walks' fast paths (immediates skipped in a tight loop, tuples, floats,
+//! heap binaries, flatmaps and ProcBins decoded inline): the same sizes as
+//! the general decoder, and the same refusals, wherever in a term the object
+//! sits (the root, the middle of a tuple, after a run of immediates, a list
+//! element), on every walk.
+
+mod heap;
+
+use heap::*;
+use term_walker::layout::{Layout, OTP_25, OTP_27, OTP_29};
+use term_walker::{flat_words, scan, term_size, Detail, Stop, Work};
+
+/// The places an object can be met: as the root, and deep inside ranges.
+fn placements(h: &mut TestHeap, object: u64) -> Vec<u64> {
+    let mid_tuple = h.tuple(&[small(1), atom(2), object, NIL, small(3)]);
+    let after_immediates = h.tuple(&[small(0), small(1), small(2), small(3), object]);
+    let in_list = h.list(&[small(7), object, small(8)]);
+    let nested = h.tuple(&[small(9), in_list, atom(4)]);
+    vec![object, mid_tuple, after_immediates, in_list, nested]
+}
+
+/// Every walk refuses every placement of `object` with `what`.
+fn refused_everywhere(layout: &Layout, h: &mut TestHeap, object: u64, what: &str) {
+    for term in placements(h, object) {
+        let flat = flat_words(h, layout, term, u64::MAX, &mut Work::unlimited());
+        let words = scan(h, layout, term, Detail::Words, &mut Work::unlimited());
+        let off_heap = term_size(h, layout, term, &mut Work::unlimited());
+        for (walk, got) in [
+            ("flat", flat.map(|_| ())),
+            ("scan", words.map(|_| ())),
+            ("term_size", off_heap.map(|_| ())),
+        ] {
+            match got {
+                Err(Stop::Layout(e)) => assert_eq!(e.what, what, "{walk} on {term:#x}"),
+                other => panic!("{walk} accepted {term:#x}: {other:?}"),
+            }
+        }
+    }
+}
+
+/// Every walk gives `words` more words for each placement than without it.
+fn sized_everywhere(layout: &Layout, h: &mut TestHeap, object: u64, words: u64) {
+    let bare = placements(h, NIL);
+    for (term, without) in placements(h, object).into_iter().zip(bare) {
+        let flat = |t| flat_words(h, layout, t, u64::MAX, &mut Work::unlimited());
+        let shared = |t| {
+            scan(h, layout, t, Detail::Words, &mut Work::unlimited())
+                .unwrap()
+                .shared_words
+        };
+        let full = |t| {
+            term_size(h, layout, t, &mut Work::unlimited())
+                .unwrap()
+                .scan
+                .shared_words
+        };
+        assert_eq!(
+            flat(term).unwrap().unwrap(),
+            flat(without).unwrap().unwrap() + words
+        );
+        assert_eq!(shared(term), shared(without) + words);
+        assert_eq!(full(term), full(without) + words);
+    }
+}
+
+#[test]
+fn invalid_immediates_are_refused_inside_ranges() {
+    for bad in [0x1B, 0x2B, (5 << 6) | 0x1B, (9 << 6) | 0x2B] {
+        let mut h = TestHeap::new();
+        refused_everywhere(&OTP_25, &mut h, bad, "invalid immediate in a term");
+    }
+    // Every other immediate is accepted (the bit set holds exactly two tags).
+    let mut h = TestHeap::new();
+    for tag in (0u64..64).filter(|t| t & 3 == 3 && *t != 0x1B && *t != 0x2B) {
+        sized_everywhere(&OTP_25, &mut h, (3 << 6) | tag, 0);
+    }
+}
+
+#[test]
+fn header_words_and_bad_pointers_inside_ranges_are_refused() {
+    let mut h = TestHeap::new();
+    refused_everywhere(
+        &OTP_25,
+        &mut h,
+        0x40,
+        "header word where a term was expected",
+    );
+    let c = h.cons(NIL, NIL);
+    refused_everywhere(&OTP_25, &mut h, c | 4, "bad list pointer");
+    refused_everywhere(&OTP_25, &mut h, 0x12, "bad boxed pointer");
+}
+
+#[test]
+fn tuples_floats_and_heap_binaries_inline() {
+    let mut h = TestHeap::new();
+    let t = h.tuple(&[small(1), small(2)]);
+    sized_everywhere(&OTP_25, &mut h, t, 3);
+    let f = h.float(2.5);
+    sized_everywhere(&OTP_25, &mut h, f, 2);
+    for (bytes, words) in [(0, 2), (1, 3), (9, 4), (64, 10)] {
+        let b = h.heap_binary(bytes);
+        sized_everywhere(&OTP_25, &mut h, b, words);
+    }
+    // Refused inline as the general decoder refuses them.
+    let huge = boxed_term(h.alloc(&[(1 << 30) << 6]));
+    refused_everywhere(&OTP_25, &mut h, huge, "tuple arity above the maximum");
+    let bad_float = boxed_term(h.alloc(&[0x98, 0, 0]));
+    refused_everywhere(&OTP_25, &mut h, bad_float, "unexpected float header");
+    let short = boxed_term(h.alloc(&[(5 << 6) | 0x24, 1, 0, 0, 0, 0]));
+    refused_everywhere(
+        &OTP_25,
+        &mut h,
+        short,
+        "heap binary size does not match its header",
+    );
+    let too_big = boxed_term(h.alloc(&[(10 << 6) | 0x24, 65, 0, 0, 0, 0, 0, 0, 0, 0, 0]));
+    refused_everywhere(
+        &OTP_25,
+        &mut h,
+        too_big,
+        "heap binary size does not match its header",
+    );
+}
+
+#[test]
+fn flatmaps_inline() {
+    let mut h = TestHeap::new();
+    let keys = h.tuple(&[atom(1), atom(2)]);
+    let m = h.flatmap(keys, &[small(1), small(2)]);
+    sized_everywhere(&OTP_25, &mut h, m, 5 + 3);
+    let wrong_keys = h.tuple(&[atom(1)]);
+    let bad = h.flatmap(wrong_keys, &[small(1), small(2)]);
+    refused_everywhere(
+        &OTP_25,
+        &mut h,
+        bad,
+        "flatmap keys are not a tuple of its size",
+    );
+    let immediate_keys = boxed_term(h.alloc(&[0x13C, 1, small(1), small(2)]));
+    refused_everywhere(
+        &OTP_25,
+        &mut h,
+        immediate_keys,
+        "flatmap keys are not a tuple of its size",
+    );
+    let too_big_keys = h.tuple(&vec![small(0); 33]);
+    let too_big = h.flatmap(too_big_keys, &vec![small(0); 33]);
+    refused_everywhere(
+        &OTP_25,
+        &mut h,
+        too_big,
+        "flatmap larger than the flatmap limit",
+    );
+}
+
+#[test]
+fn proc_bins_inline_when_only_words_are_asked_for() {
+    let mut h = TestHeap::new();
+    let bin = h.off_heap_binary(1000);
+    let b = h.proc_bin(bin, 1000, 0);
+    sized_everywhere(&OTP_25, &mut h, b, 6);
+    for pointer in [0u64, 8, 0x8000_0004, 1 << 60] {
+        let bad = boxed_term(h.alloc(&[0x160, 10, 0, pointer, 0, 0]));
+        refused_everywhere(
+            &OTP_25,
+            &mut h,
+            bad,
+            "refc binary with a bad Binary pointer",
+        );
+    }
+    let wrong_arity = boxed_term(h.alloc(&[0x120, 10, 0, bin as u64, 0, 0]));
+    refused_everywhere(
+        &OTP_25,
+        &mut h,
+        wrong_arity,
+        "unexpected refc binary header",
+    );
+}
+
+#[test]
+fn heap_bits_inline_on_27_and_29() {
+    for layout in [&OTP_27, &OTP_29] {
+        let mut h = TestHeap::new();
+        for (bits, words) in [(0, 2), (1, 3), (65, 4), (512, 10)] {
+            let b = h.heap_bits(bits);
+            sized_everywhere(layout, &mut h, b, words);
+        }
+        let keys = h.tuple(&[atom(1)]);
+        let m = h.flatmap27(keys, &[small(1)]);
+        sized_everywhere(layout, &mut h, m, 4 + 2);
+        let wrong = boxed_term(h.alloc(&[(2 << 6) | 0x20, 65, 0, 0]));
+        refused_everywhere(
+            layout,
+            &mut h,
+            wrong,
+            "heap binary size does not match its header",
+        );
+        // An OTP 25 flatmap header is no map on 27 and 29.
+        let old_map = boxed_term(h.alloc(&[0x13C, 0, h.empty_tuple]));
+        refused_everywhere(layout, &mut h, old_map, "unexpected header tag");
+    }
+}
+
+/// `term_size`'s flat words and a plain walk's, which must agree; and how
+/// many words `term_size` read against a scan alone.
+fn flat_from_term_size(layout: &Layout, h: &TestHeap, term: u64) -> (u128, u64, u64) {
+    let plain = flat_words(h, layout, term, u64::MAX, &mut Work::unlimited())
+        .unwrap()
+        .unwrap() as u128;
+    *h.reads.borrow_mut() = 0;
+    scan(h, layout, term, Detail::OffHeap, &mut Work::unlimited()).unwrap();
+    let scan_reads = *h.reads.borrow();
+    *h.reads.borrow_mut() = 0;
+    let both = term_size(h, layout, term, &mut Work::unlimited()).unwrap();
+    assert_eq!(
+        both.flat_words, plain,
+        "term_size and the plain walk disagree"
+    );
+    (plain, scan_reads, *h.reads.borrow())
+}
+
+#[test]
+fn term_size_counts_repeated_leaves_without_walking_again() {
+    let mut h = TestHeap::new();
+    // Records sharing one keys tuple (of atoms) and one float: 100 flatmaps.
+    let keys = h.literal_tuple(&[atom(1), atom(2)]);
+    let f = h.float(1.0);
+    let items: Vec<u64> = (0..100)
+        .map(|i| {
+            let cell = h.cons(small(i), NIL);
+            h.flatmap(keys, &[f, cell])
+        })
+        .collect();
+    let records = h.list(&items);
+    let (flat, scan_reads, reads) = flat_from_term_size(&OTP_25, &h, records);
+    assert_eq!(flat, 100 * 2 + 100 * (5 + 3 + 2 + 2));
+    // One scan, plus a look at each repeated leaf's children: no second walk.
+    assert!(
+        reads < scan_reads * 2,
+        "{reads} reads, a scan takes {scan_reads}"
+    );
+    // A repeated cons of immediates, and a repeated tuple with a boxed child
+    // (which needs every path walked).
+    let cell = h.cons(small(1), NIL);
+    let twice = h.tuple(&[cell, cell, cell]);
+    assert_eq!(flat_from_term_size(&OTP_25, &h, twice).0, 4 + 6);
+    let inner = h.tuple(&[f]);
+    let deep = h.tuple(&[inner, inner]);
+    assert_eq!(flat_from_term_size(&OTP_25, &h, deep).0, 3 + 2 * (2 + 2));
+    // More children than looked at: walked again too.
+    let wide = h.tuple(&[small(0); 40]);
+    let wide_twice = h.tuple(&[wide, wide]);
+    assert_eq!(flat_from_term_size(&OTP_25, &h, wide_twice).0, 3 + 2 * 41);
+}
+
+#[test]
+fn term_size_counts_repeated_owners_and_attached_objects_on_27() {
+    let mut h = TestHeap::new();
+    let binary = h.binary27(100);
+    let br = h.bin_ref(binary);
+    // Two SubBits over one BinRef, one of them twice: a copy takes the
+    // BinRef with every SubBits on every path (5 + 3 each).
+    let a = h.sub_bits(br, binary, 0, 800, 0);
+    let b = h.sub_bits(br, binary, 8, 800, 0);
+    let t = h.tuple(&[a, b, a]);
+    assert_eq!(flat_from_term_size(&OTP_27, &h, t).0, 4 + 3 * 8);
+    let mut h = TestHeap::new();
+    let entry = 0x7000_0000;
+    let fr = h.fun_ref(entry);
+    let fun = h.fun27(1, &[small(1)], fr, entry);
+    let funs = h.list(&[fun, fun]);
+    let (flat, _, _) = flat_from_term_size(&OTP_27, &h, funs);
+    assert_eq!(
+        flat,
+        4 + 2 * flat_words(&h, &OTP_27, fun, u64::MAX, &mut Work::unlimited())
+            .unwrap()
+            .unwrap() as u128
+    );
+}
