@@ -606,16 +606,23 @@ alarms(true) ->
     end.
 
 set_alarm(#state{alarms = on}, #{id := Id} = F) ->
-    catch alarm_handler:set_alarm({{mem_probe_leak, Id}, F}),
-    ok;
+    ignore_failure(fun() -> alarm_handler:set_alarm({{mem_probe_leak, Id}, F}) end);
 set_alarm(_, _) ->
     ok.
 
 clear_alarm(#state{alarms = on}, #{id := Id}) ->
-    catch alarm_handler:clear_alarm({mem_probe_leak, Id}),
-    ok;
+    ignore_failure(fun() -> alarm_handler:clear_alarm({mem_probe_leak, Id}) end);
 clear_alarm(_, _) ->
     ok.
+
+%% An alarm handler or a telemetry handler that fails must not stop the
+%% watcher (try, not `catch Expr': OTP 29 deprecates the latter).
+ignore_failure(Fun) ->
+    try Fun() of
+        _ -> ok
+    catch
+        _:_ -> ok
+    end.
 
 log(_F, #state{opts = #{log := false}} = State) ->
     State;
@@ -674,9 +681,11 @@ telemetry(#{bytes := Bytes, rate := Rate, forecast_ms := Forecast} = F) ->
     Mod = telemetry,
     case erlang:function_exported(Mod, execute, 3) of
         true ->
-            catch Mod:execute([mem_probe, watcher, finding],
-                              #{bytes => Bytes, rate => Rate, forecast_ms => Forecast}, F),
-            ok;
+            ignore_failure(fun() ->
+                                   Mod:execute([mem_probe, watcher, finding],
+                                               #{bytes => Bytes, rate => Rate,
+                                                 forecast_ms => Forecast}, F)
+                           end);
         false ->
             ok
     end.
