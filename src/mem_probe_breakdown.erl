@@ -34,7 +34,6 @@
 -module(mem_probe_breakdown).
 
 -export([breakdown/2, state_breakdown/2, diff_breakdown/2, format/2]).
--export([walked/3, options/3, walk/2, labeller/1]).%TMP
 
 -define(DEFAULT_MIN_SHARE, 0.01).
 -define(DEFAULT_ROWS, 20).
