@@ -1124,7 +1124,10 @@ impl<'a, M: Memory> Searcher<'a, M> {
                     if k < skip || self.graph.is_shared(n) {
                         return Ok(());
                     }
-                    kept.offer(self.value(term, n, Step::Env((k - skip) as u32), budget)?, budget)
+                    kept.offer(
+                        self.value(term, n, Step::Env((k - skip) as u32), budget)?,
+                        budget,
+                    )
                 })?;
             }
             _ => {
@@ -1377,13 +1380,11 @@ impl<'a, M: Memory> Searcher<'a, M> {
         }
         let (cell, node) = self.cell(list, first)?;
         Ok(match self.head(cell, node)? {
-            Some((term, head)) if !self.graph.is_shared(head) => {
-                Some(Child {
-                    place: Self::value_place(term, head),
-                    step: Step::List(first, first),
-                    retained,
-                })
-            }
+            Some((term, head)) if !self.graph.is_shared(head) => Some(Child {
+                place: Self::value_place(term, head),
+                step: Step::List(first, first),
+                retained,
+            }),
             _ => None,
         })
     }
