@@ -1721,16 +1721,22 @@ impl Seen {
     /// Marks `addr`; `true` if it was not marked before.
     #[inline(always)]
     fn insert(&mut self, addr: usize, work: &mut Work) -> Result<bool, Stop> {
+        if self.len > INLINE_SEEN {
+            return self.set.insert(addr, work);
+        }
+        self.insert_inline(addr, work)
+    }
+
+    /// [`Seen::insert`] while the array is in use (or as it fills up).
+    #[inline(never)]
+    fn insert_inline(&mut self, addr: usize, work: &mut Work) -> Result<bool, Stop> {
+        if self.inline[..self.len].contains(&addr) {
+            return Ok(false);
+        }
         if self.len < INLINE_SEEN {
-            if self.inline[..self.len].contains(&addr) {
-                return Ok(false);
-            }
             self.inline[self.len] = addr;
             self.len += 1;
             return Ok(true);
-        }
-        if self.len == INLINE_SEEN && self.inline.contains(&addr) {
-            return Ok(false);
         }
         self.spilled(work)?.insert(addr, work)
     }
