@@ -381,11 +381,11 @@ fn bytes_of<T>(v: &Vec<T>) -> u64 {
 /// objects are marked clean and visited, their words counted as literal, and
 /// `true` is returned; otherwise nothing is marked and the subterm becomes
 /// graph nodes like any other.
-fn clean_literal<M: Memory>(
+fn clean_literal<M: Memory, V: Marks>(
     mem: &M,
     layout: &Layout,
     tagged: usize,
-    visited: &mut VisitedSet,
+    visited: &mut V,
     clean: &mut VisitedSet,
     literal_words: &mut u64,
     budget: &mut Budget,
@@ -1699,14 +1699,37 @@ const CELL: Retained = Retained {
 /// visited set allocates nothing.
 const INLINE_SEEN: usize = 16;
 
+/// Visited sets the tree pass spreads its addresses over, by 32 KiB page:
+/// each remembers the page it touched last, so a walk that goes back and
+/// forth between two heap areas (a list built in reverse, its elements
+/// elsewhere) mostly finds its page without a lookup.
+const SEEN_LANES: usize = 4;
+
+/// What [`clean_literal`] marks visited: a [`VisitedSet`] or the tree pass's
+/// [`Seen`].
+trait Marks {
+    fn contains(&self, addr: usize) -> bool;
+    fn insert(&mut self, addr: usize, work: &mut Work) -> Result<bool, Stop>;
+}
+
+impl Marks for VisitedSet {
+    fn contains(&self, addr: usize) -> bool {
+        VisitedSet::contains(self, addr)
+    }
+
+    fn insert(&mut self, addr: usize, work: &mut Work) -> Result<bool, Stop> {
+        VisitedSet::insert(self, addr, work)
+    }
+}
+
 /// The tree pass's visited set: the first [`INLINE_SEEN`] addresses in an
-/// array searched in order, then (spilled once, all of them) a
-/// [`VisitedSet`].
+/// array searched in order, then (moved once, all of them) visited sets by
+/// page ([`SEEN_LANES`]).
 struct Seen {
     inline: [usize; INLINE_SEEN],
-    /// Addresses in `inline`; `INLINE_SEEN + 1` once spilled to `set`.
+    /// Addresses in `inline`; `INLINE_SEEN + 1` once moved to `lanes`.
     len: usize,
-    set: VisitedSet,
+    lanes: [VisitedSet; SEEN_LANES],
 }
 
 impl Seen {
@@ -1714,15 +1737,21 @@ impl Seen {
         Seen {
             inline: [0; INLINE_SEEN],
             len: 0,
-            set: VisitedSet::new(),
+            lanes: std::array::from_fn(|_| VisitedSet::new()),
         }
+    }
+
+    #[inline(always)]
+    fn lane(&mut self, addr: usize) -> &mut VisitedSet {
+        // The page number, as `VisitedSet` pages (32 KiB).
+        &mut self.lanes[(addr >> 15) % SEEN_LANES]
     }
 
     /// Marks `addr`; `true` if it was not marked before.
     #[inline(always)]
     fn insert(&mut self, addr: usize, work: &mut Work) -> Result<bool, Stop> {
         if self.len > INLINE_SEEN {
-            return self.set.insert(addr, work);
+            return self.lane(addr).insert(addr, work);
         }
         self.insert_inline(addr, work)
     }
@@ -1738,19 +1767,26 @@ impl Seen {
             self.len += 1;
             return Ok(true);
         }
-        self.spilled(work)?.insert(addr, work)
+        for k in 0..INLINE_SEEN {
+            let old = self.inline[k];
+            self.lane(old).insert(old, work)?;
+        }
+        self.len = INLINE_SEEN + 1;
+        self.lane(addr).insert(addr, work)
+    }
+}
+
+impl Marks for Seen {
+    fn contains(&self, addr: usize) -> bool {
+        if self.len > INLINE_SEEN {
+            self.lanes[(addr >> 15) % SEEN_LANES].contains(addr)
+        } else {
+            self.inline[..self.len].contains(&addr)
+        }
     }
 
-    /// The set holding every address marked so far (moved out of the array
-    /// the first time).
-    fn spilled(&mut self, work: &mut Work) -> Result<&mut VisitedSet, Stop> {
-        if self.len <= INLINE_SEEN {
-            for &addr in &self.inline[..self.len] {
-                self.set.insert(addr, work)?;
-            }
-            self.len = INLINE_SEEN + 1;
-        }
-        Ok(&mut self.set)
+    fn insert(&mut self, addr: usize, work: &mut Work) -> Result<bool, Stop> {
+        Seen::insert(self, addr, work)
     }
 }
 
@@ -1935,7 +1971,7 @@ impl<'a, M: Memory> TreePass<'a, M> {
                 self.mem,
                 self.layout,
                 addr | tag,
-                self.visited.spilled(&mut budget.work)?,
+                &mut self.visited,
                 &mut self.clean,
                 &mut self.kept.literal_words,
                 budget,
