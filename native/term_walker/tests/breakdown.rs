@@ -728,11 +728,13 @@ fn the_tree_pass_agrees_with_the_dominators() {
 }
 
 /// The tree pass keeps its first visited addresses in an inline array and
-/// moves them to a bitmap set past it: sharing is found on either side of
-/// that move (the graph then answers), and a tree stays a tree.
+/// moves them to bitmap sets by page past it: sharing is found on either
+/// side of that move and across pages (the graph then answers), and a tree
+/// stays a tree.
 #[test]
 fn sharing_is_found_before_and_after_the_visited_set_grows() {
-    for n in [1usize, 2, 7, 14, 15, 16, 17, 18, 40] {
+    // 20,000 elements: 100,000 words, about 25 pages of 32 KiB.
+    for n in [1usize, 2, 7, 14, 15, 16, 17, 18, 40, 20_000] {
         for shared_at in [0, n / 2, n - 1] {
             let mut h = TestHeap::new();
             let items: Vec<u64> = (0..n)
