@@ -13,8 +13,10 @@
 //!    for: positions retaining at least half of what a row needs (judged
 //!    against the bytes counted so far, which can only undercount the final
 //!    threshold), and for those that are lists, the cell starting each
-//!    block of ten elements and the sums per block. List cells get no record
-//!    of their own. The first object, attached object or off-heap binary
+//!    block of ten elements and the sums per block (never a position under
+//!    [`KEEP_FLOOR`] bytes: the search reads one again when it must). List
+//!    cells get no record of their own. Its visited set is an inline array
+//!    for a small term, then bitmap sets by page ([`Seen`]). The first object, attached object or off-heap binary
 //!    reached twice ends the pass, and the graph below takes over.
 //! 1. [`Graph::build`] walks the term once, breadth first, with no recursion:
 //!    one node per distinct object (by address), one per attached object
