@@ -354,7 +354,7 @@ label([Step | Rest], At, {Records, KeyFormat, Small, Runs} = Label, Text, Shown)
                     {list, _, _} -> run_step(Step, Runs);
                     _ -> Step
                 end,
-    label(Rest, Next, Label, [Text | Part], [ShownStep | Shown]).
+    label(Rest, Next, Label, [Text, Part], [ShownStep | Shown]).
 
 %% The text of one step (a binary) and the term it leads to (`none' once
 %% the path leaves what can be followed, e.g. a kind of object Erlang cannot
