@@ -69,8 +69,17 @@ defmodule Bench.Breakdown do
       "rows"
     ]
 
+    # MEMPROBE_BENCH_ONLY=small,mid: only the workloads whose names contain
+    # one of these words.
+    only =
+      case System.get_env("MEMPROBE_BENCH_ONLY") do
+        nil -> nil
+        words -> String.split(words, ",")
+      end
+
     rows =
-      for {name, build} <- term_size_workloads() do
+      for {name, build} <- term_size_workloads(),
+          only == nil or Enum.any?(only, &String.contains?(name, &1)) do
         term = build.()
         {:ok, b} = MemProbe.breakdown(term)
         # Same total as term_size/1 first; then time.

@@ -98,7 +98,7 @@ breakdown(Term, Opts0) ->
 -spec state_breakdown(pid(), list() | map()) -> {ok, breakdown()} | {error, term()}.
 state_breakdown(Pid, Opts0) ->
     F = "state_breakdown/2",
-    Opts1 = options(F, Opts0, [{timeout, fun is_timeout/1}]),
+    Opts1 = options(F, Opts0, [timeout]),
     {Timeout, Opts2} = take(timeout, Opts1, ?DEFAULT_TIMEOUT),
     Opts = Opts2#{name => maps:get(name, Opts2, <<"state">>), small_keys => true},
     case native() of
@@ -174,24 +174,48 @@ rest_line(_) ->
 %% Measuring
 %%--------------------------------------------------------------------
 
+%% Options as a map. Valid options are checked clause by clause (no list of
+%% checks is built per call); anything else goes through
+%% `mem_probe_args:options/3', which raises the badarg that names the option.
 options(F, Opts0, Extra) ->
-    IsShare = fun(S) -> is_number(S) andalso S >= 0 andalso S =< 1 end,
-    IsText = fun(T) -> is_binary(T) orelse is_atom(T) orelse io_lib:char_list(T) end,
-    Opts = mem_probe_args:options(
-             F, Opts0,
-             [{min_share, IsShare},
-              {n, fun(N) -> is_integer(N) andalso N > 0 end},
-              {depth, fun(D) -> is_integer(D) andalso D >= 0 end},
-              {records, fun is_records/1},
-              {name, IsText},
-              {key_format, fun(Fun) -> is_function(Fun, 1) end},
-              {max_objects, fun(M) -> is_integer(M) andalso M > 0 end},
-              {list_runs, fun(R) -> R =:= pairs orelse R =:= ranges end}
-              | Extra]),
+    Opts = case valid_options(Opts0, Extra, #{}) of
+               {ok, Valid} -> Valid;
+               error -> mem_probe_args:options(F, Opts0, known(Extra))
+           end,
     case Opts of
         #{name := Name} -> Opts#{name := text(Name)};
         _ -> Opts
     end.
+
+valid_options(Opts, Extra, Acc) when is_map(Opts) ->
+    valid_options(maps:to_list(Opts), Extra, Acc);
+valid_options([{Key, Value} | Rest], Extra, Acc) ->
+    case valid(Key, Value, Extra) of
+        true -> valid_options(Rest, Extra, Acc#{Key => Value});
+        false -> error
+    end;
+valid_options([], _Extra, Acc) ->
+    {ok, Acc};
+valid_options(_Other, _Extra, _Acc) ->
+    error.
+
+%% `{Key, Check}' for `mem_probe_args:options/3', from `valid/3'.
+known(Extra) ->
+    [{Key, fun(Value) -> valid(Key, Value, Extra) end} || Key <- option_keys(Extra)].
+
+option_keys(Extra) ->
+    [min_share, n, depth, records, name, key_format, max_objects, list_runs | Extra].
+
+valid(min_share, S, _) -> is_number(S) andalso S >= 0 andalso S =< 1;
+valid(n, N, _) -> is_integer(N) andalso N > 0;
+valid(depth, D, _) -> is_integer(D) andalso D >= 0;
+valid(records, Records, _) -> is_records(Records);
+valid(name, T, _) -> is_binary(T) orelse is_atom(T) orelse io_lib:char_list(T);
+valid(key_format, Fun, _) -> is_function(Fun, 1);
+valid(max_objects, M, _) -> is_integer(M) andalso M > 0;
+valid(list_runs, R, _) -> R =:= pairs orelse R =:= ranges;
+valid(timeout, T, [timeout]) -> is_timeout(T);
+valid(_Key, _Value, _Extra) -> false.
 
 is_timeout(infinity) -> true;
 is_timeout(T) -> is_integer(T) andalso T >= 0.
@@ -287,18 +311,19 @@ share(Part, Whole) -> Part / Whole.
 
 %% `fun(Term, Path) -> {Label, Path}': the label follows the path through
 %% the term (to find record tags); with `small_keys', large keys in the
-%% returned path are replaced by their text.
+%% returned path are replaced by their text. The label is made one binary
+%% at the end (appending to a binary would allocate it off the heap), and
+%% the returned path is built in the same pass.
 labeller(Opts) ->
     Records = [{Name, [field_name(F) || F <- Fields]}
                || {Name, Fields} <- maps:get(records, Opts, [])],
-    KeyFormat = maps:get(key_format, Opts, fun(K) -> io_lib:format("~0tp", [K]) end),
+    KeyFormat = maps:get(key_format, Opts, fun default_key_format/1),
+    Label = {Records, KeyFormat, maps:get(small_keys, Opts, false),
+             maps:get(list_runs, Opts, pairs)},
     Root = maps:get(name, Opts),
-    Small = maps:get(small_keys, Opts, false),
-    Runs = maps:get(list_runs, Opts, pairs),
-    fun(Term, Path) ->
-            {Parts, Shown} = label(Path, {value, Term}, Records, KeyFormat, Small, [], []),
-            {iolist_to_binary([Root | Parts]), [run_step(Step, Runs) || Step <- Shown]}
-    end.
+    fun(Term, Path) -> label(Path, {value, Term}, Label, Root, []) end.
+
+default_key_format(K) -> io_lib:format("~0tp", [K]).
 
 %% A list run as the caller writes one: `{list, First, Last}', or for Elixir
 %% (`list_runs => ranges') `{list, First..Last}', built here as the Elixir
@@ -316,30 +341,32 @@ run_bounds(_Step) -> none.
 field_name({F, _Default}) -> F;
 field_name(F) -> F.
 
-label([], _At, _Records, _KeyFormat, _Small, Parts, Shown) ->
-    {lists:reverse(Parts), lists:reverse(Shown)};
-label([Step | Rest], At, Records, KeyFormat, Small, Parts, Shown) ->
+label([], _At, _Label, Text, Shown) ->
+    {iolist_to_binary(Text), lists:reverse(Shown)};
+label([Step | Rest], At, {Records, KeyFormat, Small, Runs} = Label, Text, Shown) ->
     {Part, Next} = step(Step, At, Records, KeyFormat),
-    ShownStep = case {Step, Small} of
-                    {{key, Key}, true} ->
+    ShownStep = case Step of
+                    {key, Key} when Small ->
                         case erts_debug:flat_size(Key) > ?MAX_KEY_WORDS of
                             true -> {key_text, iolist_to_binary(key_text(Key, KeyFormat))};
                             false -> Step
                         end;
+                    {list, _, _} -> run_step(Step, Runs);
                     _ -> Step
                 end,
-    label(Rest, Next, Records, KeyFormat, Small, [Part | Parts], [ShownStep | Shown]).
+    label(Rest, Next, Label, [Text, Part], [ShownStep | Shown]).
 
-%% The text of one step and the term it leads to (`none' once the path
-%% leaves what can be followed, e.g. a kind of object Erlang cannot index).
+%% The text of one step (a binary) and the term it leads to (`none' once
+%% the path leaves what can be followed, e.g. a kind of object Erlang cannot
+%% index).
 step({elem, I}, {value, T}, Records, _KeyFormat) when is_tuple(T), I < tuple_size(T) ->
     Part = case record_field(T, I, Records) of
-               {ok, Field} -> [$. | atom_to_list(Field)];
-               none -> ["{", integer_to_list(I), "}"]
+               {ok, Field} -> <<$., (atom_to_binary(Field, utf8))/binary>>;
+               none -> <<"{", (integer_to_binary(I))/binary, "}">>
            end,
     {Part, {value, element(I + 1, T)}};
 step({elem, I}, _At, _Records, _KeyFormat) ->
-    {["{", integer_to_list(I), "}"], none};
+    {<<"{", (integer_to_binary(I))/binary, "}">>, none};
 step({key, K}, At, _Records, KeyFormat) ->
     Next = case At of
                {value, M} when is_map(M) ->
@@ -349,15 +376,15 @@ step({key, K}, At, _Records, KeyFormat) ->
                    end;
                _ -> none
            end,
-    {key_part(K, KeyFormat), Next};
+    {unicode:characters_to_binary(key_part(K, KeyFormat)), Next};
 step({list, F, L}, At, _Records, _KeyFormat) when F =:= L ->
     Next = case At of
                {value, List} when is_list(List) -> nth(F, List);
                _ -> none
            end,
-    {["[", integer_to_list(F), "]"], Next};
+    {<<"[", (integer_to_binary(F))/binary, "]">>, Next};
 step({list, F, L}, _At, _Records, _KeyFormat) ->
-    {["[", integer_to_list(F), "..", integer_to_list(L), "]"], none};
+    {<<"[", (integer_to_binary(F))/binary, "..", (integer_to_binary(L))/binary, "]">>, none};
 step({env, I}, At, _Records, _KeyFormat) ->
     Next = case At of
                {value, Fun} when is_function(Fun) ->
@@ -368,14 +395,16 @@ step({env, I}, At, _Records, _KeyFormat) ->
                    end;
                _ -> none
            end,
-    {[".env[", integer_to_list(I), "]"], Next};
+    {<<".env[", (integer_to_binary(I))/binary, "]">>, Next};
 step({key_text, Text}, _At, _Records, _KeyFormat) ->
-    {["[", Text, "]"], none}.
+    {<<"[", Text/binary, "]">>, none}.
 
 nth(0, [H | _]) -> {value, H};
 nth(N, [_ | T]) -> nth(N - 1, T);
 nth(_, _) -> none.
 
+record_field(_T, _I, []) ->
+    none;
 record_field(T, I, Records) when I >= 1 ->
     case element(1, T) of
         Tag when is_atom(Tag) ->

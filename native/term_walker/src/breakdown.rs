@@ -13,8 +13,10 @@
 //!    for: positions retaining at least half of what a row needs (judged
 //!    against the bytes counted so far, which can only undercount the final
 //!    threshold), and for those that are lists, the cell starting each
-//!    block of ten elements and the sums per block. List cells get no record
-//!    of their own. The first object, attached object or off-heap binary
+//!    block of ten elements and the sums per block (never a position under
+//!    [`KEEP_FLOOR`] bytes: the search reads one again when it must). List
+//!    cells get no record of their own. Its visited set is an inline array
+//!    for a small term, then bitmap sets by page ([`Seen`]). The first object, attached object or off-heap binary
 //!    reached twice ends the pass, and the graph below takes over.
 //! 1. [`Graph::build`] walks the term once, breadth first, with no recursion:
 //!    one node per distinct object (by address), one per attached object
@@ -381,11 +383,11 @@ fn bytes_of<T>(v: &Vec<T>) -> u64 {
 /// objects are marked clean and visited, their words counted as literal, and
 /// `true` is returned; otherwise nothing is marked and the subterm becomes
 /// graph nodes like any other.
-fn clean_literal<M: Memory>(
+fn clean_literal<M: Memory, V: Marks>(
     mem: &M,
     layout: &Layout,
     tagged: usize,
-    visited: &mut VisitedSet,
+    visited: &mut V,
     clean: &mut VisitedSet,
     literal_words: &mut u64,
     budget: &mut Budget,
@@ -881,6 +883,9 @@ struct Searcher<'a, M: Memory> {
     lists: Vec<ListInfo<'a>>,
     /// Paths as a tree: (parent path, step); `u32::MAX` is the root.
     steps: Vec<(u32, Step)>,
+    /// The threshold is so low that a value the tree pass left out for
+    /// being under [`KEEP_FLOOR`] may matter: such a value is read again.
+    reread_unkept: bool,
 }
 
 /// The children of a place worth looking into (at or above the threshold),
@@ -973,32 +978,37 @@ impl<'a, M: Memory> Searcher<'a, M> {
         Ok(())
     }
 
-    fn value(&self, term: u64, node: u32, step: Step) -> Child {
+    fn value(&self, term: u64, node: u32, step: Step, budget: &mut Budget) -> Result<Child, Stop> {
+        Ok(Child {
+            place: Self::value_place(term, node),
+            step,
+            retained: self.retained_of(term, node, budget)?,
+        })
+    }
+
+    fn value_place(term: u64, node: u32) -> Place {
         let tagged = (term as usize & !TAG_MASK)
             | if term & PRIMARY_MASK == PRIMARY_LIST {
                 TAG_CONS
             } else {
                 TAG_BOXED
             };
-        Child {
-            place: Place::Value(tagged, node),
-            step,
-            retained: self.retained_of(term, node),
-        }
+        Place::Value(tagged, node)
     }
 
     /// What the value `term` (node `node`) retains. In a tree, a value the
-    /// pass did not keep is given as nothing: it retains less than half the
-    /// threshold, which no test here can tell from nothing (`worth_keeping`).
+    /// pass did not keep retains less than half the threshold, which no
+    /// test here can tell from nothing (`keep_bar`), or less than
+    /// [`KEEP_FLOOR`]: when the threshold is that low, it is read again.
     #[inline(always)]
-    fn retained_of(&self, term: u64, node: u32) -> Retained {
+    fn retained_of(&self, term: u64, node: u32, budget: &mut Budget) -> Result<Retained, Stop> {
         match self.tree {
-            None => self.graph.retained(node),
-            Some(tree) => tree
-                .values
-                .get(&((term & POINTER_MASK) as usize))
-                .copied()
-                .unwrap_or_default(),
+            None => Ok(self.graph.retained(node)),
+            Some(tree) => match tree.values.get(&((term & POINTER_MASK) as usize)) {
+                Some(&found) => Ok(found),
+                None if self.reread_unkept => self.retained_exactly(term, node, budget),
+                None => Ok(Retained::default()),
+            },
         }
     }
 
@@ -1102,10 +1112,12 @@ impl<'a, M: Memory> Searcher<'a, M> {
                         return Ok(());
                     }
                     let key = self.mem.word(keys_at + k * WORD_BYTES)?;
-                    kept.offer(self.value(term, n, Step::Key(key)), budget)
+                    kept.offer(self.value(term, n, Step::Key(key), budget)?, budget)
                 })?;
             }
-            Some(Kind::Map) if self.tree.is_some_and(|t| t.bare_maps.contains(&at)) => {}
+            // (Left-out values may matter when the threshold is that low.)
+            Some(Kind::Map)
+                if !self.reread_unkept && self.tree.is_some_and(|t| t.bare_maps.contains(&at)) => {}
             Some(Kind::Map) => self.hashmap_children(object, node, budget, &mut kept)?,
             Some(Kind::Fun) => {
                 // OTP <= 26: the creator pid comes before the free variables.
@@ -1114,7 +1126,10 @@ impl<'a, M: Memory> Searcher<'a, M> {
                     if k < skip || self.graph.is_shared(n) {
                         return Ok(());
                     }
-                    kept.offer(self.value(term, n, Step::Env((k - skip) as u32)), budget)
+                    kept.offer(
+                        self.value(term, n, Step::Env((k - skip) as u32), budget)?,
+                        budget,
+                    )
                 })?;
             }
             _ => {
@@ -1123,7 +1138,7 @@ impl<'a, M: Memory> Searcher<'a, M> {
                     if self.graph.is_shared(n) {
                         return Ok(());
                     }
-                    kept.offer(self.value(term, n, Step::Elem(k as u32)), budget)
+                    kept.offer(self.value(term, n, Step::Elem(k as u32), budget)?, budget)
                 })?;
             }
         }
@@ -1156,7 +1171,7 @@ impl<'a, M: Memory> Searcher<'a, M> {
                         let v = self.tail_node(n);
                         if !self.graph.is_shared(v) {
                             let key = self.mem.word(at)?;
-                            kept.offer(self.value(value, v, Step::Key(key)), budget)?;
+                            kept.offer(self.value(value, v, Step::Key(key), budget)?, budget)?;
                         }
                     }
                 } else {
@@ -1367,11 +1382,11 @@ impl<'a, M: Memory> Searcher<'a, M> {
         }
         let (cell, node) = self.cell(list, first)?;
         Ok(match self.head(cell, node)? {
-            Some((term, head)) if !self.graph.is_shared(head) => {
-                let mut child = self.value(term, head, Step::List(first, first));
-                child.retained = retained;
-                Some(child)
-            }
+            Some((term, head)) if !self.graph.is_shared(head) => Some(Child {
+                place: Self::value_place(term, head),
+                step: Step::List(first, first),
+                retained,
+            }),
             _ => None,
         })
     }
@@ -1492,6 +1507,9 @@ fn run_breakdown<M: Memory>(
         tree: tree.as_ref(),
         lists: Vec::new(),
         steps: Vec::new(),
+        // Left out means under `max(keep_bar, KEEP_FLOOR)`, and `keep_bar`
+        // is under half the threshold.
+        reread_unkept: threshold / 2 < KEEP_FLOOR,
     };
     // (place, path, depth, what it retains, whether a run around it is a row)
     let mut pending = vec![(
@@ -1611,9 +1629,16 @@ struct TreeSizes {
 /// which is at least `running`: a position not kept retains less than half
 /// the threshold, so it is no row, and as a child it can neither be kept by
 /// the search nor hold most of a position at or above the threshold.
+///
+/// Positions under [`KEEP_FLOOR`] bytes are never kept: the search reads
+/// one again when it asks (at most `KEEP_FLOOR / 8` words, no more work
+/// than keeping it cost), so a small term keeps only its root.
 fn keep_bar(running: u64, min_share: f64) -> u64 {
-    (min_share * running as f64 * 0.499_999) as u64
+    ((min_share * running as f64 * 0.499_999) as u64).max(KEEP_FLOOR)
 }
+
+/// Bytes under which the tree pass keeps no position (see [`keep_bar`]).
+const KEEP_FLOOR: u64 = 256;
 
 /// How the tree pass goes on with a frame.
 #[derive(Clone, Copy)]
@@ -1671,6 +1696,102 @@ const CELL: Retained = Retained {
     objects: 1,
 };
 
+/// Addresses the tree pass keeps inline before it needs a [`VisitedSet`]
+/// (whose first page is a 512-byte bitmap and a hash index): a small term's
+/// visited set allocates nothing.
+const INLINE_SEEN: usize = 16;
+
+/// Visited sets the tree pass spreads its addresses over, by 32 KiB page:
+/// each remembers the page it touched last, so a walk that goes back and
+/// forth between two heap areas (a list built in reverse, its elements
+/// elsewhere) mostly finds its page without a lookup.
+const SEEN_LANES: usize = 4;
+
+/// What [`clean_literal`] marks visited: a [`VisitedSet`] or the tree pass's
+/// [`Seen`].
+trait Marks {
+    fn contains(&self, addr: usize) -> bool;
+    fn insert(&mut self, addr: usize, work: &mut Work) -> Result<bool, Stop>;
+}
+
+impl Marks for VisitedSet {
+    fn contains(&self, addr: usize) -> bool {
+        VisitedSet::contains(self, addr)
+    }
+
+    fn insert(&mut self, addr: usize, work: &mut Work) -> Result<bool, Stop> {
+        VisitedSet::insert(self, addr, work)
+    }
+}
+
+/// The tree pass's visited set: the first [`INLINE_SEEN`] addresses in an
+/// array searched in order, then (moved once, all of them) visited sets by
+/// page ([`SEEN_LANES`]).
+struct Seen {
+    inline: [usize; INLINE_SEEN],
+    /// Addresses in `inline`; `INLINE_SEEN + 1` once moved to `lanes`.
+    len: usize,
+    lanes: [VisitedSet; SEEN_LANES],
+}
+
+impl Seen {
+    fn new() -> Self {
+        Seen {
+            inline: [0; INLINE_SEEN],
+            len: 0,
+            lanes: std::array::from_fn(|_| VisitedSet::new()),
+        }
+    }
+
+    #[inline(always)]
+    fn lane(&mut self, addr: usize) -> &mut VisitedSet {
+        // The page number, as `VisitedSet` pages (32 KiB).
+        &mut self.lanes[(addr >> 15) % SEEN_LANES]
+    }
+
+    /// Marks `addr`; `true` if it was not marked before.
+    #[inline(always)]
+    fn insert(&mut self, addr: usize, work: &mut Work) -> Result<bool, Stop> {
+        if self.len > INLINE_SEEN {
+            return self.lane(addr).insert(addr, work);
+        }
+        self.insert_inline(addr, work)
+    }
+
+    /// [`Seen::insert`] while the array is in use (or as it fills up).
+    #[inline(never)]
+    fn insert_inline(&mut self, addr: usize, work: &mut Work) -> Result<bool, Stop> {
+        if self.inline[..self.len].contains(&addr) {
+            return Ok(false);
+        }
+        if self.len < INLINE_SEEN {
+            self.inline[self.len] = addr;
+            self.len += 1;
+            return Ok(true);
+        }
+        for k in 0..INLINE_SEEN {
+            let old = self.inline[k];
+            self.lane(old).insert(old, work)?;
+        }
+        self.len = INLINE_SEEN + 1;
+        self.lane(addr).insert(addr, work)
+    }
+}
+
+impl Marks for Seen {
+    fn contains(&self, addr: usize) -> bool {
+        if self.len > INLINE_SEEN {
+            self.lanes[(addr >> 15) % SEEN_LANES].contains(addr)
+        } else {
+            self.inline[..self.len].contains(&addr)
+        }
+    }
+
+    fn insert(&mut self, addr: usize, work: &mut Work) -> Result<bool, Stop> {
+        Seen::insert(self, addr, work)
+    }
+}
+
 /// The pass over a term that may be a tree: one depth-first walk with a
 /// visited set, summing each position's subtree as it closes. The first
 /// object, attached object or off-heap binary reached twice ends it (`None`:
@@ -1680,7 +1801,7 @@ struct TreePass<'a, M: Memory> {
     mem: &'a M,
     layout: &'a Layout,
     settings: &'a Settings,
-    visited: VisitedSet,
+    visited: Seen,
     clean: VisitedSet,
     binaries: ahash::AHashSet<usize>,
     frames: Vec<Frame>,
@@ -1705,7 +1826,7 @@ impl<'a, M: Memory> TreePass<'a, M> {
             mem,
             layout,
             settings,
-            visited: VisitedSet::new(),
+            visited: Seen::new(),
             clean: VisitedSet::new(),
             binaries: ahash::AHashSet::new(),
             frames: Vec::new(),

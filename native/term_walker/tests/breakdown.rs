@@ -726,3 +726,120 @@ fn the_tree_pass_agrees_with_the_dominators() {
         }
     }
 }
+
+/// The tree pass keeps its first visited addresses in an inline array and
+/// moves them to bitmap sets by page past it: sharing is found on either
+/// side of that move and across pages (the graph then answers), and a tree
+/// stays a tree.
+#[test]
+fn sharing_is_found_before_and_after_the_visited_set_grows() {
+    // 20,000 elements: 100,000 words, about 25 pages of 32 KiB.
+    for n in [1usize, 2, 7, 14, 15, 16, 17, 18, 40, 20_000] {
+        for shared_at in [0, n / 2, n - 1] {
+            let mut h = TestHeap::new();
+            let items: Vec<u64> = (0..n)
+                .map(|i| h.tuple(&[small(i as i64), small(0)]))
+                .collect();
+            let mut with_repeat = items.clone();
+            with_repeat.push(items[shared_at]);
+            let list = h.list(&with_repeat);
+            let root = h.tuple(&[list, atom(1)]);
+            for settings in [every_position(), Settings::default()] {
+                let fast = run(&h, root, &settings);
+                let graph = term_walker::breakdown::breakdown_by_graph(
+                    &h,
+                    &OTP_25,
+                    root,
+                    &settings,
+                    &mut Budget::unlimited(),
+                )
+                .unwrap();
+                assert_total_matches_term_size(&h, root, &fast);
+                assert_eq!(fast, graph, "n {n}, shared at {shared_at}");
+                // The repeated tuple is counted once: the list's cells and
+                // the n tuples, under the list.
+                let list_words = 2 * (n as u64 + 1) + 3 * n as u64;
+                assert_eq!(fast.total.words, 3 + list_words, "n {n}");
+            }
+            // Without the repeat: a tree, every position its own size.
+            let tree_list = h.list(&items);
+            let b = run(&h, tree_list, &every_position());
+            assert_eq!(b.total.words, 5 * n as u64, "n {n}");
+            assert_eq!(b.total.objects, 2 * n as u64, "n {n}");
+        }
+    }
+}
+
+/// A small term keeps only its root (positions under the keep floor are
+/// read again by the search), and its rows are still every child's own
+/// size: the small-term shape `{ok, [1, 2, 3], #{a => 1}, <<"abc">>}`.
+#[test]
+fn a_small_term_keeps_only_its_root_and_reads_its_children_again() {
+    let mut h = TestHeap::new();
+    let list = h.list(&[small(1), small(2), small(3)]);
+    let keys = h.tuple(&[atom(1)]);
+    let map = h.flatmap(keys, &[small(1)]);
+    let bin = h.heap_binary(3);
+    let root = h.tuple(&[atom(2), list, map, bin]);
+    let b = run(&h, root, &Settings::default());
+    assert_total_matches_term_size(&h, root, &b);
+    assert_eq!(b.total.words, 5 + 6 + (4 + 2) + 3);
+    assert_eq!(b.nodes, 7);
+    assert!(b.peak_bytes <= 32 * b.nodes, "{} bytes", b.peak_bytes);
+    let found = positions(&b);
+    assert_eq!(found[&vec![Step::Elem(1), Step::List(0, 2)]].words, 6);
+    assert_eq!(found[&vec![Step::Elem(2)]].words, 4 + 2);
+    assert_eq!(found[&vec![Step::Elem(3)]].words, 3);
+    let graph = term_walker::breakdown::breakdown_by_graph(
+        &h,
+        &OTP_25,
+        root,
+        &Settings::default(),
+        &mut Budget::unlimited(),
+    )
+    .unwrap();
+    assert_eq!(b.rows, graph.rows);
+}
+
+/// A word that is no header where an object should start, and a cycle,
+/// are refused in a small term as in a large one (before and after the
+/// visited set grows), never read past.
+#[test]
+fn a_bad_header_or_a_cycle_is_refused_in_small_and_large_terms() {
+    for n in [1usize, 20] {
+        let mut h = TestHeap::new();
+        let items: Vec<u64> = (0..n).map(|i| h.tuple(&[small(i as i64)])).collect();
+        let broken = h.tuple(&[small(1), small(2)]);
+        h.poke(TestHeap::addr(broken), small(7));
+        let mut all = items.clone();
+        all.push(broken);
+        let root = h.list(&all);
+        let found = breakdown(
+            &h,
+            &OTP_25,
+            root,
+            &Settings::default(),
+            &mut Budget::unlimited(),
+        );
+        assert!(matches!(found, Err(Stop::Layout(_))), "n {n}: {found:?}");
+
+        let mut h = TestHeap::new();
+        let items: Vec<u64> = (0..n).map(|i| h.tuple(&[small(i as i64)])).collect();
+        let looped = h.tuple(&[small(1), small(2)]);
+        h.poke(TestHeap::addr(looped) + 16, looped);
+        let mut all = items.clone();
+        all.push(looped);
+        let root = h.list(&all);
+        let found = breakdown(
+            &h,
+            &OTP_25,
+            root,
+            &Settings::default(),
+            &mut Budget::unlimited(),
+        );
+        assert!(
+            matches!(&found, Err(Stop::Layout(e)) if e.what == "cycle in a term"),
+            "n {n}: {found:?}"
+        );
+    }
+}
