@@ -15,9 +15,11 @@
 //!    threshold), and for those that are lists, the cell starting each
 //!    block of ten elements and the sums per block (never a position under
 //!    [`KEEP_FLOOR`] bytes: the search reads one again when it must). List
-//!    cells get no record of their own. Its visited set is an inline array
-//!    for a small term, then bitmap sets by page ([`Seen`]). The first object, attached object or off-heap binary
-//!    reached twice ends the pass, and the graph below takes over.
+//!    cells get no record of their own. Its visited set is a [`VisitedSet`]
+//!    (an inline array for a small term, then bitmaps by page, the pages met
+//!    lately found without a lookup). The first object, attached object or
+//!    off-heap binary reached twice ends the pass, and the graph below takes
+//!    over.
 //! 1. [`Graph::build`] walks the term once, breadth first, with no recursion:
 //!    one node per distinct object (by address), one per attached object
 //!    (OTP 27 BinRef / FunRef, counted once by address as `size_shared`
@@ -383,11 +385,11 @@ fn bytes_of<T>(v: &Vec<T>) -> u64 {
 /// objects are marked clean and visited, their words counted as literal, and
 /// `true` is returned; otherwise nothing is marked and the subterm becomes
 /// graph nodes like any other.
-fn clean_literal<M: Memory, V: Marks>(
+fn clean_literal<M: Memory>(
     mem: &M,
     layout: &Layout,
     tagged: usize,
-    visited: &mut V,
+    visited: &mut VisitedSet,
     clean: &mut VisitedSet,
     literal_words: &mut u64,
     budget: &mut Budget,
@@ -1696,102 +1698,6 @@ const CELL: Retained = Retained {
     objects: 1,
 };
 
-/// Addresses the tree pass keeps inline before it needs a [`VisitedSet`]
-/// (whose first page is a 512-byte bitmap and a hash index): a small term's
-/// visited set allocates nothing.
-const INLINE_SEEN: usize = 16;
-
-/// Visited sets the tree pass spreads its addresses over, by 32 KiB page:
-/// each remembers the page it touched last, so a walk that goes back and
-/// forth between two heap areas (a list built in reverse, its elements
-/// elsewhere) mostly finds its page without a lookup.
-const SEEN_LANES: usize = 4;
-
-/// What [`clean_literal`] marks visited: a [`VisitedSet`] or the tree pass's
-/// [`Seen`].
-trait Marks {
-    fn contains(&self, addr: usize) -> bool;
-    fn insert(&mut self, addr: usize, work: &mut Work) -> Result<bool, Stop>;
-}
-
-impl Marks for VisitedSet {
-    fn contains(&self, addr: usize) -> bool {
-        VisitedSet::contains(self, addr)
-    }
-
-    fn insert(&mut self, addr: usize, work: &mut Work) -> Result<bool, Stop> {
-        VisitedSet::insert(self, addr, work)
-    }
-}
-
-/// The tree pass's visited set: the first [`INLINE_SEEN`] addresses in an
-/// array searched in order, then (moved once, all of them) visited sets by
-/// page ([`SEEN_LANES`]).
-struct Seen {
-    inline: [usize; INLINE_SEEN],
-    /// Addresses in `inline`; `INLINE_SEEN + 1` once moved to `lanes`.
-    len: usize,
-    lanes: [VisitedSet; SEEN_LANES],
-}
-
-impl Seen {
-    fn new() -> Self {
-        Seen {
-            inline: [0; INLINE_SEEN],
-            len: 0,
-            lanes: std::array::from_fn(|_| VisitedSet::new()),
-        }
-    }
-
-    #[inline(always)]
-    fn lane(&mut self, addr: usize) -> &mut VisitedSet {
-        // The page number, as `VisitedSet` pages (32 KiB).
-        &mut self.lanes[(addr >> 15) % SEEN_LANES]
-    }
-
-    /// Marks `addr`; `true` if it was not marked before.
-    #[inline(always)]
-    fn insert(&mut self, addr: usize, work: &mut Work) -> Result<bool, Stop> {
-        if self.len > INLINE_SEEN {
-            return self.lane(addr).insert(addr, work);
-        }
-        self.insert_inline(addr, work)
-    }
-
-    /// [`Seen::insert`] while the array is in use (or as it fills up).
-    #[inline(never)]
-    fn insert_inline(&mut self, addr: usize, work: &mut Work) -> Result<bool, Stop> {
-        if self.inline[..self.len].contains(&addr) {
-            return Ok(false);
-        }
-        if self.len < INLINE_SEEN {
-            self.inline[self.len] = addr;
-            self.len += 1;
-            return Ok(true);
-        }
-        for k in 0..INLINE_SEEN {
-            let old = self.inline[k];
-            self.lane(old).insert(old, work)?;
-        }
-        self.len = INLINE_SEEN + 1;
-        self.lane(addr).insert(addr, work)
-    }
-}
-
-impl Marks for Seen {
-    fn contains(&self, addr: usize) -> bool {
-        if self.len > INLINE_SEEN {
-            self.lanes[(addr >> 15) % SEEN_LANES].contains(addr)
-        } else {
-            self.inline[..self.len].contains(&addr)
-        }
-    }
-
-    fn insert(&mut self, addr: usize, work: &mut Work) -> Result<bool, Stop> {
-        Seen::insert(self, addr, work)
-    }
-}
-
 /// The pass over a term that may be a tree: one depth-first walk with a
 /// visited set, summing each position's subtree as it closes. The first
 /// object, attached object or off-heap binary reached twice ends it (`None`:
@@ -1801,7 +1707,7 @@ struct TreePass<'a, M: Memory> {
     mem: &'a M,
     layout: &'a Layout,
     settings: &'a Settings,
-    visited: Seen,
+    visited: VisitedSet,
     clean: VisitedSet,
     binaries: ahash::AHashSet<usize>,
     frames: Vec<Frame>,
@@ -1826,7 +1732,7 @@ impl<'a, M: Memory> TreePass<'a, M> {
             mem,
             layout,
             settings,
-            visited: Seen::new(),
+            visited: VisitedSet::new(),
             clean: VisitedSet::new(),
             binaries: ahash::AHashSet::new(),
             frames: Vec::new(),
