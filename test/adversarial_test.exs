@@ -10,7 +10,7 @@ defmodule MemProbe.AdversarialTest do
   use ExUnit.Case, async: false
 
   import Bitwise
-  import MemProbe.TermGenerator, only: [term: 1]
+  import MemProbe.TermGenerator, only: [term: 1, bits_at: 3]
   import MemProbe.WalkerAssertions
 
   alias MemProbe.TestPeer
@@ -175,8 +175,8 @@ defmodule MemProbe.AdversarialTest do
 
   defp mutate(binary, edits) do
     pos = 2 + :rand.uniform(byte_size(binary) - 2) - 1
-    <<head::binary-size(pos), rest::binary>> = binary
-    <<byte, tail::binary>> = rest
+    head = binary_part(binary, 0, pos)
+    <<byte, tail::binary>> = rest = binary_part(binary, pos, byte_size(binary) - pos)
     # Up to 8 bytes deleted, up to 16 repeated.
     deleted = min(byte_size(rest), :rand.uniform(8))
     repeated = min(byte_size(rest), :rand.uniform(16))
@@ -359,13 +359,9 @@ defmodule MemProbe.AdversarialTest do
           # Slices of slices: a byte off each end, then a bit, 200 levels.
           chain = fn parent, levels ->
             Enum.scan(1..levels, parent, fn i, acc ->
-              if rem(i, 2) == 0 do
-                <<_, s::bitstring-size(bit_size(acc) - 16), _>> = acc
-                s
-              else
-                <<_::1, s::bitstring-size(bit_size(acc) - 9), _::bitstring>> = acc
-                s
-              end
+              if rem(i, 2) == 0,
+                do: bits_at(acc, 8, bit_size(acc) - 16),
+                else: bits_at(acc, 1, bit_size(acc) - 9)
             end)
           end
 
@@ -390,7 +386,7 @@ defmodule MemProbe.AdversarialTest do
                 offset <- 0..7,
                 bits <- sizes,
                 offset + bits <= bit_size(parent) do
-              <<_::size(offset), s::bitstring-size(bits), _::bitstring>> = parent
+              s = bits_at(parent, offset, bits)
               assert_agrees(s, fn -> "#{bits} bits at offset #{offset}" end)
               assert_agrees([s, s], fn -> "two of #{bits} bits at offset #{offset}" end)
               1

@@ -169,9 +169,25 @@ defmodule MemProbe.TermGenerator do
     parent = Enum.random([:binary.copy(<<9>>, 70 + :rand.uniform(500)), :binary.copy(<<5>>, 60)])
     bits = bit_size(parent)
     offset = :rand.uniform(div(bits, 2)) - 1
-    size = :rand.uniform(bits - offset - 1)
-    <<_::size(offset), slice::bitstring-size(size), _::bitstring>> = parent
-    slice
+    bits_at(parent, offset, :rand.uniform(bits - offset - 1))
+  end
+
+  @doc """
+  The `size` bits of `parent` from bit `offset` on, matched out of it (so a
+  sub-binary of `parent`, not a copy).
+  """
+  # Elixir 1.20 warns unless a variable bound outside a match is pinned in
+  # size(...), and the pin is accepted there only from Elixir 1.16 on.
+  if Version.match?(System.version(), ">= 1.16.0") do
+    def bits_at(parent, offset, size) do
+      <<_::size(^offset), slice::bitstring-size(^size), _::bitstring>> = parent
+      slice
+    end
+  else
+    def bits_at(parent, offset, size) do
+      <<_::size(offset), slice::bitstring-size(size), _::bitstring>> = parent
+      slice
+    end
   end
 
   defp external do
