@@ -46,7 +46,10 @@ handle_call({seq, N}, _From, _) -> {reply, ok, lists:seq(1, N)};
 handle_call({share, N}, _From, _) ->
     L = lists:seq(1, N),
     {reply, ok, {L, L}};
-handle_call({block, Ms}, _From, State) -> timer:sleep(Ms), {reply, ok, State};
+handle_call({block, Test}, _From, State) ->
+    Test ! blocked,
+    receive unblock -> ok end,
+    {reply, ok, State};
 handle_call(get, _From, State) -> {reply, State, State}.
 handle_cast(_, State) -> {noreply, State}.
 
@@ -199,14 +202,17 @@ state_size_errors_test() ->
     ?assertEqual({error, calling_process}, mem_probe:state_size(self())),
     {ok, Stuck} = gen_server:start(?MODULE, kept, []),
     Self = self(),
-    spawn(fun() -> Self ! {unblocked, gen_server:call(Stuck, {block, 300})} end),
-    timer:sleep(20),
+    %% Stuck in a call until told: the state request waits behind it.
+    spawn(fun() -> Self ! {unblocked, gen_server:call(Stuck, {block, Self}, infinity)} end),
+    receive blocked -> ok end,
     ?assertEqual({error, timeout}, mem_probe:state_size(Stuck, [{timeout, 50}])),
+    Stuck ! unblock,
     receive {unblocked, ok} -> ok end,
     ?assertEqual(kept, gen_server:call(Stuck, get)),
     receive Stray -> ?assertEqual(no_stray_message, Stray) after 0 -> ok end,
+    Gone = monitor(process, Stuck),
     kill([Plain, Stuck]),
-    timer:sleep(10),
+    receive {'DOWN', Gone, process, Stuck, killed} -> ok end,
     ?assertEqual({error, noproc}, mem_probe:state_size(Stuck)).
 
 %%--------------------------------------------------------------------

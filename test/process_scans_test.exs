@@ -22,9 +22,13 @@ defmodule MemProbe.ProcessScansTest do
       {:reply, :ok, {list, list, MemProbe.ProcessScansTest.literal(), slice}}
     end
 
-    def handle_call({:block, ms}, _from, state) do
-      Process.sleep(ms)
-      {:reply, :ok, state}
+    # Stuck in a call until told: tells `test` it is, then waits.
+    def handle_call({:block, test}, _from, state) do
+      send(test, :blocked)
+
+      receive do
+        :unblock -> {:reply, :ok, state}
+      end
     end
   end
 
@@ -54,6 +58,14 @@ defmodule MemProbe.ProcessScansTest do
     receive do
       :stop -> term
     end
+  end
+
+  defp answer_pings do
+    receive do
+      {:ping, from} -> send(from, :pong)
+    end
+
+    answer_pings()
   end
 
   defp spawn_many(n, fun), do: for(_ <- 1..n, do: spawn(fun))
@@ -193,7 +205,10 @@ defmodule MemProbe.ProcessScansTest do
     end
 
     test "monitored_by and links rank by count" do
-      hub = spawn(&idle/0)
+      # A monitor reaches the hub as a signal, handled when the hub gets to
+      # it: a watcher's ping, answered, comes after its monitor (signals
+      # between two processes keep their order), so the hub has taken it.
+      hub = spawn(&answer_pings/0)
       cleanup(hub)
       test = self()
 
@@ -201,6 +216,8 @@ defmodule MemProbe.ProcessScansTest do
         for _ <- 1..1_000 do
           spawn(fn ->
             Process.monitor(hub)
+            send(hub, {:ping, self()})
+            receive do: (:pong -> :ok)
             send(test, :watching)
             idle()
           end)
@@ -570,9 +587,11 @@ defmodule MemProbe.ProcessScansTest do
       # A stuck GenServer: timeout, and the answer it sends later is dropped.
       {:ok, stuck} = GenServer.start(Grower, [:kept])
       cleanup(stuck)
-      task = Task.async(fn -> GenServer.call(stuck, {:block, 300}) end)
-      Process.sleep(20)
+      test = self()
+      task = Task.async(fn -> GenServer.call(stuck, {:block, test}, :infinity) end)
+      assert_receive :blocked
       assert MemProbe.state_size(stuck, timeout: 50) == {:error, :timeout}
+      send(stuck, :unblock)
       assert Task.await(task) == :ok
       # The system message is handled after the call: the state is unchanged
       # and the process alive.
@@ -581,8 +600,8 @@ defmodule MemProbe.ProcessScansTest do
 
       # A GenServer that dies while we wait.
       {:ok, dying} = GenServer.start(Grower, [])
-      spawn(fn -> GenServer.call(dying, {:block, 5_000}) end)
-      Process.sleep(20)
+      spawn(fn -> GenServer.call(dying, {:block, test}, :infinity) end)
+      assert_receive :blocked
       spawn(fn -> Process.sleep(50) && Process.exit(dying, :kill) end)
       assert MemProbe.state_size(dying, timeout: 2_000) == {:error, :noproc}
       refute_received _
