@@ -436,9 +436,11 @@ defmodule MemProbe do
     * `:compressed`, `:readable` — a private table cannot be read by another
       process; then `readable` is `false` and the walked fields are `:undefined`.
 
-  `{:error, :deleted}` if the table is deleted during the walk. An unknown
-  table, or anything that is not an atom or a table identifier, raises
-  `ArgumentError`.
+  `{:error, :deleted}` if the table is gone: deleted during the walk, or
+  before the call when `table` is a table identifier (only a table that
+  existed has one, so this is a result, as a dead pid is). A name no table
+  has, a reference that never was a table, or anything that is not an atom
+  or a reference, raises `ArgumentError`.
 
   ## Examples
 

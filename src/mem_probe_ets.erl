@@ -202,7 +202,11 @@ entry(T, Info, Off) ->
 %% objects keep alive and their bytes, `total_bytes' is `memory_bytes +
 %% off_heap_bytes', `compressed' and `readable'. For a private table
 %% (`readable' false) the walked fields are `undefined'. `{error, deleted}'
-%% when the table is deleted during the walk; an unknown table raises badarg.
+%% when the table is gone: deleted during the walk, or before the call when
+%% `Table' is a table identifier (`ets:info/1' answers `undefined' for the
+%% identifier of a deleted table and raises for a reference that never was
+%% one). A name no table has, or a reference that never was a table, raises
+%% badarg.
 -spec table_size(table()) -> {ok, table_size()} | {error, deleted}.
 table_size(Table) ->
     Fn = "table_size/1",
@@ -212,8 +216,10 @@ table_size(Table) ->
         true -> ok;
         false -> mem_probe_args:bad(Fn, io_lib:format("not a table: ~0tp", [Table]), Accepted)
     end,
-    case mem_probe_scan:ets_info(Table) of
-        undefined ->
+    case table_info(Table) of
+        undefined when is_reference(Table) ->
+            {error, deleted};
+        Unknown when Unknown =:= undefined; Unknown =:= not_a_table ->
             mem_probe_args:bad(Fn, io_lib:format("unknown table ~0tp", [Table]), Accepted);
         Info ->
             Base = maps:merge(entry(Table, Info, undefined),
@@ -245,6 +251,12 @@ table_size(Table) ->
                               total_bytes => Mem + Bytes,
                               readable => true}}
             end
+    end.
+
+%% `ets:info/1', or `not_a_table' for what never was a table.
+table_info(Table) ->
+    try ets:info(Table)
+    catch error:badarg -> not_a_table
     end.
 
 %%--------------------------------------------------------------------
