@@ -382,6 +382,35 @@ fn walk_flat_raw<'a>(env: Env<'a>, term: Term<'a>, path_limit: u64) -> Term<'a> 
     }
 }
 
+/// `echo/1`: returns its argument. The fixed cost of calling a NIF at all
+/// on this VM, for bench/nif_floor.exs: a bare C-ABI function, without
+/// rustler's wrapper (which copies the arguments into a `Vec` and catches
+/// panics), so nothing is cheaper.
+///
+/// # Safety
+/// Called by the VM only, with its one argument in `argv`.
+unsafe extern "C" fn echo(
+    _env: *mut rustler::sys::ErlNifEnv,
+    _argc: std::ffi::c_int,
+    argv: *const rustler::sys::ErlNifTerm,
+) -> rustler::sys::ErlNifTerm {
+    *argv
+}
+
+rustler::codegen_runtime::inventory::submit!(rustler::Nif {
+    name: c"echo".as_ptr(),
+    arity: 1,
+    flags: rustler::SchedulerFlags::Normal as std::ffi::c_uint,
+    raw_func: echo,
+});
+
+/// `echo_rustler/1`: the same through `#[rustler::nif]`, to show what
+/// rustler's wrapper adds to every call.
+#[rustler::nif]
+fn echo_rustler(term: Term) -> Term {
+    term
+}
+
 /// The calibration's verdict: `true` lets every walk run with direct reads.
 #[rustler::nif]
 fn set_native(native: bool) -> bool {
