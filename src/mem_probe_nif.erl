@@ -123,9 +123,9 @@ priv_dir() ->
 %%--------------------------------------------------------------------
 
 %% @private Walk on the caller's scheduler within a budget (about 10k words,
-%% at most 1 ms of CPU time). Returns `{ok, FlatWords}' (mode `flat'),
-%% `{ok, SharedWords}' (`shared'), `{ok, Flat, Shared, Literal, Bins,
-%% BinBytes, Bytes}' (`full': the fields of `term_size/1''s map), `{ok,
+%% at most 1 ms of CPU time). Returns `FlatWords' (mode `flat'),
+%% `SharedWords' (`shared'), `{ok, Flat, Shared, Literal, Bins, BinBytes,
+%% Bytes}' (`full': the fields of `term_size/1''s map), `{ok,
 %% Flat, Shared, Literal, HashmapNodeWords, Bins, BinBytes, SizeWords,
 %% TermSizeBytes}' (`calibrate'), `budget_exceeded' or
 %% `{error, Reason}'. `HeapWords' is the caller's heap size for a flat walk

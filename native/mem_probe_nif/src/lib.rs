@@ -214,31 +214,63 @@ fn ready() -> Option<(&'static Layout, Range, &'static Loaded)> {
     Some((layout, range, loaded))
 }
 
+/// A walk's mode, from its atom.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Flat,
+    Shared,
+    Full,
+    Calibrate,
+}
+
+impl Mode {
+    /// The mode `term` names. An atom is one immediate word, the same word
+    /// wherever it occurs, so a comparison of words is an atom comparison
+    /// and needs no call into the VM. `Err(true)` for another atom (answered
+    /// `{error, bad_walk_mode}`), `Err(false)` for a term that is no atom
+    /// (`badarg`).
+    #[inline]
+    fn of(term: Term) -> Result<Mode, bool> {
+        let word = term_word(term);
+        let is = |atom: Atom| word == term_word(atom.to_term(term.get_env()));
+        if is(flat()) {
+            Ok(Mode::Flat)
+        } else if is(full()) {
+            Ok(Mode::Full)
+        } else if is(shared()) {
+            Ok(Mode::Shared)
+        } else if is(calibrate()) {
+            Ok(Mode::Calibrate)
+        } else {
+            Err(term.is_atom())
+        }
+    }
+}
+
 fn walk_with<M: Memory>(
     mem: &M,
     layout: &Layout,
     root: u64,
-    mode: Atom,
+    mode: Mode,
     heap_words: u64,
     work: &mut Work,
 ) -> Result<(u128, term_walker::Scan), Stop> {
-    if mode == flat() {
-        walk::flat(mem, layout, root, heap_words, work).map(|words| (words, Default::default()))
-    } else if mode == shared() {
-        walk::scan(mem, layout, root, Detail::Words, work).map(|found| (0, found))
-    } else {
-        walk::term_size(mem, layout, root, work).map(|size| (size.flat_words, size.scan))
+    match mode {
+        Mode::Flat => {
+            walk::flat(mem, layout, root, heap_words, work).map(|words| (words, Default::default()))
+        }
+        Mode::Shared => walk::scan(mem, layout, root, Detail::Words, work).map(|found| (0, found)),
+        Mode::Full | Mode::Calibrate => {
+            walk::term_size(mem, layout, root, work).map(|size| (size.flat_words, size.scan))
+        }
     }
 }
 
-fn run<'a>(env: Env<'a>, term: Term<'a>, mode: Atom, heap_words: u64, work: Work) -> Term<'a> {
+fn run<'a>(env: Env<'a>, term: Term<'a>, mode: Mode, heap_words: u64, work: Work) -> Term<'a> {
     let Some((layout, literals, loaded)) = ready() else {
         return (error(), unknown_release_layout()).encode(env);
     };
-    let calibrating = mode == calibrate();
-    if !(calibrating || mode == flat() || mode == shared() || mode == full()) {
-        return (error(), bad_walk_mode()).encode(env);
-    }
+    let calibrating = mode == Mode::Calibrate;
     if !calibrating && !NATIVE.load(Ordering::Acquire) {
         return (error(), not_calibrated()).encode(env);
     }
@@ -272,10 +304,12 @@ fn run<'a>(env: Env<'a>, term: Term<'a>, mode: Atom, heap_words: u64, work: Work
         let mem = unsafe { VmMemory::new(literals) };
         walk_with(&mem, layout, root, mode, heap_words, &mut work)
     };
-    match result {
-        Ok((flat_words, _)) if mode == flat() => (ok(), flat_words).encode(env),
-        Ok((_, found)) if mode == shared() => (ok(), found.shared_words).encode(env),
-        Ok((flat_words, found)) if mode == full() => {
+    match (result, mode) {
+        // A flat or shared size is the answer alone: no tuple to build here
+        // or to take apart in Erlang.
+        (Ok((flat_words, _)), Mode::Flat) => flat_words.encode(env),
+        (Ok((_, found)), Mode::Shared) => found.shared_words.encode(env),
+        (Ok((flat_words, found)), Mode::Full) => {
             // The fields of the map MemProbe.term_size/1 returns, which the
             // Erlang side builds with its literal keys (cheaper than a map
             // made here, whose keys the VM must sort).
@@ -294,7 +328,7 @@ fn run<'a>(env: Env<'a>, term: Term<'a>, mode: Atom, heap_words: u64, work: Work
             ];
             make_tuple(env, &fields)
         }
-        Ok((flat_words, found)) => {
+        (Ok((flat_words, found)), Mode::Calibrate) => {
             // The calibration compares everything with the VM's functions:
             // size_shared/1 counts hashmap nodes twice, size/1 counts OTP
             // 27's shared BinRefs and FunRefs once per owner, and (NIF 2.18)
@@ -318,30 +352,51 @@ fn run<'a>(env: Env<'a>, term: Term<'a>, mode: Atom, heap_words: u64, work: Work
             ];
             make_tuple(env, &fields)
         }
-        Err(Stop::Budget) => budget_exceeded().encode(env),
-        Err(Stop::Overflow) => (error(), flat_size_overflow()).encode(env),
-        Err(Stop::OutOfMemory) => (error(), out_of_memory()).encode(env),
-        Err(Stop::Layout(e)) => {
+        (Err(Stop::Budget), _) => budget_exceeded().encode(env),
+        (Err(Stop::Overflow), _) => (error(), flat_size_overflow()).encode(env),
+        (Err(Stop::OutOfMemory), _) => (error(), out_of_memory()).encode(env),
+        (Err(Stop::Layout(e)), _) => {
             let detail = (layout_error(), e.what, e.addr as u64, e.word);
             (error(), detail).encode(env)
         }
     }
 }
 
-#[rustler::nif]
-fn walk<'a>(env: Env<'a>, term: Term<'a>, mode: Atom, heap_words: u64) -> Term<'a> {
-    let budget = if mode == flat() {
+/// The arguments of `walk/3` and `walk_dirty/3`: the term, its mode and
+/// the caller's heap size; `Err(answer)` for a mode that is not one, `None`
+/// (badarg) for arguments of the wrong types.
+#[inline(always)]
+fn walk_args<'a>(env: Env<'a>, args: [Term<'a>; 3]) -> Option<Result<(Mode, u64), Term<'a>>> {
+    let [_, mode, heap_words] = args;
+    let heap_words = heap_words.decode::<u64>().ok()?;
+    match Mode::of(mode) {
+        Ok(mode) => Some(Ok((mode, heap_words))),
+        Err(true) => Some(Err((error(), bad_walk_mode()).encode(env))),
+        Err(false) => None,
+    }
+}
+
+// walk(Term, Mode, HeapWords): a raw NIF (entry::raw_nif!), the hot entry
+// point of every small size.
+entry::raw_nif!("walk", 3, rustler::SchedulerFlags::Normal, walk);
+
+fn walk<'a>(env: Env<'a>, args: [Term<'a>; 3]) -> Option<Term<'a>> {
+    let (mode, heap_words) = match walk_args(env, args)? {
+        Ok(parsed) => parsed,
+        Err(answer) => return Some(answer),
+    };
+    let budget = if mode == Mode::Flat {
         NORMAL_SCHEDULER_FLAT_WORDS
     } else {
         NORMAL_SCHEDULER_SCAN_WORDS
     };
-    run(
+    Some(run(
         env,
-        term,
+        args[0],
         mode,
         heap_words,
         Work::limited(budget).with_deadline(normal_slice()),
-    )
+    ))
 }
 
 /// A normal-scheduler slice of this thread's CPU time (read only once a
@@ -353,9 +408,20 @@ fn normal_slice() -> Deadline {
     }
 }
 
-#[rustler::nif(schedule = "DirtyCpu")]
-fn walk_dirty<'a>(env: Env<'a>, term: Term<'a>, mode: Atom, heap_words: u64) -> Term<'a> {
-    run(env, term, mode, heap_words, Work::unlimited())
+// walk_dirty(Term, Mode, HeapWords): the same walk on a dirty CPU scheduler.
+entry::raw_nif!(
+    "walk_dirty",
+    3,
+    rustler::SchedulerFlags::DirtyCpu,
+    walk_dirty
+);
+
+fn walk_dirty<'a>(env: Env<'a>, args: [Term<'a>; 3]) -> Option<Term<'a>> {
+    let (mode, heap_words) = match walk_args(env, args)? {
+        Ok(parsed) => parsed,
+        Err(answer) => return Some(answer),
+    };
+    Some(run(env, args[0], mode, heap_words, Work::unlimited()))
 }
 
 /// The plain path-counting walk alone, for the tests of the DAG switch.
