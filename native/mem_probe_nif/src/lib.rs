@@ -108,6 +108,10 @@ struct Loaded {
     /// The `inject_layout_error` test switch: every walk but the
     /// calibration ends in a layout error, to exercise the fault policy.
     inject_layout_error: bool,
+    /// Whether the VM's small integers are the immediates docs/LAYOUT.md §1
+    /// describes (checked at load against `enif_make_uint64`): then the
+    /// walks' answers make them without a call into the VM.
+    small_ints: bool,
 }
 
 static LOADED: OnceLock<Loaded> = OnceLock::new();
@@ -145,7 +149,7 @@ fn literal_range_from_maps(load_info: Term) -> Result<Range, &'static str> {
 }
 
 /// The load (and upgrade) callback, called through [`entry`].
-fn load(_env: Env, load_info: Term) -> bool {
+fn load(env: Env, load_info: Term) -> bool {
     // load_info: #{otp_release => Binary, layout_release => N | undefined,
     // literal_carrier => {Scs, TotalSa, TotalSua} | undefined,
     // literal_probes => [Literal], heap_probes => [T]}.
@@ -189,6 +193,7 @@ fn load(_env: Env, load_info: Term) -> bool {
         term_size: vm::enif_term_size(),
         memory_limit,
         inject_layout_error,
+        small_ints: vm::small_ints_as_documented(env),
     });
     true // the Erlang side reports what is missing and falls back
 }
@@ -266,25 +271,103 @@ fn walk_with<M: Memory>(
     }
 }
 
+/// A walk of a user's term (modes `flat`, `shared`, `full`): refused until
+/// the calibration's verdict is native, then with direct reads. The
+/// calibration's own walks go to [`run_calibration`].
+#[inline(always)]
 fn run<'a>(env: Env<'a>, term: Term<'a>, mode: Mode, heap_words: u64, work: Work) -> Term<'a> {
     let Some((layout, literals, loaded)) = ready() else {
         return (error(), unknown_release_layout()).encode(env);
     };
-    let calibrating = mode == Mode::Calibrate;
-    if !calibrating && !NATIVE.load(Ordering::Acquire) {
+    if mode == Mode::Calibrate {
+        return run_calibration(env, term, layout, literals, loaded, heap_words, work);
+    }
+    if !NATIVE.load(Ordering::Acquire) {
         return (error(), not_calibrated()).encode(env);
     }
     let root = term_word(term);
-    // The calibration set is small and fixed: the limit is for users' terms.
-    let mut work = if calibrating {
-        work
-    } else {
-        work.with_memory_limit(loaded.memory_limit)
-    };
-    let injected = injected_fault(loaded, root).filter(|_| !calibrating);
-    let result = if let Some(fault) = injected {
-        Err(fault)
-    } else if calibrating && loaded.guarded {
+    if let Some(fault) = injected_fault(loaded, root) {
+        return stopped(env, fault);
+    }
+    let mut work = work.with_memory_limit(loaded.memory_limit);
+    // SAFETY: this is a NIF call walking its own argument; the table is the
+    // running emulator's, proven by the calibration (`NATIVE` is its yes).
+    let mem = unsafe { VmMemory::new(literals) };
+    let small = loaded.small_ints;
+    match mode {
+        // A flat or shared size is the answer alone: no tuple to build here
+        // or to take apart in Erlang.
+        Mode::Flat => match walk::flat(&mem, layout, root, heap_words, &mut work) {
+            Ok(words) => vm::uint_term(env, words, small),
+            Err(stop) => stopped(env, stop),
+        },
+        Mode::Shared => match walk::scan(&mem, layout, root, Detail::Words, &mut work) {
+            Ok(found) => vm::uint_term(env, found.shared_words as u128, small),
+            Err(stop) => stopped(env, stop),
+        },
+        _ => match walk::term_size(&mem, layout, root, &mut work) {
+            Ok(size) => {
+                // The fields of the map MemProbe.term_size/1 returns, which
+                // the Erlang side builds with its literal keys (cheaper than
+                // a map made here, whose keys the VM must sort).
+                let found = size.scan;
+                let bytes = found
+                    .shared_words
+                    .saturating_mul(term_walker::tags::WORD_BYTES as u64)
+                    .saturating_add(found.off_heap_bytes);
+                let uint = |n: u64| vm::uint_term(env, n as u128, small);
+                vm::tuple(
+                    env,
+                    [
+                        ok().encode(env),
+                        vm::uint_term(env, size.flat_words, small),
+                        uint(found.shared_words),
+                        uint(found.literal_words),
+                        uint(found.off_heap_binaries),
+                        uint(found.off_heap_bytes),
+                        uint(bytes),
+                    ],
+                )
+            }
+            Err(stop) => stopped(env, stop),
+        },
+    }
+}
+
+/// The answer of a walk that stopped.
+#[cold]
+#[inline(never)]
+fn stopped(env: Env, stop: Stop) -> Term {
+    match stop {
+        Stop::Budget => budget_exceeded().encode(env),
+        Stop::Overflow => (error(), flat_size_overflow()).encode(env),
+        Stop::OutOfMemory => (error(), out_of_memory()).encode(env),
+        Stop::Layout(e) => {
+            let detail = (layout_error(), e.what, e.addr as u64, e.word);
+            (error(), detail).encode(env)
+        }
+    }
+}
+
+/// A walk of the calibration set (mode `calibrate`): allowed before the
+/// verdict, through guarded reads where the system has them; direct reads
+/// only for a verified table chosen by the release itself.
+#[cold]
+#[inline(never)]
+fn run_calibration<'a>(
+    env: Env<'a>,
+    term: Term<'a>,
+    layout: &Layout,
+    literals: Range,
+    loaded: &Loaded,
+    heap_words: u64,
+    // The calibration set is small and fixed: no memory limit (that is for
+    // users' terms).
+    mut work: Work,
+) -> Term<'a> {
+    let root = term_word(term);
+    let mode = Mode::Calibrate;
+    let result = if loaded.guarded {
         walk_with(
             &GuardedMemory::new(literals),
             layout,
@@ -293,46 +376,24 @@ fn run<'a>(env: Env<'a>, term: Term<'a>, mode: Mode, heap_words: u64, work: Work
             heap_words,
             &mut work,
         )
-    } else if calibrating && !loaded.verified {
+    } else if !loaded.verified {
         // An unverified table is never walked with direct reads before the
         // calibration has passed.
         return (error(), guarded_reads_unavailable()).encode(env);
     } else {
-        // SAFETY: this is a NIF call walking its own argument; the table is
-        // the running emulator's, proven by the calibration (or, while it
-        // runs, verified and chosen by the release itself).
+        // SAFETY: a NIF call walking its own argument with a verified table
+        // chosen by the release itself.
         let mem = unsafe { VmMemory::new(literals) };
         walk_with(&mem, layout, root, mode, heap_words, &mut work)
     };
-    match (result, mode) {
-        // A flat or shared size is the answer alone: no tuple to build here
-        // or to take apart in Erlang.
-        (Ok((flat_words, _)), Mode::Flat) => flat_words.encode(env),
-        (Ok((_, found)), Mode::Shared) => found.shared_words.encode(env),
-        (Ok((flat_words, found)), Mode::Full) => {
-            // The fields of the map MemProbe.term_size/1 returns, which the
-            // Erlang side builds with its literal keys (cheaper than a map
-            // made here, whose keys the VM must sort).
-            let bytes = found
-                .shared_words
-                .saturating_mul(term_walker::tags::WORD_BYTES as u64)
-                .saturating_add(found.off_heap_bytes);
-            let fields = [
-                ok().encode(env),
-                flat_words.encode(env),
-                found.shared_words.encode(env),
-                found.literal_words.encode(env),
-                found.off_heap_binaries.encode(env),
-                found.off_heap_bytes.encode(env),
-                bytes.encode(env),
-            ];
-            make_tuple(env, &fields)
-        }
-        (Ok((flat_words, found)), Mode::Calibrate) => {
+    match result {
+        Ok((flat_words, found)) => {
             // The calibration compares everything with the VM's functions:
             // size_shared/1 counts hashmap nodes twice, size/1 counts OTP
             // 27's shared BinRefs and FunRefs once per owner, and (NIF 2.18)
-            // enif_term_size gives the VM's own flat size in bytes.
+            // enif_term_size gives the VM's own flat size in bytes. Every
+            // integer is made by the VM here: the calibration does not
+            // depend on `small_ints`.
             let term_size = match loaded.term_size {
                 // SAFETY: the VM's own function on a live term of this call
                 // (the calibration terms are small).
@@ -352,13 +413,7 @@ fn run<'a>(env: Env<'a>, term: Term<'a>, mode: Mode, heap_words: u64, work: Work
             ];
             make_tuple(env, &fields)
         }
-        (Err(Stop::Budget), _) => budget_exceeded().encode(env),
-        (Err(Stop::Overflow), _) => (error(), flat_size_overflow()).encode(env),
-        (Err(Stop::OutOfMemory), _) => (error(), out_of_memory()).encode(env),
-        (Err(Stop::Layout(e)), _) => {
-            let detail = (layout_error(), e.what, e.addr as u64, e.word);
-            (error(), detail).encode(env)
-        }
+        Err(stop) => stopped(env, stop),
     }
 }
 
