@@ -118,9 +118,12 @@ pub(crate) unsafe fn call<const N: usize>(
         return rustler::sys::enif_make_badarg(env.as_c_arg());
     }
     let args: [Term; N] = std::array::from_fn(|i| Term::new(env, *argv.add(i)));
-    match std::panic::catch_unwind(move || body(env, args)) {
-        Ok(Some(term)) => term.as_c_arg(),
-        Ok(None) => rustler::sys::enif_make_badarg(env.as_c_arg()),
+    // The answer crosses catch_unwind as its bare word, 0 for badarg (0 is
+    // never a term: docs/LAYOUT.md §1): a word written and read back whole,
+    // where an `Option<Term>` cost a stalled load of its tag byte per call.
+    match std::panic::catch_unwind(move || body(env, args).map_or(0, crate::vm::term_word)) {
+        Ok(0) => rustler::sys::enif_make_badarg(env.as_c_arg()),
+        Ok(word) => std::mem::transmute::<usize, ErlNifTerm>(word as usize),
         Err(_) => rustler::sys::enif_raise_exception(
             env.as_c_arg(),
             rustler::types::atom::nif_panicked().as_c_arg(),

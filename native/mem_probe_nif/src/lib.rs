@@ -78,6 +78,10 @@ const NORMAL_SCHEDULER_FLAT_WORDS: u64 = 10_000;
 /// A scan spends one unit per object besides its words (at most 1.5 units
 /// per word), so this too stops before ~10k words.
 const NORMAL_SCHEDULER_SCAN_WORDS: u64 = 15_000;
+/// The distinct words a flat walk that ran out of its budget may still size
+/// on the normal scheduler, as a DAG ([`flat_after_budget`]): some tens of
+/// microseconds at most, thrown away when the term is not one.
+const DAG_PROBE_WORDS: u64 = 4096;
 /// Whatever the words, a normal-scheduler walk ends after this much of its
 /// thread's CPU time (read every few thousand words): slow memory cannot
 /// stretch a slice.
@@ -275,11 +279,14 @@ fn walk_with<M: Memory>(
 /// the calibration's verdict is native, then with direct reads. The
 /// calibration's own walks go to [`run_calibration`].
 #[inline(always)]
-fn run<'a>(env: Env<'a>, term: Term<'a>, mode: Mode, heap_words: u64, work: Work) -> Term<'a> {
+fn run<'a>(env: Env<'a>, term: Term<'a>, mode: Mode, heap_words: u64, normal: bool) -> Term<'a> {
     let Some((layout, literals, loaded)) = ready() else {
         return (error(), unknown_release_layout()).encode(env);
     };
     if mode == Mode::Calibrate {
+        // The calibration set is small and fixed: no memory limit (that is
+        // for users' terms).
+        let work = allowance(normal, mode, u64::MAX);
         return run_calibration(env, term, layout, literals, loaded, heap_words, work);
     }
     if !NATIVE.load(Ordering::Acquire) {
@@ -289,7 +296,9 @@ fn run<'a>(env: Env<'a>, term: Term<'a>, mode: Mode, heap_words: u64, work: Work
     if let Some(fault) = injected_fault(loaded, root) {
         return stopped(env, fault);
     }
-    let mut work = work.with_memory_limit(loaded.memory_limit);
+    // Made here, in its place: a `Work` built elsewhere and moved cost a
+    // stalled copy (its fields stored one by one, then loaded in pairs).
+    let mut work = allowance(normal, mode, loaded.memory_limit);
     // SAFETY: this is a NIF call walking its own argument; the table is the
     // running emulator's, proven by the calibration (`NATIVE` is its yes).
     let mem = unsafe { VmMemory::new(literals) };
@@ -297,7 +306,9 @@ fn run<'a>(env: Env<'a>, term: Term<'a>, mode: Mode, heap_words: u64, work: Work
     match mode {
         // A flat or shared size is the answer alone: no tuple to build here
         // or to take apart in Erlang.
-        Mode::Flat => match walk::flat(&mem, layout, root, heap_words, &mut work) {
+        Mode::Flat => match walk::flat(&mem, layout, root, heap_words, &mut work)
+            .or_else(|stop| flat_after_budget(stop, &mem, layout, root, loaded.memory_limit))
+        {
             Ok(words) => vm::uint_term(env, words, small),
             Err(stop) => stopped(env, stop),
         },
@@ -334,6 +345,59 @@ fn run<'a>(env: Env<'a>, term: Term<'a>, mode: Mode, heap_words: u64, work: Work
     }
 }
 
+/// A flat walk that ran out of its normal-scheduler budget may have met a
+/// small DAG: many paths, few distinct objects. A scan with a small budget
+/// of its own tells; when it finishes, the DAG walk (linear in the distinct
+/// objects) sizes the term here, without the dirty scheduler's hop. A term
+/// with more distinct words than that, or any other stop, is answered as
+/// before (`budget_exceeded` sends it to the dirty scheduler).
+#[cold]
+#[inline(never)]
+fn flat_after_budget<M: Memory>(
+    stop: Stop,
+    mem: &M,
+    layout: &Layout,
+    root: u64,
+    memory_limit: u64,
+) -> Result<u128, Stop> {
+    if stop != Stop::Budget {
+        return Err(stop);
+    }
+    let probe = || {
+        let mut work = Work::limited(DAG_PROBE_WORDS).with_memory_limit(memory_limit);
+        let found = walk::scan(mem, layout, root, Detail::Words, &mut work)?;
+        if !found.repeats {
+            return Ok(found.distinct_words() as u128);
+        }
+        walk::flat_words_dag(
+            mem,
+            layout,
+            root,
+            &mut Work::limited(DAG_PROBE_WORDS).with_memory_limit(memory_limit),
+        )
+    };
+    // The probe's own memory is not the flat size's: past the limit, the
+    // dirty walk (which needs no visited set for a tree) decides.
+    probe().map_err(|stop| match stop {
+        Stop::OutOfMemory => Stop::Budget,
+        other => other,
+    })
+}
+
+/// A walk's allowance: on a normal scheduler its budget of words and
+/// time, on a dirty one no limit but memory.
+#[inline(always)]
+fn allowance(normal: bool, mode: Mode, memory_limit: u64) -> Work {
+    let words = match (normal, mode) {
+        (false, _) => return Work::unlimited().with_memory_limit(memory_limit),
+        (true, Mode::Flat) => NORMAL_SCHEDULER_FLAT_WORDS,
+        (true, _) => NORMAL_SCHEDULER_SCAN_WORDS,
+    };
+    Work::limited(words)
+        .with_deadline(normal_slice())
+        .with_memory_limit(memory_limit)
+}
+
 /// The answer of a walk that stopped.
 #[cold]
 #[inline(never)]
@@ -361,8 +425,6 @@ fn run_calibration<'a>(
     literals: Range,
     loaded: &Loaded,
     heap_words: u64,
-    // The calibration set is small and fixed: no memory limit (that is for
-    // users' terms).
     mut work: Work,
 ) -> Term<'a> {
     let root = term_word(term);
@@ -417,18 +479,19 @@ fn run_calibration<'a>(
     }
 }
 
-/// The arguments of `walk/3` and `walk_dirty/3`: the term, its mode and
-/// the caller's heap size; `Err(answer)` for a mode that is not one, `None`
-/// (badarg) for arguments of the wrong types.
+/// `walk/3` and `walk_dirty/3`: the term, its mode and the caller's heap
+/// size; `None` (badarg) for arguments of the wrong types. `normal`: on a
+/// normal scheduler, with its budget.
 #[inline(always)]
-fn walk_args<'a>(env: Env<'a>, args: [Term<'a>; 3]) -> Option<Result<(Mode, u64), Term<'a>>> {
-    let [_, mode, heap_words] = args;
-    let heap_words = heap_words.decode::<u64>().ok()?;
-    match Mode::of(mode) {
-        Ok(mode) => Some(Ok((mode, heap_words))),
-        Err(true) => Some(Err((error(), bad_walk_mode()).encode(env))),
-        Err(false) => None,
-    }
+fn walk_on<'a>(env: Env<'a>, args: [Term<'a>; 3], normal: bool) -> Option<Term<'a>> {
+    let [term, mode, heap_words] = args;
+    let heap_words = vm::uint_of(heap_words)?;
+    let mode = match Mode::of(mode) {
+        Ok(mode) => mode,
+        Err(true) => return Some((error(), bad_walk_mode()).encode(env)),
+        Err(false) => return None,
+    };
+    Some(run(env, term, mode, heap_words, normal))
 }
 
 // walk(Term, Mode, HeapWords): a raw NIF (entry::raw_nif!), the hot entry
@@ -436,22 +499,7 @@ fn walk_args<'a>(env: Env<'a>, args: [Term<'a>; 3]) -> Option<Result<(Mode, u64)
 entry::raw_nif!("walk", 3, rustler::SchedulerFlags::Normal, walk);
 
 fn walk<'a>(env: Env<'a>, args: [Term<'a>; 3]) -> Option<Term<'a>> {
-    let (mode, heap_words) = match walk_args(env, args)? {
-        Ok(parsed) => parsed,
-        Err(answer) => return Some(answer),
-    };
-    let budget = if mode == Mode::Flat {
-        NORMAL_SCHEDULER_FLAT_WORDS
-    } else {
-        NORMAL_SCHEDULER_SCAN_WORDS
-    };
-    Some(run(
-        env,
-        args[0],
-        mode,
-        heap_words,
-        Work::limited(budget).with_deadline(normal_slice()),
-    ))
+    walk_on(env, args, true)
 }
 
 /// A normal-scheduler slice of this thread's CPU time (read only once a
@@ -472,11 +520,7 @@ entry::raw_nif!(
 );
 
 fn walk_dirty<'a>(env: Env<'a>, args: [Term<'a>; 3]) -> Option<Term<'a>> {
-    let (mode, heap_words) = match walk_args(env, args)? {
-        Ok(parsed) => parsed,
-        Err(answer) => return Some(answer),
-    };
-    Some(run(env, args[0], mode, heap_words, Work::unlimited()))
+    walk_on(env, args, false)
 }
 
 /// The plain path-counting walk alone, for the tests of the DAG switch.

@@ -259,3 +259,15 @@ pub fn tuple<'a, const N: usize>(env: Env<'a>, elements: [Term<'a>; N]) -> Term<
         )
     }
 }
+
+/// A non-negative integer argument: read from the word when it is a small
+/// integer (the tag test of docs/LAYOUT.md §1; the walker reads every
+/// immediate so), by the VM otherwise (a bignum); `None` for anything else.
+#[inline(always)]
+pub fn uint_of(term: Term) -> Option<u64> {
+    let word = term_word(term);
+    if word & 0xF == 0xF && (word as i64) >= 0 {
+        return Some(word >> 4);
+    }
+    term.decode::<u64>().ok()
+}
