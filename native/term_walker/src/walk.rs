@@ -545,7 +545,9 @@ fn scan_with_repeats<M: Memory>(
     let mut visited = VisitedSet::new();
     // Off-heap `Binary`s seen: by address, as objects are (they sit close
     // together in the binary allocator's carriers).
-    let mut binaries = VisitedSet::new();
+    // Made at the first one: most terms pin none, and a set costs a small
+    // scan its initialisation.
+    let mut binaries: Option<VisitedSet> = None;
     traverse(mem, layout, root, detail, work, |addr, object, work| {
         if !visited.insert(addr, work)? {
             result.repeats = true;
@@ -578,7 +580,10 @@ fn scan_with_repeats<M: Memory>(
             }
         }
         if let Some(binary) = object.binary {
-            if binaries.insert(binary.addr, work)? {
+            if binaries
+                .get_or_insert_with(VisitedSet::new)
+                .insert(binary.addr, work)?
+            {
                 result.off_heap_binaries += 1;
                 result.off_heap_bytes += binary.orig_size;
             }
