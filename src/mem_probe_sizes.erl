@@ -85,7 +85,8 @@ shared_size(Term) ->
 term_size(Term) ->
     try mem_probe_nif:walk(Term, full, 0) of
         {ok, Flat, Shared, Literal, Binaries, BinaryBytes, Bytes} ->
-            sizes(Flat, Shared, Literal, Binaries, BinaryBytes, Bytes);
+            #{flat_words => Flat, shared_words => Shared, literal_words => Literal,
+              off_heap_binaries => Binaries, off_heap_bytes => BinaryBytes, bytes => Bytes};
         Other ->
             slow(Other, Term, full, "term_size/1")
     catch
