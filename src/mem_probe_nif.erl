@@ -16,6 +16,8 @@
 -export([load_status/0, walk_memory_limit/0]).
 %% The breakdown's entry points (`mem_probe_breakdown').
 -export([breakdown/5, breakdown_dirty/5]).
+%% Empty NIFs: the fixed cost of a call (bench/nif_floor.exs).
+-export([echo/1, echo_rustler/1]).
 
 -on_load(load/0).
 
@@ -121,9 +123,9 @@ priv_dir() ->
 %%--------------------------------------------------------------------
 
 %% @private Walk on the caller's scheduler within a budget (about 10k words,
-%% at most 1 ms of CPU time). Returns `{ok, FlatWords}' (mode `flat'),
-%% `{ok, SharedWords}' (`shared'), `{ok, Flat, Shared, Literal, Bins,
-%% BinBytes, Bytes}' (`full': the fields of `term_size/1''s map), `{ok,
+%% at most 1 ms of CPU time). Returns `FlatWords' (mode `flat'),
+%% `SharedWords' (`shared'), `{ok, Flat, Shared, Literal, Bins, BinBytes,
+%% Bytes}' (`full': the fields of `term_size/1''s map), `{ok,
 %% Flat, Shared, Literal, HashmapNodeWords, Bins, BinBytes, SizeWords,
 %% TermSizeBytes}' (`calibrate'), `budget_exceeded' or
 %% `{error, Reason}'. `HeapWords' is the caller's heap size for a flat walk
@@ -155,3 +157,10 @@ breakdown(_Term, _MinShare, _MaxRows, _MaxDepth, _MaxObjects) ->
 %% @private The same on a dirty CPU scheduler, without a budget.
 breakdown_dirty(_Term, _MinShare, _MaxRows, _MaxDepth, _MaxObjects) ->
     erlang:nif_error(nif_not_loaded).
+
+%% @private Returns `Term': an empty NIF (a bare C function), the fixed cost
+%% of any NIF call on this VM (bench/nif_floor.exs).
+echo(_Term) -> erlang:nif_error(nif_not_loaded).
+
+%% @private The same through rustler's wrapper.
+echo_rustler(_Term) -> erlang:nif_error(nif_not_loaded).

@@ -57,32 +57,63 @@
 %% Public sizing functions
 %%--------------------------------------------------------------------
 
+%% Each size function asks the NIF first and looks no further when it gets
+%% its answer (an integer, or `ok' and the six fields of term_size/1): a small term
+%% costs the NIF call and this one match. Anything else (a walk past the
+%% normal scheduler's budget, a NIF not yet calibrated or not loaded, an
+%% error) goes to `slow/4'.
 -spec flat_size(term()) -> non_neg_integer().
 flat_size(Term) ->
-    case native(Term, flat, "flat_size/1") of
-        {ok, Flat} -> Flat;
-        fallback -> erts_debug:flat_size(Term)
+    try mem_probe_nif:walk(Term, flat, 0) of
+        Flat when is_integer(Flat) -> Flat;
+        Other -> slow(Other, Term, flat, "flat_size/1")
+    catch
+        error:nif_not_loaded -> slow({error, not_calibrated}, Term, flat, "flat_size/1")
     end.
 
 -spec shared_size(term()) -> non_neg_integer().
 shared_size(Term) ->
-    case native(Term, shared, "shared_size/1") of
-        {ok, Shared} -> Shared;
-        fallback -> erts_debug:size_shared(Term)
+    try mem_probe_nif:walk(Term, shared, 0) of
+        Shared when is_integer(Shared) -> Shared;
+        Other -> slow(Other, Term, shared, "shared_size/1")
+    catch
+        error:nif_not_loaded -> slow({error, not_calibrated}, Term, shared, "shared_size/1")
     end.
 
 %% The NIF gives the fields; the one map is made here, with literal keys.
 -spec term_size(term()) -> sizes().
 term_size(Term) ->
-    case native(Term, full, "term_size/1") of
+    try mem_probe_nif:walk(Term, full, 0) of
         {ok, Flat, Shared, Literal, Binaries, BinaryBytes, Bytes} ->
             #{flat_words => Flat, shared_words => Shared, literal_words => Literal,
               off_heap_binaries => Binaries, off_heap_bytes => BinaryBytes, bytes => Bytes};
-        fallback ->
-            fallback_term_size(Term)
+        Other ->
+            slow(Other, Term, full, "term_size/1")
+    catch
+        error:nif_not_loaded -> slow({error, not_calibrated}, Term, full, "term_size/1")
     end.
 
-fallback_term_size(Term) ->
+sizes(Flat, Shared, Literal, Binaries, BinaryBytes, Bytes) ->
+    #{flat_words => Flat, shared_words => Shared, literal_words => Literal,
+      off_heap_binaries => Binaries, off_heap_bytes => BinaryBytes, bytes => Bytes}.
+
+%% What the first walk answered when it was not the size: the walk again on
+%% a dirty scheduler, the calibration, the fallback or an error.
+slow(First, Term, WalkMode, Function) ->
+    case native(First, Term, WalkMode, Function) of
+        {ok, Size} when is_integer(Size) ->
+            Size;
+        {ok, Flat, Shared, Literal, Binaries, BinaryBytes, Bytes} ->
+            sizes(Flat, Shared, Literal, Binaries, BinaryBytes, Bytes);
+        fallback ->
+            fallback(Term, WalkMode)
+    end.
+
+fallback(Term, flat) ->
+    erts_debug:flat_size(Term);
+fallback(Term, shared) ->
+    erts_debug:size_shared(Term);
+fallback(Term, full) ->
     Shared = erts_debug:size_shared(Term),
     #{flat_words => erts_debug:flat_size(Term),
       shared_words => Shared,
@@ -91,33 +122,32 @@ fallback_term_size(Term) ->
       off_heap_bytes => undefined,
       bytes => Shared * erlang:system_info(wordsize)}.
 
-%% The native walk's result, or `fallback' when the node is in fallback mode
-%% (or has just been switched there by another walk). A walk that cannot
-%% give an exact answer raises a clear error rather than handing the term to
-%% a BIF, which on a shared term walks every path and never yields:
-%% a flat size beyond 128 bits, the walk's memory limit, or a layout error,
-%% which also switches the node to fallback mode (the fault policy).
+%% `{ok, Answer}' from a native walk, given what the first (budgeted) walk
+%% answered, or `fallback' when the node is in fallback mode (or has just
+%% been switched there by another walk). A walk that cannot give an exact
+%% answer raises a clear error rather than handing the term to a BIF, which
+%% on a shared term walks every path and never yields: a flat size beyond
+%% 128 bits, the walk's memory limit, or a layout error, which also
+%% switches the node to fallback mode (the fault policy).
 %%
-%% The walk is asked first: the NIF refuses every walk (`not_calibrated')
-%% until the calibration's verdict for its current load is native, and that
-%% verdict is taken back on a fault, so a small call costs one NIF call and
-%% the mode is looked at only when the NIF refuses (first use, a reload,
-%% fallback mode, no library).
-native(Term, WalkMode, Function) ->
-    case first_walk(Term, WalkMode) of
-        {error, not_calibrated} ->
-            case mode() of
-                fallback -> fallback;
-                native -> answer(run(Term, WalkMode), Function, WalkMode)
-            end;
-        Result ->
-            answer(Result, Function, WalkMode)
-    end.
+%% The NIF refuses every walk (`not_calibrated') until the calibration's
+%% verdict for its current load is native, and that verdict is taken back
+%% on a fault, so the mode is looked at only when the NIF refuses (first
+%% use, a reload, fallback mode, no library).
+native({error, not_calibrated}, Term, WalkMode, Function) ->
+    case mode() of
+        fallback -> fallback;
+        native -> answer(walk(Term, WalkMode), Function, WalkMode)
+    end;
+native(budget_exceeded, Term, WalkMode, Function) ->
+    answer(dirty_walk(Term, WalkMode), Function, WalkMode);
+native(First, _Term, WalkMode, Function) ->
+    answer(First, Function, WalkMode).
 
-answer({ok, _} = Done, _Function, _WalkMode) ->
-    Done;
-answer({ok, _, _, _, _, _, _} = Done, _Function, _WalkMode) ->
-    Done;
+answer(Size, _Function, _WalkMode) when is_integer(Size) ->
+    {ok, Size};
+answer({ok, _, _, _, _, _, _} = Fields, _Function, _WalkMode) ->
+    Fields;
 %% The verdict was taken back meanwhile, or the NIF has no layout after all:
 %% the fallback answers.
 answer({error, not_calibrated}, _Function, _WalkMode) ->
@@ -130,15 +160,6 @@ answer({error, out_of_memory}, Function, _WalkMode) ->
     out_of_memory(Function);
 answer({error, {layout_error, What, Address, Word}}, Function, WalkMode) ->
     layout_fault(Function, WalkMode, What, Address, Word).
-
-%% `run/2' where the library may not be loaded: without it nothing is
-%% calibrated.
-first_walk(Term, WalkMode) ->
-    try
-        run(Term, WalkMode)
-    catch
-        error:nif_not_loaded -> {error, not_calibrated}
-    end.
 
 %% A flat size beyond 128 bits (a term shared ~128 levels deep).
 overflow(Function) ->
@@ -186,16 +207,19 @@ fault(Function, WalkMode, {What, Address, Word}) ->
 %% A native walk: budgeted on this scheduler, then (if needed) from the root
 %% again on a dirty CPU scheduler. Only the dirty flat walk uses the heap
 %% size (to notice shared paths early); the budgeted one is bounded anyway.
-run(Term, WalkMode) ->
+walk(Term, WalkMode) ->
     case mem_probe_nif:walk(Term, WalkMode, 0) of
-        budget_exceeded when WalkMode =:= flat ->
-            {total_heap_size, HeapWords} = erlang:process_info(self(), total_heap_size),
-            mem_probe_nif:walk_dirty(Term, flat, HeapWords);
-        budget_exceeded ->
-            mem_probe_nif:walk_dirty(Term, WalkMode, 0);
-        Done ->
-            Done
+        budget_exceeded -> dirty_walk(Term, WalkMode);
+        Done -> Done
     end.
+
+%% No address survives between the two calls: the process may be
+%% garbage-collected in between, so the dirty walk starts from the root.
+dirty_walk(Term, flat) ->
+    {total_heap_size, HeapWords} = erlang:process_info(self(), total_heap_size),
+    mem_probe_nif:walk_dirty(Term, flat, HeapWords);
+dirty_walk(Term, WalkMode) ->
+    mem_probe_nif:walk_dirty(Term, WalkMode, 0).
 
 count_walk_error() ->
     case persistent_term:get(?ERRORS_KEY, undefined) of

@@ -70,3 +70,63 @@ pub unsafe extern "C" fn nif_init() -> *const ErlNifEntry {
     entry.upgrade = Some(on_upgrade);
     slot.insert(entry) as *const ErlNifEntry
 }
+
+/// Registers a NIF whose body gets its arguments as an array, without the
+/// `Vec` rustler's `#[rustler::nif]` wrapper allocates and frees on every
+/// call (a third of the cost of sizing a small term). The body runs inside
+/// `catch_unwind` as rustler's does: a panic raises `nif_panicked`, never
+/// unwinds into the VM; `None` raises `badarg`.
+///
+/// `raw_nif!("name", ARITY, flags, body)` with
+/// `body: for<'a> fn(Env<'a>, [Term<'a>; ARITY]) -> Option<Term<'a>>`.
+macro_rules! raw_nif {
+    ($name:literal, $arity:literal, $flags:expr, $body:path) => {
+        rustler::codegen_runtime::inventory::submit!(rustler::Nif {
+            name: concat!($name, "\0").as_ptr() as *const std::ffi::c_char,
+            arity: $arity,
+            flags: $flags as std::ffi::c_uint,
+            raw_func: {
+                unsafe extern "C" fn nif(
+                    env: *mut rustler::sys::ErlNifEnv,
+                    argc: std::ffi::c_int,
+                    argv: *const rustler::sys::ErlNifTerm,
+                ) -> rustler::sys::ErlNifTerm {
+                    $crate::entry::call::<$arity>(env, argc, argv, $body)
+                }
+                nif
+            },
+        });
+    };
+}
+pub(crate) use raw_nif;
+
+/// The body of every [`raw_nif!`] function.
+///
+/// # Safety
+/// `env`, `argc` and `argv` are what the VM passes to a NIF registered with
+/// arity `N` (the VM calls it with exactly `N` arguments).
+#[inline(always)]
+pub(crate) unsafe fn call<const N: usize>(
+    env: *mut ErlNifEnv,
+    argc: c_int,
+    argv: *const ErlNifTerm,
+    body: for<'a> fn(Env<'a>, [Term<'a>; N]) -> Option<Term<'a>>,
+) -> ErlNifTerm {
+    let lifetime = ();
+    let env = Env::new(&lifetime, env);
+    if argc as usize != N {
+        return rustler::sys::enif_make_badarg(env.as_c_arg());
+    }
+    let args: [Term; N] = std::array::from_fn(|i| Term::new(env, *argv.add(i)));
+    // The answer crosses catch_unwind as its bare word, 0 for badarg (0 is
+    // never a term: docs/LAYOUT.md §1): a word written and read back whole,
+    // where an `Option<Term>` cost a stalled load of its tag byte per call.
+    match std::panic::catch_unwind(move || body(env, args).map_or(0, crate::vm::term_word)) {
+        Ok(0) => rustler::sys::enif_make_badarg(env.as_c_arg()),
+        Ok(word) => std::mem::transmute::<usize, ErlNifTerm>(word as usize),
+        Err(_) => rustler::sys::enif_raise_exception(
+            env.as_c_arg(),
+            rustler::types::atom::nif_panicked().as_c_arg(),
+        ),
+    }
+}

@@ -78,6 +78,10 @@ const NORMAL_SCHEDULER_FLAT_WORDS: u64 = 10_000;
 /// A scan spends one unit per object besides its words (at most 1.5 units
 /// per word), so this too stops before ~10k words.
 const NORMAL_SCHEDULER_SCAN_WORDS: u64 = 15_000;
+/// The distinct words a flat walk that ran out of its budget may still size
+/// on the normal scheduler, as a DAG ([`flat_after_budget`]): some tens of
+/// microseconds at most, thrown away when the term is not one.
+const DAG_PROBE_WORDS: u64 = 4096;
 /// Whatever the words, a normal-scheduler walk ends after this much of its
 /// thread's CPU time (read every few thousand words): slow memory cannot
 /// stretch a slice.
@@ -108,6 +112,10 @@ struct Loaded {
     /// The `inject_layout_error` test switch: every walk but the
     /// calibration ends in a layout error, to exercise the fault policy.
     inject_layout_error: bool,
+    /// Whether the VM's small integers are the immediates docs/LAYOUT.md §1
+    /// describes (checked at load against `enif_make_uint64`): then the
+    /// walks' answers make them without a call into the VM.
+    small_ints: bool,
 }
 
 static LOADED: OnceLock<Loaded> = OnceLock::new();
@@ -145,7 +153,7 @@ fn literal_range_from_maps(load_info: Term) -> Result<Range, &'static str> {
 }
 
 /// The load (and upgrade) callback, called through [`entry`].
-fn load(_env: Env, load_info: Term) -> bool {
+fn load(env: Env, load_info: Term) -> bool {
     // load_info: #{otp_release => Binary, layout_release => N | undefined,
     // literal_carrier => {Scs, TotalSa, TotalSua} | undefined,
     // literal_probes => [Literal], heap_probes => [T]}.
@@ -189,6 +197,7 @@ fn load(_env: Env, load_info: Term) -> bool {
         term_size: vm::enif_term_size(),
         memory_limit,
         inject_layout_error,
+        small_ints: vm::small_ints_as_documented(env),
     });
     true // the Erlang side reports what is missing and falls back
 }
@@ -214,45 +223,213 @@ fn ready() -> Option<(&'static Layout, Range, &'static Loaded)> {
     Some((layout, range, loaded))
 }
 
+/// A walk's mode, from its atom.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Flat,
+    Shared,
+    Full,
+    Calibrate,
+}
+
+impl Mode {
+    /// The mode `term` names. An atom is one immediate word, the same word
+    /// wherever it occurs, so a comparison of words is an atom comparison
+    /// and needs no call into the VM. `Err(true)` for another atom (answered
+    /// `{error, bad_walk_mode}`), `Err(false)` for a term that is no atom
+    /// (`badarg`).
+    #[inline]
+    fn of(term: Term) -> Result<Mode, bool> {
+        let word = term_word(term);
+        let is = |atom: Atom| word == term_word(atom.to_term(term.get_env()));
+        if is(flat()) {
+            Ok(Mode::Flat)
+        } else if is(full()) {
+            Ok(Mode::Full)
+        } else if is(shared()) {
+            Ok(Mode::Shared)
+        } else if is(calibrate()) {
+            Ok(Mode::Calibrate)
+        } else {
+            Err(term.is_atom())
+        }
+    }
+}
+
 fn walk_with<M: Memory>(
     mem: &M,
     layout: &Layout,
     root: u64,
-    mode: Atom,
+    mode: Mode,
     heap_words: u64,
     work: &mut Work,
 ) -> Result<(u128, term_walker::Scan), Stop> {
-    if mode == flat() {
-        walk::flat(mem, layout, root, heap_words, work).map(|words| (words, Default::default()))
-    } else if mode == shared() {
-        walk::scan(mem, layout, root, Detail::Words, work).map(|found| (0, found))
-    } else {
-        walk::term_size(mem, layout, root, work).map(|size| (size.flat_words, size.scan))
+    match mode {
+        Mode::Flat => {
+            walk::flat(mem, layout, root, heap_words, work).map(|words| (words, Default::default()))
+        }
+        Mode::Shared => walk::scan(mem, layout, root, Detail::Words, work).map(|found| (0, found)),
+        Mode::Full | Mode::Calibrate => {
+            walk::term_size(mem, layout, root, work).map(|size| (size.flat_words, size.scan))
+        }
     }
 }
 
-fn run<'a>(env: Env<'a>, term: Term<'a>, mode: Atom, heap_words: u64, work: Work) -> Term<'a> {
+/// A walk of a user's term (modes `flat`, `shared`, `full`): refused until
+/// the calibration's verdict is native, then with direct reads. The
+/// calibration's own walks go to [`run_calibration`].
+#[inline(always)]
+fn run<'a>(env: Env<'a>, term: Term<'a>, mode: Mode, heap_words: u64, normal: bool) -> Term<'a> {
     let Some((layout, literals, loaded)) = ready() else {
         return (error(), unknown_release_layout()).encode(env);
     };
-    let calibrating = mode == calibrate();
-    if !(calibrating || mode == flat() || mode == shared() || mode == full()) {
-        return (error(), bad_walk_mode()).encode(env);
+    if mode == Mode::Calibrate {
+        // The calibration set is small and fixed: no memory limit (that is
+        // for users' terms).
+        let work = allowance(normal, mode, u64::MAX);
+        return run_calibration(env, term, layout, literals, loaded, heap_words, work);
     }
-    if !calibrating && !NATIVE.load(Ordering::Acquire) {
+    if !NATIVE.load(Ordering::Acquire) {
         return (error(), not_calibrated()).encode(env);
     }
     let root = term_word(term);
-    // The calibration set is small and fixed: the limit is for users' terms.
-    let mut work = if calibrating {
-        work
-    } else {
-        work.with_memory_limit(loaded.memory_limit)
+    if let Some(fault) = injected_fault(loaded, root) {
+        return stopped(env, fault);
+    }
+    // Made here, in its place: a `Work` built elsewhere and moved cost a
+    // stalled copy (its fields stored one by one, then loaded in pairs).
+    let mut work = allowance(normal, mode, loaded.memory_limit);
+    // SAFETY: this is a NIF call walking its own argument; the table is the
+    // running emulator's, proven by the calibration (`NATIVE` is its yes).
+    let mem = unsafe { VmMemory::new(literals) };
+    let small = loaded.small_ints;
+    match mode {
+        // A flat or shared size is the answer alone: no tuple to build here
+        // or to take apart in Erlang.
+        Mode::Flat => match walk::flat(&mem, layout, root, heap_words, &mut work)
+            .or_else(|stop| flat_after_budget(stop, &mem, layout, root, loaded.memory_limit))
+        {
+            Ok(words) => vm::uint_term(env, words, small),
+            Err(stop) => stopped(env, stop),
+        },
+        Mode::Shared => match walk::scan(&mem, layout, root, Detail::Words, &mut work) {
+            Ok(found) => vm::uint_term(env, found.shared_words as u128, small),
+            Err(stop) => stopped(env, stop),
+        },
+        _ => match walk::term_size(&mem, layout, root, &mut work) {
+            Ok(size) => {
+                // The fields of the map MemProbe.term_size/1 returns, which
+                // the Erlang side builds with its literal keys (cheaper than
+                // a map made here, whose keys the VM must sort).
+                let found = size.scan;
+                let bytes = found
+                    .shared_words
+                    .saturating_mul(term_walker::tags::WORD_BYTES as u64)
+                    .saturating_add(found.off_heap_bytes);
+                let uint = |n: u64| vm::uint_term(env, n as u128, small);
+                vm::tuple(
+                    env,
+                    [
+                        ok().encode(env),
+                        vm::uint_term(env, size.flat_words, small),
+                        uint(found.shared_words),
+                        uint(found.literal_words),
+                        uint(found.off_heap_binaries),
+                        uint(found.off_heap_bytes),
+                        uint(bytes),
+                    ],
+                )
+            }
+            Err(stop) => stopped(env, stop),
+        },
+    }
+}
+
+/// A flat walk that ran out of its normal-scheduler budget may have met a
+/// small DAG: many paths, few distinct objects. A scan with a small budget
+/// of its own tells; when it finishes, the DAG walk (linear in the distinct
+/// objects) sizes the term here, without the dirty scheduler's hop. A term
+/// with more distinct words than that, or any other stop, is answered as
+/// before (`budget_exceeded` sends it to the dirty scheduler).
+#[cold]
+#[inline(never)]
+fn flat_after_budget<M: Memory>(
+    stop: Stop,
+    mem: &M,
+    layout: &Layout,
+    root: u64,
+    memory_limit: u64,
+) -> Result<u128, Stop> {
+    if stop != Stop::Budget {
+        return Err(stop);
+    }
+    let probe = || {
+        let mut work = Work::limited(DAG_PROBE_WORDS).with_memory_limit(memory_limit);
+        let found = walk::scan(mem, layout, root, Detail::Words, &mut work)?;
+        if !found.repeats {
+            return Ok(found.distinct_words() as u128);
+        }
+        walk::flat_words_dag(
+            mem,
+            layout,
+            root,
+            &mut Work::limited(DAG_PROBE_WORDS).with_memory_limit(memory_limit),
+        )
     };
-    let injected = injected_fault(loaded, root).filter(|_| !calibrating);
-    let result = if let Some(fault) = injected {
-        Err(fault)
-    } else if calibrating && loaded.guarded {
+    // The probe's own memory is not the flat size's: past the limit, the
+    // dirty walk (which needs no visited set for a tree) decides.
+    probe().map_err(|stop| match stop {
+        Stop::OutOfMemory => Stop::Budget,
+        other => other,
+    })
+}
+
+/// A walk's allowance: on a normal scheduler its budget of words and
+/// time, on a dirty one no limit but memory.
+#[inline(always)]
+fn allowance(normal: bool, mode: Mode, memory_limit: u64) -> Work {
+    let words = match (normal, mode) {
+        (false, _) => return Work::unlimited().with_memory_limit(memory_limit),
+        (true, Mode::Flat) => NORMAL_SCHEDULER_FLAT_WORDS,
+        (true, _) => NORMAL_SCHEDULER_SCAN_WORDS,
+    };
+    Work::limited(words)
+        .with_deadline(normal_slice())
+        .with_memory_limit(memory_limit)
+}
+
+/// The answer of a walk that stopped.
+#[cold]
+#[inline(never)]
+fn stopped(env: Env, stop: Stop) -> Term {
+    match stop {
+        Stop::Budget => budget_exceeded().encode(env),
+        Stop::Overflow => (error(), flat_size_overflow()).encode(env),
+        Stop::OutOfMemory => (error(), out_of_memory()).encode(env),
+        Stop::Layout(e) => {
+            let detail = (layout_error(), e.what, e.addr as u64, e.word);
+            (error(), detail).encode(env)
+        }
+    }
+}
+
+/// A walk of the calibration set (mode `calibrate`): allowed before the
+/// verdict, through guarded reads where the system has them; direct reads
+/// only for a verified table chosen by the release itself.
+#[cold]
+#[inline(never)]
+fn run_calibration<'a>(
+    env: Env<'a>,
+    term: Term<'a>,
+    layout: &Layout,
+    literals: Range,
+    loaded: &Loaded,
+    heap_words: u64,
+    mut work: Work,
+) -> Term<'a> {
+    let root = term_word(term);
+    let mode = Mode::Calibrate;
+    let result = if loaded.guarded {
         walk_with(
             &GuardedMemory::new(literals),
             layout,
@@ -261,44 +438,24 @@ fn run<'a>(env: Env<'a>, term: Term<'a>, mode: Atom, heap_words: u64, work: Work
             heap_words,
             &mut work,
         )
-    } else if calibrating && !loaded.verified {
+    } else if !loaded.verified {
         // An unverified table is never walked with direct reads before the
         // calibration has passed.
         return (error(), guarded_reads_unavailable()).encode(env);
     } else {
-        // SAFETY: this is a NIF call walking its own argument; the table is
-        // the running emulator's, proven by the calibration (or, while it
-        // runs, verified and chosen by the release itself).
+        // SAFETY: a NIF call walking its own argument with a verified table
+        // chosen by the release itself.
         let mem = unsafe { VmMemory::new(literals) };
         walk_with(&mem, layout, root, mode, heap_words, &mut work)
     };
     match result {
-        Ok((flat_words, _)) if mode == flat() => (ok(), flat_words).encode(env),
-        Ok((_, found)) if mode == shared() => (ok(), found.shared_words).encode(env),
-        Ok((flat_words, found)) if mode == full() => {
-            // The fields of the map MemProbe.term_size/1 returns, which the
-            // Erlang side builds with its literal keys (cheaper than a map
-            // made here, whose keys the VM must sort).
-            let bytes = found
-                .shared_words
-                .saturating_mul(term_walker::tags::WORD_BYTES as u64)
-                .saturating_add(found.off_heap_bytes);
-            let fields = [
-                ok().encode(env),
-                flat_words.encode(env),
-                found.shared_words.encode(env),
-                found.literal_words.encode(env),
-                found.off_heap_binaries.encode(env),
-                found.off_heap_bytes.encode(env),
-                bytes.encode(env),
-            ];
-            make_tuple(env, &fields)
-        }
         Ok((flat_words, found)) => {
             // The calibration compares everything with the VM's functions:
             // size_shared/1 counts hashmap nodes twice, size/1 counts OTP
             // 27's shared BinRefs and FunRefs once per owner, and (NIF 2.18)
-            // enif_term_size gives the VM's own flat size in bytes.
+            // enif_term_size gives the VM's own flat size in bytes. Every
+            // integer is made by the VM here: the calibration does not
+            // depend on `small_ints`.
             let term_size = match loaded.term_size {
                 // SAFETY: the VM's own function on a live term of this call
                 // (the calibration terms are small).
@@ -318,30 +475,31 @@ fn run<'a>(env: Env<'a>, term: Term<'a>, mode: Atom, heap_words: u64, work: Work
             ];
             make_tuple(env, &fields)
         }
-        Err(Stop::Budget) => budget_exceeded().encode(env),
-        Err(Stop::Overflow) => (error(), flat_size_overflow()).encode(env),
-        Err(Stop::OutOfMemory) => (error(), out_of_memory()).encode(env),
-        Err(Stop::Layout(e)) => {
-            let detail = (layout_error(), e.what, e.addr as u64, e.word);
-            (error(), detail).encode(env)
-        }
+        Err(stop) => stopped(env, stop),
     }
 }
 
-#[rustler::nif]
-fn walk<'a>(env: Env<'a>, term: Term<'a>, mode: Atom, heap_words: u64) -> Term<'a> {
-    let budget = if mode == flat() {
-        NORMAL_SCHEDULER_FLAT_WORDS
-    } else {
-        NORMAL_SCHEDULER_SCAN_WORDS
+/// `walk/3` and `walk_dirty/3`: the term, its mode and the caller's heap
+/// size; `None` (badarg) for arguments of the wrong types. `normal`: on a
+/// normal scheduler, with its budget.
+#[inline(always)]
+fn walk_on<'a>(env: Env<'a>, args: [Term<'a>; 3], normal: bool) -> Option<Term<'a>> {
+    let [term, mode, heap_words] = args;
+    let heap_words = vm::uint_of(heap_words)?;
+    let mode = match Mode::of(mode) {
+        Ok(mode) => mode,
+        Err(true) => return Some((error(), bad_walk_mode()).encode(env)),
+        Err(false) => return None,
     };
-    run(
-        env,
-        term,
-        mode,
-        heap_words,
-        Work::limited(budget).with_deadline(normal_slice()),
-    )
+    Some(run(env, term, mode, heap_words, normal))
+}
+
+// walk(Term, Mode, HeapWords): a raw NIF (entry::raw_nif!), the hot entry
+// point of every small size.
+entry::raw_nif!("walk", 3, rustler::SchedulerFlags::Normal, walk);
+
+fn walk<'a>(env: Env<'a>, args: [Term<'a>; 3]) -> Option<Term<'a>> {
+    walk_on(env, args, true)
 }
 
 /// A normal-scheduler slice of this thread's CPU time (read only once a
@@ -353,9 +511,16 @@ fn normal_slice() -> Deadline {
     }
 }
 
-#[rustler::nif(schedule = "DirtyCpu")]
-fn walk_dirty<'a>(env: Env<'a>, term: Term<'a>, mode: Atom, heap_words: u64) -> Term<'a> {
-    run(env, term, mode, heap_words, Work::unlimited())
+// walk_dirty(Term, Mode, HeapWords): the same walk on a dirty CPU scheduler.
+entry::raw_nif!(
+    "walk_dirty",
+    3,
+    rustler::SchedulerFlags::DirtyCpu,
+    walk_dirty
+);
+
+fn walk_dirty<'a>(env: Env<'a>, args: [Term<'a>; 3]) -> Option<Term<'a>> {
+    walk_on(env, args, false)
 }
 
 /// The plain path-counting walk alone, for the tests of the DAG switch.
@@ -380,6 +545,35 @@ fn walk_flat_raw<'a>(env: Env<'a>, term: Term<'a>, path_limit: u64) -> Term<'a> 
         Ok(None) => limit().encode(env),
         Err(_) => error().encode(env),
     }
+}
+
+/// `echo/1`: returns its argument. The fixed cost of calling a NIF at all
+/// on this VM, for bench/nif_floor.exs: a bare C-ABI function, without
+/// rustler's wrapper (which copies the arguments into a `Vec` and catches
+/// panics), so nothing is cheaper.
+///
+/// # Safety
+/// Called by the VM only, with its one argument in `argv`.
+unsafe extern "C" fn echo(
+    _env: *mut rustler::sys::ErlNifEnv,
+    _argc: std::ffi::c_int,
+    argv: *const rustler::sys::ErlNifTerm,
+) -> rustler::sys::ErlNifTerm {
+    *argv
+}
+
+rustler::codegen_runtime::inventory::submit!(rustler::Nif {
+    name: c"echo".as_ptr(),
+    arity: 1,
+    flags: rustler::SchedulerFlags::Normal as std::ffi::c_uint,
+    raw_func: echo,
+});
+
+/// `echo_rustler/1`: the same through `#[rustler::nif]`, to show what
+/// rustler's wrapper adds to every call.
+#[rustler::nif]
+fn echo_rustler(term: Term) -> Term {
+    term
 }
 
 /// The calibration's verdict: `true` lets every walk run with direct reads.

@@ -14,7 +14,7 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 
 use rustler::sys::ErlNifTerm;
-use rustler::Term;
+use rustler::{Encoder, Env, Term};
 use term_walker::decode::LayoutError;
 use term_walker::literal_area::Range;
 use term_walker::Memory;
@@ -203,4 +203,71 @@ pub fn term_word(term: Term) -> u64 {
     // (docs/LAYOUT.md, "Words and tags"); transmute checks the sizes at
     // compile time.
     (unsafe { std::mem::transmute::<ErlNifTerm, usize>(raw) }) as u64
+}
+
+/// The largest small integer of a 64-bit emulator: 60 bits of value and
+/// sign above the 4-bit tag.
+const MAX_SMALL: u64 = (1 << 59) - 1;
+
+/// The immediate word of the small integer `n` (at most [`MAX_SMALL`]):
+/// `n << 4 | 0b1111` (docs/LAYOUT.md §1).
+#[inline(always)]
+fn small_word(n: u64) -> usize {
+    ((n << 4) | 0xF) as usize
+}
+
+/// Whether the VM's small integers are what [`small_word`] makes: asked
+/// once, at load, of `enif_make_uint64`.
+pub fn small_ints_as_documented(env: Env) -> bool {
+    [0, 1, 20, 0x1234_5678_9ABC, MAX_SMALL]
+        .iter()
+        .all(|&n: &u64| term_word(n.encode(env)) == small_word(n) as u64)
+}
+
+/// `n` as a term: when `as_documented` (the load's
+/// [`small_ints_as_documented`]) and `n` is small, the immediate made here,
+/// without a call into the VM; otherwise by the VM (a bignum beyond).
+#[inline(always)]
+pub fn uint_term(env: Env, n: u128, as_documented: bool) -> Term {
+    if as_documented && n <= MAX_SMALL as u128 {
+        // SAFETY: `ErlNifTerm` is `repr(transparent)` over `ERL_NIF_UINT`
+        // (see `term_word`), and an immediate is a whole term, valid in any
+        // environment; this one is a small integer, as the load checked.
+        unsafe {
+            Term::new(
+                env,
+                std::mem::transmute::<usize, ErlNifTerm>(small_word(n as u64)),
+            )
+        }
+    } else {
+        n.encode(env)
+    }
+}
+
+/// A tuple of `N` terms, made from the array itself (rustler's
+/// `make_tuple` copies the elements into a `Vec` first: an allocation and a
+/// free per answer).
+#[inline(always)]
+pub fn tuple<'a, const N: usize>(env: Env<'a>, elements: [Term<'a>; N]) -> Term<'a> {
+    let raw: [ErlNifTerm; N] = elements.map(|t| t.as_c_arg());
+    // SAFETY: `raw` holds `N` terms of this environment and outlives the
+    // call, which copies them onto the process heap.
+    unsafe {
+        Term::new(
+            env,
+            rustler::sys::enif_make_tuple_from_array(env.as_c_arg(), raw.as_ptr(), N as u32),
+        )
+    }
+}
+
+/// A non-negative integer argument: read from the word when it is a small
+/// integer (the tag test of docs/LAYOUT.md §1; the walker reads every
+/// immediate so), by the VM otherwise (a bignum); `None` for anything else.
+#[inline(always)]
+pub fn uint_of(term: Term) -> Option<u64> {
+    let word = term_word(term);
+    if word & 0xF == 0xF && (word as i64) >= 0 {
+        return Some(word >> 4);
+    }
+    term.decode::<u64>().ok()
 }

@@ -545,7 +545,9 @@ fn scan_with_repeats<M: Memory>(
     let mut visited = VisitedSet::new();
     // Off-heap `Binary`s seen: by address, as objects are (they sit close
     // together in the binary allocator's carriers).
-    let mut binaries = VisitedSet::new();
+    // Made at the first one: most terms pin none, and a set costs a small
+    // scan its initialisation.
+    let mut binaries: Option<VisitedSet> = None;
     traverse(mem, layout, root, detail, work, |addr, object, work| {
         if !visited.insert(addr, work)? {
             result.repeats = true;
@@ -578,7 +580,10 @@ fn scan_with_repeats<M: Memory>(
             }
         }
         if let Some(binary) = object.binary {
-            if binaries.insert(binary.addr, work)? {
+            if binaries
+                .get_or_insert_with(VisitedSet::new)
+                .insert(binary.addr, work)?
+            {
                 result.off_heap_binaries += 1;
                 result.off_heap_bytes += binary.orig_size;
             }
@@ -708,6 +713,11 @@ pub fn flat_words_dag<M: Memory>(
 const PATHS_PER_DISTINCT_WORD: u64 = 4;
 /// Slack so that small terms never need the DAG walk.
 const PATH_SLACK: u64 = 1 << 16;
+/// The slack once a scan has found sharing and counted the distinct words:
+/// fewer paths than the DAG walk's tables cost to set up (~1 µs, some 400
+/// paths of a plain walk), so a small DAG (12 levels of doubling: 36
+/// distinct words, 12k paths) is not walked path by path.
+const SHARED_PATH_SLACK: u64 = 1 << 8;
 
 /// Flat words when sharing is known to exist and the distinct words are known.
 fn flat_with_sharing<M: Memory>(
@@ -719,7 +729,7 @@ fn flat_with_sharing<M: Memory>(
 ) -> Result<u128, Stop> {
     let path_limit = distinct_words
         .saturating_mul(PATHS_PER_DISTINCT_WORD)
-        .saturating_add(PATH_SLACK);
+        .saturating_add(SHARED_PATH_SLACK);
     match flat_words(mem, layout, root, path_limit, work)? {
         Some(words) => Ok(words as u128),
         None => flat_words_dag(mem, layout, root, work),
