@@ -68,8 +68,23 @@ impl VisitedSet {
 
     /// Marks `addr`; returns `true` if it was not marked before. A new page
     /// is charged to `work` and may end the walk (never the VM).
-    #[inline]
+    ///
+    /// Inline: one compare against the recent-page table and a bit test.
+    /// While the set is still the array, no page is recent (the table holds
+    /// a page no address has), so the array is looked at out of line.
+    #[inline(always)]
     pub fn insert(&mut self, addr: usize, work: &mut Work) -> Result<bool, Stop> {
+        let page = addr >> PAGE_SHIFT;
+        let (recent_page, recent_slot) = self.recent[page & (RECENT - 1)];
+        if recent_page == page {
+            return Ok(self.mark(recent_slot, addr));
+        }
+        self.insert_elsewhere(addr, work)
+    }
+
+    /// [`VisitedSet::insert`] off the recent pages: the array, or another page.
+    #[inline(never)]
+    fn insert_elsewhere(&mut self, addr: usize, work: &mut Work) -> Result<bool, Stop> {
         if self.pages.is_empty() {
             if self.few[..self.few_len].contains(&addr) {
                 return Ok(false);

@@ -25,7 +25,7 @@ use std::collections::HashMap;
 use crate::decode::{self, classify, Detail, LayoutError, Object, Word};
 use crate::layout::Layout;
 use crate::memory::Memory;
-use crate::tags::WORD_BYTES;
+use crate::tags::{CONS_WORDS, PRIMARY_BOXED, PRIMARY_LIST, PRIMARY_MASK, WORD_BYTES};
 use crate::visited::{fixed_hasher, VisitedSet};
 
 /// Why a walk ended without a result.
@@ -268,10 +268,13 @@ fn object_of<M: Memory>(
 }
 
 /// Ranges of term words still to visit: (address of the next word, count).
-/// The first few are kept inline, so a small term's walk allocates nothing.
+/// The first few are kept inline, so a small term's walk allocates nothing;
+/// past them the stack moves to the heap and stays there.
 struct Pending {
     few: [(usize, usize); PENDING_INLINE],
     few_len: usize,
+    /// Whether the ranges are in `more` (all of them) rather than `few`.
+    spilled: bool,
     more: Vec<(usize, usize)>,
 }
 
@@ -283,16 +286,35 @@ impl Pending {
         Pending {
             few: [(0, 0); PENDING_INLINE],
             few_len: 0,
+            spilled: false,
             more: Vec::new(),
         }
     }
 
     #[inline(always)]
     fn push(&mut self, range: (usize, usize), work: &mut Work) -> Result<(), Stop> {
-        if self.few_len < PENDING_INLINE && self.more.is_empty() {
+        if !self.spilled && self.few_len < PENDING_INLINE {
             self.few[self.few_len] = range;
             self.few_len += 1;
             return Ok(());
+        }
+        self.push_more(range, work)
+    }
+
+    /// The inline ranges are full (or were): onto the heap.
+    #[cold]
+    #[inline(never)]
+    fn push_more(&mut self, range: (usize, usize), work: &mut Work) -> Result<(), Stop> {
+        if !self.spilled {
+            work.allocate(
+                (4 * PENDING_INLINE).saturating_mul(std::mem::size_of::<(usize, usize)>()),
+            )?;
+            self.more
+                .try_reserve(4 * PENDING_INLINE)
+                .map_err(|_| Stop::OutOfMemory)?;
+            self.more.extend_from_slice(&self.few[..self.few_len]);
+            self.few_len = 0;
+            self.spilled = true;
         }
         reserve(&mut self.more, work)?;
         self.more.push(range);
@@ -301,8 +323,8 @@ impl Pending {
 
     #[inline(always)]
     fn pop(&mut self) -> Option<(usize, usize)> {
-        if let Some(range) = self.more.pop() {
-            return Some(range);
+        if self.spilled {
+            return self.more.pop();
         }
         if self.few_len == 0 {
             return None;
@@ -312,25 +334,58 @@ impl Pending {
     }
 }
 
+/// What a walk does with each object it reaches (once per path). Both
+/// methods are inlined into [`traverse`]: they are the only per-object work
+/// besides the decoding.
+trait Visitor {
+    /// A cons cell at `addr`: whether to read its head and tail.
+    fn cons(&mut self, addr: usize, work: &mut Work) -> Result<bool, Stop>;
+    /// A boxed object at `addr`, decoded: whether to read its children.
+    fn boxed(&mut self, addr: usize, object: &Object, work: &mut Work) -> Result<bool, Stop>;
+}
+
+/// The address of a list term `word` read at `at`, checked as [`classify`]
+/// checks it.
+#[inline(always)]
+fn list_address(word: u64, at: usize) -> Result<usize, Stop> {
+    match classify(word, at)? {
+        Word::List(addr) => Ok(addr),
+        _ => unreachable_tag(word, at),
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn unreachable_tag<T>(word: u64, at: usize) -> Result<T, Stop> {
+    Err(Stop::Layout(LayoutError::new(
+        "term word of an unexpected tag",
+        at,
+        word,
+    )))
+}
+
 /// Depth-first traversal with an explicit stack. `visit` sees each object
 /// reached (once per path) and says whether to descend into its children.
 ///
 /// The range of term words being read is kept in locals, and immediates in
 /// it are checked and skipped in a tight loop; only a range left unfinished
-/// when the walk descends goes to the stack. A list spine is a range of two
-/// words (head, tail), so a long list of immediates never touches the stack.
+/// when the walk descends goes to the stack. A list spine is followed in a
+/// loop of its own: each cell's head and tail are read together, an
+/// immediate head is checked on the spot, and a head that is not an
+/// immediate is walked first with the tail as the range to read after it,
+/// so a long list never touches the stack unless its elements have children.
 #[inline(always)]
-fn traverse<M, F>(
+fn traverse<M, V>(
     mem: &M,
     layout: &Layout,
     root: u64,
     detail: Detail,
     work: &mut Work,
-    mut visit: F,
+    visit: &mut V,
 ) -> Result<(), Stop>
 where
     M: Memory,
-    F: FnMut(usize, &Object, &mut Work) -> Result<bool, Stop>,
+    V: Visitor,
 {
     let mut pending = Pending::new();
     // The range being read: the next word's address and how many are left.
@@ -338,40 +393,56 @@ where
     let mut left = 0usize;
     let mut term = root;
     let mut at = 0usize;
-    loop {
+    'term: loop {
         // `term` (read at `at`) is the root or a word that is not an
         // immediate; its children, if any, become the range to read.
-        let children = match classify(term, at)? {
-            Word::Immediate => None,
-            Word::List(addr) => {
-                if !visit(addr, &Object::cons(addr), work)? {
-                    None
-                } else {
-                    // A list spine: an immediate head is checked here, so
-                    // the range is the tail alone and needs no stack.
-                    let head = mem.word(addr)?;
-                    if decode::is_immediate(head) {
-                        decode::check_immediate(head, addr)?;
-                        Some((addr + WORD_BYTES, 1))
-                    } else {
-                        Some((addr, 2))
+        let tag = term & PRIMARY_MASK;
+        if tag == PRIMARY_LIST {
+            let mut addr = list_address(term, at)?;
+            while visit.cons(addr, work)? {
+                let head = mem.word(addr)?;
+                let tail_at = addr + WORD_BYTES;
+                let tail = mem.word(tail_at)?;
+                if !decode::is_immediate(head) {
+                    // The head first, then the tail.
+                    if left > 0 {
+                        pending.push((next, left), work)?;
                     }
+                    next = tail_at;
+                    left = 1;
+                    term = head;
+                    at = addr;
+                    continue 'term;
                 }
-            }
-            Word::Boxed(addr) => {
-                let object = decode::boxed(mem, layout, addr, detail)?;
-                match visit(addr, &object, work)? && object.child_count > 0 {
-                    true => Some((object.children, object.child_count)),
-                    false => None,
+                decode::check_immediate(head, addr)?;
+                if tail & PRIMARY_MASK == PRIMARY_LIST {
+                    addr = list_address(tail, tail_at)?;
+                    continue;
                 }
+                if decode::is_immediate(tail) {
+                    decode::check_immediate(tail, tail_at)?;
+                    break;
+                }
+                // An improper list's last tail (or a word no term has).
+                term = tail;
+                at = tail_at;
+                continue 'term;
             }
-        };
-        if let Some((first, count)) = children {
-            if left > 0 {
-                pending.push((next, left), work)?;
+        } else if tag == PRIMARY_BOXED {
+            let Word::Boxed(addr) = classify(term, at)? else {
+                return unreachable_tag(term, at);
+            };
+            let object = decode::boxed(mem, layout, addr, detail)?;
+            if visit.boxed(addr, &object, work)? && object.child_count > 0 {
+                if left > 0 {
+                    pending.push((next, left), work)?;
+                }
+                next = object.children;
+                left = object.child_count;
             }
-            next = first;
-            left = count;
+        } else {
+            // An immediate root, or a header word where a term must be.
+            classify(term, at)?;
         }
         // The next word that is not an immediate.
         loop {
@@ -396,6 +467,55 @@ where
     }
 }
 
+/// The flat walk's counting: one counter serves every limit, so the hot
+/// loop does a single compare against `cap`, the nearest of the path limit
+/// and the end of the work chunk; only when it is passed does it find out
+/// which.
+struct FlatCount {
+    total: u64,
+    charged: u64,
+    cap: u64,
+    path_limit: u64,
+}
+
+impl FlatCount {
+    #[inline(always)]
+    fn add(&mut self, words: u64, work: &mut Work) -> Result<bool, Stop> {
+        self.total += words;
+        if self.total > self.cap {
+            self.passed_cap(work)?;
+        }
+        Ok(true)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn passed_cap(&mut self, work: &mut Work) -> Result<(), Stop> {
+        if self.total > self.path_limit {
+            return Err(Stop::Budget);
+        }
+        // The chunk ran out: charge what was counted, take the next one.
+        work.next_chunk(self.total - self.charged)?;
+        self.charged = self.total;
+        self.cap = self
+            .path_limit
+            .min(self.total.saturating_add(work.remaining));
+        Ok(())
+    }
+}
+
+impl Visitor for FlatCount {
+    #[inline(always)]
+    fn cons(&mut self, _addr: usize, work: &mut Work) -> Result<bool, Stop> {
+        self.add(CONS_WORDS, work)
+    }
+
+    #[inline(always)]
+    fn boxed(&mut self, _addr: usize, object: &Object, work: &mut Work) -> Result<bool, Stop> {
+        self.add(object.flat_words(), work)
+    }
+}
+
 /// Flat words of `root`, counting every path like `erts_debug:flat_size/1`;
 /// `None` as soon as more than `path_limit` words have been counted.
 pub fn flat_words<M: Memory>(
@@ -405,25 +525,14 @@ pub fn flat_words<M: Memory>(
     path_limit: u64,
     work: &mut Work,
 ) -> Result<Option<u64>, Stop> {
-    // One counter serves every limit: the hot loop does a single compare
-    // against `cap`, the nearest of the path limit and the end of the work
-    // chunk; only when it is passed does it find out which.
-    let mut charged = 0u64;
-    let mut cap = path_limit.min(work.remaining);
-    let mut total = 0u64;
-    let result = traverse(mem, layout, root, Detail::Words, work, |_, object, work| {
-        total += object.flat_words();
-        if total > cap {
-            if total > path_limit {
-                return Err(Stop::Budget);
-            }
-            // The chunk ran out: charge what was counted, take the next one.
-            work.next_chunk(total - charged)?;
-            charged = total;
-            cap = path_limit.min(total.saturating_add(work.remaining));
-        }
-        Ok(true)
-    });
+    let mut count = FlatCount {
+        total: 0,
+        charged: 0,
+        cap: path_limit.min(work.remaining),
+        path_limit,
+    };
+    let result = traverse(mem, layout, root, Detail::Words, work, &mut count);
+    let FlatCount { total, charged, .. } = count;
     match result {
         Ok(()) => {
             work.next_chunk_or_drain(total - charged);
@@ -533,6 +642,97 @@ fn only_immediate_children<M: Memory>(mem: &M, object: &Object) -> Result<bool, 
     Ok(true)
 }
 
+/// The scan's bookkeeping: what it found, what it met again, and the
+/// objects and off-heap `Binary`s already seen.
+struct ScanVisit<'m, M> {
+    mem: &'m M,
+    result: Scan,
+    repeats: Repeats,
+    visited: VisitedSet,
+    /// Off-heap `Binary`s seen: by address, as objects are (they sit close
+    /// together in the binary allocator's carriers).
+    binaries: VisitedSet,
+}
+
+impl<M: Memory> ScanVisit<'_, M> {
+    /// `object` at `addr` was reached again: no descent.
+    #[cold]
+    #[inline(never)]
+    fn again(&mut self, object: &Object, work: &mut Work) -> Result<bool, Stop> {
+        self.result.repeats = true;
+        if !self.repeats.deep {
+            self.repeats.met_again(self.mem, object, work)?;
+        }
+        Ok(false)
+    }
+
+    /// Counts `words` at `addr` once.
+    #[inline(always)]
+    fn count(&mut self, addr: usize, words: u64) {
+        if self.mem.is_literal(addr) {
+            self.result.literal_words += words;
+        } else {
+            self.result.shared_words += words;
+        }
+    }
+
+    /// The attached object and the off-heap `Binary` of an object seen for
+    /// the first time (rare: OTP 27 BinRefs and FunRefs, refc binaries).
+    #[cold]
+    #[inline(never)]
+    fn extras(&mut self, object: &Object, work: &mut Work) -> Result<(), Stop> {
+        if let Some(attached) = object.attached {
+            if self.visited.insert(attached.addr, work)? {
+                work.spend(attached.words)?;
+                self.count(attached.addr, attached.words);
+            } else {
+                // A copy would take it again with this owner.
+                self.result.repeats = true;
+                self.result.attached_repeat_words += attached.words;
+            }
+        }
+        if let Some(binary) = object.binary {
+            if self.binaries.insert(binary.addr, work)? {
+                self.result.off_heap_binaries += 1;
+                self.result.off_heap_bytes += binary.orig_size;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl<M: Memory> Visitor for ScanVisit<'_, M> {
+    #[inline(always)]
+    fn cons(&mut self, addr: usize, work: &mut Work) -> Result<bool, Stop> {
+        if !self.visited.insert(addr, work)? {
+            return self.again(&Object::cons(addr), work);
+        }
+        work.spend(CONS_WORDS)?;
+        self.count(addr, CONS_WORDS);
+        Ok(true)
+    }
+
+    #[inline(always)]
+    fn boxed(&mut self, addr: usize, object: &Object, work: &mut Work) -> Result<bool, Stop> {
+        if !self.visited.insert(addr, work)? {
+            return self.again(object, work);
+        }
+        work.spend(object.words)?;
+        if self.mem.is_literal(addr) {
+            self.result.literal_words += object.words;
+        } else {
+            self.result.shared_words += object.words;
+            if object.hashmap_node {
+                self.result.hashmap_node_words += object.words;
+            }
+        }
+        if object.attached.is_some() || object.binary.is_some() {
+            self.extras(object, work)?;
+        }
+        Ok(true)
+    }
+}
+
 fn scan_with_repeats<M: Memory>(
     mem: &M,
     layout: &Layout,
@@ -540,52 +740,15 @@ fn scan_with_repeats<M: Memory>(
     detail: Detail,
     work: &mut Work,
 ) -> Result<(Scan, Repeats), Stop> {
-    let mut result = Scan::default();
-    let mut repeats = Repeats::default();
-    let mut visited = VisitedSet::new();
-    // Off-heap `Binary`s seen: by address, as objects are (they sit close
-    // together in the binary allocator's carriers).
-    let mut binaries = VisitedSet::new();
-    traverse(mem, layout, root, detail, work, |addr, object, work| {
-        if !visited.insert(addr, work)? {
-            result.repeats = true;
-            if !repeats.deep {
-                repeats.met_again(mem, object, work)?;
-            }
-            return Ok(false);
-        }
-        work.spend(object.words)?;
-        if mem.is_literal(addr) {
-            result.literal_words += object.words;
-        } else {
-            result.shared_words += object.words;
-            if object.hashmap_node {
-                result.hashmap_node_words += object.words;
-            }
-        }
-        if let Some(attached) = object.attached {
-            if visited.insert(attached.addr, work)? {
-                work.spend(attached.words)?;
-                if mem.is_literal(attached.addr) {
-                    result.literal_words += attached.words;
-                } else {
-                    result.shared_words += attached.words;
-                }
-            } else {
-                // A copy would take it again with this owner.
-                result.repeats = true;
-                result.attached_repeat_words += attached.words;
-            }
-        }
-        if let Some(binary) = object.binary {
-            if binaries.insert(binary.addr, work)? {
-                result.off_heap_binaries += 1;
-                result.off_heap_bytes += binary.orig_size;
-            }
-        }
-        Ok(true)
-    })?;
-    Ok((result, repeats))
+    let mut visit = ScanVisit {
+        mem,
+        result: Scan::default(),
+        repeats: Repeats::default(),
+        visited: VisitedSet::new(),
+        binaries: VisitedSet::new(),
+    };
+    traverse(mem, layout, root, detail, work, &mut visit)?;
+    Ok((visit.result, visit.repeats))
 }
 
 /// Flat words in time linear in the distinct objects: the number of paths
