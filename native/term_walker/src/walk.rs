@@ -22,7 +22,7 @@
 
 use std::collections::HashMap;
 
-use crate::decode::{self, classify, Detail, LayoutError, Object, Word};
+use crate::decode::{self, classify, Detail, LayoutError, Object, Shape, Word};
 use crate::layout::Layout;
 use crate::memory::Memory;
 use crate::tags::{CONS_WORDS, PRIMARY_BOXED, PRIMARY_LIST, PRIMARY_MASK, WORD_BYTES};
@@ -340,8 +340,29 @@ impl Pending {
 trait Visitor {
     /// A cons cell at `addr`: whether to read its head and tail.
     fn cons(&mut self, addr: usize, work: &mut Work) -> Result<bool, Stop>;
-    /// A boxed object at `addr`, decoded: whether to read its children.
+    /// A common boxed object at `addr` ([`decode::shape`]): whether to read
+    /// its children.
+    fn shape(&mut self, addr: usize, shape: &Shape, work: &mut Work) -> Result<bool, Stop>;
+    /// Any other boxed object at `addr`: whether to read its children.
     fn boxed(&mut self, addr: usize, object: &Object, work: &mut Work) -> Result<bool, Stop>;
+}
+
+/// A boxed object that is not one of the common shapes, decoded and visited
+/// out of the hot loop: the range of its children to read (count 0 for none).
+#[inline(never)]
+fn rare<M: Memory, V: Visitor>(
+    mem: &M,
+    layout: &Layout,
+    addr: usize,
+    detail: Detail,
+    work: &mut Work,
+    visit: &mut V,
+) -> Result<(usize, usize), Stop> {
+    let object = decode::boxed_any(mem, layout, addr, detail)?;
+    Ok(match visit.boxed(addr, &object, work)? {
+        true => (object.children, object.child_count),
+        false => (0, 0),
+    })
 }
 
 /// The address of a list term `word` read at `at`, checked as [`classify`]
@@ -432,13 +453,18 @@ where
             let Word::Boxed(addr) = classify(term, at)? else {
                 return unreachable_tag(term, at);
             };
-            let object = decode::boxed(mem, layout, addr, detail)?;
-            if visit.boxed(addr, &object, work)? && object.child_count > 0 {
+            let children = match decode::shape(mem, layout, addr, detail)? {
+                Some(shape) => match visit.shape(addr, &shape, work)? {
+                    true => (shape.children, shape.child_count),
+                    false => (0, 0),
+                },
+                None => rare(mem, layout, addr, detail, work, visit)?,
+            };
+            if children.1 > 0 {
                 if left > 0 {
                     pending.push((next, left), work)?;
                 }
-                next = object.children;
-                left = object.child_count;
+                (next, left) = children;
             }
         } else {
             // An immediate root, or a header word where a term must be.
@@ -508,6 +534,11 @@ impl Visitor for FlatCount {
     #[inline(always)]
     fn cons(&mut self, _addr: usize, work: &mut Work) -> Result<bool, Stop> {
         self.add(CONS_WORDS, work)
+    }
+
+    #[inline(always)]
+    fn shape(&mut self, _addr: usize, shape: &Shape, work: &mut Work) -> Result<bool, Stop> {
+        self.add(shape.words, work)
     }
 
     #[inline(always)]
@@ -709,6 +740,23 @@ impl<M: Memory> Visitor for ScanVisit<'_, M> {
         }
         work.spend(CONS_WORDS)?;
         self.count(addr, CONS_WORDS);
+        Ok(true)
+    }
+
+    #[inline(always)]
+    fn shape(&mut self, addr: usize, shape: &Shape, work: &mut Work) -> Result<bool, Stop> {
+        if !self.visited.insert(addr, work)? {
+            return self.again(&shape.object(), work);
+        }
+        work.spend(shape.words)?;
+        if self.mem.is_literal(addr) {
+            self.result.literal_words += shape.words;
+        } else {
+            self.result.shared_words += shape.words;
+            if shape.hashmap_node {
+                self.result.hashmap_node_words += shape.words;
+            }
+        }
         Ok(true)
     }
 
