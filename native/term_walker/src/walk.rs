@@ -268,13 +268,14 @@ fn object_of<M: Memory>(
 }
 
 /// Ranges of term words still to visit: (address of the next word, count).
-/// The first few are kept inline, so a small term's walk allocates nothing;
-/// past them the stack moves to the heap and stays there.
+/// The top few are kept inline, so a small term's walk allocates nothing;
+/// when they are full they move to the heap together, and come back
+/// together when the inline ones are used up. `len` is touched only by the
+/// inlined methods (the out-of-line ones get the arrays, not `self`), so it
+/// stays in a register.
 struct Pending {
     few: [(usize, usize); PENDING_INLINE],
-    few_len: usize,
-    /// Whether the ranges are in `more` (all of them) rather than `few`.
-    spilled: bool,
+    len: usize,
     more: Vec<(usize, usize)>,
 }
 
@@ -285,53 +286,61 @@ impl Pending {
     fn new() -> Self {
         Pending {
             few: [(0, 0); PENDING_INLINE],
-            few_len: 0,
-            spilled: false,
+            len: 0,
             more: Vec::new(),
         }
     }
 
     #[inline(always)]
     fn push(&mut self, range: (usize, usize), work: &mut Work) -> Result<(), Stop> {
-        if !self.spilled && self.few_len < PENDING_INLINE {
-            self.few[self.few_len] = range;
-            self.few_len += 1;
-            return Ok(());
+        if self.len == PENDING_INLINE {
+            spill(&self.few, &mut self.more, work)?;
+            self.len = 0;
         }
-        self.push_more(range, work)
-    }
-
-    /// The inline ranges are full (or were): onto the heap.
-    #[cold]
-    #[inline(never)]
-    fn push_more(&mut self, range: (usize, usize), work: &mut Work) -> Result<(), Stop> {
-        if !self.spilled {
-            work.allocate(
-                (4 * PENDING_INLINE).saturating_mul(std::mem::size_of::<(usize, usize)>()),
-            )?;
-            self.more
-                .try_reserve(4 * PENDING_INLINE)
-                .map_err(|_| Stop::OutOfMemory)?;
-            self.more.extend_from_slice(&self.few[..self.few_len]);
-            self.few_len = 0;
-            self.spilled = true;
-        }
-        reserve(&mut self.more, work)?;
-        self.more.push(range);
+        self.few[self.len] = range;
+        self.len += 1;
         Ok(())
     }
 
     #[inline(always)]
     fn pop(&mut self) -> Option<(usize, usize)> {
-        if self.spilled {
-            return self.more.pop();
+        if self.len == 0 {
+            self.len = refill(&mut self.few, &mut self.more);
+            if self.len == 0 {
+                return None;
+            }
         }
-        if self.few_len == 0 {
-            return None;
-        }
-        self.few_len -= 1;
-        Some(self.few[self.few_len])
+        self.len -= 1;
+        Some(self.few[self.len])
     }
+}
+
+/// The inline ranges, all in use, move to the heap (oldest first).
+#[cold]
+#[inline(never)]
+fn spill(
+    few: &[(usize, usize); PENDING_INLINE],
+    more: &mut Vec<(usize, usize)>,
+    work: &mut Work,
+) -> Result<(), Stop> {
+    if more.capacity() - more.len() < PENDING_INLINE {
+        let extra = more.capacity().max(4 * PENDING_INLINE);
+        work.allocate(extra.saturating_mul(std::mem::size_of::<(usize, usize)>()))?;
+        more.try_reserve(extra).map_err(|_| Stop::OutOfMemory)?;
+    }
+    more.extend_from_slice(few);
+    Ok(())
+}
+
+/// The newest ranges on the heap come back inline; how many.
+#[cold]
+#[inline(never)]
+fn refill(few: &mut [(usize, usize); PENDING_INLINE], more: &mut Vec<(usize, usize)>) -> usize {
+    let count = more.len().min(PENDING_INLINE);
+    let from = more.len() - count;
+    few[..count].copy_from_slice(&more[from..]);
+    more.truncate(from);
+    count
 }
 
 /// What a walk does with each object it reaches (once per path). Both
@@ -640,13 +649,7 @@ impl Repeats {
     /// `object` was reached again.
     #[cold]
     #[inline(never)]
-    fn met_again<M: Memory>(
-        &mut self,
-        mem: &M,
-        object: &Object,
-        work: &mut Work,
-    ) -> Result<(), Stop> {
-        work.spend(object.child_count as u64)?;
+    fn met_again<M: Memory>(&mut self, mem: &M, object: &Object) -> Result<(), Stop> {
         if only_immediate_children(mem, object)? {
             self.leaf_words += object.flat_words();
         } else {
@@ -677,6 +680,11 @@ fn only_immediate_children<M: Memory>(mem: &M, object: &Object) -> Result<bool, 
 /// objects and off-heap `Binary`s already seen.
 struct ScanVisit<'m, M> {
     mem: &'m M,
+    /// Work spent, of which `charged` is charged to the allowance already;
+    /// `cap` is where the current chunk ends (as in [`FlatCount`]).
+    spent: u64,
+    charged: u64,
+    cap: u64,
     result: Scan,
     repeats: Repeats,
     visited: VisitedSet,
@@ -692,9 +700,30 @@ impl<M: Memory> ScanVisit<'_, M> {
     fn again(&mut self, object: &Object, work: &mut Work) -> Result<bool, Stop> {
         self.result.repeats = true;
         if !self.repeats.deep {
-            self.repeats.met_again(self.mem, object, work)?;
+            self.spend(object.child_count as u64, work)?;
+            self.repeats.met_again(self.mem, object)?;
         }
         Ok(false)
+    }
+
+    /// Spends an object of `words` words: one unit per word and one more.
+    #[inline(always)]
+    fn spend(&mut self, words: u64, work: &mut Work) -> Result<(), Stop> {
+        self.spent += words + 1;
+        if self.spent > self.cap {
+            self.charge(work)?;
+        }
+        Ok(())
+    }
+
+    /// The current chunk ran out: charge what was spent, take the next one.
+    #[cold]
+    #[inline(never)]
+    fn charge(&mut self, work: &mut Work) -> Result<(), Stop> {
+        work.next_chunk(self.spent - self.charged)?;
+        self.charged = self.spent;
+        self.cap = self.spent.saturating_add(work.remaining);
+        Ok(())
     }
 
     /// Counts `words` at `addr` once.
@@ -714,7 +743,7 @@ impl<M: Memory> ScanVisit<'_, M> {
     fn extras(&mut self, object: &Object, work: &mut Work) -> Result<(), Stop> {
         if let Some(attached) = object.attached {
             if self.visited.insert(attached.addr, work)? {
-                work.spend(attached.words)?;
+                self.spend(attached.words, work)?;
                 self.count(attached.addr, attached.words);
             } else {
                 // A copy would take it again with this owner.
@@ -738,7 +767,7 @@ impl<M: Memory> Visitor for ScanVisit<'_, M> {
         if !self.visited.insert(addr, work)? {
             return self.again(&Object::cons(addr), work);
         }
-        work.spend(CONS_WORDS)?;
+        self.spend(CONS_WORDS, work)?;
         self.count(addr, CONS_WORDS);
         Ok(true)
     }
@@ -748,7 +777,7 @@ impl<M: Memory> Visitor for ScanVisit<'_, M> {
         if !self.visited.insert(addr, work)? {
             return self.again(&shape.object(), work);
         }
-        work.spend(shape.words)?;
+        self.spend(shape.words, work)?;
         if self.mem.is_literal(addr) {
             self.result.literal_words += shape.words;
         } else {
@@ -765,7 +794,7 @@ impl<M: Memory> Visitor for ScanVisit<'_, M> {
         if !self.visited.insert(addr, work)? {
             return self.again(object, work);
         }
-        work.spend(object.words)?;
+        self.spend(object.words, work)?;
         if self.mem.is_literal(addr) {
             self.result.literal_words += object.words;
         } else {
@@ -790,12 +819,16 @@ fn scan_with_repeats<M: Memory>(
 ) -> Result<(Scan, Repeats), Stop> {
     let mut visit = ScanVisit {
         mem,
+        spent: 0,
+        charged: 0,
+        cap: work.remaining,
         result: Scan::default(),
         repeats: Repeats::default(),
         visited: VisitedSet::new(),
         binaries: VisitedSet::new(),
     };
     traverse(mem, layout, root, detail, work, &mut visit)?;
+    work.next_chunk_or_drain(visit.spent - visit.charged);
     Ok((visit.result, visit.repeats))
 }
 
