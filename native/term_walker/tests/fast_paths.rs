@@ -335,8 +335,8 @@ fn hashmap_nodes_inline() {
 #[test]
 fn list_spines_with_every_kind_of_head_and_tail() {
     let mut h = TestHeap::new();
-    let mut pair = |h: &mut TestHeap| h.tuple(&[small(1), small(2)]);
-    let mut inner = |h: &mut TestHeap| {
+    let pair = |h: &mut TestHeap| h.tuple(&[small(1), small(2)]);
+    let inner = |h: &mut TestHeap| {
         let t = pair(h);
         h.list(&[small(1), t])
     };
