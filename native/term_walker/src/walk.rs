@@ -374,6 +374,46 @@ fn rare<M: Memory, V: Visitor>(
     })
 }
 
+/// A list cell's head `head` (read at `at`, not an immediate) when it is
+/// boxed and one of the common shapes: decoded and visited, and its
+/// children checked up to the first that is not an immediate (its index, or
+/// the child count when all are). A child count of 0 when the visit does
+/// not descend. `None` for a list head or any other object, which the
+/// caller walks the general way (nothing has been visited then).
+#[inline(always)]
+fn boxed_head<M: Memory, V: Visitor>(
+    mem: &M,
+    layout: &Layout,
+    head: u64,
+    at: usize,
+    detail: Detail,
+    work: &mut Work,
+    visit: &mut V,
+) -> Result<Option<(Shape, usize)>, Stop> {
+    if head & PRIMARY_MASK != PRIMARY_BOXED {
+        return Ok(None);
+    }
+    let Word::Boxed(addr) = classify(head, at)? else {
+        return unreachable_tag(head, at);
+    };
+    let Some(mut shape) = decode::shape(mem, layout, addr, detail)? else {
+        return Ok(None);
+    };
+    if !visit.shape(addr, &shape, work)? {
+        shape.child_count = 0;
+        return Ok(Some((shape, 0)));
+    }
+    for k in 0..shape.child_count {
+        let child_at = shape.children + k * WORD_BYTES;
+        let child = mem.word(child_at)?;
+        if !decode::is_immediate(child) {
+            return Ok(Some((shape, k)));
+        }
+        decode::check_immediate(child, child_at)?;
+    }
+    Ok(Some((shape, shape.child_count)))
+}
+
 /// The address of a list term `word` read at `at`, checked as [`classify`]
 /// checks it.
 #[inline(always)]
@@ -433,7 +473,31 @@ where
                 let head = mem.word(addr)?;
                 let tail_at = addr + WORD_BYTES;
                 let tail = mem.word(tail_at)?;
-                if !decode::is_immediate(head) {
+                if decode::is_immediate(head) {
+                    decode::check_immediate(head, addr)?;
+                } else if let Some((object, first)) =
+                    boxed_head(mem, layout, head, addr, detail, work, visit)?
+                {
+                    // A common object whose children are immediates up to
+                    // `first`: it is done here, on with the tail, unless a
+                    // child has children of its own. Then that child first,
+                    // the rest of the object's children, and the tail.
+                    if first < object.child_count {
+                        if left > 0 {
+                            pending.push((next, left), work)?;
+                        }
+                        at = object.children + first * WORD_BYTES;
+                        let rest = object.child_count - first - 1;
+                        if rest > 0 {
+                            pending.push((tail_at, 1), work)?;
+                            (next, left) = (at + WORD_BYTES, rest);
+                        } else {
+                            (next, left) = (tail_at, 1);
+                        }
+                        term = mem.word(at)?;
+                        continue 'term;
+                    }
+                } else {
                     // The head first, then the tail.
                     if left > 0 {
                         pending.push((next, left), work)?;
@@ -444,7 +508,6 @@ where
                     at = addr;
                     continue 'term;
                 }
-                decode::check_immediate(head, addr)?;
                 if tail & PRIMARY_MASK == PRIMARY_LIST {
                     addr = list_address(tail, tail_at)?;
                     continue;

@@ -353,7 +353,17 @@ fn list_spines_with_every_kind_of_head_and_tail() {
     let (a, t) = (h.cons(small(5), small(6)), pair(&mut h));
     let b = h.cons(small(5), t);
     let both = h.list(&[a, b]);
+    // Tuple heads whose first child with children is in the middle, last,
+    // or first.
+    let (a, b, c) = (pair(&mut h), pair(&mut h), pair(&mut h));
+    let (mid, last, head_first) = (
+        h.tuple(&[small(1), a, small(2)]),
+        h.tuple(&[small(1), small(2), b]),
+        h.tuple(&[c, small(2)]),
+    );
+    let tuple_heads = h.list(&[mid, small(0), last, head_first]);
     let cases = [
+        (tuple_heads, 8 + (4 + 3) + (4 + 3) + (3 + 3)),
         (first, 10 + 3 + 7),
         (second, 6 + 7 + 7 + 3),
         (improper, 2),
@@ -417,4 +427,19 @@ fn deep_terms_spill_the_pending_ranges_and_take_them_back() {
             assert_eq!(got, Ok(Some(words)));
         }
     }
+}
+
+#[test]
+fn a_list_head_met_again_is_counted_once_by_the_scans() {
+    let mut h = TestHeap::new();
+    let inner = h.tuple(&[small(1), small(2)]);
+    let shared = h.tuple(&[small(1), inner]);
+    let list = h.list(&[shared, shared, inner, small(3)]);
+    let flat = flat_words(&h, &OTP_25, list, u64::MAX, &mut Work::unlimited());
+    assert_eq!(flat, Ok(Some(8 + 2 * (3 + 3) + 3)));
+    let found = scan(&h, &OTP_25, list, Detail::Words, &mut Work::unlimited()).unwrap();
+    assert_eq!((found.shared_words, found.repeats), (8 + 3 + 3, true));
+    let size = term_size(&h, &OTP_25, list, &mut Work::unlimited()).unwrap();
+    assert_eq!(size.flat_words, 8 + 2 * (3 + 3) + 3);
+    assert_eq!(size.scan, found);
 }
