@@ -154,8 +154,12 @@ defmodule Bench.TermSize do
             fmt_times(mp_shared, vm_shared),
             :io_lib.format("~.1f", [mp_full]) |> to_string(),
             fmt_times(mp_full, vm_flat + vm_shared),
-            if(capped, do: "> ", else: "") <> "#{round(speedup)}x",
-            "#{round(thrown * 100)}%"
+            cond do
+              quick?() -> "-"
+              capped -> "> #{round(speedup)}x"
+              true -> "#{round(speedup)}x"
+            end,
+            if(quick?(), do: "-", else: "#{round(thrown * 100)}%")
           ],
           flat: times(mp_flat, vm_flat),
           shared: times(mp_shared, vm_shared),
@@ -170,7 +174,11 @@ defmodule Bench.TermSize do
         "shared #{:io_lib.format("~.2f", [geomean(Enum.map(results, & &1.shared))])}x size_shared; " <>
         "worst single workload: flat #{:io_lib.format("~.2f", [Enum.max(Enum.map(results, & &1.flat))])}x, " <>
         "shared #{:io_lib.format("~.2f", [Enum.max(Enum.map(results, & &1.shared))])}x; " <>
-        "term_size at least #{round(Enum.min(Enum.map(results, & &1.speedup)))}x faster than size/1"
+        if(quick?(),
+          do: "size/1 not timed (MEMPROBE_BENCH_QUICK)",
+          else:
+            "term_size at least #{round(Enum.min(Enum.map(results, & &1.speedup)))}x faster than size/1"
+        )
     )
 
     IO.puts(
