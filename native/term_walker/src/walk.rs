@@ -693,7 +693,8 @@ pub fn scan<M: Memory>(
     detail: Detail,
     work: &mut Work,
 ) -> Result<Scan, Stop> {
-    scan_with_repeats(mem, layout, root, detail, work).map(|(found, _)| found)
+    // What is met again matters only to the flat size: not looked at here.
+    scan_with_repeats::<M, false>(mem, layout, root, detail, work).map(|(found, _)| found)
 }
 
 /// What a scan learns of the objects it meets again, for the flat size.
@@ -741,7 +742,9 @@ fn only_immediate_children<M: Memory>(mem: &M, object: &Object) -> Result<bool, 
 
 /// The scan's bookkeeping: what it found, what it met again, and the
 /// objects and off-heap `Binary`s already seen.
-struct ScanVisit<'m, M> {
+/// `REPEATS`: whether to learn what [`Repeats`] says of the objects met
+/// again (for `term_size`'s flat size; a scan alone needs only whether any is).
+struct ScanVisit<'m, M, const REPEATS: bool> {
     mem: &'m M,
     /// Work spent, of which `charged` is charged to the allowance already;
     /// `cap` is where the current chunk ends (as in [`FlatCount`]).
@@ -756,13 +759,13 @@ struct ScanVisit<'m, M> {
     binaries: VisitedSet,
 }
 
-impl<M: Memory> ScanVisit<'_, M> {
+impl<M: Memory, const REPEATS: bool> ScanVisit<'_, M, REPEATS> {
     /// `object` at `addr` was reached again: no descent.
     #[cold]
     #[inline(never)]
     fn again(&mut self, object: &Object, work: &mut Work) -> Result<bool, Stop> {
         self.result.repeats = true;
-        if !self.repeats.deep {
+        if REPEATS && !self.repeats.deep {
             self.spend(object.child_count as u64, work)?;
             self.repeats.met_again(self.mem, object)?;
         }
@@ -824,7 +827,7 @@ impl<M: Memory> ScanVisit<'_, M> {
     }
 }
 
-impl<M: Memory> Visitor for ScanVisit<'_, M> {
+impl<M: Memory, const REPEATS: bool> Visitor for ScanVisit<'_, M, REPEATS> {
     #[inline(always)]
     fn cons(&mut self, addr: usize, work: &mut Work) -> Result<bool, Stop> {
         if !self.visited.insert(addr, work)? {
@@ -873,14 +876,14 @@ impl<M: Memory> Visitor for ScanVisit<'_, M> {
     }
 }
 
-fn scan_with_repeats<M: Memory>(
+fn scan_with_repeats<M: Memory, const REPEATS: bool>(
     mem: &M,
     layout: &Layout,
     root: u64,
     detail: Detail,
     work: &mut Work,
 ) -> Result<(Scan, Repeats), Stop> {
-    let mut visit = ScanVisit {
+    let mut visit = ScanVisit::<M, REPEATS> {
         mem,
         spent: 0,
         charged: 0,
@@ -1076,7 +1079,7 @@ pub fn term_size<M: Memory>(
     root: u64,
     work: &mut Work,
 ) -> Result<TermSize, Stop> {
-    let (found, repeats) = scan_with_repeats(mem, layout, root, Detail::OffHeap, work)?;
+    let (found, repeats) = scan_with_repeats::<M, true>(mem, layout, root, Detail::OffHeap, work)?;
     let flat_words = if repeats.deep {
         flat_with_sharing(mem, layout, root, found.distinct_words(), work)?
     } else {
