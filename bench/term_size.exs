@@ -8,6 +8,14 @@
 # the geometric means, then the scheduler stall of sizing a 20M-element list
 # with one normal scheduler online. Timings are medians of several runs on a
 # shared machine: read the ratios, not the absolute numbers.
+#
+# With MEMPROBE_BENCH_CPU=1 (best with ERL_FLAGS="+sbwt none +sbwtdcpu none
+# +sbwtdio none", so idle schedulers do not spin) each time is the least
+# emulator CPU time per call of 3 batches of about 0.1 s instead of a median
+# of wall times: on a machine shared with other work the ratios then move
+# much less. MEMPROBE_BENCH_ONLY=list,hashmap runs only the workloads whose
+# names contain one of these words; MEMPROBE_BENCH_QUICK=1 skips size/1, the
+# thrown-away work and the stall (the flat and shared ratios only).
 
 Code.require_file("support.exs", __DIR__)
 
@@ -32,10 +40,40 @@ defmodule Bench.TermSize do
 
   # Median time per call in microseconds; fast calls are timed in batches
   # of about a millisecond (a lone call can be below the clock's resolution).
-  defp per_call_us(fun, _term) do
+  defp per_call_us(fun, term) do
+    if System.get_env("MEMPROBE_BENCH_CPU") == "1",
+      do: cpu_per_call_us(fun),
+      else: wall_per_call_us(fun, term)
+  end
+
+  defp wall_per_call_us(fun, _term) do
     {once, _} = :timer.tc(fun)
     batch = min(max(div(1_000, max(once, 1)), 1), 20_000)
     median_us(fn -> for _ <- 1..batch, do: fun.() end) / batch
+  end
+
+  # The least emulator CPU time per call (µs) of 3 batches of about 0.1 s.
+  defp cpu_per_call_us(fun) do
+    {once, _} = :timer.tc(fun)
+    batch = min(max(div(100_000, max(once, 1)), 1), 1_000_000)
+
+    per_call = fn ->
+      :erlang.statistics(:runtime)
+      for _ <- 1..batch, do: fun.()
+      {_, ms} = :erlang.statistics(:runtime)
+      ms * 1000 / batch
+    end
+
+    Enum.min(for _ <- 1..3, do: per_call.())
+  end
+
+  defp quick?, do: System.get_env("MEMPROBE_BENCH_QUICK") == "1"
+
+  defp only?(name) do
+    case System.get_env("MEMPROBE_BENCH_ONLY") do
+      nil -> true
+      words -> Enum.any?(String.split(words, ","), &String.contains?(name, &1))
+    end
   end
 
   # The share of a walk's total time that its budgeted first attempt threw
@@ -61,9 +99,14 @@ defmodule Bench.TermSize do
   defp geomean(xs), do: :math.exp(Enum.sum(Enum.map(xs, &:math.log(max(&1, 1.0e-9)))) / length(xs))
 
   def run do
+    clock =
+      if System.get_env("MEMPROBE_BENCH_CPU") == "1",
+        do: "least CPU time of 3 batches",
+        else: "median wall time of #{@runs}"
+
     IO.puts(
       "MemProbe term-size benchmark — #{MemProbe.info().mode} mode, OTP #{:erlang.system_info(:otp_release)}, " <>
-        "#{:erlang.system_info(:schedulers_online)} schedulers\n"
+        "#{:erlang.system_info(:schedulers_online)} schedulers, #{clock}\n"
     )
 
     header = [
@@ -79,7 +122,7 @@ defmodule Bench.TermSize do
     ]
 
     results =
-      for {name, build} <- term_size_workloads() do
+      for {name, build} <- term_size_workloads(), only?(name) do
         term = build.()
         # Same answers first; then time.
         true = MemProbe.flat_size(term) == :erts_debug.flat_size(term)
@@ -90,13 +133,17 @@ defmodule Bench.TermSize do
         mp_full = per_call_us(fn -> MemProbe.term_size(term) end, term)
 
         {size1, capped} =
-          case size1_us(term) do
+          case if(quick?(), do: {:capped, 0}, else: size1_us(term)) do
             {:ok, us} -> {us, false}
             {:capped, us} -> {us, true}
           end
 
         speedup = size1 / max(mp_full, 0.001)
-        thrown = Enum.max(for mode <- [:flat, :shared, :full], do: thrown_away(term, mode))
+
+        thrown =
+          if quick?(),
+            do: 0.0,
+            else: Enum.max(for mode <- [:flat, :shared, :full], do: thrown_away(term, mode))
 
         %{
           row: [
@@ -107,8 +154,12 @@ defmodule Bench.TermSize do
             fmt_times(mp_shared, vm_shared),
             :io_lib.format("~.1f", [mp_full]) |> to_string(),
             fmt_times(mp_full, vm_flat + vm_shared),
-            if(capped, do: "> ", else: "") <> "#{round(speedup)}x",
-            "#{round(thrown * 100)}%"
+            cond do
+              quick?() -> "-"
+              capped -> "> #{round(speedup)}x"
+              true -> "#{round(speedup)}x"
+            end,
+            if(quick?(), do: "-", else: "#{round(thrown * 100)}%")
           ],
           flat: times(mp_flat, vm_flat),
           shared: times(mp_shared, vm_shared),
@@ -123,7 +174,11 @@ defmodule Bench.TermSize do
         "shared #{:io_lib.format("~.2f", [geomean(Enum.map(results, & &1.shared))])}x size_shared; " <>
         "worst single workload: flat #{:io_lib.format("~.2f", [Enum.max(Enum.map(results, & &1.flat))])}x, " <>
         "shared #{:io_lib.format("~.2f", [Enum.max(Enum.map(results, & &1.shared))])}x; " <>
-        "term_size at least #{round(Enum.min(Enum.map(results, & &1.speedup)))}x faster than size/1"
+        if(quick?(),
+          do: "size/1 not timed (MEMPROBE_BENCH_QUICK)",
+          else:
+            "term_size at least #{round(Enum.min(Enum.map(results, & &1.speedup)))}x faster than size/1"
+        )
     )
 
     IO.puts(
@@ -135,8 +190,10 @@ defmodule Bench.TermSize do
       "(A 40-level DAG: MemProbe.flat_size answers in #{fmt_ms(median_us(fn -> MemProbe.flat_size(Enum.reduce(1..40, :leaf, fn _, t -> {t, t} end)) end))} ms; flat_size would walk 2^40 paths.)\n"
     )
 
-    elixir_overhead()
-    stall()
+    unless quick?() do
+      elixir_overhead()
+      stall()
+    end
   end
 
   # MemProbe.term_size/1 (Elixir) against :mem_probe.term_size/1 (Erlang).

@@ -68,6 +68,38 @@ impl Heap {
         self.alloc(&[0; 13]);
         self.alloc(&[0x160, 100, 0, binary as u64, binary as u64 + 24, 0]) as u64 | 2
     }
+    fn hashmap_node(&mut self, bitmap: u64, children: &[u64]) -> u64 {
+        let mut w = vec![(bitmap << 16) | (1 << 6) | 0x3C];
+        w.extend_from_slice(children);
+        self.alloc(&w) as u64 | 2
+    }
+    fn hashmap_head(&mut self, size: u64, children: &[u64]) -> u64 {
+        let mut w = vec![(0xFFFF << 16) | (1 << 8) | (2 << 6) | 0x3C, size];
+        w.extend_from_slice(children);
+        self.alloc(&w) as u64 | 2
+    }
+    /// A hashmap of 16^levels * 3 keys; each leaf `[K | V]` of small integers.
+    fn hashmap(&mut self, levels: u32) -> u64 {
+        let mut next = 0;
+        let mut nodes: Vec<u64> = (0..16u64.pow(levels))
+            .map(|_| {
+                let leaves: Vec<u64> = (0..3)
+                    .map(|_| {
+                        next += 1;
+                        self.cons(small(next), small(next))
+                    })
+                    .collect();
+                self.hashmap_node(0b111, &leaves)
+            })
+            .collect();
+        while nodes.len() > 16 {
+            nodes = nodes
+                .chunks(16)
+                .map(|c| self.hashmap_node(0xFFFF, c))
+                .collect();
+        }
+        self.hashmap_head(next, &nodes)
+    }
     fn float(&mut self) -> u64 {
         self.alloc(&[0x58, 0]) as u64 | 2
     }
@@ -106,6 +138,17 @@ fn trusting(h: &Heap, root: u64) -> u64 {
                         0 => {
                             sum += n + 1;
                             for i in 1..=n {
+                                let c = w(base + i * 8);
+                                if c & 3 != 3 {
+                                    stack.push(c);
+                                }
+                            }
+                        }
+                        0x3C if (hdr >> 6) & 3 != 0 => {
+                            let n = ((hdr >> 16) & 0xFFFF).count_ones() as u64;
+                            let skip = (hdr >> 8) & 0xFF;
+                            sum += 1 + skip + n;
+                            for i in 1 + skip..1 + skip + n {
                                 let c = w(base + i * 8);
                                 if c & 3 != 3 {
                                     stack.push(c);
@@ -154,7 +197,12 @@ extern "C" {
 fn best<F: FnMut() -> u64>(mut f: F) -> (f64, u64) {
     let mut best = u64::MAX;
     let mut out = 0;
-    for _ in 0..15 {
+    // WALK_SPEED_RUNS=N times N runs (more samples for a profile).
+    let runs = std::env::var("WALK_SPEED_RUNS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(15);
+    for _ in 0..runs {
         let t0 = cpu_ns();
         out = std::hint::black_box(f());
         best = best.min(cpu_ns() - t0);
@@ -223,8 +271,16 @@ fn main() {
         let t = h.list(&items);
         workloads.push(("50k refc bins", h, t));
     }
+    // `walk_speed NAME` times only the workloads whose name contains NAME
+    // (to profile one).
+    let only = std::env::args().nth(1).unwrap_or_default();
+    {
+        let mut h = Heap { words: Vec::new() };
+        let t = h.hashmap(4);
+        workloads.push(("196k-key hashmap", h, t));
+    }
     println!("workload          trusting µs   flat µs (x)        scan µs (x)   term_size µs (x)");
-    for (name, h, t) in &workloads {
+    for (name, h, t) in workloads.iter().filter(|(name, _, _)| name.contains(&only)) {
         let (tr, words) = best(|| trusting(h, *t));
         let (fl, fw) = best(|| {
             flat_words(h, &OTP_25, *t, u64::MAX, &mut Work::unlimited())

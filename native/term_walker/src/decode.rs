@@ -182,11 +182,9 @@ fn byte_at<M: Memory>(mem: &M, addr: usize, byte: usize) -> Result<u64, LayoutEr
 
 /// Decodes the boxed object at `addr`, checking its header.
 ///
-/// The most common objects (non-empty tuples, floats, heap binaries,
-/// flatmaps, and ProcBins when only their words are asked for) are decoded
-/// here, inline, with exactly the checks of the general decoder; everything
-/// else (and every header these paths refuse) takes the general decoder,
-/// which says what is wrong.
+/// The most common objects (see [`shape`]) are decoded inline, with exactly
+/// the checks of the general decoder; everything else (and every header
+/// these paths refuse) takes the general decoder, which says what is wrong.
 #[inline(always)]
 pub fn boxed<M: Memory>(
     mem: &M,
@@ -194,54 +192,160 @@ pub fn boxed<M: Memory>(
     addr: usize,
     detail: Detail,
 ) -> Result<Object, LayoutError> {
+    match shape(mem, layout, addr, detail)? {
+        Some(shape) => Ok(shape.object()),
+        None => boxed_any(mem, layout, addr, detail),
+    }
+}
+
+/// A boxed object with no off-heap binary and no attached part: what the
+/// walks need of it, in four plain words (an [`Object`], with its optional
+/// parts, is too large to stay in registers in a walk's hot loop).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Shape {
+    pub words: u64,
+    pub children: usize,
+    pub child_count: usize,
+    pub hashmap_node: bool,
+}
+
+impl Shape {
+    #[inline(always)]
+    fn leaf(words: u64) -> Shape {
+        Shape {
+            words,
+            children: 0,
+            child_count: 0,
+            hashmap_node: false,
+        }
+    }
+
+    #[inline(always)]
+    pub fn object(self) -> Object {
+        Object {
+            words: self.words,
+            children: self.children,
+            child_count: self.child_count,
+            hashmap_node: self.hashmap_node,
+            ..Object::leaf(0)
+        }
+    }
+}
+
+/// The common objects, decoded inline with exactly the checks of the
+/// general decoder: non-empty tuples, floats, heap binaries, flatmaps,
+/// hashmap nodes whose children are leaves and inner nodes, and ProcBins
+/// when only their words are asked for. `None` for anything else, and for
+/// every header these paths refuse: [`boxed`]'s general decoder then
+/// decodes it, or says what is wrong.
+#[inline(always)]
+pub fn shape<M: Memory>(
+    mem: &M,
+    layout: &Layout,
+    addr: usize,
+    detail: Detail,
+) -> Result<Option<Shape>, LayoutError> {
     let header = mem.word(addr)?;
     let arity = header >> HEADER_ARITY_SHIFT;
     if header & HEADER_TAG_MASK == 0 {
         if arity != 0 && arity <= layout.max_tuple_arity && layout.kinds[0] == Some(Kind::Tuple) {
-            return Ok(Object {
+            return Ok(Some(Shape {
                 words: arity + 1,
                 children: addr + WORD_BYTES,
                 child_count: arity as usize,
-                ..Object::leaf(0)
-            });
+                hashmap_node: false,
+            }));
         }
     } else if header == layout.float_header {
-        return Ok(Object::leaf(layout.float_words));
+        return Ok(Some(Shape::leaf(layout.float_words)));
     } else if header == layout.flatmap_header {
-        if let Some(object) = flatmap(mem, layout, addr)? {
-            return Ok(object);
-        }
+        return flatmap_shape(mem, layout, addr);
     } else if header & PRIMARY_MASK == PRIMARY_HEADER {
         match layout.kind_of(header) {
             Some(Kind::HeapBinary) => {
                 let hb = &layout.heap_binary;
                 let size = word_at(mem, addr, hb.size_word)?;
                 if size <= hb.max_size && arity + 1 == layout.heap_binary_words(size) {
-                    return Ok(Object::leaf(arity + 1));
+                    return Ok(Some(Shape::leaf(arity + 1)));
                 }
             }
+            Some(Kind::Map) => return hashmap_shape(mem, layout, addr, header),
             Some(Kind::RefcBinary) if detail == Detail::Words => {
                 if let Some(rl) = &layout.refc_binary {
                     if header == rl.header && plausible_pointer(word_at(mem, addr, rl.binary_word)?)
                     {
-                        return Ok(Object::leaf(rl.words));
+                        return Ok(Some(Shape::leaf(rl.words)));
                     }
                 }
             }
             _ => {}
         }
     }
-    boxed_any(mem, layout, addr, detail)
+    Ok(None)
+}
+
+/// A hashmap head or inner node whose header passes the checks of [`map`]
+/// and whose children are leaf cells and inner nodes; `None` otherwise
+/// (collision nodes, and every refusal, are left to [`map`]).
+#[inline(always)]
+fn hashmap_shape<M: Memory>(
+    mem: &M,
+    layout: &Layout,
+    addr: usize,
+    header: u64,
+) -> Result<Option<Shape>, LayoutError> {
+    let map_type = (header >> MAP_TYPE_SHIFT) & MAP_TYPE_MASK;
+    let map_arity = (header >> MAP_ARITY_SHIFT) & MAP_ARITY_MASK;
+    let val = (header >> MAP_VAL_SHIFT) & MAP_VAL_MASK;
+    let valid = header >> (MAP_VAL_SHIFT + 16) == 0
+        && match map_type {
+            MAP_TYPE_HASHMAP_HEAD_ARRAY => map_arity == 1 && val == MAP_VAL_FULL,
+            MAP_TYPE_HASHMAP_HEAD_BITMAP => map_arity == 1 && val != 0,
+            MAP_TYPE_HASHMAP_NODE => map_arity == 0 && val != 0,
+            _ => false, // a flatmap with another header: refused by `map`
+        };
+    if !valid {
+        return Ok(None);
+    }
+    let child_count = val.count_ones() as usize;
+    let children = addr + (1 + map_arity as usize) * WORD_BYTES;
+    for i in 0..child_count {
+        let at = children + i * WORD_BYTES;
+        let child = mem.word(at)?;
+        let ok = match child & PRIMARY_MASK {
+            // A leaf cell; its pointer is checked when it is visited.
+            PRIMARY_LIST => true,
+            PRIMARY_BOXED => match classify(child, at)? {
+                Word::Boxed(node) => {
+                    let node_header = mem.word(node)?;
+                    node_header & PRIMARY_MASK == PRIMARY_HEADER
+                        && layout.kind_of(node_header) == Some(Kind::Map)
+                        && (node_header >> MAP_TYPE_SHIFT) & MAP_TYPE_MASK == MAP_TYPE_HASHMAP_NODE
+                }
+                _ => false,
+            },
+            _ => false,
+        };
+        if !ok {
+            return Ok(None);
+        }
+    }
+    Ok(Some(Shape {
+        words: 1 + map_arity + child_count as u64,
+        children,
+        child_count,
+        hashmap_node: true,
+    }))
 }
 
 /// A flatmap whose header is the layout's flatmap header, when it passes the
 /// checks of [`map`]; `None` when not (the general decoder then says why).
 #[inline(always)]
-fn flatmap<M: Memory>(
+fn flatmap_shape<M: Memory>(
     mem: &M,
     layout: &Layout,
     addr: usize,
-) -> Result<Option<Object>, LayoutError> {
+) -> Result<Option<Shape>, LayoutError> {
     let keys_count = word_at(mem, addr, 1)?;
     if keys_count > layout.flatmap_max_keys {
         return Ok(None);
@@ -252,17 +356,18 @@ fn flatmap<M: Memory>(
     if !points_to_tuple_of(mem, layout, keys_word, keys_at, keys_count)? {
         return Ok(None);
     }
-    Ok(Some(Object {
+    Ok(Some(Shape {
         words: layout.flatmap_base_words + keys_count,
         children: keys_at,
         child_count: 1 + keys_count as usize,
-        ..Object::leaf(0)
+        hashmap_node: false,
     }))
 }
 
+/// The general decoder: every kind, every check, and the reason for a refusal.
 #[cold]
 #[inline(never)]
-fn boxed_any<M: Memory>(
+pub fn boxed_any<M: Memory>(
     mem: &M,
     layout: &Layout,
     addr: usize,
@@ -939,8 +1044,8 @@ fn map<M: Memory>(
         if word_at(mem, addr, 1)? > layout.flatmap_max_keys {
             return bad("flatmap larger than the flatmap limit");
         }
-        return match flatmap(mem, layout, addr)? {
-            Some(object) => Ok(object),
+        return match flatmap_shape(mem, layout, addr)? {
+            Some(shape) => Ok(shape.object()),
             None => {
                 let keys_at = addr + 2 * WORD_BYTES;
                 Err(LayoutError::new(

@@ -44,6 +44,8 @@ pub struct VisitedSet {
     /// the objects they hold in another), and each finds its slot here in
     /// one compare, without the index.
     recent: [(usize, usize); RECENT],
+    /// For each entry of `recent`, the page it held before.
+    older: [(usize, usize); RECENT],
 }
 
 /// Entries of [`VisitedSet::recent`] (a power of two).
@@ -63,13 +65,29 @@ impl VisitedSet {
             index: HashMap::with_hasher(fixed_hasher()),
             pages: Vec::new(),
             recent: [(usize::MAX, 0); RECENT],
+            older: [(usize::MAX, 0); RECENT],
         }
     }
 
     /// Marks `addr`; returns `true` if it was not marked before. A new page
     /// is charged to `work` and may end the walk (never the VM).
-    #[inline]
+    ///
+    /// Inline: one compare against the recent-page table and a bit test.
+    /// While the set is still the array, no page is recent (the table holds
+    /// a page no address has), so the array is looked at out of line.
+    #[inline(always)]
     pub fn insert(&mut self, addr: usize, work: &mut Work) -> Result<bool, Stop> {
+        let page = addr >> PAGE_SHIFT;
+        let (recent_page, recent_slot) = self.recent[page & (RECENT - 1)];
+        if recent_page == page {
+            return Ok(self.mark(recent_slot, addr));
+        }
+        self.insert_elsewhere(addr, work)
+    }
+
+    /// [`VisitedSet::insert`] off the recent pages: the array, or another page.
+    #[inline(never)]
+    fn insert_elsewhere(&mut self, addr: usize, work: &mut Work) -> Result<bool, Stop> {
         if self.pages.is_empty() {
             if self.few[..self.few_len].contains(&addr) {
                 return Ok(false);
@@ -137,9 +155,19 @@ impl VisitedSet {
     /// The slot of `page`'s bitmap, made when new.
     #[inline(always)]
     fn slot(&mut self, page: usize, work: &mut Work) -> Result<usize, Stop> {
-        let (recent_page, recent_slot) = self.recent[page & (RECENT - 1)];
+        let set = page & (RECENT - 1);
+        let (recent_page, recent_slot) = self.recent[set];
         if recent_page == page {
             return Ok(recent_slot);
+        }
+        // The page met before the last one in this entry: the two swap, so
+        // a walk going back and forth between two pages that share an entry
+        // (a literal and the heap, say) never looks in the index.
+        let (older_page, older_slot) = self.older[set];
+        if older_page == page {
+            self.older[set] = (recent_page, recent_slot);
+            self.recent[set] = (page, older_slot);
+            return Ok(older_slot);
         }
         self.switch_page(page, work)
     }
@@ -153,7 +181,9 @@ impl VisitedSet {
             reserve(&mut self.pages, work)?;
             self.pages.push([0; BITS_PER_PAGE / 64]);
         }
-        self.recent[page & (RECENT - 1)] = (page, slot);
+        let set = page & (RECENT - 1);
+        self.older[set] = self.recent[set];
+        self.recent[set] = (page, slot);
         Ok(slot)
     }
 }

@@ -22,10 +22,10 @@
 
 use std::collections::HashMap;
 
-use crate::decode::{self, classify, Detail, LayoutError, Object, Word};
+use crate::decode::{self, classify, Detail, LayoutError, Object, Shape, Word};
 use crate::layout::Layout;
 use crate::memory::Memory;
-use crate::tags::WORD_BYTES;
+use crate::tags::{CONS_WORDS, PRIMARY_BOXED, PRIMARY_LIST, PRIMARY_MASK, WORD_BYTES};
 use crate::visited::{fixed_hasher, VisitedSet};
 
 /// Why a walk ended without a result.
@@ -268,10 +268,14 @@ fn object_of<M: Memory>(
 }
 
 /// Ranges of term words still to visit: (address of the next word, count).
-/// The first few are kept inline, so a small term's walk allocates nothing.
+/// The top few are kept inline, so a small term's walk allocates nothing;
+/// when they are full they move to the heap together, and come back
+/// together when the inline ones are used up. `len` is touched only by the
+/// inlined methods (the out-of-line ones get the arrays, not `self`), so it
+/// stays in a register.
 struct Pending {
     few: [(usize, usize); PENDING_INLINE],
-    few_len: usize,
+    len: usize,
     more: Vec<(usize, usize)>,
 }
 
@@ -282,34 +286,152 @@ impl Pending {
     fn new() -> Self {
         Pending {
             few: [(0, 0); PENDING_INLINE],
-            few_len: 0,
+            len: 0,
             more: Vec::new(),
         }
     }
 
     #[inline(always)]
     fn push(&mut self, range: (usize, usize), work: &mut Work) -> Result<(), Stop> {
-        if self.few_len < PENDING_INLINE && self.more.is_empty() {
-            self.few[self.few_len] = range;
-            self.few_len += 1;
-            return Ok(());
+        if self.len == PENDING_INLINE {
+            spill(&self.few, &mut self.more, work)?;
+            self.len = 0;
         }
-        reserve(&mut self.more, work)?;
-        self.more.push(range);
+        self.few[self.len] = range;
+        self.len += 1;
         Ok(())
     }
 
     #[inline(always)]
     fn pop(&mut self) -> Option<(usize, usize)> {
-        if let Some(range) = self.more.pop() {
-            return Some(range);
+        if self.len == 0 {
+            self.len = refill(&mut self.few, &mut self.more);
+            if self.len == 0 {
+                return None;
+            }
         }
-        if self.few_len == 0 {
-            return None;
-        }
-        self.few_len -= 1;
-        Some(self.few[self.few_len])
+        self.len -= 1;
+        Some(self.few[self.len])
     }
+}
+
+/// The inline ranges, all in use, move to the heap (oldest first).
+#[cold]
+#[inline(never)]
+fn spill(
+    few: &[(usize, usize); PENDING_INLINE],
+    more: &mut Vec<(usize, usize)>,
+    work: &mut Work,
+) -> Result<(), Stop> {
+    if more.capacity() - more.len() < PENDING_INLINE {
+        let extra = more.capacity().max(4 * PENDING_INLINE);
+        work.allocate(extra.saturating_mul(std::mem::size_of::<(usize, usize)>()))?;
+        more.try_reserve(extra).map_err(|_| Stop::OutOfMemory)?;
+    }
+    more.extend_from_slice(few);
+    Ok(())
+}
+
+/// The newest ranges on the heap come back inline; how many.
+#[cold]
+#[inline(never)]
+fn refill(few: &mut [(usize, usize); PENDING_INLINE], more: &mut Vec<(usize, usize)>) -> usize {
+    let count = more.len().min(PENDING_INLINE);
+    let from = more.len() - count;
+    few[..count].copy_from_slice(&more[from..]);
+    more.truncate(from);
+    count
+}
+
+/// What a walk does with each object it reaches (once per path). Both
+/// methods are inlined into [`traverse`]: they are the only per-object work
+/// besides the decoding.
+trait Visitor {
+    /// A cons cell at `addr`: whether to read its head and tail.
+    fn cons(&mut self, addr: usize, work: &mut Work) -> Result<bool, Stop>;
+    /// A common boxed object at `addr` ([`decode::shape`]): whether to read
+    /// its children.
+    fn shape(&mut self, addr: usize, shape: &Shape, work: &mut Work) -> Result<bool, Stop>;
+    /// Any other boxed object at `addr`: whether to read its children.
+    fn boxed(&mut self, addr: usize, object: &Object, work: &mut Work) -> Result<bool, Stop>;
+}
+
+/// A boxed object that is not one of the common shapes, decoded and visited
+/// out of the hot loop: the range of its children to read (count 0 for none).
+#[inline(never)]
+fn rare<M: Memory, V: Visitor>(
+    mem: &M,
+    layout: &Layout,
+    addr: usize,
+    detail: Detail,
+    work: &mut Work,
+    visit: &mut V,
+) -> Result<(usize, usize), Stop> {
+    let object = decode::boxed_any(mem, layout, addr, detail)?;
+    Ok(match visit.boxed(addr, &object, work)? {
+        true => (object.children, object.child_count),
+        false => (0, 0),
+    })
+}
+
+/// A list cell's head `head` (read at `at`, not an immediate) when it is
+/// boxed and one of the common shapes: decoded and visited, and its
+/// children checked up to the first that is not an immediate (its index, or
+/// the child count when all are). A child count of 0 when the visit does
+/// not descend. `None` for a list head or any other object, which the
+/// caller walks the general way (nothing has been visited then).
+#[inline(always)]
+fn boxed_head<M: Memory, V: Visitor>(
+    mem: &M,
+    layout: &Layout,
+    head: u64,
+    at: usize,
+    detail: Detail,
+    work: &mut Work,
+    visit: &mut V,
+) -> Result<Option<(Shape, usize)>, Stop> {
+    if head & PRIMARY_MASK != PRIMARY_BOXED {
+        return Ok(None);
+    }
+    let Word::Boxed(addr) = classify(head, at)? else {
+        return unreachable_tag(head, at);
+    };
+    let Some(mut shape) = decode::shape(mem, layout, addr, detail)? else {
+        return Ok(None);
+    };
+    if !visit.shape(addr, &shape, work)? {
+        shape.child_count = 0;
+        return Ok(Some((shape, 0)));
+    }
+    for k in 0..shape.child_count {
+        let child_at = shape.children + k * WORD_BYTES;
+        let child = mem.word(child_at)?;
+        if !decode::is_immediate(child) {
+            return Ok(Some((shape, k)));
+        }
+        decode::check_immediate(child, child_at)?;
+    }
+    Ok(Some((shape, shape.child_count)))
+}
+
+/// The address of a list term `word` read at `at`, checked as [`classify`]
+/// checks it.
+#[inline(always)]
+fn list_address(word: u64, at: usize) -> Result<usize, Stop> {
+    match classify(word, at)? {
+        Word::List(addr) => Ok(addr),
+        _ => unreachable_tag(word, at),
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn unreachable_tag<T>(word: u64, at: usize) -> Result<T, Stop> {
+    Err(Stop::Layout(LayoutError::new(
+        "term word of an unexpected tag",
+        at,
+        word,
+    )))
 }
 
 /// Depth-first traversal with an explicit stack. `visit` sees each object
@@ -317,20 +439,23 @@ impl Pending {
 ///
 /// The range of term words being read is kept in locals, and immediates in
 /// it are checked and skipped in a tight loop; only a range left unfinished
-/// when the walk descends goes to the stack. A list spine is a range of two
-/// words (head, tail), so a long list of immediates never touches the stack.
+/// when the walk descends goes to the stack. A list spine is followed in a
+/// loop of its own: each cell's head and tail are read together, an
+/// immediate head is checked on the spot, and a head that is not an
+/// immediate is walked first with the tail as the range to read after it,
+/// so a long list never touches the stack unless its elements have children.
 #[inline(always)]
-fn traverse<M, F>(
+fn traverse<M, V>(
     mem: &M,
     layout: &Layout,
     root: u64,
     detail: Detail,
     work: &mut Work,
-    mut visit: F,
+    visit: &mut V,
 ) -> Result<(), Stop>
 where
     M: Memory,
-    F: FnMut(usize, &Object, &mut Work) -> Result<bool, Stop>,
+    V: Visitor,
 {
     let mut pending = Pending::new();
     // The range being read: the next word's address and how many are left.
@@ -338,40 +463,84 @@ where
     let mut left = 0usize;
     let mut term = root;
     let mut at = 0usize;
-    loop {
+    'term: loop {
         // `term` (read at `at`) is the root or a word that is not an
         // immediate; its children, if any, become the range to read.
-        let children = match classify(term, at)? {
-            Word::Immediate => None,
-            Word::List(addr) => {
-                if !visit(addr, &Object::cons(addr), work)? {
-                    None
-                } else {
-                    // A list spine: an immediate head is checked here, so
-                    // the range is the tail alone and needs no stack.
-                    let head = mem.word(addr)?;
-                    if decode::is_immediate(head) {
-                        decode::check_immediate(head, addr)?;
-                        Some((addr + WORD_BYTES, 1))
-                    } else {
-                        Some((addr, 2))
+        let tag = term & PRIMARY_MASK;
+        if tag == PRIMARY_LIST {
+            let mut addr = list_address(term, at)?;
+            while visit.cons(addr, work)? {
+                let head = mem.word(addr)?;
+                let tail_at = addr + WORD_BYTES;
+                let tail = mem.word(tail_at)?;
+                if decode::is_immediate(head) {
+                    decode::check_immediate(head, addr)?;
+                } else if let Some((object, first)) =
+                    boxed_head(mem, layout, head, addr, detail, work, visit)?
+                {
+                    // A common object whose children are immediates up to
+                    // `first`: it is done here, on with the tail, unless a
+                    // child has children of its own. Then that child first,
+                    // the rest of the object's children, and the tail.
+                    if first < object.child_count {
+                        if left > 0 {
+                            pending.push((next, left), work)?;
+                        }
+                        at = object.children + first * WORD_BYTES;
+                        let rest = object.child_count - first - 1;
+                        if rest > 0 {
+                            pending.push((tail_at, 1), work)?;
+                            (next, left) = (at + WORD_BYTES, rest);
+                        } else {
+                            (next, left) = (tail_at, 1);
+                        }
+                        term = mem.word(at)?;
+                        continue 'term;
                     }
+                } else {
+                    // The head first, then the tail.
+                    if left > 0 {
+                        pending.push((next, left), work)?;
+                    }
+                    next = tail_at;
+                    left = 1;
+                    term = head;
+                    at = addr;
+                    continue 'term;
                 }
-            }
-            Word::Boxed(addr) => {
-                let object = decode::boxed(mem, layout, addr, detail)?;
-                match visit(addr, &object, work)? && object.child_count > 0 {
-                    true => Some((object.children, object.child_count)),
-                    false => None,
+                if tail & PRIMARY_MASK == PRIMARY_LIST {
+                    addr = list_address(tail, tail_at)?;
+                    continue;
                 }
+                if decode::is_immediate(tail) {
+                    decode::check_immediate(tail, tail_at)?;
+                    break;
+                }
+                // An improper list's last tail (or a word no term has).
+                term = tail;
+                at = tail_at;
+                continue 'term;
             }
-        };
-        if let Some((first, count)) = children {
-            if left > 0 {
-                pending.push((next, left), work)?;
+        } else if tag == PRIMARY_BOXED {
+            let Word::Boxed(addr) = classify(term, at)? else {
+                return unreachable_tag(term, at);
+            };
+            let children = match decode::shape(mem, layout, addr, detail)? {
+                Some(shape) => match visit.shape(addr, &shape, work)? {
+                    true => (shape.children, shape.child_count),
+                    false => (0, 0),
+                },
+                None => rare(mem, layout, addr, detail, work, visit)?,
+            };
+            if children.1 > 0 {
+                if left > 0 {
+                    pending.push((next, left), work)?;
+                }
+                (next, left) = children;
             }
-            next = first;
-            left = count;
+        } else {
+            // An immediate root, or a header word where a term must be.
+            classify(term, at)?;
         }
         // The next word that is not an immediate.
         loop {
@@ -396,6 +565,60 @@ where
     }
 }
 
+/// The flat walk's counting: one counter serves every limit, so the hot
+/// loop does a single compare against `cap`, the nearest of the path limit
+/// and the end of the work chunk; only when it is passed does it find out
+/// which.
+struct FlatCount {
+    total: u64,
+    charged: u64,
+    cap: u64,
+    path_limit: u64,
+}
+
+impl FlatCount {
+    #[inline(always)]
+    fn add(&mut self, words: u64, work: &mut Work) -> Result<bool, Stop> {
+        self.total += words;
+        if self.total > self.cap {
+            self.passed_cap(work)?;
+        }
+        Ok(true)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn passed_cap(&mut self, work: &mut Work) -> Result<(), Stop> {
+        if self.total > self.path_limit {
+            return Err(Stop::Budget);
+        }
+        // The chunk ran out: charge what was counted, take the next one.
+        work.next_chunk(self.total - self.charged)?;
+        self.charged = self.total;
+        self.cap = self
+            .path_limit
+            .min(self.total.saturating_add(work.remaining));
+        Ok(())
+    }
+}
+
+impl Visitor for FlatCount {
+    #[inline(always)]
+    fn cons(&mut self, _addr: usize, work: &mut Work) -> Result<bool, Stop> {
+        self.add(CONS_WORDS, work)
+    }
+
+    #[inline(always)]
+    fn shape(&mut self, _addr: usize, shape: &Shape, work: &mut Work) -> Result<bool, Stop> {
+        self.add(shape.words, work)
+    }
+
+    #[inline(always)]
+    fn boxed(&mut self, _addr: usize, object: &Object, work: &mut Work) -> Result<bool, Stop> {
+        self.add(object.flat_words(), work)
+    }
+}
+
 /// Flat words of `root`, counting every path like `erts_debug:flat_size/1`;
 /// `None` as soon as more than `path_limit` words have been counted.
 pub fn flat_words<M: Memory>(
@@ -405,25 +628,14 @@ pub fn flat_words<M: Memory>(
     path_limit: u64,
     work: &mut Work,
 ) -> Result<Option<u64>, Stop> {
-    // One counter serves every limit: the hot loop does a single compare
-    // against `cap`, the nearest of the path limit and the end of the work
-    // chunk; only when it is passed does it find out which.
-    let mut charged = 0u64;
-    let mut cap = path_limit.min(work.remaining);
-    let mut total = 0u64;
-    let result = traverse(mem, layout, root, Detail::Words, work, |_, object, work| {
-        total += object.flat_words();
-        if total > cap {
-            if total > path_limit {
-                return Err(Stop::Budget);
-            }
-            // The chunk ran out: charge what was counted, take the next one.
-            work.next_chunk(total - charged)?;
-            charged = total;
-            cap = path_limit.min(total.saturating_add(work.remaining));
-        }
-        Ok(true)
-    });
+    let mut count = FlatCount {
+        total: 0,
+        charged: 0,
+        cap: path_limit.min(work.remaining),
+        path_limit,
+    };
+    let result = traverse(mem, layout, root, Detail::Words, work, &mut count);
+    let FlatCount { total, charged, .. } = count;
     match result {
         Ok(()) => {
             work.next_chunk_or_drain(total - charged);
@@ -481,7 +693,8 @@ pub fn scan<M: Memory>(
     detail: Detail,
     work: &mut Work,
 ) -> Result<Scan, Stop> {
-    scan_with_repeats(mem, layout, root, detail, work).map(|(found, _)| found)
+    // What is met again matters only to the flat size: not looked at here.
+    scan_with_repeats::<M, false>(mem, layout, root, detail, work).map(|(found, _)| found)
 }
 
 /// What a scan learns of the objects it meets again, for the flat size.
@@ -500,13 +713,7 @@ impl Repeats {
     /// `object` was reached again.
     #[cold]
     #[inline(never)]
-    fn met_again<M: Memory>(
-        &mut self,
-        mem: &M,
-        object: &Object,
-        work: &mut Work,
-    ) -> Result<(), Stop> {
-        work.spend(object.child_count as u64)?;
+    fn met_again<M: Memory>(&mut self, mem: &M, object: &Object) -> Result<(), Stop> {
         if only_immediate_children(mem, object)? {
             self.leaf_words += object.flat_words();
         } else {
@@ -533,64 +740,167 @@ fn only_immediate_children<M: Memory>(mem: &M, object: &Object) -> Result<bool, 
     Ok(true)
 }
 
-fn scan_with_repeats<M: Memory>(
+/// The scan's bookkeeping: what it found, what it met again, and the
+/// objects and off-heap `Binary`s already seen.
+/// `REPEATS`: whether to learn what [`Repeats`] says of the objects met
+/// again (for `term_size`'s flat size; a scan alone needs only whether any is).
+struct ScanVisit<'m, M, const REPEATS: bool> {
+    mem: &'m M,
+    /// Work spent, of which `charged` is charged to the allowance already;
+    /// `cap` is where the current chunk ends (as in [`FlatCount`]).
+    spent: u64,
+    charged: u64,
+    cap: u64,
+    result: Scan,
+    repeats: Repeats,
+    visited: VisitedSet,
+    /// Off-heap `Binary`s seen: by address, as objects are (they sit close
+    /// together in the binary allocator's carriers). Made at the first one:
+    /// most terms pin none, and a set costs a small scan its initialisation.
+    binaries: Option<VisitedSet>,
+}
+
+impl<M: Memory, const REPEATS: bool> ScanVisit<'_, M, REPEATS> {
+    /// `object` at `addr` was reached again: no descent.
+    #[cold]
+    #[inline(never)]
+    fn again(&mut self, object: &Object, work: &mut Work) -> Result<bool, Stop> {
+        self.result.repeats = true;
+        if REPEATS && !self.repeats.deep {
+            self.spend(object.child_count as u64, work)?;
+            self.repeats.met_again(self.mem, object)?;
+        }
+        Ok(false)
+    }
+
+    /// Spends an object of `words` words: one unit per word and one more.
+    #[inline(always)]
+    fn spend(&mut self, words: u64, work: &mut Work) -> Result<(), Stop> {
+        self.spent += words + 1;
+        if self.spent > self.cap {
+            self.charge(work)?;
+        }
+        Ok(())
+    }
+
+    /// The current chunk ran out: charge what was spent, take the next one.
+    #[cold]
+    #[inline(never)]
+    fn charge(&mut self, work: &mut Work) -> Result<(), Stop> {
+        work.next_chunk(self.spent - self.charged)?;
+        self.charged = self.spent;
+        self.cap = self.spent.saturating_add(work.remaining);
+        Ok(())
+    }
+
+    /// Counts `words` at `addr` once.
+    #[inline(always)]
+    fn count(&mut self, addr: usize, words: u64) {
+        if self.mem.is_literal(addr) {
+            self.result.literal_words += words;
+        } else {
+            self.result.shared_words += words;
+        }
+    }
+
+    /// The attached object and the off-heap `Binary` of an object seen for
+    /// the first time (rare: OTP 27 BinRefs and FunRefs, refc binaries).
+    #[cold]
+    #[inline(never)]
+    fn extras(&mut self, object: &Object, work: &mut Work) -> Result<(), Stop> {
+        if let Some(attached) = object.attached {
+            if self.visited.insert(attached.addr, work)? {
+                self.spend(attached.words, work)?;
+                self.count(attached.addr, attached.words);
+            } else {
+                // A copy would take it again with this owner.
+                self.result.repeats = true;
+                self.result.attached_repeat_words += attached.words;
+            }
+        }
+        if let Some(binary) = object.binary {
+            if self
+                .binaries
+                .get_or_insert_with(VisitedSet::new)
+                .insert(binary.addr, work)?
+            {
+                self.result.off_heap_binaries += 1;
+                self.result.off_heap_bytes += binary.orig_size;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl<M: Memory, const REPEATS: bool> Visitor for ScanVisit<'_, M, REPEATS> {
+    #[inline(always)]
+    fn cons(&mut self, addr: usize, work: &mut Work) -> Result<bool, Stop> {
+        if !self.visited.insert(addr, work)? {
+            return self.again(&Object::cons(addr), work);
+        }
+        self.spend(CONS_WORDS, work)?;
+        self.count(addr, CONS_WORDS);
+        Ok(true)
+    }
+
+    #[inline(always)]
+    fn shape(&mut self, addr: usize, shape: &Shape, work: &mut Work) -> Result<bool, Stop> {
+        if !self.visited.insert(addr, work)? {
+            return self.again(&shape.object(), work);
+        }
+        self.spend(shape.words, work)?;
+        if self.mem.is_literal(addr) {
+            self.result.literal_words += shape.words;
+        } else {
+            self.result.shared_words += shape.words;
+            if shape.hashmap_node {
+                self.result.hashmap_node_words += shape.words;
+            }
+        }
+        Ok(true)
+    }
+
+    #[inline(always)]
+    fn boxed(&mut self, addr: usize, object: &Object, work: &mut Work) -> Result<bool, Stop> {
+        if !self.visited.insert(addr, work)? {
+            return self.again(object, work);
+        }
+        self.spend(object.words, work)?;
+        if self.mem.is_literal(addr) {
+            self.result.literal_words += object.words;
+        } else {
+            self.result.shared_words += object.words;
+            if object.hashmap_node {
+                self.result.hashmap_node_words += object.words;
+            }
+        }
+        if object.attached.is_some() || object.binary.is_some() {
+            self.extras(object, work)?;
+        }
+        Ok(true)
+    }
+}
+
+fn scan_with_repeats<M: Memory, const REPEATS: bool>(
     mem: &M,
     layout: &Layout,
     root: u64,
     detail: Detail,
     work: &mut Work,
 ) -> Result<(Scan, Repeats), Stop> {
-    let mut result = Scan::default();
-    let mut repeats = Repeats::default();
-    let mut visited = VisitedSet::new();
-    // Off-heap `Binary`s seen: by address, as objects are (they sit close
-    // together in the binary allocator's carriers).
-    // Made at the first one: most terms pin none, and a set costs a small
-    // scan its initialisation.
-    let mut binaries: Option<VisitedSet> = None;
-    traverse(mem, layout, root, detail, work, |addr, object, work| {
-        if !visited.insert(addr, work)? {
-            result.repeats = true;
-            if !repeats.deep {
-                repeats.met_again(mem, object, work)?;
-            }
-            return Ok(false);
-        }
-        work.spend(object.words)?;
-        if mem.is_literal(addr) {
-            result.literal_words += object.words;
-        } else {
-            result.shared_words += object.words;
-            if object.hashmap_node {
-                result.hashmap_node_words += object.words;
-            }
-        }
-        if let Some(attached) = object.attached {
-            if visited.insert(attached.addr, work)? {
-                work.spend(attached.words)?;
-                if mem.is_literal(attached.addr) {
-                    result.literal_words += attached.words;
-                } else {
-                    result.shared_words += attached.words;
-                }
-            } else {
-                // A copy would take it again with this owner.
-                result.repeats = true;
-                result.attached_repeat_words += attached.words;
-            }
-        }
-        if let Some(binary) = object.binary {
-            if binaries
-                .get_or_insert_with(VisitedSet::new)
-                .insert(binary.addr, work)?
-            {
-                result.off_heap_binaries += 1;
-                result.off_heap_bytes += binary.orig_size;
-            }
-        }
-        Ok(true)
-    })?;
-    Ok((result, repeats))
+    let mut visit = ScanVisit::<M, REPEATS> {
+        mem,
+        spent: 0,
+        charged: 0,
+        cap: work.remaining,
+        result: Scan::default(),
+        repeats: Repeats::default(),
+        visited: VisitedSet::new(),
+        binaries: None,
+    };
+    traverse(mem, layout, root, detail, work, &mut visit)?;
+    work.next_chunk_or_drain(visit.spent - visit.charged);
+    Ok((visit.result, visit.repeats))
 }
 
 /// Flat words in time linear in the distinct objects: the number of paths
@@ -779,7 +1089,7 @@ pub fn term_size<M: Memory>(
     root: u64,
     work: &mut Work,
 ) -> Result<TermSize, Stop> {
-    let (found, repeats) = scan_with_repeats(mem, layout, root, Detail::OffHeap, work)?;
+    let (found, repeats) = scan_with_repeats::<M, true>(mem, layout, root, Detail::OffHeap, work)?;
     let flat_words = if repeats.deep {
         flat_with_sharing(mem, layout, root, found.distinct_words(), work)?
     } else {

@@ -277,3 +277,169 @@ fn term_size_counts_repeated_owners_and_attached_objects_on_27() {
             .unwrap() as u128
     );
 }
+
+#[test]
+fn hashmap_nodes_inline() {
+    let mut h = TestHeap::new();
+    let leaf1 = h.cons(small(1), small(10));
+    let leaf2 = h.cons(small(2), small(20));
+    let leaf3 = h.cons(small(3), small(30));
+    let inner = h.hashmap_node(0b101, &[leaf2, leaf3]);
+    let head = h.hashmap_head(0b11, 3, &[leaf1, inner]);
+    // head 2 + 2, inner 1 + 2, three leaves of 2
+    sized_everywhere(&OTP_25, &mut h, head, 13);
+    let leaves: Vec<u64> = (0..16).map(|i| h.cons(small(i), NIL)).collect();
+    let array = h.hashmap_head(0xFFFF, 16, &leaves);
+    sized_everywhere(&OTP_25, &mut h, array, 18 + 32);
+    // Refused as the general decoder refuses them, whichever child is wrong.
+    let zero_bitmap = h.hashmap_node(0, &[]);
+    refused_everywhere(
+        &OTP_25,
+        &mut h,
+        zero_bitmap,
+        "hashmap node header out of range",
+    );
+    let flatmap_keys = h.tuple(&[small(1)]);
+    let flatmap = h.flatmap(flatmap_keys, &[small(2)]);
+    let tuple = h.tuple(&[small(1), small(2)]);
+    for bad_child in [small(1), flatmap, tuple, head] {
+        let node = h.hashmap_node(0b111, &[leaf1, leaf2, bad_child]);
+        refused_everywhere(
+            &OTP_25,
+            &mut h,
+            node,
+            "hashmap child is neither a leaf nor a node",
+        );
+    }
+    let bad_leaf = h.hashmap_node(0b11, &[leaf1, leaf2 | 4]);
+    refused_everywhere(&OTP_25, &mut h, bad_leaf, "bad list pointer");
+    let bad_node = h.hashmap_node(0b11, &[leaf1, 0x12]);
+    refused_everywhere(&OTP_25, &mut h, bad_node, "bad boxed pointer");
+    // Bits above the value, and an array head that is not full.
+    let above = boxed_term(h.alloc(&[(1 << 32) | (0b1 << 16) | (1 << 6) | 0x3C, leaf1]));
+    refused_everywhere(
+        &OTP_25,
+        &mut h,
+        above,
+        "map header with bits above its value",
+    );
+    let not_full = boxed_term(h.alloc(&[(0b1 << 16) | (1 << 8) | (2 << 6) | 0x3C, 1, leaf1]));
+    refused_everywhere(
+        &OTP_25,
+        &mut h,
+        not_full,
+        "hashmap node header out of range",
+    );
+}
+
+#[test]
+fn list_spines_with_every_kind_of_head_and_tail() {
+    let mut h = TestHeap::new();
+    let pair = |h: &mut TestHeap| h.tuple(&[small(1), small(2)]);
+    let inner = |h: &mut TestHeap| {
+        let t = pair(h);
+        h.list(&[small(1), t])
+    };
+    // Heads: immediates, objects with children, lists; an improper tail
+    // that is an immediate, and one that is an object (nothing shared, so
+    // that every walk gives the same words).
+    let (t, i) = (pair(&mut h), inner(&mut h));
+    let first = h.list(&[small(1), t, i, small(2), NIL]);
+    let (i1, i2, t) = (inner(&mut h), inner(&mut h), pair(&mut h));
+    let second = h.list(&[i1, i2, t]);
+    let improper = h.cons(small(5), small(6));
+    let t = pair(&mut h);
+    let boxed_tail = h.cons(small(5), t);
+    let (a, t) = (h.cons(small(5), small(6)), pair(&mut h));
+    let b = h.cons(small(5), t);
+    let both = h.list(&[a, b]);
+    // Tuple heads whose first child with children is in the middle, last,
+    // or first.
+    let (a, b, c) = (pair(&mut h), pair(&mut h), pair(&mut h));
+    let (mid, last, head_first) = (
+        h.tuple(&[small(1), a, small(2)]),
+        h.tuple(&[small(1), small(2), b]),
+        h.tuple(&[c, small(2)]),
+    );
+    let tuple_heads = h.list(&[mid, small(0), last, head_first]);
+    let cases = [
+        (tuple_heads, 8 + (4 + 3) + (4 + 3) + (3 + 3)),
+        (first, 10 + 3 + 7),
+        (second, 6 + 7 + 7 + 3),
+        (improper, 2),
+        (boxed_tail, 2 + 3),
+        (both, 4 + 2 + 5),
+    ];
+    for (term, words) in cases {
+        sized_everywhere(&OTP_25, &mut h, term, words);
+    }
+    let t = pair(&mut h);
+    // A bad word as a head or as a tail, first or deep in the spine.
+    for bad in [0x1B, 0x40, 0x12] {
+        let tail = h.cons(small(1), bad);
+        let head = h.cons(bad, NIL);
+        let what = match bad {
+            0x1B => "invalid immediate in a term",
+            0x40 => "header word where a term was expected",
+            _ => "bad boxed pointer",
+        };
+        for term in [tail, head] {
+            let long = h.list(&[small(1), t, term]);
+            refused_everywhere(&OTP_25, &mut h, term, what);
+            refused_everywhere(&OTP_25, &mut h, long, what);
+        }
+    }
+}
+
+/// A tree of pairs `depth` levels deep: the stack of pending ranges passes
+/// its inline part and comes back many times.
+fn pairs(h: &mut TestHeap, depth: u32) -> u64 {
+    if depth == 0 {
+        return h.tuple(&[small(1)]);
+    }
+    let left = pairs(h, depth - 1);
+    let right = pairs(h, depth - 1);
+    let list = h.list(&[left, small(0)]);
+    h.tuple(&[list, right])
+}
+
+#[test]
+fn deep_terms_spill_the_pending_ranges_and_take_them_back() {
+    let mut h = TestHeap::new();
+    for depth in [4, 15, 16, 17, 18] {
+        let term = pairs(&mut h, depth);
+        // 2^depth leaves of 2 words, 2^depth - 1 pairs of 3 + 4 list words.
+        let n = 1u64 << depth;
+        let words = 2 * n + 7 * (n - 1);
+        assert_eq!(
+            flat_words(&h, &OTP_25, term, u64::MAX, &mut Work::unlimited()),
+            Ok(Some(words))
+        );
+        let found = scan(&h, &OTP_25, term, Detail::Words, &mut Work::unlimited()).unwrap();
+        assert_eq!((found.shared_words, found.repeats), (words, false));
+        // The heap part of the stack is charged to the memory allowance.
+        let mut work = Work::unlimited().with_memory_limit(0);
+        let got = flat_words(&h, &OTP_25, term, u64::MAX, &mut work);
+        // Two ranges wait per level: a shallow tree needs no heap at all.
+        if depth > 8 {
+            assert_eq!(got, Err(Stop::OutOfMemory));
+        } else {
+            assert_eq!(got, Ok(Some(words)));
+        }
+    }
+}
+
+#[test]
+fn a_list_head_met_again_is_counted_once_by_the_scans() {
+    let mut h = TestHeap::new();
+    let inner = h.tuple(&[small(1), small(2)]);
+    let shared = h.tuple(&[small(1), inner]);
+    let list = h.list(&[shared, shared, inner, small(3)]);
+    let flat = flat_words(&h, &OTP_25, list, u64::MAX, &mut Work::unlimited());
+    assert_eq!(flat, Ok(Some(8 + 2 * (3 + 3) + 3)));
+    let found = scan(&h, &OTP_25, list, Detail::Words, &mut Work::unlimited()).unwrap();
+    assert_eq!((found.shared_words, found.repeats), (8 + 3 + 3, true));
+    let size = term_size(&h, &OTP_25, list, &mut Work::unlimited()).unwrap();
+    assert_eq!(size.flat_words, 8 + 2 * (3 + 3) + 3);
+    assert_eq!(size.scan, found);
+}
