@@ -268,28 +268,35 @@ walk(Term, Opts) ->
     Rows = maps:get(n, Opts, ?DEFAULT_ROWS),
     Depth = maps:get(depth, Opts, ?DEFAULT_DEPTH),
     Max = maps:get(max_objects, Opts, ?DEFAULT_MAX_OBJECTS),
-    case mem_probe_nif:breakdown(Term, MinShare, Rows, Depth, Max) of
-        budget_exceeded -> mem_probe_nif:breakdown_dirty(Term, MinShare, Rows, Depth, Max);
+    Style = style(Opts),
+    case mem_probe_nif:breakdown(Term, MinShare, Rows, Depth, Max, Style) of
+        budget_exceeded -> mem_probe_nif:breakdown_dirty(Term, MinShare, Rows, Depth, Max, Style);
         Done -> Done
     end.
 
-walked(Term, {ok, {Words, OffHeap, Binaries, Literal, Objects, Nodes, GraphBytes}, Rows},
+%% What the NIF writes itself: list runs as Elixir ranges (1), and the
+%% labels it can (2: every label but those with record fields, which only
+%% this side knows, or keys that need `key_format').
+style(Opts) ->
+    Ranges = case maps:get(list_runs, Opts, pairs) of
+                 ranges -> 1;
+                 pairs -> 0
+             end,
+    Labels = case maps:get(records, Opts, []) of
+                 [] -> 2;
+                 _ -> 0
+             end,
+    Ranges bor Labels.
+
+walked(Term, {ok, {Total, Words, OffHeap, Binaries, Literal, Objects, Nodes, GraphBytes}, Rows},
        Opts) ->
-    WordSize = erlang:system_info(wordsize),
-    Total = Words * WordSize + OffHeap,
-    Labeller = labeller(Opts),
-    {ok, #{name => maps:get(name, Opts),
+    Name = maps:get(name, Opts),
+    {ok, #{name => Name,
            total => #{bytes => Total, shared_words => Words, off_heap_bytes => OffHeap,
                       off_heap_binaries => Binaries, literal_words => Literal,
                       objects => Objects, graph_nodes => Nodes,
                       graph_bytes => GraphBytes},
-           rows => [begin
-                        Bytes = RowWords * WordSize + RowOffHeap,
-                        {Label, Shown} = Labeller(Term, Path),
-                        #{path => Shown, label => Label, bytes => Bytes,
-                          shared_words => RowWords, off_heap_bytes => RowOffHeap,
-                          share => share(Bytes, Total), count => Count, kind => Kind}
-                    end || {Path, RowWords, RowOffHeap, Count, Kind} <- Rows]}};
+           rows => rows(Rows, Name, Term, Opts)}};
 walked(_Term, {error, Reason}, _Opts) when Reason =:= too_many_objects;
                                           Reason =:= out_of_memory ->
     %% Past max_objects, or past the walk memory limit (walk_memory_limit):
@@ -301,6 +308,23 @@ walked(_Term, {error, {layout_error, What, Address, Word}}, _Opts) ->
                                                  {What, Address, Word})}};
 walked(_Term, {error, Reason}, _Opts) ->
     {error, {walk_failed, Reason}}.
+
+%% The NIF's rows as maps: bytes and share come computed; a row whose label
+%% the NIF could not write (`false') is labelled here, following its path
+%% through the term.
+rows([{Path, Suffix, Bytes, Words, OffHeap, Share, Count, Kind} | Rest], Name, Term, Opts)
+  when is_binary(Suffix) ->
+    [#{path => Path, label => <<Name/binary, Suffix/binary>>, bytes => Bytes,
+       shared_words => Words, off_heap_bytes => OffHeap, share => Share, count => Count,
+       kind => Kind}
+     | rows(Rest, Name, Term, Opts)];
+rows([{Path, false, Bytes, Words, OffHeap, Share, Count, Kind} | Rest], Name, Term, Opts) ->
+    {Label, Shown} = (labeller(Opts))(Term, Path),
+    [#{path => Shown, label => Label, bytes => Bytes, shared_words => Words,
+       off_heap_bytes => OffHeap, share => Share, count => Count, kind => Kind}
+     | rows(Rest, Name, Term, Opts)];
+rows([], _Name, _Term, _Opts) ->
+    [].
 
 share(_Part, 0) -> 0.0;
 share(Part, Whole) -> Part / Whole.
@@ -343,7 +367,12 @@ field_name(F) -> F.
 
 label([], _At, _Label, Text, Shown) ->
     {iolist_to_binary(Text), lists:reverse(Shown)};
-label([Step | Rest], At, {Records, KeyFormat, Small, Runs} = Label, Text, Shown) ->
+label([Step0 | Rest], At, {Records, KeyFormat, Small, Runs} = Label, Text, Shown) ->
+    %% A run may come as an Elixir range already (`list_runs => ranges').
+    Step = case run_bounds(Step0) of
+               {F, L} -> {list, F, L};
+               none -> Step0
+           end,
     {Part, Next} = step(Step, At, Records, KeyFormat),
     ShownStep = case Step of
                     {key, Key} when Small ->
