@@ -274,13 +274,20 @@ fn encode<'a>(env: Env<'a>, found: &Breakdown, style: u64) -> Term<'a> {
     make_tuple(env, &[crate::ok().encode(env), total, rows])
 }
 
+fn settings(min_share: f64, max_rows: u64, max_depth: u64, max_objects: u64) -> Settings {
+    Settings {
+        min_share,
+        max_rows: max_rows as usize,
+        max_depth: max_depth as usize,
+        max_objects: max_objects as usize,
+        accumulation_only: true,
+    }
+}
+
 fn run<'a>(
     env: Env<'a>,
     term: Term<'a>,
-    min_share: f64,
-    max_rows: u64,
-    max_depth: u64,
-    max_objects: u64,
+    settings: &Settings,
     style: u64,
     mut budget: Budget,
 ) -> Term<'a> {
@@ -291,13 +298,6 @@ fn run<'a>(
     if !crate::NATIVE.load(Ordering::Acquire) {
         return (crate::error(), crate::not_calibrated()).encode(env);
     }
-    let settings = Settings {
-        min_share,
-        max_rows: max_rows as usize,
-        max_depth: max_depth as usize,
-        max_objects: max_objects as usize,
-        accumulation_only: true,
-    };
     // The same limit on the walk's own memory as every other walk.
     budget = budget.with_memory_limit(loaded.memory_limit);
     // SAFETY: as in `run` (lib.rs): this call's own argument, walked with a
@@ -306,7 +306,7 @@ fn run<'a>(
     let root = term_word(term);
     let result = match crate::injected_fault(loaded, root) {
         Some(fault) => Err(fault),
-        None => breakdown::breakdown(&mem, layout, root, &settings, &mut budget),
+        None => breakdown::breakdown(&mem, layout, root, settings, &mut budget),
     };
     match result {
         Ok(found) => encode(env, &found, style),
@@ -335,16 +335,8 @@ fn breakdown_nif<'a>(
 ) -> Term<'a> {
     // The same slice as the term-size walks: words, and CPU time.
     let budget = Budget::limited(NORMAL_SCHEDULER_WORDS).with_deadline(crate::normal_slice());
-    run(
-        env,
-        term,
-        min_share,
-        max_rows,
-        max_depth,
-        max_objects,
-        style,
-        budget,
-    )
+    let settings = settings(min_share, max_rows, max_depth, max_objects);
+    run(env, term, &settings, style, budget)
 }
 
 #[rustler::nif(schedule = "DirtyCpu")]
@@ -357,15 +349,6 @@ fn breakdown_dirty<'a>(
     max_objects: u64,
     style: u64,
 ) -> Term<'a> {
-    let budget = Budget::unlimited();
-    run(
-        env,
-        term,
-        min_share,
-        max_rows,
-        max_depth,
-        max_objects,
-        style,
-        budget,
-    )
+    let settings = settings(min_share, max_rows, max_depth, max_objects);
+    run(env, term, &settings, style, Budget::unlimited())
 }
