@@ -50,15 +50,12 @@
 //! jump pointer and topological order. [`Breakdown::peak_bytes`] reports the
 //! most these arrays held at once (growth slack aside, as for the graph).
 
-use std::borrow::Cow;
-
-use ahash::AHashMap;
 
 use crate::decode::{self, classify, Detail, LayoutError, Object, Word};
 use crate::layout::{Kind, Layout};
 use crate::memory::Memory;
 use crate::tags::*;
-use crate::visited::VisitedSet;
+use crate::visited::{fixed_hasher, VisitedSet};
 use crate::walk::{reserve, Stop, Work};
 
 /// The walk's [`Work`]: its allowance in words visited (plus one per
@@ -113,6 +110,121 @@ impl Budget {
         v.try_reserve_exact(n).map_err(|_| Stop::OutOfMemory)?;
         v.resize(n, value);
         Ok(v)
+    }
+}
+
+/// The breakdown's hash tables: keyed by addresses, which no caller
+/// chooses, so with the walks' fixed seeds (a random seed per table cost a
+/// small term's breakdown more than its hashing).
+type AddrMap<V> = std::collections::HashMap<usize, V, ahash::RandomState>;
+type AddrSet = std::collections::HashSet<usize, ahash::RandomState>;
+
+fn addr_map<V>() -> AddrMap<V> {
+    AddrMap::with_hasher(fixed_hasher())
+}
+
+fn addr_set() -> AddrSet {
+    AddrSet::with_hasher(fixed_hasher())
+}
+
+/// A vector whose first `N` elements live inline (a small term's
+/// breakdown asks the allocator for none of them); once more are pushed,
+/// all of them live on the heap from then on, charged to the walk's memory
+/// like any other vector.
+struct SmallVec<T: Copy, const N: usize> {
+    few: [T; N],
+    /// Elements in `few`, until `spilled`.
+    len: usize,
+    spilled: bool,
+    more: Vec<T>,
+}
+
+impl<T: Copy, const N: usize> SmallVec<T, N> {
+    /// Empty; `fill` only initialises the inline slots.
+    fn new(fill: T) -> Self {
+        SmallVec {
+            few: [fill; N],
+            len: 0,
+            spilled: false,
+            more: Vec::new(),
+        }
+    }
+
+    #[inline(always)]
+    fn push(&mut self, value: T, budget: &mut Budget) -> Result<(), Stop> {
+        if !self.spilled {
+            if self.len < N {
+                self.few[self.len] = value;
+                self.len += 1;
+                return Ok(());
+            }
+            self.spill(budget)?;
+        }
+        budget.room(&mut self.more)?;
+        self.more.push(value);
+        Ok(())
+    }
+
+    #[cold]
+    fn spill(&mut self, budget: &mut Budget) -> Result<(), Stop> {
+        for i in 0..self.len {
+            budget.room(&mut self.more)?;
+            self.more.push(self.few[i]);
+        }
+        self.spilled = true;
+        self.len = 0;
+        Ok(())
+    }
+
+    #[inline(always)]
+    fn pop(&mut self) -> Option<T> {
+        if self.spilled {
+            return self.more.pop();
+        }
+        if self.len == 0 {
+            return None;
+        }
+        self.len -= 1;
+        Some(self.few[self.len])
+    }
+
+    #[inline(always)]
+    fn as_slice(&self) -> &[T] {
+        if self.spilled {
+            &self.more
+        } else {
+            &self.few[..self.len]
+        }
+    }
+
+    #[inline(always)]
+    fn as_mut_slice(&mut self) -> &mut [T] {
+        if self.spilled {
+            &mut self.more
+        } else {
+            &mut self.few[..self.len]
+        }
+    }
+
+    fn truncate(&mut self, len: usize) {
+        if self.spilled {
+            self.more.truncate(len);
+        } else {
+            self.len = self.len.min(len);
+        }
+    }
+}
+
+impl<T: Copy, const N: usize> std::ops::Deref for SmallVec<T, N> {
+    type Target = [T];
+    fn deref(&self) -> &[T] {
+        self.as_slice()
+    }
+}
+
+impl<T: Copy, const N: usize> std::ops::DerefMut for SmallVec<T, N> {
+    fn deref_mut(&mut self) -> &mut [T] {
+        self.as_mut_slice()
     }
 }
 
@@ -465,7 +577,7 @@ impl Graph {
         let mut edge_start: Vec<u32> = Vec::new();
         let mut edges = Edges::new();
         let mut binaries: Vec<(u32, u64)> = Vec::new();
-        let mut binary_index: AHashMap<usize, u32> = AHashMap::new();
+        let mut binary_index: AddrMap<u32> = addr_map();
         // Addresses of the objects referenced again, in edge order: their
         // edges are the `UNSET` ones, resolved once the walk is done.
         let mut repeats: Vec<usize> = Vec::new();
@@ -590,7 +702,7 @@ impl Graph {
             for &a in &repeats {
                 targets.insert(a, &mut budget.work)?;
             }
-            let mut index: AHashMap<usize, u32> = AHashMap::new();
+            let mut index: AddrMap<u32> = addr_map();
             for (j, &tagged) in addr.iter().enumerate() {
                 let a = tagged & !TAG_MASK;
                 if tagged & TAG_MASK != TAG_BINARY && !targets.insert(a, &mut budget.work)? {
@@ -854,14 +966,17 @@ fn lca(idom: &[u32], level: &[u32], jump: &[u32], a: u32, b: u32) -> u32 {
     a
 }
 
-/// A list whose elements were looked at: the cons cell (address and node)
-/// that starts each block of ten elements, and sums per block for the runs.
-/// In a tree, both are the tree pass's, borrowed.
-struct ListInfo<'a> {
+/// A list whose elements were looked at: where the cons cells (address and
+/// node) that start each block of ten elements are, and the sums per block
+/// for the runs (`blocks + j`: what elements `0..10 * j` retain, the last
+/// block partial). In a tree, both are the tree pass's ([`TreeSizes`]);
+/// otherwise the searcher's own.
+#[derive(Clone, Copy)]
+struct ListInfo {
     len: u64,
-    starts: Cow<'a, [(usize, u32)]>,
-    /// `blocks[j]`: what elements `0..10 * j` retain (the last block partial).
-    blocks: Cow<'a, [Retained]>,
+    in_tree: bool,
+    starts: u32,
+    blocks: u32,
 }
 
 const RUN_BLOCK: u64 = 10;
@@ -882,9 +997,14 @@ struct Searcher<'a, M: Memory> {
     /// Set for a term without sharing: sizes come from the tree pass, and
     /// the graph has no nodes (node indices are 0).
     tree: Option<&'a TreeSizes>,
-    lists: Vec<ListInfo<'a>>,
+    lists: SmallVec<ListInfo, 4>,
+    /// The block starts and sums of the lists not kept by the tree pass.
+    starts: SmallVec<(usize, u32), 4>,
+    blocks: SmallVec<Retained, 8>,
     /// Paths as a tree: (parent path, step); `u32::MAX` is the root.
-    steps: Vec<(u32, Step)>,
+    steps: SmallVec<(u32, Step), 16>,
+    /// The vector the last place's children were found in, for the next.
+    spare: Vec<Child>,
     /// The threshold is so low that a value the tree pass left out for
     /// being under [`KEEP_FLOOR`] may matter: such a value is read again.
     reread_unkept: bool,
@@ -1029,7 +1149,8 @@ impl<'a, M: Memory> Searcher<'a, M> {
             return Ok(found);
         }
         let mut sum = Retained::default();
-        let mut pending = vec![(term, 0usize)];
+        let mut pending: SmallVec<(u64, usize), 16> = SmallVec::new((0, 0));
+        pending.push((term, 0), budget)?;
         while let Some((term, at)) = pending.pop() {
             let object = match classify(term, at)? {
                 Word::Immediate => continue,
@@ -1058,8 +1179,7 @@ impl<'a, M: Memory> Searcher<'a, M> {
             }
             for k in 0..object.child_count {
                 let slot = object.children + k * WORD_BYTES;
-                budget.room(&mut pending)?;
-                pending.push((self.mem.word(slot)?, slot));
+                pending.push((self.mem.word(slot)?, slot), budget)?;
             }
         }
         Ok(sum)
@@ -1073,15 +1193,18 @@ impl<'a, M: Memory> Searcher<'a, M> {
         threshold: u64,
         budget: &mut Budget,
     ) -> Result<Kept, Stop> {
+        // The vector the last place's children were in, emptied.
+        let mut spare = std::mem::take(&mut self.spare);
+        spare.clear();
         let mut kept = Kept {
-            list: Vec::new(),
+            list: spare,
             heaviest: 0,
             threshold,
         };
         let (tagged, node) = match place {
             Place::Run(list, first, last) => {
                 // At most ten, all kept: a run's test looks at each.
-                kept.list = self.run_children(list, first, last, budget)?;
+                self.run_children(list, first, last, &mut kept.list, budget)?;
                 kept.heaviest = kept
                     .list
                     .iter()
@@ -1192,25 +1315,27 @@ impl<'a, M: Memory> Searcher<'a, M> {
     /// own: the spine continues while each tail cell is referenced only by
     /// the cell before it.
     fn list(&mut self, at: usize, node: u32, budget: &mut Budget) -> Result<usize, Stop> {
-        let mut info = ListInfo {
-            len: 0,
-            starts: Cow::Owned(Vec::new()),
-            blocks: Cow::Owned(vec![Retained::default()]),
-        };
         // The pass keeps every list the search can reach; were one missing,
         // the walk below reads it again (in a tree, nothing is shared).
         if let Some(kept) = self.tree.and_then(|tree| tree.lists.get(&at)) {
-            let tree = self.tree.expect("a tree");
-            info.len = kept.len;
-            let blocks = kept.len.div_ceil(RUN_BLOCK) as usize;
-            let from = kept.starts as usize;
-            info.starts = Cow::Borrowed(&tree.starts[from..from + blocks]);
-            let from = kept.blocks as usize;
-            info.blocks = Cow::Borrowed(&tree.blocks[from..from + blocks + 1]);
-            budget.spend(blocks as u64)?;
-            self.lists.push(info);
+            let blocks = kept.len.div_ceil(RUN_BLOCK);
+            budget.spend(blocks)?;
+            let info = ListInfo {
+                len: kept.len,
+                in_tree: true,
+                starts: kept.starts,
+                blocks: kept.blocks,
+            };
+            self.lists.push(info, budget)?;
             return Ok(self.lists.len() - 1);
         }
+        let mut info = ListInfo {
+            len: 0,
+            in_tree: false,
+            starts: self.starts.len() as u32,
+            blocks: self.blocks.len() as u32,
+        };
+        self.blocks.push(Retained::default(), budget)?;
         if self.tree.is_none() && self.graph.is_tree() {
             return self.tree_list(info, at, node, budget);
         }
@@ -1221,11 +1346,11 @@ impl<'a, M: Memory> Searcher<'a, M> {
             let index = info.len;
             info.len += 1;
             if index.is_multiple_of(RUN_BLOCK) {
-                info.starts.to_mut().push((cell, n));
+                self.starts.push((cell, n), budget)?;
             }
             sum.add(self.element(cell, n, budget)?);
             if (index + 1).is_multiple_of(RUN_BLOCK) {
-                info.blocks.to_mut().push(sum);
+                self.blocks.push(sum, budget)?;
             }
             let tail = self.mem.word(cell + WORD_BYTES)?;
             // A literal tail left out of the graph weighs nothing.
@@ -1242,9 +1367,9 @@ impl<'a, M: Memory> Searcher<'a, M> {
             n = next;
         }
         if !info.len.is_multiple_of(RUN_BLOCK) {
-            info.blocks.to_mut().push(sum);
+            self.blocks.push(sum, budget)?;
         }
-        self.lists.push(info);
+        self.lists.push(info, budget)?;
         Ok(self.lists.len() - 1)
     }
 
@@ -1254,7 +1379,7 @@ impl<'a, M: Memory> Searcher<'a, M> {
     /// looking at every element.
     fn tree_list(
         &mut self,
-        mut info: ListInfo<'a>,
+        mut info: ListInfo,
         at: usize,
         node: u32,
         budget: &mut Budget,
@@ -1263,7 +1388,7 @@ impl<'a, M: Memory> Searcher<'a, M> {
         let end = loop {
             budget.spend(1)?;
             if info.len.is_multiple_of(RUN_BLOCK) {
-                info.starts.to_mut().push((cell, n));
+                self.starts.push((cell, n), budget)?;
             }
             info.len += 1;
             let tail_at = cell + WORD_BYTES;
@@ -1279,14 +1404,34 @@ impl<'a, M: Memory> Searcher<'a, M> {
             n = next;
         };
         let whole = self.graph.retained(node);
-        for &(_, start) in &info.starts[1..] {
-            info.blocks
-                .to_mut()
-                .push(whole.sub(self.graph.retained(start)));
+        for j in info.starts as usize + 1..self.starts.len() {
+            let (_, start) = self.starts[j];
+            self.blocks
+                .push(whole.sub(self.graph.retained(start)), budget)?;
         }
-        info.blocks.to_mut().push(whole.sub(end));
-        self.lists.push(info);
+        self.blocks.push(whole.sub(end), budget)?;
+        self.lists.push(info, budget)?;
         Ok(self.lists.len() - 1)
+    }
+
+    /// The cell (address and node) starting block `j` of `lists[list]`.
+    #[inline(always)]
+    fn start(&self, list: usize, j: usize) -> (usize, u32) {
+        let info = self.lists[list];
+        match self.tree {
+            Some(tree) if info.in_tree => tree.starts[info.starts as usize + j],
+            _ => self.starts[info.starts as usize + j],
+        }
+    }
+
+    /// What elements `0..10 * j` of `lists[list]` retain.
+    #[inline(always)]
+    fn block(&self, list: usize, j: usize) -> Retained {
+        let info = self.lists[list];
+        match self.tree {
+            Some(tree) if info.in_tree => tree.blocks[info.blocks as usize + j],
+            _ => self.blocks[info.blocks as usize + j],
+        }
     }
 
     /// A cons cell's tail node (its last reference, when the tail is not an
@@ -1302,7 +1447,7 @@ impl<'a, M: Memory> Searcher<'a, M> {
     /// The cons cell (address and node) of element `i` of `lists[list]`:
     /// from the start of its block, at most nine tails on.
     fn cell(&self, list: usize, i: u64) -> Result<(usize, u32), Stop> {
-        let (mut cell, mut node) = self.lists[list].starts[(i / RUN_BLOCK) as usize];
+        let (mut cell, mut node) = self.start(list, (i / RUN_BLOCK) as usize);
         for _ in 0..i % RUN_BLOCK {
             let tail = self.mem.word(cell + WORD_BYTES)?;
             cell = (tail & POINTER_MASK) as usize;
@@ -1349,13 +1494,12 @@ impl<'a, M: Memory> Searcher<'a, M> {
         last: u64,
         budget: &mut Budget,
     ) -> Result<Retained, Stop> {
-        let info = &self.lists[list];
         let len = last - first + 1;
         if len >= RUN_BLOCK && first.is_multiple_of(RUN_BLOCK) {
             // Whole blocks, the last one possibly partial (the list's end).
             let from = (first / RUN_BLOCK) as usize;
             let to = (last + 1).div_ceil(RUN_BLOCK) as usize;
-            return Ok(info.blocks[to].sub(info.blocks[from]));
+            return Ok(self.block(list, to).sub(self.block(list, from)));
         }
         let mut sum = Retained::default();
         for i in first..=last {
@@ -1399,21 +1543,24 @@ impl<'a, M: Memory> Searcher<'a, M> {
         list: usize,
         first: u64,
         last: u64,
+        children: &mut Vec<Child>,
         budget: &mut Budget,
-    ) -> Result<Vec<Child>, Stop> {
+    ) -> Result<(), Stop> {
         let len = last - first + 1;
         let mut chunk = 1u64;
         while chunk * RUN_BLOCK < len {
             chunk *= RUN_BLOCK;
         }
-        let mut children = Vec::new();
         let mut start = first;
         while start <= last {
             let end = (start + chunk - 1).min(last);
-            children.extend(self.run_child(list, start, end, budget)?);
+            if let Some(child) = self.run_child(list, start, end, budget)? {
+                budget.room(children)?;
+                children.push(child);
+            }
             start = end + 1;
         }
-        Ok(children)
+        Ok(())
     }
 }
 
@@ -1507,21 +1654,27 @@ fn run_breakdown<M: Memory>(
         layout,
         graph: &graph,
         tree: tree.as_ref(),
-        lists: Vec::new(),
-        steps: Vec::new(),
+        lists: SmallVec::new(ListInfo {
+            len: 0,
+            in_tree: false,
+            starts: 0,
+            blocks: 0,
+        }),
+        starts: SmallVec::new((0, 0)),
+        blocks: SmallVec::new(Retained::default()),
+        steps: SmallVec::new((0, Step::Elem(0))),
+        spare: Vec::new(),
         // Left out means under `max(keep_bar, KEEP_FLOOR)`, and `keep_bar`
         // is under half the threshold.
         reread_unkept: threshold / 2 < KEEP_FLOOR,
     };
     // (place, path, depth, what it retains, whether a run around it is a row)
-    let mut pending = vec![(
-        Place::Value(root_addr | root_tag, 0),
-        u32::MAX,
-        0usize,
-        total,
-        false,
-    )];
-    let mut rows: Vec<(u64, usize, u32, Retained, RowKind)> = Vec::new();
+    let root_place = Place::Value(root_addr | root_tag, 0);
+    let mut pending: SmallVec<_, 16> =
+        SmallVec::new((root_place, u32::MAX, 0usize, Retained::default(), false));
+    pending.push((root_place, u32::MAX, 0, total, false), budget)?;
+    let mut rows: SmallVec<(u64, usize, u32, Retained, RowKind), 16> =
+        SmallVec::new((0, 0, 0, Retained::default(), RowKind::Other));
     let mut seen = 0usize;
     while let Some((place, path, depth, retained, in_row_run)) = pending.pop() {
         seen += 1;
@@ -1531,12 +1684,12 @@ fn run_breakdown<M: Memory>(
             Place::Run(..) => kept.list.iter().any(|c| holds_most(place, c, bytes)),
             Place::Value(..) => kept.heaviest as u128 * 2 > bytes as u128,
         };
-        let children = kept.list;
+        let mut children = kept.list;
         // A run inside a run that is already a row is only a slice of it.
         let is_row =
             path != u32::MAX && (!settings.accumulation_only || (!concentrated && !in_row_run));
         if is_row {
-            rows.push((bytes, seen, path, retained, searcher.kind(place)?));
+            rows.push((bytes, seen, path, retained, searcher.kind(place)?), budget)?;
         }
         let deeper = match place {
             // Sub-runs replace the run's step: same depth.
@@ -1544,9 +1697,10 @@ fn run_breakdown<M: Memory>(
             Place::Value(..) => depth + 1,
         };
         if deeper > settings.max_depth {
+            searcher.spare = children;
             continue;
         }
-        for child in children.into_iter().rev() {
+        for child in children.drain(..).rev() {
             if child.retained.bytes() < threshold {
                 continue;
             }
@@ -1555,20 +1709,21 @@ fn run_breakdown<M: Memory>(
                 (Place::Run(..), _) => searcher.steps[path as usize].0,
                 _ => path,
             };
-            searcher.steps.push((parent, child.step));
+            searcher.steps.push((parent, child.step), budget)?;
             let at = (searcher.steps.len() - 1) as u32;
             let run_row = match (place, child.place) {
                 (Place::Run(..), Place::Run(..)) => in_row_run || is_row,
                 _ => false,
             };
-            pending.push((child.place, at, deeper, child.retained, run_row));
+            pending.push((child.place, at, deeper, child.retained, run_row), budget)?;
         }
+        searcher.spare = children;
     }
     rows.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
     rows.truncate(settings.max_rows);
     let rows = rows
-        .into_iter()
-        .map(|(_, _, path, retained, kind)| Row {
+        .iter()
+        .map(|&(_, _, path, retained, kind)| Row {
             path: searcher.path(path),
             retained,
             kind,
@@ -1613,10 +1768,10 @@ struct TreeSizes {
     peak_bytes: u64,
     /// By address (of the object, or of a list's first cell): positions that
     /// retain at least half of what a row needs (see [`worth_keeping`]).
-    values: AHashMap<usize, Retained>,
-    lists: AHashMap<usize, KeptList>,
+    values: AddrMap<Retained>,
+    lists: AddrMap<KeptList>,
     /// Kept hashmaps none of whose values was kept.
-    bare_maps: ahash::AHashSet<usize>,
+    bare_maps: AddrSet,
     /// Per kept list, the cell that starts each block of ten elements (and
     /// node 0: a tree has no node indices).
     starts: Vec<(usize, u32)>,
@@ -1668,6 +1823,7 @@ const POSITION: u8 = 4;
 /// Some position below it (before the next position down) was kept.
 const KEPT_BELOW: u8 = 8;
 
+#[derive(Clone, Copy)]
 struct Frame {
     walk: Walk,
     /// Everything this position retains so far.
@@ -1678,6 +1834,7 @@ struct Frame {
 }
 
 /// A list being read.
+#[derive(Clone, Copy)]
 struct ListState {
     /// The element being read, and elements `0..len` together.
     elem: Retained,
@@ -1709,12 +1866,12 @@ struct TreePass<'a, M: Memory> {
     settings: &'a Settings,
     visited: VisitedSet,
     clean: VisitedSet,
-    binaries: ahash::AHashSet<usize>,
-    frames: Vec<Frame>,
-    lists: Vec<ListState>,
+    binaries: AddrSet,
+    frames: SmallVec<Frame, 8>,
+    lists: SmallVec<ListState, 4>,
     /// Working block starts and sums of the lists being read.
-    starts: Vec<usize>,
-    blocks: Vec<Retained>,
+    starts: SmallVec<usize, 4>,
+    blocks: SmallVec<Retained, 4>,
     kept: TreeSizes,
     running: u64,
     /// [`keep_bar`] of `bar_running`, taken again when `running` doubles
@@ -1734,20 +1891,33 @@ impl<'a, M: Memory> TreePass<'a, M> {
             settings,
             visited: VisitedSet::new(),
             clean: VisitedSet::new(),
-            binaries: ahash::AHashSet::new(),
-            frames: Vec::new(),
-            lists: Vec::new(),
-            starts: Vec::new(),
-            blocks: Vec::new(),
+            binaries: addr_set(),
+            frames: SmallVec::new(Frame {
+                walk: Walk::End,
+                sum: Retained::default(),
+                addr: 0,
+                depth: 0,
+                flags: 0,
+            }),
+            lists: SmallVec::new(ListState {
+                elem: CELL,
+                elements: Retained::default(),
+                len: 0,
+                first: 0,
+                starts_from: 0,
+                blocks_from: 0,
+            }),
+            starts: SmallVec::new(0),
+            blocks: SmallVec::new(Retained::default()),
             kept: TreeSizes {
                 total: Retained::default(),
                 off_heap_binaries: 0,
                 literal_words: 0,
                 nodes: 0,
                 peak_bytes: 0,
-                values: AHashMap::new(),
-                lists: AHashMap::new(),
-                bare_maps: ahash::AHashSet::new(),
+                values: addr_map(),
+                lists: addr_map(),
+                bare_maps: addr_set(),
                 starts: Vec::new(),
                 blocks: Vec::new(),
             },
@@ -1848,8 +2018,7 @@ impl<'a, M: Memory> TreePass<'a, M> {
 
     #[inline(always)]
     fn push_frame(&mut self, frame: Frame, budget: &mut Budget) -> Result<(), Stop> {
-        budget.room(&mut self.frames)?;
-        self.frames.push(frame);
+        self.frames.push(frame, budget)?;
         self.most[0] = self.most[0].max(self.frames.len());
         Ok(())
     }
@@ -1919,15 +2088,15 @@ impl<'a, M: Memory> TreePass<'a, M> {
             if let Some(len) = self.short_flat_list(addr)? {
                 return self.close_short_list(addr, len, depth, budget);
             }
-            budget.room(&mut self.lists)?;
-            self.lists.push(ListState {
+            let list = ListState {
                 elem: CELL,
                 elements: Retained::default(),
                 len: 0,
                 first: addr,
                 starts_from: self.starts.len() as u32,
                 blocks_from: self.blocks.len() as u32,
-            });
+            };
+            self.lists.push(list, budget)?;
             self.most[1] = self.most[1].max(self.lists.len());
             let frame = Frame {
                 walk: Walk::Head(addr),
@@ -1959,7 +2128,7 @@ impl<'a, M: Memory> TreePass<'a, M> {
             }
         }
         if let Some(binary) = object.binary {
-            crate::walk::reserve_map(&mut *self.binaries, &mut budget.work)?;
+            crate::walk::reserve_map(&mut self.binaries, &mut budget.work)?;
             if !self.binaries.insert(binary.addr) {
                 return Ok(false);
             }
@@ -2025,8 +2194,11 @@ impl<'a, M: Memory> TreePass<'a, M> {
                 && f.depth as usize <= self.settings.max_depth.saturating_add(1)
                 && f.sum.bytes() >= self.bar);
         if keep {
-            crate::walk::reserve_map(&mut *self.kept.values, &mut budget.work)?;
-            self.kept.values.insert(f.addr, f.sum);
+            if !root {
+                // (The root's sizes are the total: the search never asks.)
+                crate::walk::reserve_map(&mut self.kept.values, &mut budget.work)?;
+                self.kept.values.insert(f.addr, f.sum);
+            }
             if let Some(up) = self
                 .frames
                 .iter_mut()
@@ -2038,7 +2210,7 @@ impl<'a, M: Memory> TreePass<'a, M> {
             if f.flags & (HASHMAP | KEPT_BELOW) == HASHMAP {
                 // A hashmap none of whose values was kept: the search
                 // need not read it again.
-                crate::walk::reserve_map(&mut *self.kept.bare_maps, &mut budget.work)?;
+                crate::walk::reserve_map(&mut self.kept.bare_maps, &mut budget.work)?;
                 self.kept.bare_maps.insert(f.addr);
             }
             if let Some(list) = &list {
@@ -2064,7 +2236,7 @@ impl<'a, M: Memory> TreePass<'a, M> {
                     budget.room(&mut self.kept.blocks)?;
                     self.kept.blocks.push(list.elements);
                 }
-                crate::walk::reserve_map(&mut *self.kept.lists, &mut budget.work)?;
+                crate::walk::reserve_map(&mut self.kept.lists, &mut budget.work)?;
                 self.kept.lists.insert(f.addr, kept);
             }
         }
@@ -2094,8 +2266,7 @@ impl<'a, M: Memory> TreePass<'a, M> {
         list.len += 1;
         if list.len.is_multiple_of(RUN_BLOCK) {
             let elements = list.elements;
-            budget.room(&mut self.blocks)?;
-            self.blocks.push(elements);
+            self.blocks.push(elements, budget)?;
             self.most[3] = self.most[3].max(self.blocks.len());
         }
         let tail_at = cell + WORD_BYTES;
@@ -2124,8 +2295,7 @@ impl<'a, M: Memory> TreePass<'a, M> {
                 let list = self.lists.last_mut().expect("a list state");
                 list.elem = CELL;
                 if list.len.is_multiple_of(RUN_BLOCK) {
-                    budget.room(&mut self.starts)?;
-                    self.starts.push(next);
+                    self.starts.push(next, budget)?;
                     self.most[2] = self.most[2].max(self.starts.len());
                 }
                 Ok(true)
@@ -2215,5 +2385,47 @@ impl<'a, M: Memory> TreePass<'a, M> {
             + self.binaries.len() * (std::mem::size_of::<usize>() + 1))
             as u64;
         Ok(Some((self.kept, self.clean)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_small_vec_keeps_its_order_across_the_move_to_the_heap() {
+        let mut budget = Budget::unlimited();
+        let mut v: SmallVec<u32, 4> = SmallVec::new(0);
+        let mut model = Vec::new();
+        // Push past the inline slots, pop back under them, push again.
+        for round in 0..3u32 {
+            for i in 0..7 {
+                v.push(round * 100 + i, &mut budget).unwrap();
+                model.push(round * 100 + i);
+                assert_eq!(v.as_slice(), model.as_slice());
+            }
+            for _ in 0..5 {
+                assert_eq!(v.pop(), model.pop());
+                assert_eq!(v.as_slice(), model.as_slice());
+            }
+        }
+        v.as_mut_slice()[0] = 7;
+        model[0] = 7;
+        v.truncate(3);
+        model.truncate(3);
+        assert_eq!(v.as_slice(), model.as_slice());
+        while let Some(x) = v.pop() {
+            assert_eq!(Some(x), model.pop());
+        }
+        assert!(model.is_empty() && v.is_empty());
+    }
+
+    #[test]
+    fn a_small_vec_moving_to_the_heap_is_charged_to_the_walk() {
+        let mut budget = Budget::unlimited().with_memory_limit(0);
+        let mut v: SmallVec<u64, 2> = SmallVec::new(0);
+        v.push(1, &mut budget).unwrap();
+        v.push(2, &mut budget).unwrap();
+        assert_eq!(v.push(3, &mut budget), Err(Stop::OutOfMemory));
     }
 }
