@@ -274,29 +274,25 @@ walk(Term, Opts) ->
         Done -> Done
     end.
 
-%% What the NIF writes itself: list runs as Elixir ranges (1), and the
-%% labels it can (2: every label but those with record fields, which only
-%% this side knows, or keys that need `key_format').
+%% What the NIF writes itself: `{Ranges, Name}', list runs as Elixir ranges
+%% or not, and with the root's name the labels it can (all but those with
+%% keys that need `key_format'); with record definitions (which only this
+%% side reads) it writes none (`false').
 style(Opts) ->
-    Ranges = case maps:get(list_runs, Opts, pairs) of
-                 ranges -> 1;
-                 pairs -> 0
-             end,
-    Labels = case maps:get(records, Opts, []) of
-                 [] -> 2;
-                 _ -> 0
-             end,
-    Ranges bor Labels.
+    Ranges = maps:get(list_runs, Opts, pairs) =:= ranges,
+    case maps:get(records, Opts, []) of
+        [] -> {Ranges, maps:get(name, Opts)};
+        _ -> {Ranges, false}
+    end.
 
 walked(Term, {ok, {Total, Words, OffHeap, Binaries, Literal, Objects, Nodes, GraphBytes}, Rows},
        Opts) ->
-    Name = maps:get(name, Opts),
-    {ok, #{name => Name,
+    {ok, #{name => maps:get(name, Opts),
            total => #{bytes => Total, shared_words => Words, off_heap_bytes => OffHeap,
                       off_heap_binaries => Binaries, literal_words => Literal,
                       objects => Objects, graph_nodes => Nodes,
                       graph_bytes => GraphBytes},
-           rows => rows(Rows, Name, Term, Opts)}};
+           rows => rows(Rows, Term, Opts)}};
 walked(_Term, {error, Reason}, _Opts) when Reason =:= too_many_objects;
                                           Reason =:= out_of_memory ->
     %% Past max_objects, or past the walk memory limit (walk_memory_limit):
@@ -312,18 +308,17 @@ walked(_Term, {error, Reason}, _Opts) ->
 %% The NIF's rows as maps: bytes and share come computed; a row whose label
 %% the NIF could not write (`false') is labelled here, following its path
 %% through the term.
-rows([{Path, Suffix, Bytes, Words, OffHeap, Share, Count, Kind} | Rest], Name, Term, Opts)
-  when is_binary(Suffix) ->
-    [#{path => Path, label => <<Name/binary, Suffix/binary>>, bytes => Bytes,
-       shared_words => Words, off_heap_bytes => OffHeap, share => Share, count => Count,
-       kind => Kind}
-     | rows(Rest, Name, Term, Opts)];
-rows([{Path, false, Bytes, Words, OffHeap, Share, Count, Kind} | Rest], Name, Term, Opts) ->
+rows([{Path, Label, Bytes, Words, OffHeap, Share, Count, Kind} | Rest], Term, Opts)
+  when is_binary(Label) ->
+    [#{path => Path, label => Label, bytes => Bytes, shared_words => Words,
+       off_heap_bytes => OffHeap, share => Share, count => Count, kind => Kind}
+     | rows(Rest, Term, Opts)];
+rows([{Path, false, Bytes, Words, OffHeap, Share, Count, Kind} | Rest], Term, Opts) ->
     {Label, Shown} = (labeller(Opts))(Term, Path),
     [#{path => Shown, label => Label, bytes => Bytes, shared_words => Words,
        off_heap_bytes => OffHeap, share => Share, count => Count, kind => Kind}
-     | rows(Rest, Name, Term, Opts)];
-rows([], _Name, _Term, _Opts) ->
+     | rows(Rest, Term, Opts)];
+rows([], _Term, _Opts) ->
     [].
 
 share(_Part, 0) -> 0.0;

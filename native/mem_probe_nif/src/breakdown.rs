@@ -5,22 +5,23 @@
 //! * `breakdown_dirty/6` runs it from the root on a dirty CPU scheduler.
 //!
 //! Arguments: the term, `MinShare` (a float in 0..1), `MaxRows`, `MaxDepth`,
-//! `MaxObjects` (past it: `{error, too_many_objects}`), `Style` (bits:
-//! [`RANGES`], [`LABELS`]).
+//! `MaxObjects` (past it: `{error, too_many_objects}`), `Style`:
+//! `{Ranges, Name}` (`Ranges`: list runs as Elixir ranges; `Name`: the
+//! root's label, a binary, or `false` for no labels).
 //! Answer: `{ok, {Bytes, Words, OffHeapBytes, OffHeapBinaries, LiteralWords,
 //! Objects, Nodes, PeakBytes}, Rows}`, each row `{Path, Label, Bytes, Words,
 //! OffHeapBytes, Share, Objects, Kind}` (`Bytes` the words' bytes plus the
 //! off-heap bytes, `Share` those bytes over the total's, a float) and each
 //! step `{elem, I}`, `{key, Key}`, `{list, First, Last}` (with [`RANGES`]:
 //! `{list, First..Last}`, an Elixir `Range`) or `{env, I}` (0-based); or
-//! `budget_exceeded`, or `{error, _}`. `Label` is the path as text after
-//! the root's name (`{1}[0..2]`, `.sessions`) when [`LABELS`] is set and
-//! every step can be written here (tuple elements, list runs, fun
-//! environments, keys that are atoms written as fields); otherwise `false`,
-//! and the Erlang side writes it (key formats, record fields).
+//! `budget_exceeded`, or `{error, _}`. `Label` is the path as text
+//! (`state{1}[0..2]`, `state.sessions`) when a name was given and every
+//! step can be written here (tuple elements, list runs, fun environments,
+//! keys that are atoms written as fields); otherwise `false`, and the
+//! Erlang side writes it (key formats, record fields).
 use rustler::sys::ErlNifTerm;
 use rustler::types::tuple::make_tuple;
-use rustler::{Encoder, Env, NewBinary, Term};
+use rustler::{Binary, Encoder, Env, NewBinary, Term};
 use term_walker::breakdown::{self, Breakdown, Budget, Retained, RowKind, Settings, Step};
 use term_walker::tags::WORD_BYTES;
 use term_walker::walk::Stop;
@@ -85,12 +86,6 @@ fn kind_atom(kind: RowKind) -> rustler::Atom {
         RowKind::Other => other(),
     }
 }
-
-/// `Style` bit: list runs as Elixir ranges, `{list, First..Last}`.
-pub const RANGES: u64 = 1;
-/// `Style` bit: rows carry their labels where this side can write them
-/// (the Erlang side asks when no record definitions were given).
-pub const LABELS: u64 = 2;
 
 fn step_term<'a>(env: Env<'a>, step: Step, ranges: bool) -> Term<'a> {
     match step {
@@ -181,10 +176,11 @@ fn push_key(env: Env<'_>, text: &mut Vec<u8>, word: u64) -> bool {
     true
 }
 
-/// The label's text after the root's name, when every step can be written
-/// here (see the module doc), into `text`.
-fn label_text(env: Env<'_>, path: &[Step], text: &mut Vec<u8>) -> bool {
+/// The label, the root's name then the steps, when every step can be
+/// written here (see the module doc), into `text`.
+fn label_text(env: Env<'_>, name: &[u8], path: &[Step], text: &mut Vec<u8>) -> bool {
     text.clear();
+    text.extend_from_slice(name);
     for &step in path {
         match step {
             Step::Elem(i) => {
@@ -223,7 +219,25 @@ fn bytes_of(retained: &Retained) -> u64 {
         .saturating_add(retained.off_heap_bytes)
 }
 
-fn encode<'a>(env: Env<'a>, found: &Breakdown, style: u64) -> Term<'a> {
+/// How rows are written: list runs as Elixir ranges, and the root's name
+/// for the labels (none: the Erlang side labels every row).
+struct Style<'a> {
+    ranges: bool,
+    name: Option<Binary<'a>>,
+}
+
+impl<'a> Style<'a> {
+    /// `{Ranges, Name}`: a name that is no binary (`false`) asks for no
+    /// labels.
+    fn new((ranges, name): (bool, Term<'a>)) -> Self {
+        Style {
+            ranges,
+            name: name.decode::<Binary<'a>>().ok(),
+        }
+    }
+}
+
+fn encode<'a>(env: Env<'a>, found: &Breakdown, style: &Style<'a>) -> Term<'a> {
     let total_bytes = bytes_of(&found.total);
     let total = make_tuple(
         env,
@@ -238,18 +252,19 @@ fn encode<'a>(env: Env<'a>, found: &Breakdown, style: u64) -> Term<'a> {
             found.peak_bytes.encode(env),
         ],
     );
-    let ranges = style & RANGES != 0;
-    let mut text = Vec::new();
+    let ranges = style.ranges;
+    let mut text = Vec::with_capacity(64);
     let mut rows = Term::list_new_empty(env);
     for row in found.rows.iter().rev() {
         let mut path = Term::list_new_empty(env);
         for &step in row.path.iter().rev() {
             path = path.list_prepend(step_term(env, step, ranges));
         }
-        let label = if style & LABELS != 0 && label_text(env, &row.path, &mut text) {
-            NewBinary::from_slice(env, &text).into()
-        } else {
-            false_atom().encode(env)
+        let label = match &style.name {
+            Some(name) if label_text(env, name.as_slice(), &row.path, &mut text) => {
+                NewBinary::from_slice(env, &text).into()
+            }
+            _ => false_atom().encode(env),
         };
         let bytes = bytes_of(&row.retained);
         let share = match total_bytes {
@@ -288,7 +303,7 @@ fn run<'a>(
     env: Env<'a>,
     term: Term<'a>,
     settings: &Settings,
-    style: u64,
+    style: Style<'a>,
     mut budget: Budget,
 ) -> Term<'a> {
     let Some((layout, literals, loaded)) = crate::ready() else {
@@ -309,7 +324,7 @@ fn run<'a>(
         None => breakdown::breakdown(&mem, layout, root, settings, &mut budget),
     };
     match result {
-        Ok(found) => encode(env, &found, style),
+        Ok(found) => encode(env, &found, &style),
         Err(Stop::Budget) => crate::budget_exceeded().encode(env),
         Err(Stop::Overflow) => (crate::error(), crate::flat_size_overflow()).encode(env),
         Err(Stop::OutOfMemory) => (crate::error(), crate::out_of_memory()).encode(env),
@@ -331,12 +346,12 @@ fn breakdown_nif<'a>(
     max_rows: u64,
     max_depth: u64,
     max_objects: u64,
-    style: u64,
+    style: (bool, Term<'a>),
 ) -> Term<'a> {
     // The same slice as the term-size walks: words, and CPU time.
     let budget = Budget::limited(NORMAL_SCHEDULER_WORDS).with_deadline(crate::normal_slice());
     let settings = settings(min_share, max_rows, max_depth, max_objects);
-    run(env, term, &settings, style, budget)
+    run(env, term, &settings, Style::new(style), budget)
 }
 
 #[rustler::nif(schedule = "DirtyCpu")]
@@ -347,8 +362,8 @@ fn breakdown_dirty<'a>(
     max_rows: u64,
     max_depth: u64,
     max_objects: u64,
-    style: u64,
+    style: (bool, Term<'a>),
 ) -> Term<'a> {
     let settings = settings(min_share, max_rows, max_depth, max_objects);
-    run(env, term, &settings, style, Budget::unlimited())
+    run(env, term, &settings, Style::new(style), Budget::unlimited())
 }

@@ -50,7 +50,6 @@
 //! jump pointer and topological order. [`Breakdown::peak_bytes`] reports the
 //! most these arrays held at once (growth slack aside, as for the graph).
 
-
 use crate::decode::{self, classify, Detail, LayoutError, Object, Word};
 use crate::layout::{Kind, Layout};
 use crate::memory::Memory;
