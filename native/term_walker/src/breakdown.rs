@@ -1144,8 +1144,15 @@ impl<'a, M: Memory> Searcher<'a, M> {
         let Some(tree) = self.tree else {
             return Ok(self.graph.retained(node));
         };
-        if let Some(&found) = tree.values.get(&((term & POINTER_MASK) as usize)) {
+        let addr = (term & POINTER_MASK) as usize;
+        if let Some(&found) = tree.values.get(&addr) {
             return Ok(found);
+        }
+        if tree.every_position {
+            // A small term: the pass noted every position.
+            if let Some(found) = tree.small.iter().find(|p| p.addr == addr) {
+                return Ok(found.retained());
+            }
         }
         let mut sum = Retained::default();
         let mut pending: SmallVec<(u64, usize), 16> = SmallVec::new((0, 0));
@@ -1777,6 +1784,40 @@ struct TreeSizes {
     /// Per kept list, what elements `0..10 * j` retain (`len / 10 + 2`
     /// entries at most, the last block partial).
     blocks: Vec<Retained>,
+    /// The first [`SMALL_POSITIONS`] positions closed (but the root), by
+    /// address, whatever they retain, and whether that is all of them: for
+    /// a small term the search then reads no value again.
+    small: SmallVec<SmallPosition, SMALL_POSITIONS>,
+    every_position: bool,
+}
+
+/// A position of a small term and what it retains, in 24 bytes.
+#[derive(Clone, Copy)]
+struct SmallPosition {
+    addr: usize,
+    off_heap_bytes: u64,
+    words: u32,
+    objects: u32,
+}
+
+impl SmallPosition {
+    /// `None` past 2^32 words or objects.
+    fn new(addr: usize, r: Retained) -> Option<Self> {
+        Some(SmallPosition {
+            addr,
+            off_heap_bytes: r.off_heap_bytes,
+            words: u32::try_from(r.words).ok()?,
+            objects: u32::try_from(r.objects).ok()?,
+        })
+    }
+
+    fn retained(&self) -> Retained {
+        Retained {
+            words: self.words as u64,
+            off_heap_bytes: self.off_heap_bytes,
+            objects: self.objects as u64,
+        }
+    }
 }
 
 /// The least a position must retain for the pass to keep it, once
@@ -1795,6 +1836,10 @@ fn keep_bar(running: u64, min_share: f64) -> u64 {
 
 /// Bytes under which the tree pass keeps no position (see [`keep_bar`]).
 const KEEP_FLOOR: u64 = 256;
+
+/// Positions of a small term the tree pass notes whatever they retain
+/// ([`TreeSizes::small`]).
+const SMALL_POSITIONS: usize = 16;
 
 /// How the tree pass goes on with a frame.
 #[derive(Clone, Copy)]
@@ -1919,6 +1964,13 @@ impl<'a, M: Memory> TreePass<'a, M> {
                 bare_maps: addr_set(),
                 starts: Vec::new(),
                 blocks: Vec::new(),
+                small: SmallVec::new(SmallPosition {
+                    addr: 0,
+                    off_heap_bytes: 0,
+                    words: 0,
+                    objects: 0,
+                }),
+                every_position: true,
             },
             running: 0,
             bar: 0,
@@ -2192,6 +2244,14 @@ impl<'a, M: Memory> TreePass<'a, M> {
             || (f.flags & POSITION != 0
                 && f.depth as usize <= self.settings.max_depth.saturating_add(1)
                 && f.sum.bytes() >= self.bar);
+        if !root && f.flags & POSITION != 0 && self.kept.every_position {
+            match SmallPosition::new(f.addr, f.sum) {
+                Some(p) if self.kept.small.len() < SMALL_POSITIONS => {
+                    self.kept.small.push(p, budget)?
+                }
+                _ => self.kept.every_position = false,
+            }
+        }
         if keep {
             if !root {
                 // (The root's sizes are the total: the search never asks.)
@@ -2381,8 +2441,8 @@ impl<'a, M: Memory> TreePass<'a, M> {
             + k.values.len() * (std::mem::size_of::<(usize, Retained)>() + 1)
             + k.lists.len() * (std::mem::size_of::<(usize, KeptList)>() + 1)
             + k.bare_maps.len() * (std::mem::size_of::<usize>() + 1)
-            + self.binaries.len() * (std::mem::size_of::<usize>() + 1))
-            as u64;
+            + self.binaries.len() * (std::mem::size_of::<usize>() + 1)
+            + k.small.len() * std::mem::size_of::<SmallPosition>()) as u64;
         Ok(Some((self.kept, self.clean)))
     }
 }
