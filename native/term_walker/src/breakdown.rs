@@ -464,8 +464,6 @@ fn push_node(
 /// The object graph and, once computed, the dominator tree with retained
 /// sizes.
 struct Graph {
-    /// Literal objects left out of the graph (see [`clean_literal`]).
-    clean: VisitedSet,
     /// References `edge_start[i]..edge_start[i + 1]` are node `i`'s:
     /// its non-immediate children in slot order, then its attached object,
     /// then its off-heap binary.
@@ -567,7 +565,7 @@ impl Graph {
         root_tag: usize,
         max_objects: usize,
         budget: &mut Budget,
-    ) -> Result<Graph, Stop> {
+    ) -> Result<(Graph, VisitedSet), Stop> {
         let mut nodes = NewNodes {
             limit: max_objects.min(MAX_NODES),
             addr: vec![root_addr | root_tag],
@@ -725,7 +723,6 @@ impl Graph {
         own.shrink_to_fit();
 
         let mut graph = Graph {
-            clean,
             edge_start,
             edges,
             idom: Vec::new(),
@@ -746,14 +743,12 @@ impl Graph {
         graph.sum_retained(order.as_deref(), budget)?;
         peak_bytes = peak_bytes.max(graph.resident_bytes() + order.as_ref().map_or(0, bytes_of));
         graph.peak_bytes = peak_bytes;
-        Ok(graph)
+        Ok((graph, clean))
     }
 
-    /// A graph of no nodes, for a term the tree pass sized: only the clean
-    /// literals, which the search leaves out as it does in a graph.
-    fn without_nodes(clean: VisitedSet) -> Graph {
+    /// A graph of no nodes, for a term the tree pass sized.
+    fn without_nodes() -> Graph {
         Graph {
-            clean,
             edge_start: Vec::new(),
             edges: Edges::new(),
             idom: Vec::new(),
@@ -909,16 +904,6 @@ impl Graph {
         }
     }
 
-    /// Whether the term word `term` (read at `at`) has a node: not an
-    /// immediate, nor a literal left out of the graph.
-    #[inline(always)]
-    fn has_node(&self, term: u64, at: usize) -> Result<bool, Stop> {
-        Ok(match classify(term, at)? {
-            Word::Immediate => false,
-            Word::List(a) | Word::Boxed(a) => self.clean.is_empty() || !self.clean.contains(a),
-        })
-    }
-
     /// Whether nothing is referenced twice (no dominator array was needed).
     fn is_tree(&self) -> bool {
         self.idom.is_empty()
@@ -996,6 +981,9 @@ struct Searcher<'a, M: Memory> {
     /// Set for a term without sharing: sizes come from the tree pass, and
     /// the graph has no nodes (node indices are 0).
     tree: Option<&'a TreeSizes>,
+    /// Literal objects left out of the graph (see [`clean_literal`]), or by
+    /// the tree pass.
+    clean: &'a VisitedSet,
     lists: SmallVec<ListInfo, 4>,
     /// The block starts and sums of the lists not kept by the tree pass.
     starts: SmallVec<(usize, u32), 4>,
@@ -1038,6 +1026,16 @@ struct Child {
 }
 
 impl<'a, M: Memory> Searcher<'a, M> {
+    /// Whether the term word `term` (read at `at`) has a node: not an
+    /// immediate, nor a literal left out of the graph.
+    #[inline(always)]
+    fn has_node(&self, term: u64, at: usize) -> Result<bool, Stop> {
+        Ok(match classify(term, at)? {
+            Word::Immediate => false,
+            Word::List(a) | Word::Boxed(a) => self.clean.is_empty() || !self.clean.contains(a),
+        })
+    }
+
     fn path(&self, mut at: u32) -> Vec<Step> {
         let mut path = Vec::new();
         while at != u32::MAX {
@@ -1091,7 +1089,7 @@ impl<'a, M: Memory> Searcher<'a, M> {
         for k in 0..object.child_count {
             let at = object.children + k * WORD_BYTES;
             let term = self.mem.word(at)?;
-            if self.graph.has_node(term, at)? {
+            if self.has_node(term, at)? {
                 visit(k, term, if tree { 0 } else { self.graph.target(e) })?;
                 e += 1;
             }
@@ -1161,7 +1159,7 @@ impl<'a, M: Memory> Searcher<'a, M> {
             let object = match classify(term, at)? {
                 Word::Immediate => continue,
                 // Literals in a tree are all clean: they weigh nothing.
-                Word::List(a) | Word::Boxed(a) if self.graph.clean.contains(a) => continue,
+                Word::List(a) | Word::Boxed(a) if self.clean.contains(a) => continue,
                 Word::List(a) => Object::cons(a),
                 Word::Boxed(a) => decode::boxed(self.mem, self.layout, a, Detail::OffHeap)?,
             };
@@ -1298,7 +1296,7 @@ impl<'a, M: Memory> Searcher<'a, M> {
                     // the leaf's last reference and the position.
                     let value_at = at + WORD_BYTES;
                     let value = self.mem.word(value_at)?;
-                    if self.graph.has_node(value, value_at)? {
+                    if self.has_node(value, value_at)? {
                         let v = self.tail_node(n);
                         if !self.graph.is_shared(v) {
                             let key = self.mem.word(at)?;
@@ -1360,9 +1358,7 @@ impl<'a, M: Memory> Searcher<'a, M> {
             }
             let tail = self.mem.word(cell + WORD_BYTES)?;
             // A literal tail left out of the graph weighs nothing.
-            if tail & PRIMARY_MASK != PRIMARY_LIST
-                || !self.graph.has_node(tail, cell + WORD_BYTES)?
-            {
+            if tail & PRIMARY_MASK != PRIMARY_LIST || !self.has_node(tail, cell + WORD_BYTES)? {
                 break;
             }
             let next = self.tail_node(n);
@@ -1399,7 +1395,7 @@ impl<'a, M: Memory> Searcher<'a, M> {
             info.len += 1;
             let tail_at = cell + WORD_BYTES;
             let tail = self.mem.word(tail_at)?;
-            if !self.graph.has_node(tail, tail_at)? {
+            if !self.has_node(tail, tail_at)? {
                 break Retained::default();
             }
             let next = self.tail_node(n);
@@ -1483,7 +1479,7 @@ impl<'a, M: Memory> Searcher<'a, M> {
     #[inline(always)]
     fn head(&self, cell: usize, node: u32) -> Result<Option<(u64, u32)>, Stop> {
         let term = self.mem.word(cell)?;
-        if !self.graph.has_node(term, cell)? {
+        if !self.has_node(term, cell)? {
             return Ok(None);
         }
         let head = match self.tree {
@@ -1629,25 +1625,23 @@ fn run_breakdown<M: Memory>(
     // Most terms have no sharing: one depth-first pass sums every subtree
     // and keeps the few positions the search can ask for. The first object
     // reached twice ends it, and the graph takes over.
-    let tree = match tree_pass {
-        false => None,
-        true => TreePass::new(mem, layout, settings).run(root, budget)?,
+    let mut pass = TreePass::new(mem, layout, settings);
+    let (empty, built);
+    let (graph, tree, clean) = if tree_pass && pass.run(root, budget)? {
+        empty = Graph::without_nodes();
+        (&empty, Some(&pass.kept), &pass.clean)
+    } else {
+        built = Graph::build(
+            mem,
+            layout,
+            root_addr,
+            root_tag,
+            settings.max_objects,
+            budget,
+        )?;
+        (&built.0, None, &built.1)
     };
-    let (graph, tree) = match tree {
-        Some((sizes, clean)) => (Graph::without_nodes(clean), Some(sizes)),
-        None => (
-            Graph::build(
-                mem,
-                layout,
-                root_addr,
-                root_tag,
-                settings.max_objects,
-                budget,
-            )?,
-            None,
-        ),
-    };
-    let total = match &tree {
+    let total = match tree {
         Some(t) => t.total,
         None => graph.retained(0),
     };
@@ -1658,8 +1652,9 @@ fn run_breakdown<M: Memory>(
     let mut searcher = Searcher {
         mem,
         layout,
-        graph: &graph,
-        tree: tree.as_ref(),
+        graph,
+        tree,
+        clean,
         lists: SmallVec::new(ListInfo {
             len: 0,
             in_tree: false,
@@ -1735,7 +1730,7 @@ fn run_breakdown<M: Memory>(
             kind,
         })
         .collect();
-    let (off_heap_binaries, literal_words, peak_bytes, nodes) = match &tree {
+    let (off_heap_binaries, literal_words, peak_bytes, nodes) = match tree {
         Some(t) => (t.off_heap_binaries, t.literal_words, t.peak_bytes, t.nodes),
         None => (
             graph.binaries.len() as u64,
@@ -2362,20 +2357,17 @@ impl<'a, M: Memory> TreePass<'a, M> {
         }
     }
 
-    /// The sizes, and the literals left out (as [`Graph::clean`]).
-    fn run(
-        mut self,
-        root: u64,
-        budget: &mut Budget,
-    ) -> Result<Option<(TreeSizes, VisitedSet)>, Stop> {
+    /// Whether the term is a tree: its sizes are then in `kept`, and the
+    /// literals left out in `clean` (as [`Graph::build`] leaves them out).
+    fn run(&mut self, root: u64, budget: &mut Budget) -> Result<bool, Stop> {
         if let Word::List(a) | Word::Boxed(a) = classify(root, 0)? {
             if self.mem.is_literal(a) {
                 // A literal root: its literals are positions; the graph.
-                return Ok(None);
+                return Ok(false);
             }
         }
         if !self.enter(root, 0, 0, false, budget)? {
-            return Ok(None);
+            return Ok(false);
         }
         while let Some(top) = self.frames.last_mut() {
             let found = match top.walk {
@@ -2426,7 +2418,7 @@ impl<'a, M: Memory> TreePass<'a, M> {
                 }
             };
             if !found {
-                return Ok(None);
+                return Ok(false);
             }
         }
         // As for the graph: what the arrays held at their largest, growth
@@ -2443,7 +2435,7 @@ impl<'a, M: Memory> TreePass<'a, M> {
             + k.bare_maps.len() * (std::mem::size_of::<usize>() + 1)
             + self.binaries.len() * (std::mem::size_of::<usize>() + 1)
             + k.small.len() * std::mem::size_of::<SmallPosition>()) as u64;
-        Ok(Some((self.kept, self.clean)))
+        Ok(true)
     }
 }
 
