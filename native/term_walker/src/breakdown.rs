@@ -216,12 +216,14 @@ impl<T: Copy, const N: usize> SmallVec<T, N> {
 
 impl<T: Copy, const N: usize> std::ops::Deref for SmallVec<T, N> {
     type Target = [T];
+    #[inline(always)]
     fn deref(&self) -> &[T] {
         self.as_slice()
     }
 }
 
 impl<T: Copy, const N: usize> std::ops::DerefMut for SmallVec<T, N> {
+    #[inline(always)]
     fn deref_mut(&mut self) -> &mut [T] {
         self.as_mut_slice()
     }
@@ -1906,11 +1908,11 @@ struct TreePass<'a, M: Memory> {
     visited: VisitedSet,
     clean: VisitedSet,
     binaries: AddrSet,
-    frames: SmallVec<Frame, 8>,
-    lists: SmallVec<ListState, 4>,
+    frames: Vec<Frame>,
+    lists: Vec<ListState>,
     /// Working block starts and sums of the lists being read.
-    starts: SmallVec<usize, 4>,
-    blocks: SmallVec<Retained, 4>,
+    starts: Vec<usize>,
+    blocks: Vec<Retained>,
     kept: TreeSizes,
     running: u64,
     /// [`keep_bar`] of `bar_running`, taken again when `running` doubles
@@ -1931,23 +1933,10 @@ impl<'a, M: Memory> TreePass<'a, M> {
             visited: VisitedSet::new(),
             clean: VisitedSet::new(),
             binaries: addr_set(),
-            frames: SmallVec::new(Frame {
-                walk: Walk::End,
-                sum: Retained::default(),
-                addr: 0,
-                depth: 0,
-                flags: 0,
-            }),
-            lists: SmallVec::new(ListState {
-                elem: CELL,
-                elements: Retained::default(),
-                len: 0,
-                first: 0,
-                starts_from: 0,
-                blocks_from: 0,
-            }),
-            starts: SmallVec::new(0),
-            blocks: SmallVec::new(Retained::default()),
+            frames: Vec::new(),
+            lists: Vec::new(),
+            starts: Vec::new(),
+            blocks: Vec::new(),
             kept: TreeSizes {
                 total: Retained::default(),
                 off_heap_binaries: 0,
@@ -2064,7 +2053,8 @@ impl<'a, M: Memory> TreePass<'a, M> {
 
     #[inline(always)]
     fn push_frame(&mut self, frame: Frame, budget: &mut Budget) -> Result<(), Stop> {
-        self.frames.push(frame, budget)?;
+        budget.room(&mut self.frames)?;
+        self.frames.push(frame);
         self.most[0] = self.most[0].max(self.frames.len());
         Ok(())
     }
@@ -2142,7 +2132,8 @@ impl<'a, M: Memory> TreePass<'a, M> {
                 starts_from: self.starts.len() as u32,
                 blocks_from: self.blocks.len() as u32,
             };
-            self.lists.push(list, budget)?;
+            budget.room(&mut self.lists)?;
+            self.lists.push(list);
             self.most[1] = self.most[1].max(self.lists.len());
             let frame = Frame {
                 walk: Walk::Head(addr),
@@ -2222,6 +2213,20 @@ impl<'a, M: Memory> TreePass<'a, M> {
         self.close(f, list, budget)
     }
 
+    /// Notes a position of what may be a small term (see
+    /// [`TreeSizes::small`]); past [`SMALL_POSITIONS`], the term is not.
+    #[inline(never)]
+    fn note_small(&mut self, addr: usize, sum: Retained) {
+        let small = &mut self.kept.small;
+        match SmallPosition::new(addr, sum) {
+            Some(p) if small.len < SMALL_POSITIONS => {
+                small.few[small.len] = p;
+                small.len += 1;
+            }
+            _ => self.kept.every_position = false,
+        }
+    }
+
     /// Closes `f`, no longer on the stack (with its list state).
     #[inline(always)]
     fn close(
@@ -2239,13 +2244,8 @@ impl<'a, M: Memory> TreePass<'a, M> {
             || (f.flags & POSITION != 0
                 && f.depth as usize <= self.settings.max_depth.saturating_add(1)
                 && f.sum.bytes() >= self.bar);
-        if !root && f.flags & POSITION != 0 && self.kept.every_position {
-            match SmallPosition::new(f.addr, f.sum) {
-                Some(p) if self.kept.small.len() < SMALL_POSITIONS => {
-                    self.kept.small.push(p, budget)?
-                }
-                _ => self.kept.every_position = false,
-            }
+        if self.kept.every_position && !root && f.flags & POSITION != 0 {
+            self.note_small(f.addr, f.sum);
         }
         if keep {
             if !root {
@@ -2320,7 +2320,8 @@ impl<'a, M: Memory> TreePass<'a, M> {
         list.len += 1;
         if list.len.is_multiple_of(RUN_BLOCK) {
             let elements = list.elements;
-            self.blocks.push(elements, budget)?;
+            budget.room(&mut self.blocks)?;
+            self.blocks.push(elements);
             self.most[3] = self.most[3].max(self.blocks.len());
         }
         let tail_at = cell + WORD_BYTES;
@@ -2349,7 +2350,8 @@ impl<'a, M: Memory> TreePass<'a, M> {
                 let list = self.lists.last_mut().expect("a list state");
                 list.elem = CELL;
                 if list.len.is_multiple_of(RUN_BLOCK) {
-                    self.starts.push(next, budget)?;
+                    budget.room(&mut self.starts)?;
+                    self.starts.push(next);
                     self.most[2] = self.most[2].max(self.starts.len());
                 }
                 Ok(true)
