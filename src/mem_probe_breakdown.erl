@@ -86,8 +86,7 @@
 %% Elixir `Range' struct, as the Elixir face asks).
 -spec breakdown(term(), list() | map()) -> {ok, breakdown()} | {error, term()}.
 breakdown(Term, Opts0) ->
-    Opts = options("breakdown/2", Opts0, []),
-    measure(Term, Opts#{name => maps:get(name, Opts, <<"term">>)}).
+    measure(Term, options("breakdown/2", Opts0, [], <<"term">>)).
 
 %% @doc `breakdown/2' of a sys process's state, measured inside the process
 %% (as `mem_probe:state_size/2' does): sharing, literals and sub-binaries are
@@ -98,9 +97,9 @@ breakdown(Term, Opts0) ->
 -spec state_breakdown(pid(), list() | map()) -> {ok, breakdown()} | {error, term()}.
 state_breakdown(Pid, Opts0) ->
     F = "state_breakdown/2",
-    Opts1 = options(F, Opts0, [timeout]),
+    Opts1 = options(F, Opts0, [timeout], <<"state">>),
     {Timeout, Opts2} = take(timeout, Opts1, ?DEFAULT_TIMEOUT),
-    Opts = Opts2#{name => maps:get(name, Opts2, <<"state">>), small_keys => true},
+    Opts = Opts2#{small_keys => true},
     case native() of
         false ->
             {error, native_walker_unavailable};
@@ -174,17 +173,18 @@ rest_line(_) ->
 %% Measuring
 %%--------------------------------------------------------------------
 
-%% Options as a map. Valid options are checked clause by clause (no list of
-%% checks is built per call); anything else goes through
-%% `mem_probe_args:options/3', which raises the badarg that names the option.
-options(F, Opts0, Extra) ->
-    Opts = case valid_options(Opts0, Extra, #{}) of
+%% Options as a map, `name' (a binary) defaulting to `Name'. Valid options
+%% are checked clause by clause (no list of checks is built per call);
+%% anything else goes through `mem_probe_args:options/3', which raises the
+%% badarg that names the option.
+options(F, Opts0, Extra, Name) ->
+    Opts = case valid_options(Opts0, Extra, #{name => Name}) of
                {ok, Valid} -> Valid;
-               error -> mem_probe_args:options(F, Opts0, known(Extra))
+               error -> maps:merge(#{name => Name}, mem_probe_args:options(F, Opts0, known(Extra)))
            end,
     case Opts of
-        #{name := Name} -> Opts#{name := text(Name)};
-        _ -> Opts
+        #{name := Text} when is_binary(Text) -> Opts;
+        #{name := Other} -> Opts#{name := text(Other)}
     end.
 
 valid_options(Opts, Extra, Acc) when is_map(Opts) ->
