@@ -1673,10 +1673,10 @@ fn run_breakdown<M: Memory>(
     };
     // (place, path, depth, what it retains, whether a run around it is a row)
     let root_place = Place::Value(root_addr | root_tag, 0);
-    let mut pending: SmallVec<_, 16> =
+    let mut pending: SmallVec<_, 8> =
         SmallVec::new((root_place, u32::MAX, 0usize, Retained::default(), false));
     pending.push((root_place, u32::MAX, 0, total, false), budget)?;
-    let mut rows: SmallVec<(u64, usize, u32, Retained, RowKind), 16> =
+    let mut rows: SmallVec<(u64, usize, u32, Retained, RowKind), 8> =
         SmallVec::new((0, 0, 0, Retained::default(), RowKind::Other));
     let mut seen = 0usize;
     while let Some((place, path, depth, retained, in_row_run)) = pending.pop() {
