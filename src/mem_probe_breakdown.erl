@@ -342,7 +342,8 @@ labeller(Opts) ->
     Root = maps:get(name, Opts),
     fun(Term, Path) -> label(Path, {value, Term}, Label, Root, []) end.
 
-default_key_format(K) -> io_lib:format("~0tp", [K]).
+%% UTF-8, as a `key_format' answers (`io_lib' writes characters).
+default_key_format(K) -> unicode:characters_to_binary(io_lib:format("~0tp", [K])).
 
 %% A list run as the caller writes one: `{list, First, Last}', or for Elixir
 %% (`list_runs => ranges') `{list, First..Last}', built here as the Elixir
@@ -372,7 +373,7 @@ label([Step0 | Rest], At, {Records, KeyFormat, Small, Runs} = Label, Text, Shown
     ShownStep = case Step of
                     {key, Key} when Small ->
                         case erts_debug:flat_size(Key) > ?MAX_KEY_WORDS of
-                            true -> {key_text, iolist_to_binary(key_text(Key, KeyFormat))};
+                            true -> {key_text, unicode:characters_to_binary(key_text(Key, KeyFormat))};
                             false -> Step
                         end;
                     {list, _, _} -> run_step(Step, Runs);
