@@ -33,8 +33,10 @@ defmodule Bench.Breakdown do
   defp cpu_us(size_fun, breakdown_fun, term) do
     {once, _} = :timer.tc(size_fun)
 
+    # statistics(runtime) counts milliseconds: a small term's batch takes
+    # some hundreds of them.
     batch =
-      if :erts_debug.flat_size(term) < 10_000, do: 100_000, else: max(div(300_000, max(once, 1)), 1)
+      if :erts_debug.flat_size(term) < 10_000, do: 300_000, else: max(div(300_000, max(once, 1)), 1)
 
     per_call = fn fun ->
       :erlang.statistics(:runtime)
@@ -97,9 +99,9 @@ defmodule Bench.Breakdown do
         [
           name,
           Integer.to_string(b.total.objects),
-          :io_lib.format("~.1f", [size_us]) |> to_string(),
-          :io_lib.format("~.1f", [breakdown_us]) |> to_string(),
-          ratio(breakdown_us, size_us),
+          :io_lib.format("~.2f", [size_us]) |> to_string(),
+          :io_lib.format("~.2f", [breakdown_us]) |> to_string(),
+          times(breakdown_us, size_us),
           :io_lib.format("~.1f", [b.total.graph_bytes / nodes])
           |> to_string(),
           Integer.to_string(length(b.rows))
@@ -108,6 +110,12 @@ defmodule Bench.Breakdown do
 
     print_table([header | rows])
   end
+
+  # The ratio of two times in µs. (Bench.Support.ratio/2 divides by at least
+  # 1, meant for milliseconds: a small term's term_size/1 takes well under
+  # 1 µs, and that would understate the ratio.)
+  defp times(_a, b) when b <= 0, do: "n/a"
+  defp times(a, b), do: :io_lib.format("~.2fx", [a / b]) |> to_string()
 end
 
 Bench.Breakdown.run()

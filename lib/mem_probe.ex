@@ -834,6 +834,8 @@ defmodule MemProbe do
 
   # Keys printed as Elixir prints them, list runs as ranges: the Erlang side
   # builds the result in this style, so nothing is rebuilt here.
+  defp breakdown_opts([]), do: [key_format: &inspect/1, list_runs: :ranges]
+
   defp breakdown_opts(opts) when is_list(opts) do
     if Keyword.keyword?(opts),
       do: opts |> Keyword.put_new(:key_format, &inspect/1) |> Keyword.put_new(:list_runs, :ranges),

@@ -86,8 +86,7 @@
 %% Elixir `Range' struct, as the Elixir face asks).
 -spec breakdown(term(), list() | map()) -> {ok, breakdown()} | {error, term()}.
 breakdown(Term, Opts0) ->
-    Opts = options("breakdown/2", Opts0, []),
-    measure(Term, Opts#{name => maps:get(name, Opts, <<"term">>)}).
+    measure(Term, options("breakdown/2", Opts0, [], <<"term">>)).
 
 %% @doc `breakdown/2' of a sys process's state, measured inside the process
 %% (as `mem_probe:state_size/2' does): sharing, literals and sub-binaries are
@@ -98,9 +97,9 @@ breakdown(Term, Opts0) ->
 -spec state_breakdown(pid(), list() | map()) -> {ok, breakdown()} | {error, term()}.
 state_breakdown(Pid, Opts0) ->
     F = "state_breakdown/2",
-    Opts1 = options(F, Opts0, [timeout]),
+    Opts1 = options(F, Opts0, [timeout], <<"state">>),
     {Timeout, Opts2} = take(timeout, Opts1, ?DEFAULT_TIMEOUT),
-    Opts = Opts2#{name => maps:get(name, Opts2, <<"state">>), small_keys => true},
+    Opts = Opts2#{small_keys => true},
     case native() of
         false ->
             {error, native_walker_unavailable};
@@ -174,17 +173,18 @@ rest_line(_) ->
 %% Measuring
 %%--------------------------------------------------------------------
 
-%% Options as a map. Valid options are checked clause by clause (no list of
-%% checks is built per call); anything else goes through
-%% `mem_probe_args:options/3', which raises the badarg that names the option.
-options(F, Opts0, Extra) ->
-    Opts = case valid_options(Opts0, Extra, #{}) of
+%% Options as a map, `name' (a binary) defaulting to `Name'. Valid options
+%% are checked clause by clause (no list of checks is built per call);
+%% anything else goes through `mem_probe_args:options/3', which raises the
+%% badarg that names the option.
+options(F, Opts0, Extra, Name) ->
+    Opts = case valid_options(Opts0, Extra, #{name => Name}) of
                {ok, Valid} -> Valid;
-               error -> mem_probe_args:options(F, Opts0, known(Extra))
+               error -> maps:merge(#{name => Name}, mem_probe_args:options(F, Opts0, known(Extra)))
            end,
     case Opts of
-        #{name := Name} -> Opts#{name := text(Name)};
-        _ -> Opts
+        #{name := Text} when is_binary(Text) -> Opts;
+        #{name := Other} -> Opts#{name := text(Other)}
     end.
 
 valid_options(Opts, Extra, Acc) when is_map(Opts) ->
@@ -268,28 +268,31 @@ walk(Term, Opts) ->
     Rows = maps:get(n, Opts, ?DEFAULT_ROWS),
     Depth = maps:get(depth, Opts, ?DEFAULT_DEPTH),
     Max = maps:get(max_objects, Opts, ?DEFAULT_MAX_OBJECTS),
-    case mem_probe_nif:breakdown(Term, MinShare, Rows, Depth, Max) of
-        budget_exceeded -> mem_probe_nif:breakdown_dirty(Term, MinShare, Rows, Depth, Max);
+    Style = style(Opts),
+    case mem_probe_nif:breakdown(Term, MinShare, Rows, Depth, Max, Style) of
+        budget_exceeded -> mem_probe_nif:breakdown_dirty(Term, MinShare, Rows, Depth, Max, Style);
         Done -> Done
     end.
 
-walked(Term, {ok, {Words, OffHeap, Binaries, Literal, Objects, Nodes, GraphBytes}, Rows},
+%% What the NIF writes itself: `{Ranges, Name}', list runs as Elixir ranges
+%% or not, and with the root's name the labels it can (all but those with
+%% keys that need `key_format'); with record definitions (which only this
+%% side reads) it writes none (`false').
+style(Opts) ->
+    Ranges = maps:get(list_runs, Opts, pairs) =:= ranges,
+    case maps:get(records, Opts, []) of
+        [] -> {Ranges, maps:get(name, Opts)};
+        _ -> {Ranges, false}
+    end.
+
+walked(Term, {ok, {Total, Words, OffHeap, Binaries, Literal, Objects, Nodes, GraphBytes}, Rows},
        Opts) ->
-    WordSize = erlang:system_info(wordsize),
-    Total = Words * WordSize + OffHeap,
-    Labeller = labeller(Opts),
     {ok, #{name => maps:get(name, Opts),
            total => #{bytes => Total, shared_words => Words, off_heap_bytes => OffHeap,
                       off_heap_binaries => Binaries, literal_words => Literal,
                       objects => Objects, graph_nodes => Nodes,
                       graph_bytes => GraphBytes},
-           rows => [begin
-                        Bytes = RowWords * WordSize + RowOffHeap,
-                        {Label, Shown} = Labeller(Term, Path),
-                        #{path => Shown, label => Label, bytes => Bytes,
-                          shared_words => RowWords, off_heap_bytes => RowOffHeap,
-                          share => share(Bytes, Total), count => Count, kind => Kind}
-                    end || {Path, RowWords, RowOffHeap, Count, Kind} <- Rows]}};
+           rows => rows(Rows, Term, Opts)}};
 walked(_Term, {error, Reason}, _Opts) when Reason =:= too_many_objects;
                                           Reason =:= out_of_memory ->
     %% Past max_objects, or past the walk memory limit (walk_memory_limit):
@@ -301,6 +304,22 @@ walked(_Term, {error, {layout_error, What, Address, Word}}, _Opts) ->
                                                  {What, Address, Word})}};
 walked(_Term, {error, Reason}, _Opts) ->
     {error, {walk_failed, Reason}}.
+
+%% The NIF's rows as maps: bytes and share come computed; a row whose label
+%% the NIF could not write (`false') is labelled here, following its path
+%% through the term.
+rows([{Path, Label, Bytes, Words, OffHeap, Share, Count, Kind} | Rest], Term, Opts)
+  when is_binary(Label) ->
+    [#{path => Path, label => Label, bytes => Bytes, shared_words => Words,
+       off_heap_bytes => OffHeap, share => Share, count => Count, kind => Kind}
+     | rows(Rest, Term, Opts)];
+rows([{Path, false, Bytes, Words, OffHeap, Share, Count, Kind} | Rest], Term, Opts) ->
+    {Label, Shown} = (labeller(Opts))(Term, Path),
+    [#{path => Shown, label => Label, bytes => Bytes, shared_words => Words,
+       off_heap_bytes => OffHeap, share => Share, count => Count, kind => Kind}
+     | rows(Rest, Term, Opts)];
+rows([], _Term, _Opts) ->
+    [].
 
 share(_Part, 0) -> 0.0;
 share(Part, Whole) -> Part / Whole.
@@ -323,7 +342,8 @@ labeller(Opts) ->
     Root = maps:get(name, Opts),
     fun(Term, Path) -> label(Path, {value, Term}, Label, Root, []) end.
 
-default_key_format(K) -> io_lib:format("~0tp", [K]).
+%% UTF-8, as a `key_format' answers (`io_lib' writes characters).
+default_key_format(K) -> unicode:characters_to_binary(io_lib:format("~0tp", [K])).
 
 %% A list run as the caller writes one: `{list, First, Last}', or for Elixir
 %% (`list_runs => ranges') `{list, First..Last}', built here as the Elixir
@@ -343,12 +363,17 @@ field_name(F) -> F.
 
 label([], _At, _Label, Text, Shown) ->
     {iolist_to_binary(Text), lists:reverse(Shown)};
-label([Step | Rest], At, {Records, KeyFormat, Small, Runs} = Label, Text, Shown) ->
+label([Step0 | Rest], At, {Records, KeyFormat, Small, Runs} = Label, Text, Shown) ->
+    %% A run may come as an Elixir range already (`list_runs => ranges').
+    Step = case run_bounds(Step0) of
+               {F, L} -> {list, F, L};
+               none -> Step0
+           end,
     {Part, Next} = step(Step, At, Records, KeyFormat),
     ShownStep = case Step of
                     {key, Key} when Small ->
                         case erts_debug:flat_size(Key) > ?MAX_KEY_WORDS of
-                            true -> {key_text, iolist_to_binary(key_text(Key, KeyFormat))};
+                            true -> {key_text, unicode:characters_to_binary(key_text(Key, KeyFormat))};
                             false -> Step
                         end;
                     {list, _, _} -> run_step(Step, Runs);

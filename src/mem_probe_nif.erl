@@ -15,7 +15,7 @@
 %% What `mem_probe_sizes' needs to know of the loading.
 -export([load_status/0, walk_memory_limit/0]).
 %% The breakdown's entry points (`mem_probe_breakdown').
--export([breakdown/5, breakdown_dirty/5]).
+-export([breakdown/6, breakdown_dirty/6]).
 %% Empty NIFs: the fixed cost of a call (bench/nif_floor.exs).
 -export([echo/1, echo_rustler/1]).
 
@@ -151,11 +151,11 @@ walk_flat_raw(_Term, _Limit) -> erlang:nif_error(nif_not_loaded).
 
 %% @private Retained sizes by position (`mem_probe_breakdown') within a
 %% budget: `{ok, Total, Rows}', `budget_exceeded' or `{error, Reason}'.
-breakdown(_Term, _MinShare, _MaxRows, _MaxDepth, _MaxObjects) ->
+breakdown(_Term, _MinShare, _MaxRows, _MaxDepth, _MaxObjects, _Style) ->
     erlang:nif_error(nif_not_loaded).
 
 %% @private The same on a dirty CPU scheduler, without a budget.
-breakdown_dirty(_Term, _MinShare, _MaxRows, _MaxDepth, _MaxObjects) ->
+breakdown_dirty(_Term, _MinShare, _MaxRows, _MaxDepth, _MaxObjects, _Style) ->
     erlang:nif_error(nif_not_loaded).
 
 %% @private Returns `Term': an empty NIF (a bare C function), the fixed cost

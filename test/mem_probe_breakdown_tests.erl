@@ -41,3 +41,32 @@ diff_and_text_test() ->
                  mem_probe_badarg:message(fun() -> mem_probe:diff_breakdown(a, b) end)),
     ?assertMatch("breakdown/2: bad value -1 for option depth" ++ _,
                  mem_probe_badarg:message(fun() -> mem_probe:breakdown(1, [{depth, -1}]) end)).
+
+%% The labels the NIF writes (no record definitions) are the ones this side
+%% writes (a record definition that matches nothing: every row labelled
+%% here), for every kind of step and key, in both forms of list runs.
+nif_labels_are_the_erlang_labels_test() ->
+    L = fun(N) -> lists:seq(1, N) end,
+    X = L(300),
+    %% (Made at run time: a literal is charged nothing and makes no row.)
+    Small = binary_to_term(term_to_binary({ok, [1, 2, 3], #{a => 1}, <<"abc">>})),
+    Terms = [Small,
+             {state, L(12000), #{sessions => L(100), 'Elixir.Key' => L(101),
+                                 'with space' => L(102), 'ok?' => L(103), 'go!' => L(104),
+                                 '?x' => L(105), 'é' => L(106), 'a\n' => L(107),
+                                 42 => L(108), <<"k">> => L(109), {t, 1} => L(110)}},
+             [L(50), {nested, [{deep, L(30)}]}],
+             #{fn => fun() -> X end, other => L(200)},
+             maps:from_list([{I, L(I)} || I <- lists:seq(1, 40)])],
+    lists:foreach(
+      fun(Term) ->
+              lists:foreach(
+                fun(Runs) ->
+                        Opts = [{min_share, 0.0}, {n, 1000}, {list_runs, Runs}],
+                        {ok, #{rows := Fast}} = mem_probe:breakdown(Term, Opts),
+                        {ok, #{rows := Slow}} =
+                            mem_probe:breakdown(Term, [{records, [{no_such_record, [f]}]} | Opts]),
+                        ?assertEqual(Slow, Fast),
+                        ?assert(length(Fast) >= 2)
+                end, [pairs, ranges])
+      end, Terms).

@@ -6,7 +6,7 @@
 //!   the term is larger (modes `flat`, `shared`, `full`, and `calibrate`:
 //!   `full` through guarded reads, plus the `erts_debug:size/1` count and
 //!   `enif_term_size`);
-//! * `breakdown/5` and `breakdown_dirty/5` (breakdown.rs): retained sizes by
+//! * `breakdown/6` and `breakdown_dirty/6` (breakdown.rs): retained sizes by
 //!   position, scheduled the same way;
 //! * `walk_dirty/3` runs the same walk from the root on a dirty CPU scheduler;
 //! * `native_info/0` says which layout was selected at load and how the

@@ -50,15 +50,11 @@
 //! jump pointer and topological order. [`Breakdown::peak_bytes`] reports the
 //! most these arrays held at once (growth slack aside, as for the graph).
 
-use std::borrow::Cow;
-
-use ahash::AHashMap;
-
 use crate::decode::{self, classify, Detail, LayoutError, Object, Word};
 use crate::layout::{Kind, Layout};
 use crate::memory::Memory;
 use crate::tags::*;
-use crate::visited::VisitedSet;
+use crate::visited::{fixed_hasher, VisitedSet};
 use crate::walk::{reserve, Stop, Work};
 
 /// The walk's [`Work`]: its allowance in words visited (plus one per
@@ -113,6 +109,123 @@ impl Budget {
         v.try_reserve_exact(n).map_err(|_| Stop::OutOfMemory)?;
         v.resize(n, value);
         Ok(v)
+    }
+}
+
+/// The breakdown's hash tables: keyed by addresses, which no caller
+/// chooses, so with the walks' fixed seeds (a random seed per table cost a
+/// small term's breakdown more than its hashing).
+type AddrMap<V> = std::collections::HashMap<usize, V, ahash::RandomState>;
+type AddrSet = std::collections::HashSet<usize, ahash::RandomState>;
+
+fn addr_map<V>() -> AddrMap<V> {
+    AddrMap::with_hasher(fixed_hasher())
+}
+
+fn addr_set() -> AddrSet {
+    AddrSet::with_hasher(fixed_hasher())
+}
+
+/// A vector whose first `N` elements live inline (a small term's
+/// breakdown asks the allocator for none of them); once more are pushed,
+/// all of them live on the heap from then on, charged to the walk's memory
+/// like any other vector.
+struct SmallVec<T: Copy, const N: usize> {
+    few: [T; N],
+    /// Elements in `few`, until `spilled`.
+    len: usize,
+    spilled: bool,
+    more: Vec<T>,
+}
+
+impl<T: Copy, const N: usize> SmallVec<T, N> {
+    /// Empty; `fill` only initialises the inline slots.
+    fn new(fill: T) -> Self {
+        SmallVec {
+            few: [fill; N],
+            len: 0,
+            spilled: false,
+            more: Vec::new(),
+        }
+    }
+
+    #[inline(always)]
+    fn push(&mut self, value: T, budget: &mut Budget) -> Result<(), Stop> {
+        if !self.spilled {
+            if self.len < N {
+                self.few[self.len] = value;
+                self.len += 1;
+                return Ok(());
+            }
+            self.spill(budget)?;
+        }
+        budget.room(&mut self.more)?;
+        self.more.push(value);
+        Ok(())
+    }
+
+    #[cold]
+    fn spill(&mut self, budget: &mut Budget) -> Result<(), Stop> {
+        for i in 0..self.len {
+            budget.room(&mut self.more)?;
+            self.more.push(self.few[i]);
+        }
+        self.spilled = true;
+        self.len = 0;
+        Ok(())
+    }
+
+    #[inline(always)]
+    fn pop(&mut self) -> Option<T> {
+        if self.spilled {
+            return self.more.pop();
+        }
+        if self.len == 0 {
+            return None;
+        }
+        self.len -= 1;
+        Some(self.few[self.len])
+    }
+
+    #[inline(always)]
+    fn as_slice(&self) -> &[T] {
+        if self.spilled {
+            &self.more
+        } else {
+            &self.few[..self.len]
+        }
+    }
+
+    #[inline(always)]
+    fn as_mut_slice(&mut self) -> &mut [T] {
+        if self.spilled {
+            &mut self.more
+        } else {
+            &mut self.few[..self.len]
+        }
+    }
+
+    fn truncate(&mut self, len: usize) {
+        if self.spilled {
+            self.more.truncate(len);
+        } else {
+            self.len = self.len.min(len);
+        }
+    }
+}
+
+impl<T: Copy, const N: usize> std::ops::Deref for SmallVec<T, N> {
+    type Target = [T];
+    #[inline(always)]
+    fn deref(&self) -> &[T] {
+        self.as_slice()
+    }
+}
+
+impl<T: Copy, const N: usize> std::ops::DerefMut for SmallVec<T, N> {
+    #[inline(always)]
+    fn deref_mut(&mut self) -> &mut [T] {
+        self.as_mut_slice()
     }
 }
 
@@ -353,8 +466,6 @@ fn push_node(
 /// The object graph and, once computed, the dominator tree with retained
 /// sizes.
 struct Graph {
-    /// Literal objects left out of the graph (see [`clean_literal`]).
-    clean: VisitedSet,
     /// References `edge_start[i]..edge_start[i + 1]` are node `i`'s:
     /// its non-immediate children in slot order, then its attached object,
     /// then its off-heap binary.
@@ -456,7 +567,7 @@ impl Graph {
         root_tag: usize,
         max_objects: usize,
         budget: &mut Budget,
-    ) -> Result<Graph, Stop> {
+    ) -> Result<(Graph, VisitedSet), Stop> {
         let mut nodes = NewNodes {
             limit: max_objects.min(MAX_NODES),
             addr: vec![root_addr | root_tag],
@@ -465,7 +576,7 @@ impl Graph {
         let mut edge_start: Vec<u32> = Vec::new();
         let mut edges = Edges::new();
         let mut binaries: Vec<(u32, u64)> = Vec::new();
-        let mut binary_index: AHashMap<usize, u32> = AHashMap::new();
+        let mut binary_index: AddrMap<u32> = addr_map();
         // Addresses of the objects referenced again, in edge order: their
         // edges are the `UNSET` ones, resolved once the walk is done.
         let mut repeats: Vec<usize> = Vec::new();
@@ -590,7 +701,7 @@ impl Graph {
             for &a in &repeats {
                 targets.insert(a, &mut budget.work)?;
             }
-            let mut index: AHashMap<usize, u32> = AHashMap::new();
+            let mut index: AddrMap<u32> = addr_map();
             for (j, &tagged) in addr.iter().enumerate() {
                 let a = tagged & !TAG_MASK;
                 if tagged & TAG_MASK != TAG_BINARY && !targets.insert(a, &mut budget.work)? {
@@ -614,7 +725,6 @@ impl Graph {
         own.shrink_to_fit();
 
         let mut graph = Graph {
-            clean,
             edge_start,
             edges,
             idom: Vec::new(),
@@ -635,14 +745,12 @@ impl Graph {
         graph.sum_retained(order.as_deref(), budget)?;
         peak_bytes = peak_bytes.max(graph.resident_bytes() + order.as_ref().map_or(0, bytes_of));
         graph.peak_bytes = peak_bytes;
-        Ok(graph)
+        Ok((graph, clean))
     }
 
-    /// A graph of no nodes, for a term the tree pass sized: only the clean
-    /// literals, which the search leaves out as it does in a graph.
-    fn without_nodes(clean: VisitedSet) -> Graph {
+    /// A graph of no nodes, for a term the tree pass sized.
+    fn without_nodes() -> Graph {
         Graph {
-            clean,
             edge_start: Vec::new(),
             edges: Edges::new(),
             idom: Vec::new(),
@@ -798,16 +906,6 @@ impl Graph {
         }
     }
 
-    /// Whether the term word `term` (read at `at`) has a node: not an
-    /// immediate, nor a literal left out of the graph.
-    #[inline(always)]
-    fn has_node(&self, term: u64, at: usize) -> Result<bool, Stop> {
-        Ok(match classify(term, at)? {
-            Word::Immediate => false,
-            Word::List(a) | Word::Boxed(a) => self.clean.is_empty() || !self.clean.contains(a),
-        })
-    }
-
     /// Whether nothing is referenced twice (no dominator array was needed).
     fn is_tree(&self) -> bool {
         self.idom.is_empty()
@@ -854,14 +952,17 @@ fn lca(idom: &[u32], level: &[u32], jump: &[u32], a: u32, b: u32) -> u32 {
     a
 }
 
-/// A list whose elements were looked at: the cons cell (address and node)
-/// that starts each block of ten elements, and sums per block for the runs.
-/// In a tree, both are the tree pass's, borrowed.
-struct ListInfo<'a> {
+/// A list whose elements were looked at: where the cons cells (address and
+/// node) that start each block of ten elements are, and the sums per block
+/// for the runs (`blocks + j`: what elements `0..10 * j` retain, the last
+/// block partial). In a tree, both are the tree pass's ([`TreeSizes`]);
+/// otherwise the searcher's own.
+#[derive(Clone, Copy)]
+struct ListInfo {
     len: u64,
-    starts: Cow<'a, [(usize, u32)]>,
-    /// `blocks[j]`: what elements `0..10 * j` retain (the last block partial).
-    blocks: Cow<'a, [Retained]>,
+    in_tree: bool,
+    starts: u32,
+    blocks: u32,
 }
 
 const RUN_BLOCK: u64 = 10;
@@ -882,9 +983,17 @@ struct Searcher<'a, M: Memory> {
     /// Set for a term without sharing: sizes come from the tree pass, and
     /// the graph has no nodes (node indices are 0).
     tree: Option<&'a TreeSizes>,
-    lists: Vec<ListInfo<'a>>,
+    /// Literal objects left out of the graph (see [`clean_literal`]), or by
+    /// the tree pass.
+    clean: &'a VisitedSet,
+    lists: SmallVec<ListInfo, 4>,
+    /// The block starts and sums of the lists not kept by the tree pass.
+    starts: SmallVec<(usize, u32), 4>,
+    blocks: SmallVec<Retained, 8>,
     /// Paths as a tree: (parent path, step); `u32::MAX` is the root.
-    steps: Vec<(u32, Step)>,
+    steps: SmallVec<(u32, Step), 16>,
+    /// The vector the last place's children were found in, for the next.
+    spare: Vec<Child>,
     /// The threshold is so low that a value the tree pass left out for
     /// being under [`KEEP_FLOOR`] may matter: such a value is read again.
     reread_unkept: bool,
@@ -919,6 +1028,16 @@ struct Child {
 }
 
 impl<'a, M: Memory> Searcher<'a, M> {
+    /// Whether the term word `term` (read at `at`) has a node: not an
+    /// immediate, nor a literal left out of the graph.
+    #[inline(always)]
+    fn has_node(&self, term: u64, at: usize) -> Result<bool, Stop> {
+        Ok(match classify(term, at)? {
+            Word::Immediate => false,
+            Word::List(a) | Word::Boxed(a) => self.clean.is_empty() || !self.clean.contains(a),
+        })
+    }
+
     fn path(&self, mut at: u32) -> Vec<Step> {
         let mut path = Vec::new();
         while at != u32::MAX {
@@ -972,7 +1091,7 @@ impl<'a, M: Memory> Searcher<'a, M> {
         for k in 0..object.child_count {
             let at = object.children + k * WORD_BYTES;
             let term = self.mem.word(at)?;
-            if self.graph.has_node(term, at)? {
+            if self.has_node(term, at)? {
                 visit(k, term, if tree { 0 } else { self.graph.target(e) })?;
                 e += 1;
             }
@@ -1025,16 +1144,24 @@ impl<'a, M: Memory> Searcher<'a, M> {
         let Some(tree) = self.tree else {
             return Ok(self.graph.retained(node));
         };
-        if let Some(&found) = tree.values.get(&((term & POINTER_MASK) as usize)) {
+        let addr = (term & POINTER_MASK) as usize;
+        if let Some(&found) = tree.values.get(&addr) {
             return Ok(found);
         }
+        if tree.every_position {
+            // A small term: the pass noted every position.
+            if let Some(found) = tree.small.iter().find(|p| p.addr == addr) {
+                return Ok(found.retained());
+            }
+        }
         let mut sum = Retained::default();
-        let mut pending = vec![(term, 0usize)];
+        let mut pending: SmallVec<(u64, usize), 16> = SmallVec::new((0, 0));
+        pending.push((term, 0), budget)?;
         while let Some((term, at)) = pending.pop() {
             let object = match classify(term, at)? {
                 Word::Immediate => continue,
                 // Literals in a tree are all clean: they weigh nothing.
-                Word::List(a) | Word::Boxed(a) if self.graph.clean.contains(a) => continue,
+                Word::List(a) | Word::Boxed(a) if self.clean.contains(a) => continue,
                 Word::List(a) => Object::cons(a),
                 Word::Boxed(a) => decode::boxed(self.mem, self.layout, a, Detail::OffHeap)?,
             };
@@ -1058,8 +1185,7 @@ impl<'a, M: Memory> Searcher<'a, M> {
             }
             for k in 0..object.child_count {
                 let slot = object.children + k * WORD_BYTES;
-                budget.room(&mut pending)?;
-                pending.push((self.mem.word(slot)?, slot));
+                pending.push((self.mem.word(slot)?, slot), budget)?;
             }
         }
         Ok(sum)
@@ -1073,15 +1199,18 @@ impl<'a, M: Memory> Searcher<'a, M> {
         threshold: u64,
         budget: &mut Budget,
     ) -> Result<Kept, Stop> {
+        // The vector the last place's children were in, emptied.
+        let mut spare = std::mem::take(&mut self.spare);
+        spare.clear();
         let mut kept = Kept {
-            list: Vec::new(),
+            list: spare,
             heaviest: 0,
             threshold,
         };
         let (tagged, node) = match place {
             Place::Run(list, first, last) => {
                 // At most ten, all kept: a run's test looks at each.
-                kept.list = self.run_children(list, first, last, budget)?;
+                self.run_children(list, first, last, &mut kept.list, budget)?;
                 kept.heaviest = kept
                     .list
                     .iter()
@@ -1169,7 +1298,7 @@ impl<'a, M: Memory> Searcher<'a, M> {
                     // the leaf's last reference and the position.
                     let value_at = at + WORD_BYTES;
                     let value = self.mem.word(value_at)?;
-                    if self.graph.has_node(value, value_at)? {
+                    if self.has_node(value, value_at)? {
                         let v = self.tail_node(n);
                         if !self.graph.is_shared(v) {
                             let key = self.mem.word(at)?;
@@ -1192,25 +1321,27 @@ impl<'a, M: Memory> Searcher<'a, M> {
     /// own: the spine continues while each tail cell is referenced only by
     /// the cell before it.
     fn list(&mut self, at: usize, node: u32, budget: &mut Budget) -> Result<usize, Stop> {
-        let mut info = ListInfo {
-            len: 0,
-            starts: Cow::Owned(Vec::new()),
-            blocks: Cow::Owned(vec![Retained::default()]),
-        };
         // The pass keeps every list the search can reach; were one missing,
         // the walk below reads it again (in a tree, nothing is shared).
         if let Some(kept) = self.tree.and_then(|tree| tree.lists.get(&at)) {
-            let tree = self.tree.expect("a tree");
-            info.len = kept.len;
-            let blocks = kept.len.div_ceil(RUN_BLOCK) as usize;
-            let from = kept.starts as usize;
-            info.starts = Cow::Borrowed(&tree.starts[from..from + blocks]);
-            let from = kept.blocks as usize;
-            info.blocks = Cow::Borrowed(&tree.blocks[from..from + blocks + 1]);
-            budget.spend(blocks as u64)?;
-            self.lists.push(info);
+            let blocks = kept.len.div_ceil(RUN_BLOCK);
+            budget.spend(blocks)?;
+            let info = ListInfo {
+                len: kept.len,
+                in_tree: true,
+                starts: kept.starts,
+                blocks: kept.blocks,
+            };
+            self.lists.push(info, budget)?;
             return Ok(self.lists.len() - 1);
         }
+        let mut info = ListInfo {
+            len: 0,
+            in_tree: false,
+            starts: self.starts.len() as u32,
+            blocks: self.blocks.len() as u32,
+        };
+        self.blocks.push(Retained::default(), budget)?;
         if self.tree.is_none() && self.graph.is_tree() {
             return self.tree_list(info, at, node, budget);
         }
@@ -1221,17 +1352,15 @@ impl<'a, M: Memory> Searcher<'a, M> {
             let index = info.len;
             info.len += 1;
             if index.is_multiple_of(RUN_BLOCK) {
-                info.starts.to_mut().push((cell, n));
+                self.starts.push((cell, n), budget)?;
             }
             sum.add(self.element(cell, n, budget)?);
             if (index + 1).is_multiple_of(RUN_BLOCK) {
-                info.blocks.to_mut().push(sum);
+                self.blocks.push(sum, budget)?;
             }
             let tail = self.mem.word(cell + WORD_BYTES)?;
             // A literal tail left out of the graph weighs nothing.
-            if tail & PRIMARY_MASK != PRIMARY_LIST
-                || !self.graph.has_node(tail, cell + WORD_BYTES)?
-            {
+            if tail & PRIMARY_MASK != PRIMARY_LIST || !self.has_node(tail, cell + WORD_BYTES)? {
                 break;
             }
             let next = self.tail_node(n);
@@ -1242,9 +1371,9 @@ impl<'a, M: Memory> Searcher<'a, M> {
             n = next;
         }
         if !info.len.is_multiple_of(RUN_BLOCK) {
-            info.blocks.to_mut().push(sum);
+            self.blocks.push(sum, budget)?;
         }
-        self.lists.push(info);
+        self.lists.push(info, budget)?;
         Ok(self.lists.len() - 1)
     }
 
@@ -1254,7 +1383,7 @@ impl<'a, M: Memory> Searcher<'a, M> {
     /// looking at every element.
     fn tree_list(
         &mut self,
-        mut info: ListInfo<'a>,
+        mut info: ListInfo,
         at: usize,
         node: u32,
         budget: &mut Budget,
@@ -1263,12 +1392,12 @@ impl<'a, M: Memory> Searcher<'a, M> {
         let end = loop {
             budget.spend(1)?;
             if info.len.is_multiple_of(RUN_BLOCK) {
-                info.starts.to_mut().push((cell, n));
+                self.starts.push((cell, n), budget)?;
             }
             info.len += 1;
             let tail_at = cell + WORD_BYTES;
             let tail = self.mem.word(tail_at)?;
-            if !self.graph.has_node(tail, tail_at)? {
+            if !self.has_node(tail, tail_at)? {
                 break Retained::default();
             }
             let next = self.tail_node(n);
@@ -1279,14 +1408,34 @@ impl<'a, M: Memory> Searcher<'a, M> {
             n = next;
         };
         let whole = self.graph.retained(node);
-        for &(_, start) in &info.starts[1..] {
-            info.blocks
-                .to_mut()
-                .push(whole.sub(self.graph.retained(start)));
+        for j in info.starts as usize + 1..self.starts.len() {
+            let (_, start) = self.starts[j];
+            self.blocks
+                .push(whole.sub(self.graph.retained(start)), budget)?;
         }
-        info.blocks.to_mut().push(whole.sub(end));
-        self.lists.push(info);
+        self.blocks.push(whole.sub(end), budget)?;
+        self.lists.push(info, budget)?;
         Ok(self.lists.len() - 1)
+    }
+
+    /// The cell (address and node) starting block `j` of `lists[list]`.
+    #[inline(always)]
+    fn start(&self, list: usize, j: usize) -> (usize, u32) {
+        let info = self.lists[list];
+        match self.tree {
+            Some(tree) if info.in_tree => tree.starts[info.starts as usize + j],
+            _ => self.starts[info.starts as usize + j],
+        }
+    }
+
+    /// What elements `0..10 * j` of `lists[list]` retain.
+    #[inline(always)]
+    fn block(&self, list: usize, j: usize) -> Retained {
+        let info = self.lists[list];
+        match self.tree {
+            Some(tree) if info.in_tree => tree.blocks[info.blocks as usize + j],
+            _ => self.blocks[info.blocks as usize + j],
+        }
     }
 
     /// A cons cell's tail node (its last reference, when the tail is not an
@@ -1302,7 +1451,7 @@ impl<'a, M: Memory> Searcher<'a, M> {
     /// The cons cell (address and node) of element `i` of `lists[list]`:
     /// from the start of its block, at most nine tails on.
     fn cell(&self, list: usize, i: u64) -> Result<(usize, u32), Stop> {
-        let (mut cell, mut node) = self.lists[list].starts[(i / RUN_BLOCK) as usize];
+        let (mut cell, mut node) = self.start(list, (i / RUN_BLOCK) as usize);
         for _ in 0..i % RUN_BLOCK {
             let tail = self.mem.word(cell + WORD_BYTES)?;
             cell = (tail & POINTER_MASK) as usize;
@@ -1332,7 +1481,7 @@ impl<'a, M: Memory> Searcher<'a, M> {
     #[inline(always)]
     fn head(&self, cell: usize, node: u32) -> Result<Option<(u64, u32)>, Stop> {
         let term = self.mem.word(cell)?;
-        if !self.graph.has_node(term, cell)? {
+        if !self.has_node(term, cell)? {
             return Ok(None);
         }
         let head = match self.tree {
@@ -1349,13 +1498,12 @@ impl<'a, M: Memory> Searcher<'a, M> {
         last: u64,
         budget: &mut Budget,
     ) -> Result<Retained, Stop> {
-        let info = &self.lists[list];
         let len = last - first + 1;
         if len >= RUN_BLOCK && first.is_multiple_of(RUN_BLOCK) {
             // Whole blocks, the last one possibly partial (the list's end).
             let from = (first / RUN_BLOCK) as usize;
             let to = (last + 1).div_ceil(RUN_BLOCK) as usize;
-            return Ok(info.blocks[to].sub(info.blocks[from]));
+            return Ok(self.block(list, to).sub(self.block(list, from)));
         }
         let mut sum = Retained::default();
         for i in first..=last {
@@ -1399,21 +1547,24 @@ impl<'a, M: Memory> Searcher<'a, M> {
         list: usize,
         first: u64,
         last: u64,
+        children: &mut Vec<Child>,
         budget: &mut Budget,
-    ) -> Result<Vec<Child>, Stop> {
+    ) -> Result<(), Stop> {
         let len = last - first + 1;
         let mut chunk = 1u64;
         while chunk * RUN_BLOCK < len {
             chunk *= RUN_BLOCK;
         }
-        let mut children = Vec::new();
         let mut start = first;
         while start <= last {
             let end = (start + chunk - 1).min(last);
-            children.extend(self.run_child(list, start, end, budget)?);
+            if let Some(child) = self.run_child(list, start, end, budget)? {
+                budget.room(children)?;
+                children.push(child);
+            }
             start = end + 1;
         }
-        Ok(children)
+        Ok(())
     }
 }
 
@@ -1476,25 +1627,23 @@ fn run_breakdown<M: Memory>(
     // Most terms have no sharing: one depth-first pass sums every subtree
     // and keeps the few positions the search can ask for. The first object
     // reached twice ends it, and the graph takes over.
-    let tree = match tree_pass {
-        false => None,
-        true => TreePass::new(mem, layout, settings).run(root, budget)?,
+    let mut pass = TreePass::new(mem, layout, settings);
+    let (empty, built);
+    let (graph, tree, clean) = if tree_pass && pass.run(root, budget)? {
+        empty = Graph::without_nodes();
+        (&empty, Some(&pass.kept), &pass.clean)
+    } else {
+        built = Graph::build(
+            mem,
+            layout,
+            root_addr,
+            root_tag,
+            settings.max_objects,
+            budget,
+        )?;
+        (&built.0, None, &built.1)
     };
-    let (graph, tree) = match tree {
-        Some((sizes, clean)) => (Graph::without_nodes(clean), Some(sizes)),
-        None => (
-            Graph::build(
-                mem,
-                layout,
-                root_addr,
-                root_tag,
-                settings.max_objects,
-                budget,
-            )?,
-            None,
-        ),
-    };
-    let total = match &tree {
+    let total = match tree {
         Some(t) => t.total,
         None => graph.retained(0),
     };
@@ -1505,23 +1654,30 @@ fn run_breakdown<M: Memory>(
     let mut searcher = Searcher {
         mem,
         layout,
-        graph: &graph,
-        tree: tree.as_ref(),
-        lists: Vec::new(),
-        steps: Vec::new(),
+        graph,
+        tree,
+        clean,
+        lists: SmallVec::new(ListInfo {
+            len: 0,
+            in_tree: false,
+            starts: 0,
+            blocks: 0,
+        }),
+        starts: SmallVec::new((0, 0)),
+        blocks: SmallVec::new(Retained::default()),
+        steps: SmallVec::new((0, Step::Elem(0))),
+        spare: Vec::new(),
         // Left out means under `max(keep_bar, KEEP_FLOOR)`, and `keep_bar`
         // is under half the threshold.
         reread_unkept: threshold / 2 < KEEP_FLOOR,
     };
     // (place, path, depth, what it retains, whether a run around it is a row)
-    let mut pending = vec![(
-        Place::Value(root_addr | root_tag, 0),
-        u32::MAX,
-        0usize,
-        total,
-        false,
-    )];
-    let mut rows: Vec<(u64, usize, u32, Retained, RowKind)> = Vec::new();
+    let root_place = Place::Value(root_addr | root_tag, 0);
+    let mut pending: SmallVec<_, 8> =
+        SmallVec::new((root_place, u32::MAX, 0usize, Retained::default(), false));
+    pending.push((root_place, u32::MAX, 0, total, false), budget)?;
+    let mut rows: SmallVec<(u64, usize, u32, Retained, RowKind), 8> =
+        SmallVec::new((0, 0, 0, Retained::default(), RowKind::Other));
     let mut seen = 0usize;
     while let Some((place, path, depth, retained, in_row_run)) = pending.pop() {
         seen += 1;
@@ -1531,12 +1687,12 @@ fn run_breakdown<M: Memory>(
             Place::Run(..) => kept.list.iter().any(|c| holds_most(place, c, bytes)),
             Place::Value(..) => kept.heaviest as u128 * 2 > bytes as u128,
         };
-        let children = kept.list;
+        let mut children = kept.list;
         // A run inside a run that is already a row is only a slice of it.
         let is_row =
             path != u32::MAX && (!settings.accumulation_only || (!concentrated && !in_row_run));
         if is_row {
-            rows.push((bytes, seen, path, retained, searcher.kind(place)?));
+            rows.push((bytes, seen, path, retained, searcher.kind(place)?), budget)?;
         }
         let deeper = match place {
             // Sub-runs replace the run's step: same depth.
@@ -1544,9 +1700,10 @@ fn run_breakdown<M: Memory>(
             Place::Value(..) => depth + 1,
         };
         if deeper > settings.max_depth {
+            searcher.spare = children;
             continue;
         }
-        for child in children.into_iter().rev() {
+        for child in children.drain(..).rev() {
             if child.retained.bytes() < threshold {
                 continue;
             }
@@ -1555,26 +1712,27 @@ fn run_breakdown<M: Memory>(
                 (Place::Run(..), _) => searcher.steps[path as usize].0,
                 _ => path,
             };
-            searcher.steps.push((parent, child.step));
+            searcher.steps.push((parent, child.step), budget)?;
             let at = (searcher.steps.len() - 1) as u32;
             let run_row = match (place, child.place) {
                 (Place::Run(..), Place::Run(..)) => in_row_run || is_row,
                 _ => false,
             };
-            pending.push((child.place, at, deeper, child.retained, run_row));
+            pending.push((child.place, at, deeper, child.retained, run_row), budget)?;
         }
+        searcher.spare = children;
     }
     rows.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
     rows.truncate(settings.max_rows);
     let rows = rows
-        .into_iter()
-        .map(|(_, _, path, retained, kind)| Row {
+        .iter()
+        .map(|&(_, _, path, retained, kind)| Row {
             path: searcher.path(path),
             retained,
             kind,
         })
         .collect();
-    let (off_heap_binaries, literal_words, peak_bytes, nodes) = match &tree {
+    let (off_heap_binaries, literal_words, peak_bytes, nodes) = match tree {
         Some(t) => (t.off_heap_binaries, t.literal_words, t.peak_bytes, t.nodes),
         None => (
             graph.binaries.len() as u64,
@@ -1613,16 +1771,50 @@ struct TreeSizes {
     peak_bytes: u64,
     /// By address (of the object, or of a list's first cell): positions that
     /// retain at least half of what a row needs (see [`worth_keeping`]).
-    values: AHashMap<usize, Retained>,
-    lists: AHashMap<usize, KeptList>,
+    values: AddrMap<Retained>,
+    lists: AddrMap<KeptList>,
     /// Kept hashmaps none of whose values was kept.
-    bare_maps: ahash::AHashSet<usize>,
+    bare_maps: AddrSet,
     /// Per kept list, the cell that starts each block of ten elements (and
     /// node 0: a tree has no node indices).
     starts: Vec<(usize, u32)>,
     /// Per kept list, what elements `0..10 * j` retain (`len / 10 + 2`
     /// entries at most, the last block partial).
     blocks: Vec<Retained>,
+    /// The first [`SMALL_POSITIONS`] positions closed (but the root), by
+    /// address, whatever they retain, and whether that is all of them: for
+    /// a small term the search then reads no value again.
+    small: SmallVec<SmallPosition, SMALL_POSITIONS>,
+    every_position: bool,
+}
+
+/// A position of a small term and what it retains, in 24 bytes.
+#[derive(Clone, Copy)]
+struct SmallPosition {
+    addr: usize,
+    off_heap_bytes: u64,
+    words: u32,
+    objects: u32,
+}
+
+impl SmallPosition {
+    /// `None` past 2^32 words or objects.
+    fn new(addr: usize, r: Retained) -> Option<Self> {
+        Some(SmallPosition {
+            addr,
+            off_heap_bytes: r.off_heap_bytes,
+            words: u32::try_from(r.words).ok()?,
+            objects: u32::try_from(r.objects).ok()?,
+        })
+    }
+
+    fn retained(&self) -> Retained {
+        Retained {
+            words: self.words as u64,
+            off_heap_bytes: self.off_heap_bytes,
+            objects: self.objects as u64,
+        }
+    }
 }
 
 /// The least a position must retain for the pass to keep it, once
@@ -1641,6 +1833,10 @@ fn keep_bar(running: u64, min_share: f64) -> u64 {
 
 /// Bytes under which the tree pass keeps no position (see [`keep_bar`]).
 const KEEP_FLOOR: u64 = 256;
+
+/// Positions of a small term the tree pass notes whatever they retain
+/// ([`TreeSizes::small`]).
+const SMALL_POSITIONS: usize = 16;
 
 /// How the tree pass goes on with a frame.
 #[derive(Clone, Copy)]
@@ -1668,6 +1864,7 @@ const POSITION: u8 = 4;
 /// Some position below it (before the next position down) was kept.
 const KEPT_BELOW: u8 = 8;
 
+#[derive(Clone, Copy)]
 struct Frame {
     walk: Walk,
     /// Everything this position retains so far.
@@ -1678,6 +1875,7 @@ struct Frame {
 }
 
 /// A list being read.
+#[derive(Clone, Copy)]
 struct ListState {
     /// The element being read, and elements `0..len` together.
     elem: Retained,
@@ -1709,7 +1907,7 @@ struct TreePass<'a, M: Memory> {
     settings: &'a Settings,
     visited: VisitedSet,
     clean: VisitedSet,
-    binaries: ahash::AHashSet<usize>,
+    binaries: AddrSet,
     frames: Vec<Frame>,
     lists: Vec<ListState>,
     /// Working block starts and sums of the lists being read.
@@ -1734,7 +1932,7 @@ impl<'a, M: Memory> TreePass<'a, M> {
             settings,
             visited: VisitedSet::new(),
             clean: VisitedSet::new(),
-            binaries: ahash::AHashSet::new(),
+            binaries: addr_set(),
             frames: Vec::new(),
             lists: Vec::new(),
             starts: Vec::new(),
@@ -1745,11 +1943,18 @@ impl<'a, M: Memory> TreePass<'a, M> {
                 literal_words: 0,
                 nodes: 0,
                 peak_bytes: 0,
-                values: AHashMap::new(),
-                lists: AHashMap::new(),
-                bare_maps: ahash::AHashSet::new(),
+                values: addr_map(),
+                lists: addr_map(),
+                bare_maps: addr_set(),
                 starts: Vec::new(),
                 blocks: Vec::new(),
+                small: SmallVec::new(SmallPosition {
+                    addr: 0,
+                    off_heap_bytes: 0,
+                    words: 0,
+                    objects: 0,
+                }),
+                every_position: true,
             },
             running: 0,
             bar: 0,
@@ -1919,15 +2124,16 @@ impl<'a, M: Memory> TreePass<'a, M> {
             if let Some(len) = self.short_flat_list(addr)? {
                 return self.close_short_list(addr, len, depth, budget);
             }
-            budget.room(&mut self.lists)?;
-            self.lists.push(ListState {
+            let list = ListState {
                 elem: CELL,
                 elements: Retained::default(),
                 len: 0,
                 first: addr,
                 starts_from: self.starts.len() as u32,
                 blocks_from: self.blocks.len() as u32,
-            });
+            };
+            budget.room(&mut self.lists)?;
+            self.lists.push(list);
             self.most[1] = self.most[1].max(self.lists.len());
             let frame = Frame {
                 walk: Walk::Head(addr),
@@ -1959,7 +2165,7 @@ impl<'a, M: Memory> TreePass<'a, M> {
             }
         }
         if let Some(binary) = object.binary {
-            crate::walk::reserve_map(&mut *self.binaries, &mut budget.work)?;
+            crate::walk::reserve_map(&mut self.binaries, &mut budget.work)?;
             if !self.binaries.insert(binary.addr) {
                 return Ok(false);
             }
@@ -2007,6 +2213,20 @@ impl<'a, M: Memory> TreePass<'a, M> {
         self.close(f, list, budget)
     }
 
+    /// Notes a position of what may be a small term (see
+    /// [`TreeSizes::small`]); past [`SMALL_POSITIONS`], the term is not.
+    #[inline(never)]
+    fn note_small(&mut self, addr: usize, sum: Retained) {
+        let small = &mut self.kept.small;
+        match SmallPosition::new(addr, sum) {
+            Some(p) if small.len < SMALL_POSITIONS => {
+                small.few[small.len] = p;
+                small.len += 1;
+            }
+            _ => self.kept.every_position = false,
+        }
+    }
+
     /// Closes `f`, no longer on the stack (with its list state).
     #[inline(always)]
     fn close(
@@ -2024,9 +2244,15 @@ impl<'a, M: Memory> TreePass<'a, M> {
             || (f.flags & POSITION != 0
                 && f.depth as usize <= self.settings.max_depth.saturating_add(1)
                 && f.sum.bytes() >= self.bar);
+        if self.kept.every_position && !root && f.flags & POSITION != 0 {
+            self.note_small(f.addr, f.sum);
+        }
         if keep {
-            crate::walk::reserve_map(&mut *self.kept.values, &mut budget.work)?;
-            self.kept.values.insert(f.addr, f.sum);
+            if !root {
+                // (The root's sizes are the total: the search never asks.)
+                crate::walk::reserve_map(&mut self.kept.values, &mut budget.work)?;
+                self.kept.values.insert(f.addr, f.sum);
+            }
             if let Some(up) = self
                 .frames
                 .iter_mut()
@@ -2038,7 +2264,7 @@ impl<'a, M: Memory> TreePass<'a, M> {
             if f.flags & (HASHMAP | KEPT_BELOW) == HASHMAP {
                 // A hashmap none of whose values was kept: the search
                 // need not read it again.
-                crate::walk::reserve_map(&mut *self.kept.bare_maps, &mut budget.work)?;
+                crate::walk::reserve_map(&mut self.kept.bare_maps, &mut budget.work)?;
                 self.kept.bare_maps.insert(f.addr);
             }
             if let Some(list) = &list {
@@ -2064,7 +2290,7 @@ impl<'a, M: Memory> TreePass<'a, M> {
                     budget.room(&mut self.kept.blocks)?;
                     self.kept.blocks.push(list.elements);
                 }
-                crate::walk::reserve_map(&mut *self.kept.lists, &mut budget.work)?;
+                crate::walk::reserve_map(&mut self.kept.lists, &mut budget.work)?;
                 self.kept.lists.insert(f.addr, kept);
             }
         }
@@ -2133,20 +2359,17 @@ impl<'a, M: Memory> TreePass<'a, M> {
         }
     }
 
-    /// The sizes, and the literals left out (as [`Graph::clean`]).
-    fn run(
-        mut self,
-        root: u64,
-        budget: &mut Budget,
-    ) -> Result<Option<(TreeSizes, VisitedSet)>, Stop> {
+    /// Whether the term is a tree: its sizes are then in `kept`, and the
+    /// literals left out in `clean` (as [`Graph::build`] leaves them out).
+    fn run(&mut self, root: u64, budget: &mut Budget) -> Result<bool, Stop> {
         if let Word::List(a) | Word::Boxed(a) = classify(root, 0)? {
             if self.mem.is_literal(a) {
                 // A literal root: its literals are positions; the graph.
-                return Ok(None);
+                return Ok(false);
             }
         }
         if !self.enter(root, 0, 0, false, budget)? {
-            return Ok(None);
+            return Ok(false);
         }
         while let Some(top) = self.frames.last_mut() {
             let found = match top.walk {
@@ -2197,7 +2420,7 @@ impl<'a, M: Memory> TreePass<'a, M> {
                 }
             };
             if !found {
-                return Ok(None);
+                return Ok(false);
             }
         }
         // As for the graph: what the arrays held at their largest, growth
@@ -2212,8 +2435,50 @@ impl<'a, M: Memory> TreePass<'a, M> {
             + k.values.len() * (std::mem::size_of::<(usize, Retained)>() + 1)
             + k.lists.len() * (std::mem::size_of::<(usize, KeptList)>() + 1)
             + k.bare_maps.len() * (std::mem::size_of::<usize>() + 1)
-            + self.binaries.len() * (std::mem::size_of::<usize>() + 1))
-            as u64;
-        Ok(Some((self.kept, self.clean)))
+            + self.binaries.len() * (std::mem::size_of::<usize>() + 1)
+            + k.small.len() * std::mem::size_of::<SmallPosition>()) as u64;
+        Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_small_vec_keeps_its_order_across_the_move_to_the_heap() {
+        let mut budget = Budget::unlimited();
+        let mut v: SmallVec<u32, 4> = SmallVec::new(0);
+        let mut model = Vec::new();
+        // Push past the inline slots, pop back under them, push again.
+        for round in 0..3u32 {
+            for i in 0..7 {
+                v.push(round * 100 + i, &mut budget).unwrap();
+                model.push(round * 100 + i);
+                assert_eq!(v.as_slice(), model.as_slice());
+            }
+            for _ in 0..5 {
+                assert_eq!(v.pop(), model.pop());
+                assert_eq!(v.as_slice(), model.as_slice());
+            }
+        }
+        v.as_mut_slice()[0] = 7;
+        model[0] = 7;
+        v.truncate(3);
+        model.truncate(3);
+        assert_eq!(v.as_slice(), model.as_slice());
+        while let Some(x) = v.pop() {
+            assert_eq!(Some(x), model.pop());
+        }
+        assert!(model.is_empty() && v.is_empty());
+    }
+
+    #[test]
+    fn a_small_vec_moving_to_the_heap_is_charged_to_the_walk() {
+        let mut budget = Budget::unlimited().with_memory_limit(0);
+        let mut v: SmallVec<u64, 2> = SmallVec::new(0);
+        v.push(1, &mut budget).unwrap();
+        v.push(2, &mut budget).unwrap();
+        assert_eq!(v.push(3, &mut budget), Err(Stop::OutOfMemory));
     }
 }

@@ -770,8 +770,9 @@ fn sharing_is_found_before_and_after_the_visited_set_grows() {
     }
 }
 
-/// A small term keeps only its root (positions under the keep floor are
-/// read again by the search), and its rows are still every child's own
+/// A small term keeps no position in the pass's tables (all are under the
+/// keep floor; the pass notes a small term's positions inline, so the search
+/// need not read them again), and its rows are still every child's own
 /// size: the small-term shape `{ok, [1, 2, 3], #{a => 1}, <<"abc">>}`.
 #[test]
 fn a_small_term_keeps_only_its_root_and_reads_its_children_again() {
@@ -799,6 +800,39 @@ fn a_small_term_keeps_only_its_root_and_reads_its_children_again() {
     )
     .unwrap();
     assert_eq!(b.rows, graph.rows);
+}
+
+/// Around the number of positions the tree pass notes inline for a small
+/// term (16): with fewer, more, or nested ones, the rows are the graph's,
+/// whether the search finds a value's size noted or reads it again.
+#[test]
+fn small_terms_around_the_inline_positions_have_the_graphs_rows() {
+    for n in [1usize, 7, 14, 15, 16, 17, 30] {
+        let mut h = TestHeap::new();
+        let items: Vec<u64> = (0..n)
+            .map(|i| {
+                let inner = h.list(&[small(i as i64), small(1)]);
+                h.tuple(&[small(i as i64), inner])
+            })
+            .collect();
+        let list = h.list(&items);
+        let bin = h.heap_binary(5);
+        let root = h.tuple(&[list, bin, atom(3)]);
+        for settings in [Settings::default(), every_position()] {
+            let b = run(&h, root, &settings);
+            assert_total_matches_term_size(&h, root, &b);
+            let graph = term_walker::breakdown::breakdown_by_graph(
+                &h,
+                &OTP_25,
+                root,
+                &settings,
+                &mut Budget::unlimited(),
+            )
+            .unwrap();
+            assert_eq!(b.rows, graph.rows, "n {n}");
+            assert_eq!(b.total, graph.total, "n {n}");
+        }
+    }
 }
 
 /// A word that is no header where an object should start, and a cycle,
