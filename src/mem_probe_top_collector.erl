@@ -37,7 +37,7 @@
 %% For the tests.
 -export([align/2]).
 
--compile({inline, [one/22]}).
+-compile({inline, [answer/1, memory_top/3, queue_top/6, group/2]}).
 
 -define(WALK_CAP, 100000).      % ETS objects walked per table and frame
 -define(CHUNK, 500).            % objects per ets:select/3 chunk
@@ -47,6 +47,11 @@
 -define(MAX_WORKERS, 16).       % as mem_probe_scan
 -define(GROUP_SAMPLE, 256).     % processes sampled for the candidate groups
 -define(MSG_WORDS, 4).          % a queued message adds at least this to memory (11 measured)
+-define(FINDINGS_EVERY, 10000). % ms: the findings' memory ranks are at most this old
+-define(MAILBOX_FINDING, 10000). % report/1's mailbox rule looks above this
+%% One reading of a process, in the rate views: memory, reductions + 1.
+-define(UNREAD, <<0:64, 0:64>>).
+-define(REC, 16).
 
 %% @doc The views a frame can compute.
 -spec views() -> [atom()].
@@ -116,7 +121,9 @@ init(Owner, Opts, {Starter, Ref}) ->
     OwnerRef = erlang:monitor(process, Owner),
     Starter ! {Ref, ready},
     loop(#{owner_ref => OwnerRef, unload => maps:get(unload, Opts, false),
-           prev => undefined, prev_at => undefined, last_at => undefined, frames => 0}).
+           every => maps:get(findings_every, Opts, ?FINDINGS_EVERY),
+           prev => undefined, mem_at => undefined, reds_at => undefined,
+           findings => undefined, last_at => undefined, frames => 0}).
 
 loop(#{owner_ref := OwnerRef} = S) ->
     receive
@@ -154,7 +161,7 @@ unload(_) ->
 %% One frame
 %%--------------------------------------------------------------------
 
-frame_now(Spec, #{prev := Prev0, prev_at := PrevAt0, last_at := LastAt, frames := Frames} = S) ->
+frame_now(Spec, #{last_at := LastAt, frames := Frames, every := Every} = S) ->
     View = maps:get(view, Spec, memory),
     lists:member(View, views()) orelse error({unknown_view, View}),
     Rows = maps:get(rows, Spec, 20),
@@ -165,12 +172,23 @@ frame_now(Spec, #{prev := Prev0, prev_at := PrevAt0, last_at := LastAt, frames :
     %% The per-process readings the rates need are kept while a rate view
     %% is shown, not paid for in every other frame.
     Rate = lists:member(View, [reductions, growth]),
-    {Prev, PrevAt} = case Rate of
-                         true -> {Prev0, PrevAt0};
-                         false -> {undefined, undefined}
-                     end,
-    RateMs = case PrevAt of undefined -> undefined; _ -> max(1, Now - PrevAt) end,
-    {Scan, Next} = scan(View, Rows, Prev, RateMs),
+    {Prev, MemAt, RedsAt} = case {Rate, S} of
+                                {true, #{prev := P, mem_at := M, reds_at := R}} -> {P, M, R};
+                                _ -> {undefined, undefined, undefined}
+                            end,
+    RateMs = case {View, MemAt, RedsAt} of
+                 {growth, At, _} when is_integer(At) -> max(1, Now - At);
+                 {reductions, _, At} when is_integer(At) -> max(1, Now - At);
+                 _ -> undefined
+             end,
+    %% Memory and initial calls for the findings in this frame, or what
+    %% an earlier frame found (see scan/5).
+    Cache = maps:get(findings, S),
+    Full = due(Cache, Now, Every),
+    {Scan, Next} = scan(View, Rows, Full, Prev, RateMs),
+    Read = maps:get(read, Scan),
+    Found = findings(View, Scan, Cache, Now),
+    Age = Now - lists:min([At || {At, _} <- maps:values(Found)]),
     Wordsize = erlang:system_info(wordsize),
     Tables = case View of
                  ets -> tables(Rows, true, maps:get(table_binaries, Spec, undefined), Wordsize);
@@ -185,7 +203,8 @@ frame_now(Spec, #{prev := Prev0, prev_at := PrevAt0, last_at := LastAt, frames :
     Counts = counts(),
     %% What the frame allocated here (rows, the pass's results) is garbage
     %% now; the memory shown is what the collector keeps between frames:
-    %% its heap (the last process list) and the readings binary.
+    %% its heap (the last process list, in a rate view) and the readings
+    %% binary.
     true = erlang:garbage_collect(),
     {reductions, R1} = erlang:process_info(self(), reductions),
     {memory, CollectorMemory} = erlang:process_info(self(), memory),
@@ -202,12 +221,13 @@ frame_now(Spec, #{prev := Prev0, prev_at := PrevAt0, last_at := LastAt, frames :
               schedulers => erlang:system_info(schedulers_online),
               otp_release => erlang:system_info(otp_release),
               rows => ViewRows,
+              findings_age_ms => Age,
               findings_input =>
-                  #{by_memory => maps:get(by_memory, Scan),
-                    by_mailbox => maps:get(by_mailbox, Scan),
+                  #{by_memory => element(2, maps:get(by_memory, Found)),
+                    by_mailbox => element(2, maps:get(by_mailbox, Found)),
                     tables => lists:sublist(Tables, 2),
                     leaks => case View of binaries -> ViewRows; _ -> [] end,
-                    groups => maps:get(groups, Scan),
+                    groups => element(2, maps:get(groups, Found)),
                     counts => Counts,
                     allocators => #{allocators => Allocators}},
               cost => #{ms => Ms, reductions => R1 - R0,
@@ -215,33 +235,86 @@ frame_now(Spec, #{prev := Prev0, prev_at := PrevAt0, last_at := LastAt, frames :
                                                                  {_, Bin} -> byte_size(Bin);
                                                                  undefined -> 0
                                                              end,
-                        processes_scanned => maps:get(scanned, Scan)}},
-    {{ok, Frame}, S#{prev := Next, prev_at := case Rate of true -> Now; false -> undefined end,
-                     last_at := Now, frames := Frames + 1}}.
+                        processes_scanned => maps:get(scanned, Scan),
+                        read => Read}},
+    ReadMemory = lists:member(memory, Read),
+    {{ok, Frame},
+     S#{prev := Next,
+        %% A reading not taken in this frame is carried over from the
+        %% previous one (its time with it), or there is none.
+        mem_at := if Next =:= undefined -> undefined;
+                     ReadMemory -> Now;
+                     true -> MemAt
+                  end,
+        reds_at := if Next =:= undefined -> undefined;
+                      View =:= reductions -> Now;
+                      true -> RedsAt
+                   end,
+        findings := Found, last_at := Now, frames := Frames + 1}}.
+
+%% Whether this frame reads memory and initial calls for the findings:
+%% in the first frame, and when what an earlier frame found is `Every' ms
+%% old.
+due(undefined, _Now, _Every) -> true;
+due(Cache, Now, Every) -> Now - lists:min([At || {At, _} <- maps:values(Cache)]) >= Every.
+
+%% The findings inputs that come from the process pass, each as
+%% `{FoundAt, Value}': what this frame found, else what an earlier frame
+%% found, its processes asked again for their memory or queue length (so
+%% that a finding never names a process that has exited, nor an old
+%% number; only the ranking is as old as the frame that made it).
+findings(_View, Scan, undefined, Now) ->
+    maps:map(fun(_, V) -> {Now, V} end, maps:with([by_memory, by_mailbox, groups], Scan));
+findings(_View, Scan, Cache, Now) ->
+    maps:map(fun(Key, {At, Old}) ->
+                     case Scan of
+                         #{Key := New} -> {Now, New};
+                         _ -> {At, again(Key, Old)}
+                     end
+             end, Cache).
+
+again(by_memory, Rows) -> asked(memory, Rows);
+again(by_mailbox, Rows) -> [R || #{value := Q} = R <- asked(message_queue_len, Rows),
+                                 Q > ?MAILBOX_FINDING];
+again(groups, Groups) -> Groups.
+
+asked(Item, Rows) ->
+    Now = [{V, R#{value := V}} || #{pid := P} = R <- Rows,
+                                  {_, V} <- [erlang:process_info(P, Item)]],
+    [R || {_, R} <- lists:reverse(lists:keysort(1, Now))].
 
 %%--------------------------------------------------------------------
 %% The process pass
 %%--------------------------------------------------------------------
 
 %% What the pass keeps between frames, for the rates: the process list it
-%% read and, aligned with it, one 16-byte record per process (memory and
-%% reductions, or zeros for a process not read: no process has zero
+%% read and, aligned with it, one 16-byte record per process: memory and
+%% reductions + 1, zero for a reading not taken (no process has zero
 %% memory). A binary, so that it lives off the collector's heap (no
 %% garbage collection copies it) and goes to the workers and back by
 %% reference, not copied.
--define(UNREAD, <<0:64, 0:64>>).
--define(REC, 16).
--define(MAILBOX_FINDING, 10000). % report/1's mailbox rule looks above this
 
-%% One `process_info/2' call per process, with memory (the largest
-%% two processes, for the findings, and the sort of the memory and growth
-%% views) and the one item the view sorts by besides: message queue
-%% length, reductions (both rate views, so that either can follow the
-%% other) or the binary list. memory is the item that costs (the VM asks
-%% the process to answer, as for top_processes(memory, _)); the others are
-%% read from the process structure and cost next to nothing with it.
-%% What the findings need besides comes cheaper:
+%% The item each view ranks processes by (`none': it ranks no processes).
+item(memory) -> memory;
+item(growth) -> memory;
+item(mailbox) -> message_queue_len;
+item(reductions) -> reductions;
+item(binaries) -> binary;
+item(_) -> none.
+
+%% One pass over the processes, in a few workers, with one
+%% `process_info/2' call per process, for the view's own item only (the
+%% single-item form, as `top_processes' asks it): memory, message queue
+%% length, reductions or the binary list; none at all in the ETS and
+%% allocators views. `Full' (the first frame, then whenever what an earlier
+%% frame found for the findings is ?FINDINGS_EVERY old) adds what the
+%% findings need besides:
 %% <ul>
+%% <li>memory, for the largest two processes. The VM asks the process to
+%%     answer for it (as for `binary'), where the queue length and the
+%%     reductions are read from the process structure at a fifth of the
+%%     cost: in the mailbox and reductions views, memory every frame
+%%     would cost five of that view's scans;</li>
 %% <li>queues over 10,000 messages: a queued message adds at least
 %%     ?MSG_WORDS words to a process's memory (88 bytes, measured on OTP 25
 %%     and 29, with the queue on or off the heap), so only the processes
@@ -251,34 +324,46 @@ frame_now(Spec, #{prev := Prev0, prev_at := PrevAt0, last_at := LastAt, frames :
 %%     the items) only when an even sample of the processes shows a
 %%     candidate that could hold a third of them (`group_candidates/1').</li>
 %% </ul>
-%% The row details (name, current function, the heap of a binaries row)
-%% are read for the shown rows only.
-scan(View, Rows, Prev, RateMs) ->
+%% The memory and growth views read memory anyway, and so have the first
+%% two every frame; the mailbox view has the long queues every frame. The
+%% row details (name, current function, the heap of a binaries row) are
+%% read for the shown rows only. Returns the rows, what it found for the
+%% findings (`by_memory', `by_mailbox', `groups', each only if found in
+%% this pass), the items read and the count of processes read; and, in a
+%% rate view, the readings for the next frame.
+scan(View, _Rows, false, _Prev, _Ms) when View =:= ets; View =:= allocators ->
+    {#{rows => [], read => [], scanned => 0}, undefined};
+scan(View, Rows, Full, Prev, RateMs) ->
     Rate = lists:member(View, [reductions, growth]),
     Pids = erlang:processes(),
     Self = self(),
-    Keys = group_candidates(Pids),
-    Items = [memory]
-        ++ case View of
-               mailbox -> [message_queue_len];
-               binaries -> [binary];
-               _ when Rate -> [reductions];
-               _ -> []
-           end
-        ++ case Keys of {none, none, none} -> []; _ -> [initial_call] end,
+    Item = item(View),
+    Keys = case Full of
+               true -> group_candidates(Pids);
+               false -> {none, none, none}
+           end,
+    Read = [I || I <- [Item], I =/= none]
+        ++ [memory || Full, Item =/= memory]
+        ++ [initial_call || Keys =/= {none, none, none}],
+    ReadMemory = lists:member(memory, Read),
+    Arg = case Read of [One] -> One; _ -> Read end,
     %% In the memory view its own top gives the largest two processes.
-    ViewCap = case View of memory -> max(Rows, 2); _ -> Rows end,
-    MemCap = case View of memory -> 0; _ -> 2 end,
+    ViewCap = case View of memory -> max(Rows, 2); _ when Item =:= none -> 0; _ -> Rows end,
+    MemCap = case View =/= memory andalso ReadMemory of true -> 2; false -> 0 end,
     %% Memory below this cannot hold a queue over ?MAILBOX_FINDING.
     QueueBytes = ?MAILBOX_FINDING * ?MSG_WORDS * erlang:system_info(wordsize),
     Before = case Rate of true -> align(Pids, Prev); false -> none end,
     Parts = in_parallel(
               fun(Chunk, PrevChunk) ->
-                      pass(Chunk, PrevChunk, Items, View, Self, RateMs,
-                           case Rate of true -> <<>>; false -> none end,
-                           top_new(ViewCap), top_new(MemCap),
-                           case View of mailbox -> top_new(5); _ -> [] end,
-                           QueueBytes, Keys, 0, 0, 0, 0)
+                      VT = top_new(ViewCap),
+                      MT = top_new(MemCap),
+                      QT = case View of mailbox -> top_new(5); _ -> [] end,
+                      case Rate of
+                          true -> rates(PrevChunk, Chunk, <<>>, Arg, View, Self, RateMs,
+                                        VT, MT, QT, QueueBytes, Keys, 0, 0, 0, 0);
+                          false -> pass(Chunk, Arg, View, Self, VT, MT, QT, QueueBytes, Keys,
+                                        0, 0, 0, 0)
+                      end
               end, Pids, Before),
     Next = case Rate of
                true -> {Pids, iolist_to_binary([Bin || {Bin, _, _, _, _, _} <- Parts])};
@@ -288,21 +373,22 @@ scan(View, Rows, Prev, RateMs) ->
                     lists:foldl(fun({V, P, X}, T) -> top_offer(V, P, X, T) end, top_new(Cap),
                                 lists:append([top_list(element(Pos, Part)) || Part <- Parts]))
             end,
-    Groups = [{K, lists:sum([element(I, element(5, Part)) || Part <- Parts])}
-              || {I, K} <- lists:zip([1, 2, 3], tuple_to_list(Keys)), K =/= none],
     Scanned = lists:sum([element(6, Part) || Part <- Parts]),
-    Winners = top_list(Merge(2, ViewCap)),
-    Shown = view_rows(View, Winners, RateMs),
-    {#{rows => lists:sublist(Shown, Rows),
-       by_memory => case View of
-                        memory -> lists:sublist(Shown, 2);
-                        _ -> [Row || {V, P, _} <- top_list(Merge(3, 2)),
-                                     Row <- described(P, #{value => V, attr => memory})]
-                    end,
-       by_mailbox => by_mailbox(View, Parts, Merge),
-       groups => group_summary(Groups, Scanned),
-       scanned => Scanned},
-     Next}.
+    Shown = view_rows(View, top_list(Merge(2, ViewCap)), RateMs),
+    Found = maps:from_list(
+              [{by_memory, case View of
+                               memory -> lists:sublist(Shown, 2);
+                               _ -> [Row || {V, P, _} <- top_list(Merge(3, 2)),
+                                            Row <- described(P, #{value => V, attr => memory})]
+                           end} || ReadMemory]
+              ++ [{by_mailbox, by_mailbox(View, Parts, Merge)}
+                  || ReadMemory orelse View =:= mailbox]
+              ++ [{groups,
+                   group_summary([{K, lists:sum([element(I, element(5, Part)) || Part <- Parts])}
+                                  || {I, K} <- lists:zip([1, 2, 3], tuple_to_list(Keys)),
+                                     K =/= none], Scanned)}
+                  || Full]),
+    {Found#{rows => lists:sublist(Shown, Rows), read => Read, scanned => Scanned}, Next}.
 
 %% The previous frame's readings in the order of `Pids' (zeros for a
 %% process born since). The process table lists processes in a stable
@@ -390,85 +476,97 @@ take(Rest, 0, Acc) -> {lists:reverse(Acc), Rest};
 take([], _, Acc) -> {lists:reverse(Acc), []};
 take([P | Ps], N, Acc) -> take(Ps, N - 1, [P | Acc]).
 
-%% The hot loop: one process_info/2 call per process; the tops allocate
-%% nothing for a value that does not enter them, and only the candidate
-%% groups are counted. In a rate view `Prev' holds the previous readings
-%% of the chunk (16 bytes a process, in its order) and `Out' collects this
-%% frame's for the next one; elsewhere both are `none'. The mailbox top
-%% holds the queue lengths in the mailbox view, else the memory of the
-%% processes that could hold a long queue. Returns {Readings, ViewTop,
-%% MemoryTop, MailboxTop, GroupCounts, Scanned}.
-pass([], _Prev, _Items, _View, _Self, _Ms, Out, VT, MT, QT, _QB, _Keys, X1, X2, X3, N) ->
-    {Out, VT, MT, QT, {X1, X2, X3}, N};
-pass([P | Ps], Prev, Items, View, Self, Ms, Out, VT, MT, QT, QB, Keys, X1, X2, X3, N)
-  when P =:= Self ->
-    pass(Ps, skip(Prev), Items, View, Self, Ms, unread(Out), VT, MT, QT, QB, Keys,
-         X1, X2, X3, N);
-pass([P | Ps], none, Items, View, Self, Ms, none, VT, MT, QT, QB, Keys, X1, X2, X3, N) ->
-    case read(P, Items) of
-        {M, V, IC} ->
-            one(P, M, V, IC, 0, 0, Ps, none, Items, View, Self, Ms, none, VT, MT, QT, QB,
-                Keys, X1, X2, X3, N);
+%% The hot loops: one process_info/2 call per process (`Arg': one item,
+%% or a list in a full frame); the tops allocate nothing for a value that
+%% does not enter them, and only the candidate groups are counted. The
+%% mailbox top holds the queue lengths in the mailbox view, else the
+%% memory of the processes that could hold a long queue. Each returns
+%% {Readings, ViewTop, MemoryTop, MailboxTop, GroupCounts, Scanned}.
+pass([P | Ps], Arg, View, Self, VT, MT, QT, QB, Keys, X1, X2, X3, N) when P =/= Self ->
+    case erlang:process_info(P, Arg) of
         undefined ->
-            pass(Ps, none, Items, View, Self, Ms, none, VT, MT, QT, QB, Keys, X1, X2, X3, N)
+            pass(Ps, Arg, View, Self, VT, MT, QT, QB, Keys, X1, X2, X3, N);
+        Info ->
+            {V, M, IC} = answer(Info),
+            VT1 = offer(View, P, V, 0, 0, undefined, VT),
+            MT1 = memory_top(M, P, MT),
+            QT1 = queue_top(View, V, M, P, QT, QB),
+            case group(IC, Keys) of
+                0 -> pass(Ps, Arg, View, Self, VT1, MT1, QT1, QB, Keys, X1, X2, X3, N + 1);
+                1 -> pass(Ps, Arg, View, Self, VT1, MT1, QT1, QB, Keys, X1 + 1, X2, X3, N + 1);
+                2 -> pass(Ps, Arg, View, Self, VT1, MT1, QT1, QB, Keys, X1, X2 + 1, X3, N + 1);
+                3 -> pass(Ps, Arg, View, Self, VT1, MT1, QT1, QB, Keys, X1, X2, X3 + 1, N + 1)
+            end
     end;
-pass([P | Ps], <<M0:64, R0:64, Prev/binary>>, Items, View, Self, Ms, Out, VT, MT, QT, QB,
-     Keys, X1, X2, X3, N) ->
-    case read(P, Items) of
-        {M, V, IC} ->
-            one(P, M, V, IC, M0, R0, Ps, Prev, Items, View, Self, Ms, <<Out/binary, M:64, V:64>>,
-                VT, MT, QT, QB, Keys, X1, X2, X3, N);
+pass([_Self | Ps], Arg, View, Self, VT, MT, QT, QB, Keys, X1, X2, X3, N) ->
+    pass(Ps, Arg, View, Self, VT, MT, QT, QB, Keys, X1, X2, X3, N);
+pass([], _Arg, _View, _Self, VT, MT, QT, _QB, _Keys, X1, X2, X3, N) ->
+    {none, VT, MT, QT, {X1, X2, X3}, N}.
+
+%% The same in a rate view, with the chunk's previous readings `Prev' (16
+%% bytes a process, in its order), and this frame's collected in `Out' for
+%% the next one. Every clause starts by matching `Prev' and every call
+%% passes its rest straight on, so the VM walks it in place.
+rates(<<M0:64, R0:64, Prev/binary>>, [P | Ps], Out, Arg, View, Self, Ms, VT, MT, QT, QB,
+      Keys, X1, X2, X3, N) when P =/= Self ->
+    case erlang:process_info(P, Arg) of
         undefined ->
-            pass(Ps, Prev, Items, View, Self, Ms, <<Out/binary, 0:128>>, VT, MT, QT, QB, Keys,
-                 X1, X2, X3, N)
-    end.
+            rates(Prev, Ps, <<Out/binary, 0:128>>, Arg, View, Self, Ms, VT, MT, QT, QB, Keys,
+                  X1, X2, X3, N);
+        Info ->
+            {V, M, IC} = answer(Info),
+            VT1 = offer(View, P, V, M0, R0, Ms, VT),
+            %% Reductions + 1 (a process that has not run has none); a
+            %% reading not taken now is carried over.
+            Out1 = case View of
+                       reductions when M =:= none -> <<Out/binary, M0:64, (V + 1):64>>;
+                       reductions -> <<Out/binary, M:64, (V + 1):64>>;
+                       growth -> <<Out/binary, V:64, R0:64>>
+                   end,
+            MT1 = memory_top(M, P, MT),
+            QT1 = queue_top(View, V, M, P, QT, QB),
+            case group(IC, Keys) of
+                0 -> rates(Prev, Ps, Out1, Arg, View, Self, Ms, VT1, MT1, QT1, QB, Keys,
+                           X1, X2, X3, N + 1);
+                1 -> rates(Prev, Ps, Out1, Arg, View, Self, Ms, VT1, MT1, QT1, QB, Keys,
+                           X1 + 1, X2, X3, N + 1);
+                2 -> rates(Prev, Ps, Out1, Arg, View, Self, Ms, VT1, MT1, QT1, QB, Keys,
+                           X1, X2 + 1, X3, N + 1);
+                3 -> rates(Prev, Ps, Out1, Arg, View, Self, Ms, VT1, MT1, QT1, QB, Keys,
+                           X1, X2, X3 + 1, N + 1)
+            end
+    end;
+rates(<<_:?REC/binary, Prev/binary>>, [_Self | Ps], Out, Arg, View, Self, Ms, VT, MT, QT, QB,
+      Keys, X1, X2, X3, N) ->
+    rates(Prev, Ps, <<Out/binary, 0:128>>, Arg, View, Self, Ms, VT, MT, QT, QB, Keys,
+          X1, X2, X3, N);
+rates(<<>>, [], Out, _Arg, _View, _Self, _Ms, VT, MT, QT, _QB, _Keys, X1, X2, X3, N) ->
+    {Out, VT, MT, QT, {X1, X2, X3}, N}.
 
-%% Memory, the view's item and the initial call of one process (`none'
-%% for an item not asked), or undefined if it has exited.
-read(P, Items) ->
-    case erlang:process_info(P, Items) of
-        [{memory, M}] -> {M, none, none};
-        [{memory, M}, {initial_call, IC}] -> {M, none, IC};
-        [{memory, M}, {_, V}] -> {M, V, none};
-        [{memory, M}, {_, V}, {initial_call, IC}] -> {M, V, IC};
-        undefined -> undefined
-    end.
+%% One process's answer as {the view's item, memory, initial call}
+%% (`none' for an item not asked; in the memory, growth, ETS and
+%% allocators views the item is memory).
+answer({memory, M}) -> {M, M, none};
+answer({_, V}) -> {V, none, none};
+answer([{memory, M}, {initial_call, IC}]) -> {M, M, IC};
+answer([{_, V}, {memory, M}]) -> {V, M, none};
+answer([{_, V}, {memory, M}, {initial_call, IC}]) -> {V, M, IC}.
 
-%% One process read: memory `M', the view's item `V', initial call `IC',
-%% the previous readings `M0' and `R0'. Inlined into pass/16, so that the
-%% readings binary stays a match context, not a sub-binary per process.
-one(P, M, V, IC, M0, R0, Ps, Prev, Items, View, Self, Ms, Out, VT, MT, QT, QB,
-    {E1, E2, E3} = Keys, X1, X2, X3, N) ->
-    VT1 = offer(View, P, M, V, M0, R0, Ms, VT),
-    QT1 = case View of
-              mailbox when V > ?MAILBOX_FINDING -> top_offer(V, P, [], QT);
-              mailbox -> QT;
-              _ when M >= QB -> [P | QT];
-              _ -> QT
-          end,
-    MT1 = top_offer(M, P, [], MT),
-    if IC =:= none ->
-            pass(Ps, Prev, Items, View, Self, Ms, Out, VT1, MT1, QT1, QB, Keys,
-                 X1, X2, X3, N + 1);
-       IC =:= E1 ->
-            pass(Ps, Prev, Items, View, Self, Ms, Out, VT1, MT1, QT1, QB, Keys,
-                 X1 + 1, X2, X3, N + 1);
-       IC =:= E2 ->
-            pass(Ps, Prev, Items, View, Self, Ms, Out, VT1, MT1, QT1, QB, Keys,
-                 X1, X2 + 1, X3, N + 1);
-       IC =:= E3 ->
-            pass(Ps, Prev, Items, View, Self, Ms, Out, VT1, MT1, QT1, QB, Keys,
-                 X1, X2, X3 + 1, N + 1);
-       true ->
-            pass(Ps, Prev, Items, View, Self, Ms, Out, VT1, MT1, QT1, QB, Keys,
-                 X1, X2, X3, N + 1)
-    end.
+memory_top(none, _P, MT) -> MT;
+memory_top(M, P, MT) -> top_offer(M, P, [], MT).
 
-skip(none) -> none;
-skip(<<_:?REC/binary, Rest/binary>>) -> Rest.
+queue_top(mailbox, V, _M, P, QT, _QB) when V > ?MAILBOX_FINDING -> top_offer(V, P, [], QT);
+queue_top(mailbox, _V, _M, _P, QT, _QB) -> QT;
+queue_top(_View, _V, none, _P, QT, _QB) -> QT;
+queue_top(_View, _V, M, P, QT, QB) when M >= QB -> [P | QT];
+queue_top(_View, _V, _M, _P, QT, _QB) -> QT.
 
-unread(none) -> none;
-unread(Out) -> <<Out/binary, 0:128>>.
+%% Which candidate group an initial call counts in (0: none).
+group(none, _Keys) -> 0;
+group(IC, {IC, _, _}) -> 1;
+group(IC, {_, IC, _}) -> 2;
+group(IC, {_, _, IC}) -> 3;
+group(_IC, _Keys) -> 0.
 
 %% The queues over ?MAILBOX_FINDING, longest first: in the mailbox view
 %% the pass has them; elsewhere the processes whose memory could hold one
@@ -485,30 +583,42 @@ described_queues(Long) ->
     [Row || {V, P, _} <- Long, Row <- described(P, #{value => V, attr => message_queue_len})].
 
 %% Offers one process to the view's top: its sort value in `View' and
-%% what its row needs besides. `V' is the view's own item, M0 and R0 the
-%% previous readings (M0 = 0: born since, or the first frame, when `Ms'
-%% is undefined).
-offer(memory, P, M, _V, _M0, _R0, _Ms, VT) -> top_offer(M, P, [], VT);
-offer(mailbox, _P, _M, 0, _M0, _R0, _Ms, VT) -> VT;
-offer(mailbox, P, _M, Q, _M0, _R0, _Ms, VT) -> top_offer(Q, P, [], VT);
-offer(Rate, _P, _M, _V, _M0, _R0, undefined, VT) when Rate =:= reductions; Rate =:= growth ->
+%% what its row needs besides. `V' is the view's own item, `M0' and `R0'
+%% the previous readings (zero: not read then, the process was born since;
+%% `Ms' undefined: no previous readings at all).
+offer(memory, P, M, _M0, _R0, _Ms, VT) -> top_offer(M, P, [], VT);
+offer(mailbox, _P, 0, _M0, _R0, _Ms, VT) -> VT;
+offer(mailbox, P, Q, _M0, _R0, _Ms, VT) -> top_offer(Q, P, [], VT);
+offer(Rate, _P, _V, _M0, _R0, undefined, VT) when Rate =:= reductions; Rate =:= growth ->
     VT;
-offer(reductions, P, _M, R, 0, _R0, _Ms, VT) -> top_offer(R, P, born, VT);
-offer(reductions, P, _M, R, _M0, R0, _Ms, VT) -> top_offer(R - R0, P, [], VT);
-offer(growth, P, M, _R, 0, _R0, _Ms, VT) -> top_offer(M, P, born, VT);
-offer(growth, P, M, _R, M0, _R0, _Ms, VT) when M > M0 -> top_offer(M - M0, P, [], VT);
-offer(growth, _P, _M, _R, _M0, _R0, _Ms, VT) -> VT;
-offer(binaries, _P, _M, [], _M0, _R0, _Ms, VT) -> VT;
-offer(binaries, P, _M, Bins, _M0, _R0, _Ms, VT) ->
-    {Share, Raw, Count} = binaries(Bins),
-    top_offer(round(Share), P, {Raw, Count}, VT);
-offer(_View, _P, _M, _V, _M0, _R0, _Ms, VT) ->
+offer(reductions, P, R, _M0, 0, _Ms, VT) -> top_offer(R, P, born, VT);
+offer(reductions, P, R, _M0, R0, _Ms, VT) -> top_offer(R + 1 - R0, P, [], VT);
+offer(growth, P, M, 0, _R0, _Ms, VT) -> top_offer(M, P, born, VT);
+offer(growth, P, M, M0, _R0, _Ms, VT) when M > M0 -> top_offer(M - M0, P, [], VT);
+offer(growth, _P, _M, _M0, _R0, _Ms, VT) -> VT;
+offer(binaries, _P, [], _M0, _R0, _Ms, VT) -> VT;
+offer(binaries, P, Bins, _M0, _R0, _Ms, VT) ->
+    %% The sizes summed, each reference, bound the share from above: a
+    %% process that cannot enter the top is not sorted.
+    case top_accepts(upper(Bins, 0), VT) of
+        true ->
+            {Share, Raw, Count} = binaries(Bins),
+            top_offer(round(Share), P, {Raw, Count}, VT);
+        false ->
+            VT
+    end;
+offer(_View, _P, _V, _M0, _R0, _Ms, VT) ->
     VT.
+
+upper([], Sum) -> Sum;
+upper([{_, Size, _} | Bins], Sum) -> upper(Bins, Sum + Size).
 
 %% A process's distinct off-heap binaries (by address): its share of them
 %% (each binary's size divided among its holders, so a binary shared by
 %% 50 processes counts once across the node), their whole size, and how
 %% many.
+binaries([{_, Size, Refc}]) ->
+    {Size / max(Refc, 1), Size, 1};
 binaries(Bins) ->
     distinct(lists:keysort(1, Bins), none, 0.0, 0, 0).
 
@@ -627,6 +737,11 @@ top_offer(V, P, X, {Cap, N, _Min, Set}) ->
               _ -> undefined
           end,
     {Cap, N + 1, Min, Set1}.
+
+%% Whether top_offer/4 would keep `V'.
+top_accepts(_V, {0, _, _, _}) -> false;
+top_accepts(V, {Cap, Cap, Min, _}) -> V > Min;
+top_accepts(_V, _Top) -> true.
 
 top_list({_, _, _, Set}) -> lists:reverse(gb_sets:to_list(Set)).
 
