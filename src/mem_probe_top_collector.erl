@@ -756,7 +756,6 @@ top_list({_, _, _, Set}) -> lists:reverse(gb_sets:to_list(Set)).
 tables(N, Walk, Sizer, Wordsize) ->
     Measured = [{rank(Mem * Wordsize, Off), T, Mem * Wordsize, Off, Extra}
                 || T <- ets:all(),
-                   ets_info(T, owner) =/= self(), % the collector's own
                    Mem <- [ets_info(T, memory)], is_integer(Mem),
                    {Off, Extra} <- [case Walk of
                                         true -> table_binaries(T, Sizer);
@@ -795,10 +794,12 @@ table_binaries(T, Sizer) when is_function(Sizer, 1) ->
         _ -> {undefined, #{}}
     end;
 table_binaries(T, _) ->
-    case ets_info(T, protection) =:= private andalso ets_info(T, owner) =/= self() of
-        true ->
+    %% A private table can be read by its owner only (the collector owns
+    %% none).
+    case ets_info(T, protection) of
+        private ->
             {undefined, #{}};
-        false ->
+        _ ->
             try walk_table(T) of
                 {Bytes, Walked, Size} when Walked < Size, Walked > 0 ->
                     {round(Bytes * Size / Walked),

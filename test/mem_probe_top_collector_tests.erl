@@ -191,3 +191,95 @@ goes_with_its_owner_test() ->
     after 5000 -> error(collector_stayed)
     end,
     ?assertEqual({module, ?C}, code:ensure_loaded(?C)).
+
+%% A frame reads the view's own item only; memory and initial calls for
+%% the findings come in a full frame (the first, then whenever those inputs
+%% are `findings_every' ms old), and a light frame says how old they are.
+light_frames_test() ->
+    {ok, S} = ?C:start(self(), #{findings_every => 3600000}),
+    try
+        Read = fun(F) -> maps:get(read, maps:get(cost, F)) end,
+        First = frame(S, mailbox),
+        ?assertEqual([message_queue_len, memory], Read(First) -- [initial_call]),
+        ?assertEqual(0, maps:get(findings_age_ms, First)),
+        timer:sleep(20),
+        Light = frame(S, mailbox),
+        ?assertEqual([message_queue_len], Read(Light)),
+        ?assert(maps:get(findings_age_ms, Light) >= 20),
+        ?assertEqual([reductions], Read(frame(S, reductions))),
+        ?assertEqual([binary], Read(frame(S, binaries))),
+        #{cost := #{read := [], processes_scanned := 0}} = frame(S, ets),
+        #{cost := #{read := []}} = frame(S, allocators),
+        %% The memory view ranks by memory: the memory ranks are new.
+        ?assertEqual([memory], Read(frame(S, memory)))
+    after
+        ?C:stop(S, 5000)
+    end,
+    {ok, Full} = ?C:start(self(), #{findings_every => 0}),
+    try
+        [?assert(lists:member(memory, Read)) || _ <- [1, 2],
+                                                #{cost := #{read := Read}} <- [frame(Full, mailbox)]],
+        ?assertEqual(0, maps:get(findings_age_ms, frame(Full, ets)))
+    after
+        ?C:stop(Full, 5000)
+    end.
+
+%% Between full frames the earlier ranks are kept, but their processes are
+%% asked again: a process that has exited is no longer named, a queue that
+%% grew shows its length now.
+kept_findings_asked_again_test() ->
+    Hog = ready(fun() -> lists:seq(1, 3000000) end),
+    Queue = spawn(fun() -> receive stop -> ok end end),
+    [Queue ! {m, I} || I <- lists:seq(1, 20000)],
+    {ok, S} = ?C:start(self(), #{findings_every => 3600000}),
+    Kinds = fun(F) -> [{K, P} || #{kind := K, subject := #{pid := P}}
+                                     <- mem_probe_report:findings(maps:get(findings_input, F))]
+            end,
+    try
+        Full = frame(S, reductions),
+        ?assert(lists:member({process_outlier, Hog}, Kinds(Full))),
+        ?assert(lists:member({mailbox, Queue}, Kinds(Full))),
+        exit(Hog, kill),
+        wait_dead(Hog),
+        [Queue ! {m, I} || I <- lists:seq(1, 5000)],
+        Light = frame(S, reductions),
+        ?assertEqual([reductions], maps:get(read, maps:get(cost, Light))),
+        ?assertNot(lists:keymember(Hog, 2, Kinds(Light))),
+        #{findings_input := #{by_mailbox := [#{pid := Queue, value := 25000}]}} = Light
+    after
+        ?C:stop(S, 5000),
+        Queue ! stop
+    end.
+
+%% A reading not taken in a frame is carried over with its time: growth
+%% after reductions frames compares with the memory read by the last frame
+%% that read it, over the time since then.
+readings_carried_over_test() ->
+    Grow = fun Loop(Held) ->
+                   receive
+                       {grow, From} -> From ! {self(), grown}, Loop([lists:seq(1, 50000) | Held]);
+                       stop -> Held
+                   end
+           end,
+    Grower = spawn(fun() -> Grow([]) end),
+    {ok, S} = ?C:start(self(), #{findings_every => 3600000}),
+    try
+        {memory, Before} = erlang:process_info(Grower, memory),
+        #{cost := #{read := Read}} = frame(S, reductions),
+        ?assert(lists:member(memory, Read)),
+        timer:sleep(100),
+        #{rate_ms := RedsMs, cost := #{read := [reductions]}} = frame(S, reductions),
+        ?assert(RedsMs >= 100),
+        Grower ! {grow, self()},
+        receive {Grower, grown} -> ok end,
+        timer:sleep(100),
+        {memory, After} = erlang:process_info(Grower, memory),
+        {ok, #{rows := Rows, rate_ms := GrowthMs}} =
+            ?C:frame(S, #{view => growth, rows => 50}, 30000),
+        ?assert(GrowthMs >= RedsMs + 100),
+        [#{change := Change, born := false}] = [R || #{pid := P} = R <- Rows, P =:= Grower],
+        ?assertEqual(After - Before, Change)
+    after
+        ?C:stop(S, 5000),
+        Grower ! stop
+    end.
