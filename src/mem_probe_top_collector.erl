@@ -13,15 +13,22 @@
 %%% collector never crashes, and on the target nothing goes through
 %%% `logger'.
 %%%
-%%% What one frame costs on the target: one pass over the processes, in a
-%%% few workers, with one `process_info/2' call per process for memory and
-%%% the view's own item (see `scan/4'), keeping only bounded tops; details
-%%% for the shown rows only. While a rate view is shown the collector keeps
-%%% each process's previous memory and reductions (16 bytes a process, in a
+%%% What one frame costs on the target: one pass over the processes with
+%%% one `process_info/2' call per process for the view's own item only
+%%% (see `scan/5'; in workers when the item is one the process must answer
+%%% for, memory or the binary list), keeping only bounded tops; details for
+%%% the shown rows only. The findings' inputs from the processes (the
+%%% largest two by memory, long queues, a dominant initial call) need
+%%% memory, which costs five times a queue length or a reduction count:
+%%% they are gathered in a full frame, the first and then whenever they are
+%%% ?FINDINGS_EVERY ms old (the `findings_every' option), and in between
+%%% the frame reuses them, asking their processes again, and says how old
+%%% they are. While a rate view is shown the collector keeps each
+%%% process's previous memory and reductions (16 bytes a process, in a
 %%% binary aligned with the process list), so that reductions per interval
 %%% and growth in bytes/s need no second pass. ETS objects are walked only
-%%% in the ETS view. The frame reports its own wall time, reductions and
-%%% the collector's memory.
+%%% in the ETS view. The frame reports its own wall time, reductions, the
+%%% collector's memory and what it read per process.
 %%%
 %%% The collector process watches its owner (the viewer); if the owner goes
 %%% away (quit, Ctrl-C, the connection drops) it exits, and when it was
@@ -63,7 +70,9 @@ views() -> [memory, mailbox, reductions, binaries, growth, ets, allocators].
 
 %% @doc Starts a collector process on this node for `Owner' and returns its
 %% pid. Options: `unload' (`true': delete and purge this module when the
-%% owner goes away). Called on the target through `erpc'.
+%% owner goes away), `findings_every' (ms after which a frame reads memory
+%% for the findings again; default 10,000; 0: every frame). Called on the
+%% target through `erpc'.
 -spec start(pid(), map()) -> {ok, pid()}.
 start(Owner, Opts) when is_pid(Owner), is_map(Opts) ->
     Ref = make_ref(),
@@ -364,7 +373,11 @@ scan(View, Rows, Full, Prev, RateMs) ->
                           false -> pass(Chunk, Arg, View, Self, VT, MT, QT, QueueBytes, Keys,
                                         0, 0, 0, 0)
                       end
-              end, Pids, Before),
+              end, Pids, Before,
+              %% Queue lengths, reductions and initial calls are read from
+              %% the process structure, without the process's answer:
+              %% workers would only add their copies of the lists.
+              lists:member(memory, Read) orelse lists:member(binary, Read)),
     Next = case Rate of
                true -> {Pids, iolist_to_binary([Bin || {Bin, _, _, _, _, _} <- Parts])};
                false -> undefined
@@ -433,13 +446,16 @@ by_pid(Pids, Old, OldBin) ->
     << <<(maps:get(P, Readings, ?UNREAD))/binary>> || P <- Pids >>.
 
 %% `Pass(Chunk, PrevChunk)' over contiguous chunks of `Pids' and of their
-%% readings, in workers when there are many, as top_processes does: a
+%% readings, in workers when there are many and `Parallel' (an item the
+%% process must answer for is read), as top_processes does: a
 %% process_info/2 call for memory waits for the other process to answer,
 %% and with a few requests in flight the schedulers answer them back to
-%% back. Results in chunk order (the readings are concatenated). A worker
+%% back. Otherwise in this process, in one chunk. Results in chunk order (the readings are concatenated). A worker
 %% that dies (it cannot, short of being killed) leaves its chunk unread:
 %% its readings become zeros.
-in_parallel(Pass, Pids, Before) ->
+in_parallel(Pass, Pids, Before, false = _Parallel) ->
+    [Pass(Pids, Before)];
+in_parallel(Pass, Pids, Before, true) ->
     Len = length(Pids),
     Max = min(?MAX_WORKERS, 2 * erlang:system_info(schedulers_online)),
     case max(1, min(Max, Len div ?MIN_CHUNK)) of
