@@ -288,9 +288,9 @@ again(by_mailbox, Rows) -> [R || #{value := Q} = R <- asked(message_queue_len, R
 again(groups, Groups) -> Groups.
 
 asked(Item, Rows) ->
-    Now = [{V, R#{value := V}} || #{pid := P} = R <- Rows,
-                                  {_, V} <- [erlang:process_info(P, Item)]],
-    [R || {_, R} <- lists:reverse(lists:keysort(1, Now))].
+    Again = [{V, R#{value := V}} || #{pid := P} = R <- Rows,
+                                    {_, V} <- [erlang:process_info(P, Item)]],
+    [R || {_, R} <- lists:reverse(lists:keysort(1, Again))].
 
 %%--------------------------------------------------------------------
 %% The process pass
@@ -311,8 +311,8 @@ item(reductions) -> reductions;
 item(binaries) -> binary;
 item(_) -> none.
 
-%% One pass over the processes, in a few workers, with one
-%% `process_info/2' call per process, for the view's own item only (the
+%% One pass over the processes, with one `process_info/2' call per
+%% process, for the view's own item only (the
 %% single-item form, as `top_processes' asks it): memory, message queue
 %% length, reductions or the binary list; none at all in the ETS and
 %% allocators views. `Full' (the first frame, then whenever what an earlier
@@ -334,7 +334,9 @@ item(_) -> none.
 %%     candidate that could hold a third of them (`group_candidates/1').</li>
 %% </ul>
 %% The memory and growth views read memory anyway, and so have the first
-%% two every frame; the mailbox view has the long queues every frame. The
+%% two every frame; the mailbox view has the long queues every frame; and
+%% every pass takes the sample, so that a node where no group stands out
+%% knows it in every frame. The
 %% row details (name, current function, the heap of a binaries row) are
 %% read for the shown rows only. Returns the rows, what it found for the
 %% findings (`by_memory', `by_mailbox', `groups', each only if found in
@@ -347,8 +349,11 @@ scan(View, Rows, Full, Prev, RateMs) ->
     Pids = erlang:processes(),
     Self = self(),
     Item = item(View),
+    %% The candidates groups (an even sample: cheap) in every pass; counted
+    %% in a full frame only. Without candidates the groups are known now.
+    Candidates = group_candidates(Pids),
     Keys = case Full of
-               true -> group_candidates(Pids);
+               true -> Candidates;
                false -> {none, none, none}
            end,
     Read = [I || I <- [Item], I =/= none]
@@ -400,7 +405,7 @@ scan(View, Rows, Full, Prev, RateMs) ->
                    group_summary([{K, lists:sum([element(I, element(5, Part)) || Part <- Parts])}
                                   || {I, K} <- lists:zip([1, 2, 3], tuple_to_list(Keys)),
                                      K =/= none], Scanned)}
-                  || Full]),
+                  || Full orelse Candidates =:= {none, none, none}]),
     {Found#{rows => lists:sublist(Shown, Rows), read => Read, scanned => Scanned}, Next}.
 
 %% The previous frame's readings in the order of `Pids' (zeros for a
