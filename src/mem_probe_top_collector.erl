@@ -24,8 +24,9 @@
 %%% ?FINDINGS_EVERY ms old (the `findings_every' option), and in between
 %%% the frame reuses them, asking their processes again, and says how old
 %%% they are. While a rate view is shown the collector keeps each
-%%% process's previous memory and reductions (16 bytes a process, in a
-%%% binary aligned with the process list), so that reductions per interval
+%%% process's previous memory and reductions (8 bytes a process each, in
+%%% two binaries aligned with the process list; a frame writes the field
+%%% it reads and carries the other), so that reductions per interval
 %%% and growth in bytes/s need no second pass. ETS objects are walked only
 %%% in the ETS view. The frame reports its own wall time, reductions, the
 %%% collector's memory and what it read per process.
@@ -56,9 +57,9 @@
 -define(MSG_WORDS, 4).          % a queued message adds at least this to memory (11 measured)
 -define(FINDINGS_EVERY, 10000). % ms: the findings' memory ranks are at most this old
 -define(MAILBOX_FINDING, 10000). % report/1's mailbox rule looks above this
-%% One reading of a process, in the rate views: memory, reductions + 1.
--define(UNREAD, <<0:64, 0:64>>).
--define(REC, 16).
+%% One reading of a process, in the rate views: memory, or reductions + 1.
+-define(UNREAD, <<0:64>>).
+-define(REC, 8).
 
 %% @doc The views a frame can compute.
 -spec views() -> [atom()].
@@ -241,7 +242,9 @@ frame_now(Spec, #{last_at := LastAt, frames := Frames, every := Every} = S) ->
                     allocators => #{allocators => Allocators}},
               cost => #{ms => Ms, reductions => R1 - R0,
                         collector_bytes => CollectorMemory + case Next of
-                                                                 {_, Bin} -> byte_size(Bin);
+                                                                 {_, Ms1, Rs1} ->
+                                                                     byte_size(Ms1)
+                                                                         + byte_size(Rs1);
                                                                  undefined -> 0
                                                              end,
                         processes_scanned => maps:get(scanned, Scan),
@@ -297,11 +300,13 @@ asked(Item, Rows) ->
 %%--------------------------------------------------------------------
 
 %% What the pass keeps between frames, for the rates: the process list it
-%% read and, aligned with it, one 16-byte record per process: memory and
-%% reductions + 1, zero for a reading not taken (no process has zero
-%% memory). A binary, so that it lives off the collector's heap (no
-%% garbage collection copies it) and goes to the workers and back by
-%% reference, not copied.
+%% read and, aligned with it, two binaries of one 8-byte record per
+%% process: memory, and reductions + 1; zero for a reading not taken (no
+%% process has zero memory). Binaries, so that they live off the
+%% collector's heap (no garbage collection copies them) and go to the
+%% workers and back by reference, not copied. A frame writes the field it
+%% reads (the view's own, and memory in a full frame) and carries the other
+%% over, aligned, with its time.
 
 %% The item each view ranks processes by (`none': it ranks no processes).
 item(memory) -> memory;
@@ -366,14 +371,22 @@ scan(View, Rows, Full, Prev, RateMs) ->
     MemCap = case View =/= memory andalso ReadMemory of true -> 2; false -> 0 end,
     %% Memory below this cannot hold a queue over ?MAILBOX_FINDING.
     QueueBytes = ?MAILBOX_FINDING * ?MSG_WORDS * erlang:system_info(wordsize),
-    Before = case Rate of true -> align(Pids, Prev); false -> none end,
+    %% The readings of both fields in the order of `Pids'; the pass walks
+    %% the view's own (memory for growth, reductions for reductions).
+    {Mems, Reds} = case Rate of
+                       true -> readings(Pids, Prev);
+                       false -> {none, none}
+                   end,
+    Before = case View of growth -> Mems; reductions -> Reds; _ -> none end,
+    %% A full reductions frame reads memory too: it replaces the carried one.
+    MemOut = case View =:= reductions andalso ReadMemory of true -> <<>>; false -> none end,
     Parts = in_parallel(
               fun(Chunk, PrevChunk) ->
                       VT = top_new(ViewCap),
                       MT = top_new(MemCap),
                       QT = case View of mailbox -> top_new(5); _ -> [] end,
                       case Rate of
-                          true -> rates(PrevChunk, Chunk, <<>>, Arg, View, Self, RateMs,
+                          true -> rates(PrevChunk, Chunk, <<>>, MemOut, Arg, View, Self, RateMs,
                                         VT, MT, QT, QueueBytes, Keys, 0, 0, 0, 0);
                           false -> pass(Chunk, Arg, View, Self, VT, MT, QT, QueueBytes, Keys,
                                         0, 0, 0, 0)
@@ -383,9 +396,11 @@ scan(View, Rows, Full, Prev, RateMs) ->
               %% the process structure, without the process's answer:
               %% workers would only add their copies of the lists.
               lists:member(memory, Read) orelse lists:member(binary, Read)),
-    Next = case Rate of
-               true -> {Pids, iolist_to_binary([Bin || {Bin, _, _, _, _, _} <- Parts])};
-               false -> undefined
+    Next = case View of
+               growth -> {Pids, joined(1, Parts), Reds};
+               reductions when MemOut =:= none -> {Pids, Mems, joined(1, Parts)};
+               reductions -> {Pids, joined(2, Parts), joined(1, Parts)};
+               _ -> undefined
            end,
     Merge = fun(Pos, Cap) ->
                     lists:foldl(fun({V, P, X}, T) -> top_offer(V, P, X, T) end, top_new(Cap),
@@ -408,47 +423,76 @@ scan(View, Rows, Full, Prev, RateMs) ->
                   || Full orelse Candidates =:= {none, none, none}]),
     {Found#{rows => lists:sublist(Shown, Rows), read => Read, scanned => Scanned}, Next}.
 
+%% The readings of the two fields, memory and reductions + 1 (8 bytes a
+%% process each, zero for a reading not taken), in the order of `Pids'.
+readings(Pids, undefined) ->
+    Unread = binary:copy(?UNREAD, length(Pids)),
+    {Unread, Unread};
+readings(Pids, {Old, Mems, Reds}) ->
+    [Mems1, Reds1] = align(Pids, Old, [Mems, Reds]),
+    {Mems1, Reds1}.
+
+%% A pass's readings of one field (1: the view's, 2: memory in a full
+%% reductions frame), the parts joined in chunk order.
+joined(I, Parts) ->
+    iolist_to_binary([element(I, Readings) || {Readings, _, _, _, _, _} <- Parts]).
+
 %% The previous frame's readings in the order of `Pids' (zeros for a
-%% process born since). The process table lists processes in a stable
-%% order (by slot), so the previous list and this one are walked side by
-%% side without a lookup: a pid that does not match is born, or the
-%% expected one has exited. Should the order ever not hold (an old process
-%% left over, alive, at the end), the readings are paired by pid instead.
-align(Pids, undefined) ->
-    binary:copy(?UNREAD, length(Pids));
-align(Pids, {Pids, OldBin}) ->
-    OldBin;
-align(Pids, {Old, OldBin}) ->
-    case walk(Pids, Old, OldBin, 0, 0, []) of
-        {ok, Parts} -> iolist_to_binary(lists:reverse(Parts));
-        unordered -> by_pid(Pids, Old, OldBin)
+%% process born since): `{Old, Bin}', records of one size aligned with
+%% `Old'. The process table lists processes in a stable order (by slot),
+%% so the previous list and this one are walked side by side without a
+%% lookup: a pid that does not match is born, or the expected one has
+%% exited. Should the order ever not hold (an old process left over,
+%% alive, at the end), the readings are paired by pid instead.
+align(Pids, {Old, Bin}) ->
+    [Aligned] = align(Pids, Old, [Bin]),
+    Aligned.
+
+align(Pids, Pids, Bins) ->
+    Bins;
+align(Pids, Old, Bins) ->
+    Sizes = [byte_size(Bin) div max(1, length(Old)) || Bin <- Bins],
+    case walk(Pids, Old, 0, 0, []) of
+        {ok, Runs} ->
+            [iolist_to_binary([case Run of
+                                   {At, Len} -> binary_part(Bin, At * Size, Len * Size);
+                                   unread -> <<0:(Size * 8)>>
+                               end || Run <- lists:reverse(Runs)])
+             || {Bin, Size} <- lists:zip(Bins, Sizes)];
+        unordered ->
+            by_pid(Pids, Old, Bins, Sizes)
     end.
 
 %% Runs of matching pids become slices of the old readings (one copy at
 %% the end), so a matched process costs a comparison. `At' is the old
-%% position of the current run, `Run' its length.
-walk([P | Ps], [P | Os], Bin, At, Run, Acc) ->
-    walk(Ps, Os, Bin, At, Run + 1, Acc);
-walk([P | Ps], [O | Os], Bin, At, Run, Acc) ->
-    Acc1 = slice(Bin, At, Run, Acc),
+%% position of the current run, `Run' its length; `unread' stands for a
+%% process born since.
+walk([P | Ps], [P | Os], At, Run, Acc) ->
+    walk(Ps, Os, At, Run + 1, Acc);
+walk([P | Ps], [O | Os], At, Run, Acc) ->
+    Acc1 = run(At, Run, Acc),
     case erlang:is_process_alive(O) of
-        false -> walk([P | Ps], Os, Bin, At + Run + 1, 0, Acc1);
-        true -> walk(Ps, [O | Os], Bin, At + Run, 0, [?UNREAD | Acc1])
+        false -> walk([P | Ps], Os, At + Run + 1, 0, Acc1);
+        true -> walk(Ps, [O | Os], At + Run, 0, [unread | Acc1])
     end;
-walk([_ | Ps], [], Bin, At, Run, Acc) ->
-    walk(Ps, [], Bin, At + Run, 0, [?UNREAD | slice(Bin, At, Run, Acc)]);
-walk([], Os, Bin, At, Run, Acc) ->
+walk([_ | Ps], [], At, Run, Acc) ->
+    walk(Ps, [], At + Run, 0, [unread | run(At, Run, Acc)]);
+walk([], Os, At, Run, Acc) ->
     case lists:any(fun erlang:is_process_alive/1, Os) of
-        false -> {ok, slice(Bin, At, Run, Acc)};
+        false -> {ok, run(At, Run, Acc)};
         true -> unordered
     end.
 
-slice(_Bin, _At, 0, Acc) -> Acc;
-slice(Bin, At, Run, Acc) -> [binary_part(Bin, At * ?REC, Run * ?REC) | Acc].
+run(_At, 0, Acc) -> Acc;
+run(At, Run, Acc) -> [{At, Run} | Acc].
 
-by_pid(Pids, Old, OldBin) ->
-    Readings = maps:from_list(lists:zip(Old, [Rec || <<Rec:?REC/binary>> <= OldBin])),
-    << <<(maps:get(P, Readings, ?UNREAD))/binary>> || P <- Pids >>.
+by_pid(Pids, Old, Bins, Sizes) ->
+    Index = maps:from_list(lists:zip(Old, lists:seq(0, length(Old) - 1))),
+    [<< <<(case Index of
+               #{P := I} -> binary_part(Bin, I * Size, Size);
+               _ -> <<0:(Size * 8)>>
+           end)/binary>> || P <- Pids >>
+     || {Bin, Size} <- lists:zip(Bins, Sizes)].
 
 %% `Pass(Chunk, PrevChunk)' over contiguous chunks of `Pids' and of their
 %% readings, in workers when there are many and `Parallel' (an item the
@@ -478,8 +522,10 @@ in_parallel(Pass, Pids, Before, true) ->
                      erlang:demonitor(MRef, [flush]),
                      Result;
                  {'DOWN', MRef, process, Pid, _} ->
-                     {case Before of none -> none; _ -> binary:copy(?UNREAD, N) end,
-                      top_new(0), top_new(0), [], {0, 0, 0}, 0}
+                     {case Before of
+                          none -> none;
+                          _ -> {binary:copy(?UNREAD, N), binary:copy(?UNREAD, N)}
+                      end, top_new(0), top_new(0), [], {0, 0, 0}, 0}
              end || {{Pid, MRef}, N} <- Started]
     end.
 
@@ -509,7 +555,7 @@ pass([P | Ps], Arg, View, Self, VT, MT, QT, QB, Keys, X1, X2, X3, N) when P =/= 
             pass(Ps, Arg, View, Self, VT, MT, QT, QB, Keys, X1, X2, X3, N);
         Info ->
             {V, M, IC} = answer(Info),
-            VT1 = offer(View, P, V, 0, 0, undefined, VT),
+            VT1 = offer(View, P, V, 0, undefined, VT),
             MT1 = memory_top(M, P, MT),
             QT1 = queue_top(View, V, M, P, QT, QB),
             case group(IC, Keys) of
@@ -524,45 +570,52 @@ pass([_Self | Ps], Arg, View, Self, VT, MT, QT, QB, Keys, X1, X2, X3, N) ->
 pass([], _Arg, _View, _Self, VT, MT, QT, _QB, _Keys, X1, X2, X3, N) ->
     {none, VT, MT, QT, {X1, X2, X3}, N}.
 
-%% The same in a rate view, with the chunk's previous readings `Prev' (16
-%% bytes a process, in its order), and this frame's collected in `Out' for
-%% the next one. Every clause starts by matching `Prev' and every call
-%% passes its rest straight on, so the VM walks it in place.
-rates(<<M0:64, R0:64, Prev/binary>>, [P | Ps], Out, Arg, View, Self, Ms, VT, MT, QT, QB,
+%% The same in a rate view, with the chunk's previous readings of the
+%% view's field `Prev' (8 bytes a process, in its order: memory for growth,
+%% reductions + 1 for reductions), this frame's collected in `Out' for the
+%% next one, and in a full reductions frame the memory read in `MemOut'
+%% (else `none'). Every clause starts by matching `Prev' and
+%% every call passes its rest straight on, so the VM walks it in place.
+rates(<<X0:64, Prev/binary>>, [P | Ps], Out, MemOut, Arg, View, Self, Ms, VT, MT, QT, QB,
       Keys, X1, X2, X3, N) when P =/= Self ->
     case erlang:process_info(P, Arg) of
         undefined ->
-            rates(Prev, Ps, <<Out/binary, 0:128>>, Arg, View, Self, Ms, VT, MT, QT, QB, Keys,
-                  X1, X2, X3, N);
+            rates(Prev, Ps, <<Out/binary, 0:64>>, unread(MemOut), Arg, View, Self, Ms, VT, MT,
+                  QT, QB, Keys, X1, X2, X3, N);
         Info ->
             {V, M, IC} = answer(Info),
-            VT1 = offer(View, P, V, M0, R0, Ms, VT),
-            %% Reductions + 1 (a process that has not run has none); a
-            %% reading not taken now is carried over.
+            VT1 = offer(View, P, V, X0, Ms, VT),
+            %% Reductions + 1: a process that has not run has none.
             Out1 = case View of
-                       reductions when M =:= none -> <<Out/binary, M0:64, (V + 1):64>>;
-                       reductions -> <<Out/binary, M:64, (V + 1):64>>;
-                       growth -> <<Out/binary, V:64, R0:64>>
+                       reductions -> <<Out/binary, (V + 1):64>>;
+                       growth -> <<Out/binary, V:64>>
                    end,
+            MemOut1 = case MemOut of
+                          none -> none;
+                          _ -> <<MemOut/binary, M:64>>
+                      end,
             MT1 = memory_top(M, P, MT),
             QT1 = queue_top(View, V, M, P, QT, QB),
             case group(IC, Keys) of
-                0 -> rates(Prev, Ps, Out1, Arg, View, Self, Ms, VT1, MT1, QT1, QB, Keys,
-                           X1, X2, X3, N + 1);
-                1 -> rates(Prev, Ps, Out1, Arg, View, Self, Ms, VT1, MT1, QT1, QB, Keys,
-                           X1 + 1, X2, X3, N + 1);
-                2 -> rates(Prev, Ps, Out1, Arg, View, Self, Ms, VT1, MT1, QT1, QB, Keys,
-                           X1, X2 + 1, X3, N + 1);
-                3 -> rates(Prev, Ps, Out1, Arg, View, Self, Ms, VT1, MT1, QT1, QB, Keys,
-                           X1, X2, X3 + 1, N + 1)
+                0 -> rates(Prev, Ps, Out1, MemOut1, Arg, View, Self, Ms, VT1, MT1, QT1, QB,
+                           Keys, X1, X2, X3, N + 1);
+                1 -> rates(Prev, Ps, Out1, MemOut1, Arg, View, Self, Ms, VT1, MT1, QT1, QB,
+                           Keys, X1 + 1, X2, X3, N + 1);
+                2 -> rates(Prev, Ps, Out1, MemOut1, Arg, View, Self, Ms, VT1, MT1, QT1, QB,
+                           Keys, X1, X2 + 1, X3, N + 1);
+                3 -> rates(Prev, Ps, Out1, MemOut1, Arg, View, Self, Ms, VT1, MT1, QT1, QB,
+                           Keys, X1, X2, X3 + 1, N + 1)
             end
     end;
-rates(<<_:?REC/binary, Prev/binary>>, [_Self | Ps], Out, Arg, View, Self, Ms, VT, MT, QT, QB,
-      Keys, X1, X2, X3, N) ->
-    rates(Prev, Ps, <<Out/binary, 0:128>>, Arg, View, Self, Ms, VT, MT, QT, QB, Keys,
-          X1, X2, X3, N);
-rates(<<>>, [], Out, _Arg, _View, _Self, _Ms, VT, MT, QT, _QB, _Keys, X1, X2, X3, N) ->
-    {Out, VT, MT, QT, {X1, X2, X3}, N}.
+rates(<<_:?REC/binary, Prev/binary>>, [_Self | Ps], Out, MemOut, Arg, View, Self, Ms, VT, MT,
+      QT, QB, Keys, X1, X2, X3, N) ->
+    rates(Prev, Ps, <<Out/binary, 0:64>>, unread(MemOut), Arg, View, Self, Ms, VT, MT, QT, QB,
+          Keys, X1, X2, X3, N);
+rates(<<>>, [], Out, MemOut, _Arg, _View, _Self, _Ms, VT, MT, QT, _QB, _Keys, X1, X2, X3, N) ->
+    {{Out, MemOut}, VT, MT, QT, {X1, X2, X3}, N}.
+
+unread(none) -> none;
+unread(MemOut) -> <<MemOut/binary, 0:64>>.
 
 %% One process's answer as {the view's item, memory, initial call}
 %% (`none' for an item not asked; in the memory, growth, ETS and
@@ -604,21 +657,21 @@ described_queues(Long) ->
     [Row || {V, P, _} <- Long, Row <- described(P, #{value => V, attr => message_queue_len})].
 
 %% Offers one process to the view's top: its sort value in `View' and
-%% what its row needs besides. `V' is the view's own item, `M0' and `R0'
-%% the previous readings (zero: not read then, the process was born since;
-%% `Ms' undefined: no previous readings at all).
-offer(memory, P, M, _M0, _R0, _Ms, VT) -> top_offer(M, P, [], VT);
-offer(mailbox, _P, 0, _M0, _R0, _Ms, VT) -> VT;
-offer(mailbox, P, Q, _M0, _R0, _Ms, VT) -> top_offer(Q, P, [], VT);
-offer(Rate, _P, _V, _M0, _R0, undefined, VT) when Rate =:= reductions; Rate =:= growth ->
+%% what its row needs besides. `V' is the view's own item, `X0' the
+%% previous reading of it in a rate view (zero: not read then, the process
+%% was born since; `Ms' undefined: no previous readings at all).
+offer(memory, P, M, _X0, _Ms, VT) -> top_offer(M, P, [], VT);
+offer(mailbox, _P, 0, _X0, _Ms, VT) -> VT;
+offer(mailbox, P, Q, _X0, _Ms, VT) -> top_offer(Q, P, [], VT);
+offer(Rate, _P, _V, _X0, undefined, VT) when Rate =:= reductions; Rate =:= growth ->
     VT;
-offer(reductions, P, R, _M0, 0, _Ms, VT) -> top_offer(R, P, born, VT);
-offer(reductions, P, R, _M0, R0, _Ms, VT) -> top_offer(R + 1 - R0, P, [], VT);
-offer(growth, P, M, 0, _R0, _Ms, VT) -> top_offer(M, P, born, VT);
-offer(growth, P, M, M0, _R0, _Ms, VT) when M > M0 -> top_offer(M - M0, P, [], VT);
-offer(growth, _P, _M, _M0, _R0, _Ms, VT) -> VT;
-offer(binaries, _P, [], _M0, _R0, _Ms, VT) -> VT;
-offer(binaries, P, Bins, _M0, _R0, _Ms, VT) ->
+offer(reductions, P, R, 0, _Ms, VT) -> top_offer(R, P, born, VT);
+offer(reductions, P, R, R0, _Ms, VT) -> top_offer(R + 1 - R0, P, [], VT);
+offer(growth, P, M, 0, _Ms, VT) -> top_offer(M, P, born, VT);
+offer(growth, P, M, M0, _Ms, VT) when M > M0 -> top_offer(M - M0, P, [], VT);
+offer(growth, _P, _M, _M0, _Ms, VT) -> VT;
+offer(binaries, _P, [], _X0, _Ms, VT) -> VT;
+offer(binaries, P, Bins, _X0, _Ms, VT) ->
     %% The sizes summed, each reference, bound the share from above: a
     %% process that cannot enter the top is not sorted.
     case top_accepts(upper(Bins, 0), VT) of
@@ -628,7 +681,7 @@ offer(binaries, P, Bins, _M0, _R0, _Ms, VT) ->
         false ->
             VT
     end;
-offer(_View, _P, _V, _M0, _R0, _Ms, VT) ->
+offer(_View, _P, _V, _X0, _Ms, VT) ->
     VT.
 
 upper([], Sum) -> Sum;

@@ -257,7 +257,10 @@ kept_findings_asked_again_test() ->
 readings_carried_over_test() ->
     Grow = fun Loop(Held) ->
                    receive
-                       {grow, From} -> From ! {self(), grown}, Loop([lists:seq(1, 50000) | Held]);
+                       {grow, From} ->
+                           More = [lists:seq(1, 50000) | Held],
+                           From ! {self(), grown},
+                           Loop(More);
                        stop -> Held
                    end
            end,
@@ -279,6 +282,64 @@ readings_carried_over_test() ->
         ?assert(GrowthMs >= RedsMs + 100),
         [#{change := Change, born := false}] = [R || #{pid := P} = R <- Rows, P =:= Grower],
         ?assertEqual(After - Before, Change)
+    after
+        ?C:stop(S, 5000),
+        Grower ! stop
+    end.
+
+%% With many processes the pass runs in workers, each on its chunk of the
+%% process list and of the readings: the pairing still holds across the
+%% chunks, with processes exiting and born in between, and a full frame
+%% (memory read for the findings) of a rate view keeps both fields.
+readings_in_workers_test() ->
+    Idle = [spawn(fun() -> receive stop -> ok end end) || _ <- lists:seq(1, 12000)],
+    Grow = fun Loop(Held) ->
+                   receive
+                       {grow, From} ->
+                           More = [lists:seq(1, 50000) | Held],
+                           From ! {self(), grown},
+                           Loop(More);
+                       stop -> Held
+                   end
+           end,
+    Grower = spawn(fun() -> Grow([]) end),
+    {ok, S} = ?C:start(self(), #{findings_every => 0}),
+    try
+        {memory, Before} = erlang:process_info(Grower, memory),
+        _ = frame(S, growth),
+        {Gone, Kept} = lists:split(3000, Idle),
+        [P ! stop || P <- Gone],
+        [wait_dead(P) || P <- Gone],
+        Born = ready(fun() -> lists:seq(1, 100000) end),
+        Grower ! {grow, self()},
+        receive {Grower, grown} -> ok end,
+        {memory, After} = erlang:process_info(Grower, memory),
+        {ok, #{rows := Rows, cost := #{processes_scanned := Scanned}}} =
+            ?C:frame(S, #{view => growth, rows => 50}, 30000),
+        ?assert(Scanned > 9000),
+        [#{change := Change, born := false}] = [R || #{pid := P} = R <- Rows, P =:= Grower],
+        ?assertEqual(After - Before, Change),
+        [#{born := true}] = [R || #{pid := P} = R <- Rows, P =:= Born],
+        %% A full reductions frame (in workers: it reads memory) after
+        %% growth: the reductions of a process told to work, paired.
+        #{cost := #{read := Read}} = frame(S, reductions),
+        ?assert(lists:member(memory, Read)),
+        Worker = spawn(fun() -> receive go -> ok end,
+                                _ = lists:sum(lists:seq(1, 100000)),
+                                receive stop -> ok end
+                       end),
+        _ = frame(S, reductions),
+        {reductions, W0} = erlang:process_info(Worker, reductions),
+        Worker ! go,
+        timer:sleep(50),
+        {ok, #{rows := RRows}} = ?C:frame(S, #{view => reductions, rows => 50}, 30000),
+        {reductions, W1} = erlang:process_info(Worker, reductions),
+        [#{value := Reds, born := false}] = [R || #{pid := P} = R <- RRows, P =:= Worker],
+        %% A full frame's read asks for memory: a signal the process
+        %% handles, which counts a reduction of its own.
+        ?assert(abs(W1 - W0 - Reds) =< 2),
+        Worker ! stop,
+        [P ! stop || P <- [Born | Kept]]
     after
         ?C:stop(S, 5000),
         Grower ! stop
