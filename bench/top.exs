@@ -21,7 +21,10 @@
 # reductions: (:reductions, 20) (cumulative: the frame ranks the change
 # since the previous frame, and keeps the readings for it); binaries:
 # (:binary_memory, 20). The ETS and allocators tables rank no processes and
-# have no such scan. The costs differ fivefold: memory and the binary list
+# have no such scan. The rate views rank a change, which takes two readings
+# a process: the API's way to that ranking is the windowed scan,
+# top_processes(key, 20, window: 0) (two passes, paired), printed for them
+# as a third comparator. The costs differ fivefold: memory and the binary list
 # are answered by the process itself (a signal and a context switch each),
 # queue length and reductions are read from the process structure. So
 # every ratio is printed against top_processes(:memory, 20) too, the most
@@ -98,6 +101,13 @@ defmodule Bench.Top do
       for _ <- 1..@runs do
         s = for k <- scans, into: %{}, do: {k, measure(fn -> MemProbe.top_processes(k, 20) end)}
 
+        w =
+          for k <- [:memory, :reductions], into: %{} do
+            {{:window, k}, measure(fn -> MemProbe.top_processes(k, 20, window: 0) end)}
+          end
+
+        s = Map.merge(s, w)
+
         f =
           for v <- views, server <- [light, full], into: %{} do
             # A rate view keeps its readings while shown: time its
@@ -129,9 +139,12 @@ defmodule Bench.Top do
 
     print_table(
       [["scan", "ms", "CPU ms"]] ++
-        for k <- scans do
+        for k <- scans ++ [{:window, :memory}, {:window, :reductions}] do
           [
-            "top_processes(:#{k}, 20)",
+            case k do
+              {:window, a} -> "top_processes(:#{a}, 20, window: 0)"
+              _ -> "top_processes(:#{k}, 20)"
+            end,
             fmt_ms(per_round.(&wall.(&1.scans[k]))),
             :io_lib.format("~.1f", [per_round.(&cpu.(&1.scans[k]))]) |> to_string()
           ]
@@ -184,6 +197,21 @@ defmodule Bench.Top do
           "vs :memory"
         ]
       ] ++ rows
+    )
+
+    IO.puts("\nrate views against the windowed scan of their key (two readings a process, paired):")
+
+    print_table(
+      [["frame (view)", "windowed scan", "light CPU", "full CPU", "mixed CPU"]] ++
+        for {v, k} <- [reductions: :reductions, growth: :memory] do
+          [
+            to_string(v),
+            "top_processes(:#{k}, 20, window: 0)",
+            fmt_x(ratio_of.(v, :light, {:window, k})),
+            fmt_x(ratio_of.(v, :full, {:window, k})),
+            fmt_x(mixed_of.(v, {:window, k}))
+          ]
+        end
     )
 
     IO.puts("\nread per process (light / full):")
