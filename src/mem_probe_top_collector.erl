@@ -385,11 +385,18 @@ scan(View, Rows, Full, Prev, RateMs) ->
                       VT = top_new(ViewCap),
                       MT = top_new(MemCap),
                       QT = case View of mailbox -> top_new(5); _ -> [] end,
-                      case Rate of
-                          true -> rates(PrevChunk, Chunk, <<>>, MemOut, Arg, View, Self, RateMs,
-                                        VT, MT, QT, QueueBytes, Keys, 0, 0, 0, 0);
-                          false -> pass(Chunk, Arg, View, Self, VT, MT, QT, QueueBytes, Keys,
-                                        0, 0, 0, 0)
+                      case {Rate, Arg} of
+                          %% A light frame: the view's item alone.
+                          {true, reductions} ->
+                              light_rates(PrevChunk, Chunk, <<>>, Self, RateMs, VT, 0);
+                          {false, Item} when is_atom(Item) ->
+                              light(Chunk, Item, View, Self, VT, QT, QueueBytes, 0);
+                          {true, _} ->
+                              rates(PrevChunk, Chunk, <<>>, MemOut, Arg, View, Self, RateMs,
+                                    VT, MT, QT, QueueBytes, Keys, 0, 0, 0, 0);
+                          {false, _} ->
+                              pass(Chunk, Arg, View, Self, VT, MT, QT, QueueBytes, Keys,
+                                   0, 0, 0, 0)
                       end
               end, Pids, Before,
               %% Queue lengths, reductions and initial calls are read from
@@ -616,6 +623,37 @@ rates(<<>>, [], Out, MemOut, _Arg, _View, _Self, _Ms, VT, MT, QT, _QB, _Keys, X1
 
 unread(none) -> none;
 unread(MemOut) -> <<MemOut/binary, 0:64>>.
+
+%% The loops of a light frame, which reads the view's item alone (`Item',
+%% one atom): the same as pass/13 and, for the reductions view, rates/17,
+%% with less to carry. (A growth frame reads memory, whose top two and
+%% long queues the findings take: it goes through rates/17.)
+light([P | Ps], Item, View, Self, VT, QT, QB, N) when P =/= Self ->
+    case erlang:process_info(P, Item) of
+        {_, V} ->
+            light(Ps, Item, View, Self, offer(View, P, V, 0, undefined, VT),
+                  queue_top(View, V, case Item of memory -> V; _ -> none end, P, QT, QB),
+                  QB, N + 1);
+        undefined ->
+            light(Ps, Item, View, Self, VT, QT, QB, N)
+    end;
+light([_Self | Ps], Item, View, Self, VT, QT, QB, N) ->
+    light(Ps, Item, View, Self, VT, QT, QB, N);
+light([], _Item, _View, _Self, VT, QT, _QB, N) ->
+    {none, VT, top_new(0), QT, {0, 0, 0}, N}.
+
+light_rates(<<R0:64, Prev/binary>>, [P | Ps], Out, Self, Ms, VT, N) when P =/= Self ->
+    case erlang:process_info(P, reductions) of
+        {reductions, R} ->
+            light_rates(Prev, Ps, <<Out/binary, (R + 1):64>>, Self, Ms,
+                        offer(reductions, P, R, R0, Ms, VT), N + 1);
+        undefined ->
+            light_rates(Prev, Ps, <<Out/binary, 0:64>>, Self, Ms, VT, N)
+    end;
+light_rates(<<_:?REC/binary, Prev/binary>>, [_Self | Ps], Out, Self, Ms, VT, N) ->
+    light_rates(Prev, Ps, <<Out/binary, 0:64>>, Self, Ms, VT, N);
+light_rates(<<>>, [], Out, _Self, _Ms, VT, N) ->
+    {{Out, none}, VT, top_new(0), [], {0, 0, 0}, N}.
 
 %% One process's answer as {the view's item, memory, initial call}
 %% (`none' for an item not asked; in the memory, growth, ETS and
