@@ -389,6 +389,9 @@ scan(View, Rows, Full, Prev, RateMs) ->
                           %% A light frame: the view's item alone.
                           {true, reductions} ->
                               light_rates(PrevChunk, Chunk, <<>>, Self, RateMs, VT, 0);
+                          {true, memory} ->
+                              light_growth(PrevChunk, Chunk, <<>>, Self, RateMs, VT, MT, QT,
+                                           QueueBytes, 0);
                           {false, Item} when is_atom(Item) ->
                               light(Chunk, Item, View, Self, VT, QT, QueueBytes, 0);
                           {true, _} ->
@@ -625,9 +628,8 @@ unread(none) -> none;
 unread(MemOut) -> <<MemOut/binary, 0:64>>.
 
 %% The loops of a light frame, which reads the view's item alone (`Item',
-%% one atom): the same as pass/13 and, for the reductions view, rates/17,
-%% with less to carry. (A growth frame reads memory, whose top two and
-%% long queues the findings take: it goes through rates/17.)
+%% one atom): the same as pass/13 and, for the rate views, rates/17, with
+%% less to carry.
 light([P | Ps], Item, View, Self, VT, QT, QB, N) when P =/= Self ->
     case erlang:process_info(P, Item) of
         {_, V} ->
@@ -654,6 +656,23 @@ light_rates(<<_:?REC/binary, Prev/binary>>, [_Self | Ps], Out, Self, Ms, VT, N) 
     light_rates(Prev, Ps, <<Out/binary, 0:64>>, Self, Ms, VT, N);
 light_rates(<<>>, [], Out, _Self, _Ms, VT, N) ->
     {{Out, none}, VT, top_new(0), [], {0, 0, 0}, N}.
+
+%% The growth view's: memory, whose top two and long-queue candidates the
+%% findings take.
+light_growth(<<M0:64, Prev/binary>>, [P | Ps], Out, Self, Ms, VT, MT, QT, QB, N)
+  when P =/= Self ->
+    case erlang:process_info(P, memory) of
+        {memory, M} ->
+            light_growth(Prev, Ps, <<Out/binary, M:64>>, Self, Ms,
+                         offer(growth, P, M, M0, Ms, VT), top_offer(M, P, [], MT),
+                         queue_top(growth, M, M, P, QT, QB), QB, N + 1);
+        undefined ->
+            light_growth(Prev, Ps, <<Out/binary, 0:64>>, Self, Ms, VT, MT, QT, QB, N)
+    end;
+light_growth(<<_:?REC/binary, Prev/binary>>, [_Self | Ps], Out, Self, Ms, VT, MT, QT, QB, N) ->
+    light_growth(Prev, Ps, <<Out/binary, 0:64>>, Self, Ms, VT, MT, QT, QB, N);
+light_growth(<<>>, [], Out, _Self, _Ms, VT, MT, QT, _QB, N) ->
+    {{Out, none}, VT, MT, QT, {0, 0, 0}, N}.
 
 %% One process's answer as {the view's item, memory, initial call}
 %% (`none' for an item not asked; in the memory, growth, ETS and

@@ -289,8 +289,8 @@ readings_carried_over_test() ->
 
 %% With many processes the pass runs in workers, each on its chunk of the
 %% process list and of the readings: the pairing still holds across the
-%% chunks, with processes exiting and born in between, and a full frame
-%% (memory read for the findings) of a rate view keeps both fields.
+%% chunks, with processes exiting and born in between, in light growth
+%% frames and in full reductions frames (memory read for the findings).
 readings_in_workers_test() ->
     Idle = [spawn(fun() -> receive stop -> ok end end) || _ <- lists:seq(1, 12000)],
     Grow = fun Loop(Held) ->
@@ -303,10 +303,12 @@ readings_in_workers_test() ->
                    end
            end,
     Grower = spawn(fun() -> Grow([]) end),
+    {ok, L} = ?C:start(self(), #{findings_every => 3600000}),
     {ok, S} = ?C:start(self(), #{findings_every => 0}),
     try
+        _ = frame(L, memory),
         {memory, Before} = erlang:process_info(Grower, memory),
-        _ = frame(S, growth),
+        #{cost := #{read := [memory]}} = frame(L, growth),
         {Gone, Kept} = lists:split(3000, Idle),
         [P ! stop || P <- Gone],
         [wait_dead(P) || P <- Gone],
@@ -314,8 +316,8 @@ readings_in_workers_test() ->
         Grower ! {grow, self()},
         receive {Grower, grown} -> ok end,
         {memory, After} = erlang:process_info(Grower, memory),
-        {ok, #{rows := Rows, cost := #{processes_scanned := Scanned}}} =
-            ?C:frame(S, #{view => growth, rows => 50}, 30000),
+        {ok, #{rows := Rows, cost := #{processes_scanned := Scanned, read := [memory]}}} =
+            ?C:frame(L, #{view => growth, rows => 50}, 30000),
         ?assert(Scanned > 9000),
         [#{change := Change, born := false}] = [R || #{pid := P} = R <- Rows, P =:= Grower],
         ?assertEqual(After - Before, Change),
@@ -341,6 +343,7 @@ readings_in_workers_test() ->
         Worker ! stop,
         [P ! stop || P <- [Born | Kept]]
     after
+        ?C:stop(L, 5000),
         ?C:stop(S, 5000),
         Grower ! stop
     end.
