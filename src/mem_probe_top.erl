@@ -33,6 +33,7 @@
 -define(MIN_INTERVAL, 250).
 -define(MAX_INTERVAL, 60000).
 -define(CALL_TIMEOUT, 30000).
+-define(HEADER_LINES, 5).       % the header's lines on a terminal wide enough
 
 %% @doc Runs the live top until `q'; returns `ok', or `{error, Reason}'
 %% when the node went down or could not be attached. Options (a list or
@@ -498,15 +499,19 @@ draw(Lines0, Height) ->
 
 screen(Frame, St, Width, Rows) ->
     Fmt = #{style => maps:get(style, St)},
-    Header = header(Frame, St, Fmt),
-    Body = case maps:get(detail, St) of
-               undefined -> table(Frame, Fmt, Rows, Width);
-               Pid -> detail_lines(Pid, maps:get(detail_data, St), Fmt)
-           end,
+    Header = lists:append([lay(L, Width) || L <- header(Frame, St, Fmt)]),
     Footer = case maps:get(keys, St) of
                  none -> [];
-                 Keys -> ["", footer(Keys)]
+                 Keys -> ["" | lay(footer(Keys), Width)]
              end,
+    %% A narrow terminal wraps header and footer lines: the table gives up
+    %% as many rows.
+    TableRows = max(1, Rows - (length(Header) - ?HEADER_LINES)
+                    - max(0, length(Footer) - 2)),
+    Body = case maps:get(detail, St) of
+               undefined -> table(Frame, Fmt, TableRows, Width);
+               Pid -> detail_lines(Pid, maps:get(detail_data, St), Fmt)
+           end,
     [fit(L, Width) || L <- Header ++ [""] ++ Body ++ Footer].
 
 fit(Line, Width) ->
@@ -515,6 +520,23 @@ fit(Line, Width) ->
         true -> string:slice(Text, 0, Width);
         false -> Text
     end.
+
+%% A header line: `{Items, Sep}' is packed into as few lines as fit
+%% `Width', breaking between items only (continued lines indented by two);
+%% anything else is one line, cut to the width later (the findings).
+lay({Items, Sep}, Width) ->
+    [Item0 | More] = [unicode:characters_to_list(I) || I <- Items],
+    {Last, Done} =
+        lists:foldl(fun(Item, {Line, Lines}) ->
+                            Joined = Line ++ Sep ++ Item,
+                            case string:length(Joined) =< Width of
+                                true -> {Joined, Lines};
+                                false -> {"  " ++ Item, [Line | Lines]}
+                            end
+                    end, {Item0, []}, More),
+    lists:reverse([Last | Done]);
+lay(Line, _Width) ->
+    [Line].
 
 header(#{node := Node, uptime_ms := Up, frame := N, memory := Mem, counts := Counts,
          run_queue := RunQ, schedulers := Sched, otp_release := Rel, cost := Cost} = Frame,
@@ -528,20 +550,35 @@ header(#{node := Node, uptime_ms := Up, frame := N, memory := Mem, counts := Cou
                   {atom, "atom"}],
     Total = proplists:get_value(total, Mem, 0),
     Named = lists:sum([proplists:get_value(C, Mem, 0) || {C, _} <- Categories]),
-    [io_lib:format("MemProbe top  ~ts  up ~ts  OTP ~ts  frame ~b  every ~.1f s (last ~ts)  ~2..0b:~2..0b:~2..0b",
-                   [Node, uptime(Up), Rel, N, maps:get(interval, St) / 1000, Interval, H, Mi, S]),
-     ["memory ", human(Total), ": ",
-      lists:join("  ", [[Label, " ", human(proplists:get_value(C, Mem, 0))]
-                        || {C, Label} <- Categories]),
-      "  other ", human(max(0, Total - Named))],
-     [lists:join("  ", [io_lib:format("~ts ~ts/~ts (~.1f%)", [What, group(C), group(L), Share * 100])
-                        || #{what := What, count := C, limit := L, share := Share} <- Counts]),
-      io_lib:format("  run queue ~b  schedulers ~b", [RunQ, Sched])],
-     ["findings: ", findings_line(Frame, Fmt)],
-     io_lib:format("frame cost on ~ts: ~.1f ms, ~ts reductions, collector ~ts, ~ts processes scanned",
-                   [Node, maps:get(ms, Cost) * 1.0, group(maps:get(reductions, Cost)),
-                    human(maps:get(collector_bytes, Cost)),
-                    group(maps:get(processes_scanned, Cost))])].
+    [{C0, Label0} | MoreCategories] = Categories,
+    [{[io_lib:format("MemProbe top  ~ts", [Node]), ["up ", uptime(Up)], ["OTP ", Rel],
+       io_lib:format("frame ~b  every ~.1f s (last ~ts)", [N, maps:get(interval, St) / 1000,
+                                                            Interval]),
+       io_lib:format("~2..0b:~2..0b:~2..0b", [H, Mi, S])], "  "},
+     {[["memory ", human(Total), ": ", Label0, " ", human(proplists:get_value(C0, Mem, 0))]
+       | [[Label, " ", human(proplists:get_value(C, Mem, 0))] || {C, Label} <- MoreCategories]]
+      ++ [["other ", human(max(0, Total - Named))]], "  "},
+     {[io_lib:format("~ts ~ts/~ts (~.1f%)", [What, group(C), group(L), Share * 100])
+       || #{what := What, count := C, limit := L, share := Share} <- Counts]
+      ++ [io_lib:format("run queue ~b", [RunQ]), io_lib:format("schedulers ~b", [Sched])], "  "},
+     ["findings", findings_age(Frame), ": ", findings_line(Frame, Fmt)],
+     {[io_lib:format("frame cost on ~ts: ~.1f ms", [Node, maps:get(ms, Cost) * 1.0]),
+       [group(maps:get(reductions, Cost)), " reductions"],
+       ["collector ", human(maps:get(collector_bytes, Cost))],
+       case maps:get(processes_scanned, Cost) of
+           0 -> "no process scanned";
+           Scanned -> [group(Scanned), " processes scanned (",
+                       lists:join(", ", [atom_to_list(I) || I <- maps:get(read, Cost, [])]),
+                       ")"]
+       end], ", "}].
+
+%% The findings' inputs from the process pass are as old as the last frame
+%% that read memory (the full frames; the memory and growth views read it
+%% in every frame, the initial-call groups only in the full ones).
+findings_age(#{findings_age_ms := Ms}) when is_integer(Ms), Ms > 0 ->
+    io_lib:format(" (up to ~.1f s old)", [Ms / 1000]);
+findings_age(_) ->
+    "".
 
 findings_line(#{findings_input := Input}, Fmt) ->
     case mem_probe_report:findings(Input) of
@@ -566,9 +603,10 @@ uptime(Ms) ->
     end.
 
 footer(Keys) ->
-    ["keys: m memory  u mailbox  r reductions  b binaries  g growth  e ets  a allocators  "
-     "+/- interval  1-9 detail  q quit  (",
-     case Keys of single -> "single keys"; line -> "type the key, then Enter" end, ")"].
+    {["keys: m memory", "u mailbox", "r reductions", "b binaries", "g growth", "e ets",
+      "a allocators", "+/- interval", "1-9 detail", "q quit",
+      ["(", case Keys of single -> "single keys"; line -> "type the key, then Enter" end, ")"]],
+     "  "}.
 
 title(memory) -> "Processes by memory";
 title(mailbox) -> "Processes by mailbox (messages queued)";

@@ -13,15 +13,23 @@
 %%% collector never crashes, and on the target nothing goes through
 %%% `logger'.
 %%%
-%%% What one frame costs on the target: one pass over the processes, in a
-%%% few workers, with one `process_info/2' call per process for memory and
-%%% the view's own item (see `scan/4'), keeping only bounded tops; details
-%%% for the shown rows only. While a rate view is shown the collector keeps
-%%% each process's previous memory and reductions (16 bytes a process, in a
-%%% binary aligned with the process list), so that reductions per interval
+%%% What one frame costs on the target: one pass over the processes with
+%%% one `process_info/2' call per process for the view's own item only
+%%% (see `scan/5'; in workers when the item is one the process must answer
+%%% for, memory or the binary list), keeping only bounded tops; details for
+%%% the shown rows only. The findings' inputs from the processes (the
+%%% largest two by memory, long queues, a dominant initial call) need
+%%% memory, which costs five times a queue length or a reduction count:
+%%% they are gathered in a full frame, the first and then whenever they are
+%%% ?FINDINGS_EVERY ms old (the `findings_every' option), and in between
+%%% the frame reuses them, asking their processes again, and says how old
+%%% they are. While a rate view is shown the collector keeps each
+%%% process's previous memory and reductions (8 bytes a process each, in
+%%% two binaries aligned with the process list; a frame writes the field
+%%% it reads and carries the other), so that reductions per interval
 %%% and growth in bytes/s need no second pass. ETS objects are walked only
-%%% in the ETS view. The frame reports its own wall time, reductions and
-%%% the collector's memory.
+%%% in the ETS view. The frame reports its own wall time, reductions, the
+%%% collector's memory and what it read per process.
 %%%
 %%% The collector process watches its owner (the viewer); if the owner goes
 %%% away (quit, Ctrl-C, the connection drops) it exits, and when it was
@@ -37,7 +45,7 @@
 %% For the tests.
 -export([align/2]).
 
--compile({inline, [one/22]}).
+-compile({inline, [answer/1, memory_top/3, queue_top/6, group/2]}).
 
 -define(WALK_CAP, 100000).      % ETS objects walked per table and frame
 -define(CHUNK, 500).            % objects per ets:select/3 chunk
@@ -47,6 +55,11 @@
 -define(MAX_WORKERS, 16).       % as mem_probe_scan
 -define(GROUP_SAMPLE, 256).     % processes sampled for the candidate groups
 -define(MSG_WORDS, 4).          % a queued message adds at least this to memory (11 measured)
+-define(FINDINGS_EVERY, 10000). % ms: the findings' memory ranks are at most this old
+-define(MAILBOX_FINDING, 10000). % report/1's mailbox rule looks above this
+%% One reading of a process, in the rate views: memory, or reductions + 1.
+-define(UNREAD, <<0:64>>).
+-define(REC, 8).
 
 %% @doc The views a frame can compute.
 -spec views() -> [atom()].
@@ -58,7 +71,9 @@ views() -> [memory, mailbox, reductions, binaries, growth, ets, allocators].
 
 %% @doc Starts a collector process on this node for `Owner' and returns its
 %% pid. Options: `unload' (`true': delete and purge this module when the
-%% owner goes away). Called on the target through `erpc'.
+%% owner goes away), `findings_every' (ms after which a frame reads memory
+%% for the findings again; default 10,000; 0: every frame). Called on the
+%% target through `erpc'.
 -spec start(pid(), map()) -> {ok, pid()}.
 start(Owner, Opts) when is_pid(Owner), is_map(Opts) ->
     Ref = make_ref(),
@@ -116,7 +131,9 @@ init(Owner, Opts, {Starter, Ref}) ->
     OwnerRef = erlang:monitor(process, Owner),
     Starter ! {Ref, ready},
     loop(#{owner_ref => OwnerRef, unload => maps:get(unload, Opts, false),
-           prev => undefined, prev_at => undefined, last_at => undefined, frames => 0}).
+           every => maps:get(findings_every, Opts, ?FINDINGS_EVERY),
+           prev => undefined, mem_at => undefined, reds_at => undefined,
+           findings => undefined, last_at => undefined, frames => 0}).
 
 loop(#{owner_ref := OwnerRef} = S) ->
     receive
@@ -154,7 +171,7 @@ unload(_) ->
 %% One frame
 %%--------------------------------------------------------------------
 
-frame_now(Spec, #{prev := Prev0, prev_at := PrevAt0, last_at := LastAt, frames := Frames} = S) ->
+frame_now(Spec, #{last_at := LastAt, frames := Frames, every := Every} = S) ->
     View = maps:get(view, Spec, memory),
     lists:member(View, views()) orelse error({unknown_view, View}),
     Rows = maps:get(rows, Spec, 20),
@@ -165,12 +182,23 @@ frame_now(Spec, #{prev := Prev0, prev_at := PrevAt0, last_at := LastAt, frames :
     %% The per-process readings the rates need are kept while a rate view
     %% is shown, not paid for in every other frame.
     Rate = lists:member(View, [reductions, growth]),
-    {Prev, PrevAt} = case Rate of
-                         true -> {Prev0, PrevAt0};
-                         false -> {undefined, undefined}
-                     end,
-    RateMs = case PrevAt of undefined -> undefined; _ -> max(1, Now - PrevAt) end,
-    {Scan, Next} = scan(View, Rows, Prev, RateMs),
+    {Prev, MemAt, RedsAt} = case {Rate, S} of
+                                {true, #{prev := P, mem_at := M, reds_at := R}} -> {P, M, R};
+                                _ -> {undefined, undefined, undefined}
+                            end,
+    RateMs = case {View, MemAt, RedsAt} of
+                 {growth, At, _} when is_integer(At) -> max(1, Now - At);
+                 {reductions, _, At} when is_integer(At) -> max(1, Now - At);
+                 _ -> undefined
+             end,
+    %% Memory and initial calls for the findings in this frame, or what
+    %% an earlier frame found (see scan/5).
+    Cache = maps:get(findings, S),
+    Full = due(Cache, Now, Every),
+    {Scan, Next} = scan(View, Rows, Full, Prev, RateMs),
+    Read = maps:get(read, Scan),
+    Found = findings(View, Scan, Cache, Now),
+    Age = Now - lists:min([At || {At, _} <- maps:values(Found)]),
     Wordsize = erlang:system_info(wordsize),
     Tables = case View of
                  ets -> tables(Rows, true, maps:get(table_binaries, Spec, undefined), Wordsize);
@@ -185,7 +213,8 @@ frame_now(Spec, #{prev := Prev0, prev_at := PrevAt0, last_at := LastAt, frames :
     Counts = counts(),
     %% What the frame allocated here (rows, the pass's results) is garbage
     %% now; the memory shown is what the collector keeps between frames:
-    %% its heap (the last process list) and the readings binary.
+    %% its heap (the last process list, in a rate view) and the readings
+    %% binary.
     true = erlang:garbage_collect(),
     {reductions, R1} = erlang:process_info(self(), reductions),
     {memory, CollectorMemory} = erlang:process_info(self(), memory),
@@ -202,46 +231,104 @@ frame_now(Spec, #{prev := Prev0, prev_at := PrevAt0, last_at := LastAt, frames :
               schedulers => erlang:system_info(schedulers_online),
               otp_release => erlang:system_info(otp_release),
               rows => ViewRows,
+              findings_age_ms => Age,
               findings_input =>
-                  #{by_memory => maps:get(by_memory, Scan),
-                    by_mailbox => maps:get(by_mailbox, Scan),
+                  #{by_memory => element(2, maps:get(by_memory, Found)),
+                    by_mailbox => element(2, maps:get(by_mailbox, Found)),
                     tables => lists:sublist(Tables, 2),
                     leaks => case View of binaries -> ViewRows; _ -> [] end,
-                    groups => maps:get(groups, Scan),
+                    groups => element(2, maps:get(groups, Found)),
                     counts => Counts,
                     allocators => #{allocators => Allocators}},
               cost => #{ms => Ms, reductions => R1 - R0,
                         collector_bytes => CollectorMemory + case Next of
-                                                                 {_, Bin} -> byte_size(Bin);
+                                                                 {_, Ms1, Rs1} ->
+                                                                     byte_size(Ms1)
+                                                                         + byte_size(Rs1);
                                                                  undefined -> 0
                                                              end,
-                        processes_scanned => maps:get(scanned, Scan)}},
-    {{ok, Frame}, S#{prev := Next, prev_at := case Rate of true -> Now; false -> undefined end,
-                     last_at := Now, frames := Frames + 1}}.
+                        processes_scanned => maps:get(scanned, Scan),
+                        read => Read}},
+    ReadMemory = lists:member(memory, Read),
+    {{ok, Frame},
+     S#{prev := Next,
+        %% A reading not taken in this frame is carried over from the
+        %% previous one (its time with it), or there is none.
+        mem_at := if Next =:= undefined -> undefined;
+                     ReadMemory -> Now;
+                     true -> MemAt
+                  end,
+        reds_at := if Next =:= undefined -> undefined;
+                      View =:= reductions -> Now;
+                      true -> RedsAt
+                   end,
+        findings := Found, last_at := Now, frames := Frames + 1}}.
+
+%% Whether this frame reads memory and initial calls for the findings:
+%% in the first frame, and when what an earlier frame found is `Every' ms
+%% old.
+due(undefined, _Now, _Every) -> true;
+due(Cache, Now, Every) -> Now - lists:min([At || {At, _} <- maps:values(Cache)]) >= Every.
+
+%% The findings inputs that come from the process pass, each as
+%% `{FoundAt, Value}': what this frame found, else what an earlier frame
+%% found, its processes asked again for their memory or queue length (so
+%% that a finding never names a process that has exited, nor an old
+%% number; only the ranking is as old as the frame that made it).
+findings(_View, Scan, undefined, Now) ->
+    maps:map(fun(_, V) -> {Now, V} end, maps:with([by_memory, by_mailbox, groups], Scan));
+findings(_View, Scan, Cache, Now) ->
+    maps:map(fun(Key, {At, Old}) ->
+                     case Scan of
+                         #{Key := New} -> {Now, New};
+                         _ -> {At, again(Key, Old)}
+                     end
+             end, Cache).
+
+again(by_memory, Rows) -> asked(memory, Rows);
+again(by_mailbox, Rows) -> [R || #{value := Q} = R <- asked(message_queue_len, Rows),
+                                 Q > ?MAILBOX_FINDING];
+again(groups, Groups) -> Groups.
+
+asked(Item, Rows) ->
+    Again = [{V, R#{value := V}} || #{pid := P} = R <- Rows,
+                                    {_, V} <- [erlang:process_info(P, Item)]],
+    [R || {_, R} <- lists:reverse(lists:keysort(1, Again))].
 
 %%--------------------------------------------------------------------
 %% The process pass
 %%--------------------------------------------------------------------
 
 %% What the pass keeps between frames, for the rates: the process list it
-%% read and, aligned with it, one 16-byte record per process (memory and
-%% reductions, or zeros for a process not read: no process has zero
-%% memory). A binary, so that it lives off the collector's heap (no
-%% garbage collection copies it) and goes to the workers and back by
-%% reference, not copied.
--define(UNREAD, <<0:64, 0:64>>).
--define(REC, 16).
--define(MAILBOX_FINDING, 10000). % report/1's mailbox rule looks above this
+%% read and, aligned with it, two binaries of one 8-byte record per
+%% process: memory, and reductions + 1; zero for a reading not taken (no
+%% process has zero memory). Binaries, so that they live off the
+%% collector's heap (no garbage collection copies them) and go to the
+%% workers and back by reference, not copied. A frame writes the field it
+%% reads (the view's own, and memory in a full frame) and carries the other
+%% over, aligned, with its time.
 
-%% One `process_info/2' call per process, with memory (the largest
-%% two processes, for the findings, and the sort of the memory and growth
-%% views) and the one item the view sorts by besides: message queue
-%% length, reductions (both rate views, so that either can follow the
-%% other) or the binary list. memory is the item that costs (the VM asks
-%% the process to answer, as for top_processes(memory, _)); the others are
-%% read from the process structure and cost next to nothing with it.
-%% What the findings need besides comes cheaper:
+%% The item each view ranks processes by (`none': it ranks no processes).
+item(memory) -> memory;
+item(growth) -> memory;
+item(mailbox) -> message_queue_len;
+item(reductions) -> reductions;
+item(binaries) -> binary;
+item(_) -> none.
+
+%% One pass over the processes, with one `process_info/2' call per
+%% process, for the view's own item only (the
+%% single-item form, as `top_processes' asks it): memory, message queue
+%% length, reductions or the binary list; none at all in the ETS and
+%% allocators views. `Full' (the first frame, then whenever what an earlier
+%% frame found for the findings is ?FINDINGS_EVERY old) adds what the
+%% findings need besides:
 %% <ul>
+%% <li>memory, for the largest two processes. The VM asks the process to
+%%     answer for it (as for `binary'), where the queue length and the
+%%     reductions are read from the process structure at a fifth of the
+%%     cost: in the mailbox and reductions views, memory every frame
+%%     would cost five of that view's scans;</li>
 %% <li>queues over 10,000 messages: a queued message adds at least
 %%     ?MSG_WORDS words to a process's memory (88 bytes, measured on OTP 25
 %%     and 29, with the queue on or off the heap), so only the processes
@@ -251,109 +338,183 @@ frame_now(Spec, #{prev := Prev0, prev_at := PrevAt0, last_at := LastAt, frames :
 %%     the items) only when an even sample of the processes shows a
 %%     candidate that could hold a third of them (`group_candidates/1').</li>
 %% </ul>
-%% The row details (name, current function, the heap of a binaries row)
-%% are read for the shown rows only.
-scan(View, Rows, Prev, RateMs) ->
+%% The memory and growth views read memory anyway, and so have the first
+%% two every frame; the mailbox view has the long queues every frame; and
+%% every pass takes the sample, so that a node where no group stands out
+%% knows it in every frame. The
+%% row details (name, current function, the heap of a binaries row) are
+%% read for the shown rows only. Returns the rows, what it found for the
+%% findings (`by_memory', `by_mailbox', `groups', each only if found in
+%% this pass), the items read and the count of processes read; and, in a
+%% rate view, the readings for the next frame.
+scan(View, _Rows, false, _Prev, _Ms) when View =:= ets; View =:= allocators ->
+    {#{rows => [], read => [], scanned => 0}, undefined};
+scan(View, Rows, Full, Prev, RateMs) ->
     Rate = lists:member(View, [reductions, growth]),
     Pids = erlang:processes(),
     Self = self(),
-    Keys = group_candidates(Pids),
-    Items = [memory]
-        ++ case View of
-               mailbox -> [message_queue_len];
-               binaries -> [binary];
-               _ when Rate -> [reductions];
-               _ -> []
-           end
-        ++ case Keys of {none, none, none} -> []; _ -> [initial_call] end,
+    Item = item(View),
+    %% The candidates groups (an even sample: cheap) in every pass; counted
+    %% in a full frame only. Without candidates the groups are known now.
+    Candidates = group_candidates(Pids),
+    Keys = case Full of
+               true -> Candidates;
+               false -> {none, none, none}
+           end,
+    Read = [I || I <- [Item], I =/= none]
+        ++ [memory || Full, Item =/= memory]
+        ++ [initial_call || Keys =/= {none, none, none}],
+    ReadMemory = lists:member(memory, Read),
+    Arg = case Read of [One] -> One; _ -> Read end,
     %% In the memory view its own top gives the largest two processes.
-    ViewCap = case View of memory -> max(Rows, 2); _ -> Rows end,
-    MemCap = case View of memory -> 0; _ -> 2 end,
+    ViewCap = case View of memory -> max(Rows, 2); _ when Item =:= none -> 0; _ -> Rows end,
+    MemCap = case View =/= memory andalso ReadMemory of true -> 2; false -> 0 end,
     %% Memory below this cannot hold a queue over ?MAILBOX_FINDING.
     QueueBytes = ?MAILBOX_FINDING * ?MSG_WORDS * erlang:system_info(wordsize),
-    Before = case Rate of true -> align(Pids, Prev); false -> none end,
+    %% The readings of both fields in the order of `Pids'; the pass walks
+    %% the view's own (memory for growth, reductions for reductions).
+    {Mems, Reds} = case Rate of
+                       true -> readings(Pids, Prev);
+                       false -> {none, none}
+                   end,
+    Before = case View of growth -> Mems; reductions -> Reds; _ -> none end,
+    %% A full reductions frame reads memory too: it replaces the carried one.
+    MemOut = case View =:= reductions andalso ReadMemory of true -> <<>>; false -> none end,
     Parts = in_parallel(
               fun(Chunk, PrevChunk) ->
-                      pass(Chunk, PrevChunk, Items, View, Self, RateMs,
-                           case Rate of true -> <<>>; false -> none end,
-                           top_new(ViewCap), top_new(MemCap),
-                           case View of mailbox -> top_new(5); _ -> [] end,
-                           QueueBytes, Keys, 0, 0, 0, 0)
-              end, Pids, Before),
-    Next = case Rate of
-               true -> {Pids, iolist_to_binary([Bin || {Bin, _, _, _, _, _} <- Parts])};
-               false -> undefined
+                      VT = top_new(ViewCap),
+                      MT = top_new(MemCap),
+                      QT = case View of mailbox -> top_new(5); _ -> [] end,
+                      case {Rate, Arg} of
+                          %% A light frame: the view's item alone.
+                          {true, reductions} ->
+                              light_rates(PrevChunk, Chunk, <<>>, Self, RateMs, VT, 0);
+                          {true, memory} ->
+                              light_growth(PrevChunk, Chunk, <<>>, Self, RateMs, VT, MT, QT,
+                                           QueueBytes, 0);
+                          {false, Item} when is_atom(Item) ->
+                              light(Chunk, Item, View, Self, VT, QT, QueueBytes, 0);
+                          {true, _} ->
+                              rates(PrevChunk, Chunk, <<>>, MemOut, Arg, View, Self, RateMs,
+                                    VT, MT, QT, QueueBytes, Keys, 0, 0, 0, 0);
+                          {false, _} ->
+                              pass(Chunk, Arg, View, Self, VT, MT, QT, QueueBytes, Keys,
+                                   0, 0, 0, 0)
+                      end
+              end, Pids, Before,
+              %% Queue lengths, reductions and initial calls are read from
+              %% the process structure, without the process's answer:
+              %% workers would only add their copies of the lists.
+              lists:member(memory, Read) orelse lists:member(binary, Read)),
+    Next = case View of
+               growth -> {Pids, joined(1, Parts), Reds};
+               reductions when MemOut =:= none -> {Pids, Mems, joined(1, Parts)};
+               reductions -> {Pids, joined(2, Parts), joined(1, Parts)};
+               _ -> undefined
            end,
     Merge = fun(Pos, Cap) ->
                     lists:foldl(fun({V, P, X}, T) -> top_offer(V, P, X, T) end, top_new(Cap),
                                 lists:append([top_list(element(Pos, Part)) || Part <- Parts]))
             end,
-    Groups = [{K, lists:sum([element(I, element(5, Part)) || Part <- Parts])}
-              || {I, K} <- lists:zip([1, 2, 3], tuple_to_list(Keys)), K =/= none],
     Scanned = lists:sum([element(6, Part) || Part <- Parts]),
-    Winners = top_list(Merge(2, ViewCap)),
-    Shown = view_rows(View, Winners, RateMs),
-    {#{rows => lists:sublist(Shown, Rows),
-       by_memory => case View of
-                        memory -> lists:sublist(Shown, 2);
-                        _ -> [Row || {V, P, _} <- top_list(Merge(3, 2)),
-                                     Row <- described(P, #{value => V, attr => memory})]
-                    end,
-       by_mailbox => by_mailbox(View, Parts, Merge),
-       groups => group_summary(Groups, Scanned),
-       scanned => Scanned},
-     Next}.
+    Shown = view_rows(View, top_list(Merge(2, ViewCap)), RateMs),
+    Found = maps:from_list(
+              [{by_memory, case View of
+                               memory -> lists:sublist(Shown, 2);
+                               _ -> [Row || {V, P, _} <- top_list(Merge(3, 2)),
+                                            Row <- described(P, #{value => V, attr => memory})]
+                           end} || ReadMemory]
+              ++ [{by_mailbox, by_mailbox(View, Parts, Merge)}
+                  || ReadMemory orelse View =:= mailbox]
+              ++ [{groups,
+                   group_summary([{K, lists:sum([element(I, element(5, Part)) || Part <- Parts])}
+                                  || {I, K} <- lists:zip([1, 2, 3], tuple_to_list(Keys)),
+                                     K =/= none], Scanned)}
+                  || Full orelse Candidates =:= {none, none, none}]),
+    {Found#{rows => lists:sublist(Shown, Rows), read => Read, scanned => Scanned}, Next}.
+
+%% The readings of the two fields, memory and reductions + 1 (8 bytes a
+%% process each, zero for a reading not taken), in the order of `Pids'.
+readings(Pids, undefined) ->
+    Unread = binary:copy(?UNREAD, length(Pids)),
+    {Unread, Unread};
+readings(Pids, {Old, Mems, Reds}) ->
+    [Mems1, Reds1] = align(Pids, Old, [Mems, Reds]),
+    {Mems1, Reds1}.
+
+%% A pass's readings of one field (1: the view's, 2: memory in a full
+%% reductions frame), the parts joined in chunk order.
+joined(I, Parts) ->
+    iolist_to_binary([element(I, Readings) || {Readings, _, _, _, _, _} <- Parts]).
 
 %% The previous frame's readings in the order of `Pids' (zeros for a
-%% process born since). The process table lists processes in a stable
-%% order (by slot), so the previous list and this one are walked side by
-%% side without a lookup: a pid that does not match is born, or the
-%% expected one has exited. Should the order ever not hold (an old process
-%% left over, alive, at the end), the readings are paired by pid instead.
-align(Pids, undefined) ->
-    binary:copy(?UNREAD, length(Pids));
-align(Pids, {Pids, OldBin}) ->
-    OldBin;
-align(Pids, {Old, OldBin}) ->
-    case walk(Pids, Old, OldBin, 0, 0, []) of
-        {ok, Parts} -> iolist_to_binary(lists:reverse(Parts));
-        unordered -> by_pid(Pids, Old, OldBin)
+%% process born since): `{Old, Bin}', records of one size aligned with
+%% `Old'. The process table lists processes in a stable order (by slot),
+%% so the previous list and this one are walked side by side without a
+%% lookup: a pid that does not match is born, or the expected one has
+%% exited. Should the order ever not hold (an old process left over,
+%% alive, at the end), the readings are paired by pid instead.
+align(Pids, {Old, Bin}) ->
+    [Aligned] = align(Pids, Old, [Bin]),
+    Aligned.
+
+align(Pids, Pids, Bins) ->
+    Bins;
+align(Pids, Old, Bins) ->
+    Sizes = [byte_size(Bin) div max(1, length(Old)) || Bin <- Bins],
+    case walk(Pids, Old, 0, 0, []) of
+        {ok, Runs} ->
+            [iolist_to_binary([case Run of
+                                   {At, Len} -> binary_part(Bin, At * Size, Len * Size);
+                                   unread -> <<0:(Size * 8)>>
+                               end || Run <- lists:reverse(Runs)])
+             || {Bin, Size} <- lists:zip(Bins, Sizes)];
+        unordered ->
+            by_pid(Pids, Old, Bins, Sizes)
     end.
 
 %% Runs of matching pids become slices of the old readings (one copy at
 %% the end), so a matched process costs a comparison. `At' is the old
-%% position of the current run, `Run' its length.
-walk([P | Ps], [P | Os], Bin, At, Run, Acc) ->
-    walk(Ps, Os, Bin, At, Run + 1, Acc);
-walk([P | Ps], [O | Os], Bin, At, Run, Acc) ->
-    Acc1 = slice(Bin, At, Run, Acc),
+%% position of the current run, `Run' its length; `unread' stands for a
+%% process born since.
+walk([P | Ps], [P | Os], At, Run, Acc) ->
+    walk(Ps, Os, At, Run + 1, Acc);
+walk([P | Ps], [O | Os], At, Run, Acc) ->
+    Acc1 = run(At, Run, Acc),
     case erlang:is_process_alive(O) of
-        false -> walk([P | Ps], Os, Bin, At + Run + 1, 0, Acc1);
-        true -> walk(Ps, [O | Os], Bin, At + Run, 0, [?UNREAD | Acc1])
+        false -> walk([P | Ps], Os, At + Run + 1, 0, Acc1);
+        true -> walk(Ps, [O | Os], At + Run, 0, [unread | Acc1])
     end;
-walk([_ | Ps], [], Bin, At, Run, Acc) ->
-    walk(Ps, [], Bin, At + Run, 0, [?UNREAD | slice(Bin, At, Run, Acc)]);
-walk([], Os, Bin, At, Run, Acc) ->
+walk([_ | Ps], [], At, Run, Acc) ->
+    walk(Ps, [], At + Run, 0, [unread | run(At, Run, Acc)]);
+walk([], Os, At, Run, Acc) ->
     case lists:any(fun erlang:is_process_alive/1, Os) of
-        false -> {ok, slice(Bin, At, Run, Acc)};
+        false -> {ok, run(At, Run, Acc)};
         true -> unordered
     end.
 
-slice(_Bin, _At, 0, Acc) -> Acc;
-slice(Bin, At, Run, Acc) -> [binary_part(Bin, At * ?REC, Run * ?REC) | Acc].
+run(_At, 0, Acc) -> Acc;
+run(At, Run, Acc) -> [{At, Run} | Acc].
 
-by_pid(Pids, Old, OldBin) ->
-    Readings = maps:from_list(lists:zip(Old, [Rec || <<Rec:?REC/binary>> <= OldBin])),
-    << <<(maps:get(P, Readings, ?UNREAD))/binary>> || P <- Pids >>.
+by_pid(Pids, Old, Bins, Sizes) ->
+    Index = maps:from_list(lists:zip(Old, lists:seq(0, length(Old) - 1))),
+    [<< <<(case Index of
+               #{P := I} -> binary_part(Bin, I * Size, Size);
+               _ -> <<0:(Size * 8)>>
+           end)/binary>> || P <- Pids >>
+     || {Bin, Size} <- lists:zip(Bins, Sizes)].
 
 %% `Pass(Chunk, PrevChunk)' over contiguous chunks of `Pids' and of their
-%% readings, in workers when there are many, as top_processes does: a
+%% readings, in workers when there are many and `Parallel' (an item the
+%% process must answer for is read), as top_processes does: a
 %% process_info/2 call for memory waits for the other process to answer,
 %% and with a few requests in flight the schedulers answer them back to
-%% back. Results in chunk order (the readings are concatenated). A worker
+%% back. Otherwise in this process, in one chunk. Results in chunk order (the readings are concatenated). A worker
 %% that dies (it cannot, short of being killed) leaves its chunk unread:
 %% its readings become zeros.
-in_parallel(Pass, Pids, Before) ->
+in_parallel(Pass, Pids, Before, false = _Parallel) ->
+    [Pass(Pids, Before)];
+in_parallel(Pass, Pids, Before, true) ->
     Len = length(Pids),
     Max = min(?MAX_WORKERS, 2 * erlang:system_info(schedulers_online)),
     case max(1, min(Max, Len div ?MIN_CHUNK)) of
@@ -371,8 +532,10 @@ in_parallel(Pass, Pids, Before) ->
                      erlang:demonitor(MRef, [flush]),
                      Result;
                  {'DOWN', MRef, process, Pid, _} ->
-                     {case Before of none -> none; _ -> binary:copy(?UNREAD, N) end,
-                      top_new(0), top_new(0), [], {0, 0, 0}, 0}
+                     {case Before of
+                          none -> none;
+                          _ -> {binary:copy(?UNREAD, N), binary:copy(?UNREAD, N)}
+                      end, top_new(0), top_new(0), [], {0, 0, 0}, 0}
              end || {{Pid, MRef}, N} <- Started]
     end.
 
@@ -390,85 +553,151 @@ take(Rest, 0, Acc) -> {lists:reverse(Acc), Rest};
 take([], _, Acc) -> {lists:reverse(Acc), []};
 take([P | Ps], N, Acc) -> take(Ps, N - 1, [P | Acc]).
 
-%% The hot loop: one process_info/2 call per process; the tops allocate
-%% nothing for a value that does not enter them, and only the candidate
-%% groups are counted. In a rate view `Prev' holds the previous readings
-%% of the chunk (16 bytes a process, in its order) and `Out' collects this
-%% frame's for the next one; elsewhere both are `none'. The mailbox top
-%% holds the queue lengths in the mailbox view, else the memory of the
-%% processes that could hold a long queue. Returns {Readings, ViewTop,
-%% MemoryTop, MailboxTop, GroupCounts, Scanned}.
-pass([], _Prev, _Items, _View, _Self, _Ms, Out, VT, MT, QT, _QB, _Keys, X1, X2, X3, N) ->
-    {Out, VT, MT, QT, {X1, X2, X3}, N};
-pass([P | Ps], Prev, Items, View, Self, Ms, Out, VT, MT, QT, QB, Keys, X1, X2, X3, N)
-  when P =:= Self ->
-    pass(Ps, skip(Prev), Items, View, Self, Ms, unread(Out), VT, MT, QT, QB, Keys,
-         X1, X2, X3, N);
-pass([P | Ps], none, Items, View, Self, Ms, none, VT, MT, QT, QB, Keys, X1, X2, X3, N) ->
-    case read(P, Items) of
-        {M, V, IC} ->
-            one(P, M, V, IC, 0, 0, Ps, none, Items, View, Self, Ms, none, VT, MT, QT, QB,
-                Keys, X1, X2, X3, N);
+%% The hot loops: one process_info/2 call per process (`Arg': one item,
+%% or a list in a full frame); the tops allocate nothing for a value that
+%% does not enter them, and only the candidate groups are counted. The
+%% mailbox top holds the queue lengths in the mailbox view, else the
+%% memory of the processes that could hold a long queue. Each returns
+%% {Readings, ViewTop, MemoryTop, MailboxTop, GroupCounts, Scanned}.
+pass([P | Ps], Arg, View, Self, VT, MT, QT, QB, Keys, X1, X2, X3, N) when P =/= Self ->
+    case erlang:process_info(P, Arg) of
         undefined ->
-            pass(Ps, none, Items, View, Self, Ms, none, VT, MT, QT, QB, Keys, X1, X2, X3, N)
+            pass(Ps, Arg, View, Self, VT, MT, QT, QB, Keys, X1, X2, X3, N);
+        Info ->
+            {V, M, IC} = answer(Info),
+            VT1 = offer(View, P, V, 0, undefined, VT),
+            MT1 = memory_top(M, P, MT),
+            QT1 = queue_top(View, V, M, P, QT, QB),
+            case group(IC, Keys) of
+                0 -> pass(Ps, Arg, View, Self, VT1, MT1, QT1, QB, Keys, X1, X2, X3, N + 1);
+                1 -> pass(Ps, Arg, View, Self, VT1, MT1, QT1, QB, Keys, X1 + 1, X2, X3, N + 1);
+                2 -> pass(Ps, Arg, View, Self, VT1, MT1, QT1, QB, Keys, X1, X2 + 1, X3, N + 1);
+                3 -> pass(Ps, Arg, View, Self, VT1, MT1, QT1, QB, Keys, X1, X2, X3 + 1, N + 1)
+            end
     end;
-pass([P | Ps], <<M0:64, R0:64, Prev/binary>>, Items, View, Self, Ms, Out, VT, MT, QT, QB,
-     Keys, X1, X2, X3, N) ->
-    case read(P, Items) of
-        {M, V, IC} ->
-            one(P, M, V, IC, M0, R0, Ps, Prev, Items, View, Self, Ms, <<Out/binary, M:64, V:64>>,
-                VT, MT, QT, QB, Keys, X1, X2, X3, N);
+pass([_Self | Ps], Arg, View, Self, VT, MT, QT, QB, Keys, X1, X2, X3, N) ->
+    pass(Ps, Arg, View, Self, VT, MT, QT, QB, Keys, X1, X2, X3, N);
+pass([], _Arg, _View, _Self, VT, MT, QT, _QB, _Keys, X1, X2, X3, N) ->
+    {none, VT, MT, QT, {X1, X2, X3}, N}.
+
+%% The same in a rate view, with the chunk's previous readings of the
+%% view's field `Prev' (8 bytes a process, in its order: memory for growth,
+%% reductions + 1 for reductions), this frame's collected in `Out' for the
+%% next one, and in a full reductions frame the memory read in `MemOut'
+%% (else `none'). Every clause starts by matching `Prev' and
+%% every call passes its rest straight on, so the VM walks it in place.
+rates(<<X0:64, Prev/binary>>, [P | Ps], Out, MemOut, Arg, View, Self, Ms, VT, MT, QT, QB,
+      Keys, X1, X2, X3, N) when P =/= Self ->
+    case erlang:process_info(P, Arg) of
         undefined ->
-            pass(Ps, Prev, Items, View, Self, Ms, <<Out/binary, 0:128>>, VT, MT, QT, QB, Keys,
-                 X1, X2, X3, N)
-    end.
-
-%% Memory, the view's item and the initial call of one process (`none'
-%% for an item not asked), or undefined if it has exited.
-read(P, Items) ->
-    case erlang:process_info(P, Items) of
-        [{memory, M}] -> {M, none, none};
-        [{memory, M}, {initial_call, IC}] -> {M, none, IC};
-        [{memory, M}, {_, V}] -> {M, V, none};
-        [{memory, M}, {_, V}, {initial_call, IC}] -> {M, V, IC};
-        undefined -> undefined
-    end.
-
-%% One process read: memory `M', the view's item `V', initial call `IC',
-%% the previous readings `M0' and `R0'. Inlined into pass/16, so that the
-%% readings binary stays a match context, not a sub-binary per process.
-one(P, M, V, IC, M0, R0, Ps, Prev, Items, View, Self, Ms, Out, VT, MT, QT, QB,
-    {E1, E2, E3} = Keys, X1, X2, X3, N) ->
-    VT1 = offer(View, P, M, V, M0, R0, Ms, VT),
-    QT1 = case View of
-              mailbox when V > ?MAILBOX_FINDING -> top_offer(V, P, [], QT);
-              mailbox -> QT;
-              _ when M >= QB -> [P | QT];
-              _ -> QT
-          end,
-    MT1 = top_offer(M, P, [], MT),
-    if IC =:= none ->
-            pass(Ps, Prev, Items, View, Self, Ms, Out, VT1, MT1, QT1, QB, Keys,
-                 X1, X2, X3, N + 1);
-       IC =:= E1 ->
-            pass(Ps, Prev, Items, View, Self, Ms, Out, VT1, MT1, QT1, QB, Keys,
-                 X1 + 1, X2, X3, N + 1);
-       IC =:= E2 ->
-            pass(Ps, Prev, Items, View, Self, Ms, Out, VT1, MT1, QT1, QB, Keys,
-                 X1, X2 + 1, X3, N + 1);
-       IC =:= E3 ->
-            pass(Ps, Prev, Items, View, Self, Ms, Out, VT1, MT1, QT1, QB, Keys,
-                 X1, X2, X3 + 1, N + 1);
-       true ->
-            pass(Ps, Prev, Items, View, Self, Ms, Out, VT1, MT1, QT1, QB, Keys,
-                 X1, X2, X3, N + 1)
-    end.
-
-skip(none) -> none;
-skip(<<_:?REC/binary, Rest/binary>>) -> Rest.
+            rates(Prev, Ps, <<Out/binary, 0:64>>, unread(MemOut), Arg, View, Self, Ms, VT, MT,
+                  QT, QB, Keys, X1, X2, X3, N);
+        Info ->
+            {V, M, IC} = answer(Info),
+            VT1 = offer(View, P, V, X0, Ms, VT),
+            %% Reductions + 1: a process that has not run has none.
+            Out1 = case View of
+                       reductions -> <<Out/binary, (V + 1):64>>;
+                       growth -> <<Out/binary, V:64>>
+                   end,
+            MemOut1 = case MemOut of
+                          none -> none;
+                          _ -> <<MemOut/binary, M:64>>
+                      end,
+            MT1 = memory_top(M, P, MT),
+            QT1 = queue_top(View, V, M, P, QT, QB),
+            case group(IC, Keys) of
+                0 -> rates(Prev, Ps, Out1, MemOut1, Arg, View, Self, Ms, VT1, MT1, QT1, QB,
+                           Keys, X1, X2, X3, N + 1);
+                1 -> rates(Prev, Ps, Out1, MemOut1, Arg, View, Self, Ms, VT1, MT1, QT1, QB,
+                           Keys, X1 + 1, X2, X3, N + 1);
+                2 -> rates(Prev, Ps, Out1, MemOut1, Arg, View, Self, Ms, VT1, MT1, QT1, QB,
+                           Keys, X1, X2 + 1, X3, N + 1);
+                3 -> rates(Prev, Ps, Out1, MemOut1, Arg, View, Self, Ms, VT1, MT1, QT1, QB,
+                           Keys, X1, X2, X3 + 1, N + 1)
+            end
+    end;
+rates(<<_:?REC/binary, Prev/binary>>, [_Self | Ps], Out, MemOut, Arg, View, Self, Ms, VT, MT,
+      QT, QB, Keys, X1, X2, X3, N) ->
+    rates(Prev, Ps, <<Out/binary, 0:64>>, unread(MemOut), Arg, View, Self, Ms, VT, MT, QT, QB,
+          Keys, X1, X2, X3, N);
+rates(<<>>, [], Out, MemOut, _Arg, _View, _Self, _Ms, VT, MT, QT, _QB, _Keys, X1, X2, X3, N) ->
+    {{Out, MemOut}, VT, MT, QT, {X1, X2, X3}, N}.
 
 unread(none) -> none;
-unread(Out) -> <<Out/binary, 0:128>>.
+unread(MemOut) -> <<MemOut/binary, 0:64>>.
+
+%% The loops of a light frame, which reads the view's item alone (`Item',
+%% one atom): the same as pass/13 and, for the rate views, rates/17, with
+%% less to carry.
+light([P | Ps], Item, View, Self, VT, QT, QB, N) when P =/= Self ->
+    case erlang:process_info(P, Item) of
+        {_, V} ->
+            light(Ps, Item, View, Self, offer(View, P, V, 0, undefined, VT),
+                  queue_top(View, V, case Item of memory -> V; _ -> none end, P, QT, QB),
+                  QB, N + 1);
+        undefined ->
+            light(Ps, Item, View, Self, VT, QT, QB, N)
+    end;
+light([_Self | Ps], Item, View, Self, VT, QT, QB, N) ->
+    light(Ps, Item, View, Self, VT, QT, QB, N);
+light([], _Item, _View, _Self, VT, QT, _QB, N) ->
+    {none, VT, top_new(0), QT, {0, 0, 0}, N}.
+
+light_rates(<<R0:64, Prev/binary>>, [P | Ps], Out, Self, Ms, VT, N) when P =/= Self ->
+    case erlang:process_info(P, reductions) of
+        {reductions, R} ->
+            light_rates(Prev, Ps, <<Out/binary, (R + 1):64>>, Self, Ms,
+                        offer(reductions, P, R, R0, Ms, VT), N + 1);
+        undefined ->
+            light_rates(Prev, Ps, <<Out/binary, 0:64>>, Self, Ms, VT, N)
+    end;
+light_rates(<<_:?REC/binary, Prev/binary>>, [_Self | Ps], Out, Self, Ms, VT, N) ->
+    light_rates(Prev, Ps, <<Out/binary, 0:64>>, Self, Ms, VT, N);
+light_rates(<<>>, [], Out, _Self, _Ms, VT, N) ->
+    {{Out, none}, VT, top_new(0), [], {0, 0, 0}, N}.
+
+%% The growth view's: memory, whose top two and long-queue candidates the
+%% findings take.
+light_growth(<<M0:64, Prev/binary>>, [P | Ps], Out, Self, Ms, VT, MT, QT, QB, N)
+  when P =/= Self ->
+    case erlang:process_info(P, memory) of
+        {memory, M} ->
+            light_growth(Prev, Ps, <<Out/binary, M:64>>, Self, Ms,
+                         offer(growth, P, M, M0, Ms, VT), top_offer(M, P, [], MT),
+                         queue_top(growth, M, M, P, QT, QB), QB, N + 1);
+        undefined ->
+            light_growth(Prev, Ps, <<Out/binary, 0:64>>, Self, Ms, VT, MT, QT, QB, N)
+    end;
+light_growth(<<_:?REC/binary, Prev/binary>>, [_Self | Ps], Out, Self, Ms, VT, MT, QT, QB, N) ->
+    light_growth(Prev, Ps, <<Out/binary, 0:64>>, Self, Ms, VT, MT, QT, QB, N);
+light_growth(<<>>, [], Out, _Self, _Ms, VT, MT, QT, _QB, N) ->
+    {{Out, none}, VT, MT, QT, {0, 0, 0}, N}.
+
+%% One process's answer as {the view's item, memory, initial call}
+%% (`none' for an item not asked; in the memory, growth, ETS and
+%% allocators views the item is memory).
+answer({memory, M}) -> {M, M, none};
+answer({_, V}) -> {V, none, none};
+answer([{memory, M}, {initial_call, IC}]) -> {M, M, IC};
+answer([{_, V}, {memory, M}]) -> {V, M, none};
+answer([{_, V}, {memory, M}, {initial_call, IC}]) -> {V, M, IC}.
+
+memory_top(none, _P, MT) -> MT;
+memory_top(M, P, MT) -> top_offer(M, P, [], MT).
+
+queue_top(mailbox, V, _M, P, QT, _QB) when V > ?MAILBOX_FINDING -> top_offer(V, P, [], QT);
+queue_top(mailbox, _V, _M, _P, QT, _QB) -> QT;
+queue_top(_View, _V, none, _P, QT, _QB) -> QT;
+queue_top(_View, _V, M, P, QT, QB) when M >= QB -> [P | QT];
+queue_top(_View, _V, _M, _P, QT, _QB) -> QT.
+
+%% Which candidate group an initial call counts in (0: none).
+group(none, _Keys) -> 0;
+group(IC, {IC, _, _}) -> 1;
+group(IC, {_, IC, _}) -> 2;
+group(IC, {_, _, IC}) -> 3;
+group(_IC, _Keys) -> 0.
 
 %% The queues over ?MAILBOX_FINDING, longest first: in the mailbox view
 %% the pass has them; elsewhere the processes whose memory could hold one
@@ -485,30 +714,42 @@ described_queues(Long) ->
     [Row || {V, P, _} <- Long, Row <- described(P, #{value => V, attr => message_queue_len})].
 
 %% Offers one process to the view's top: its sort value in `View' and
-%% what its row needs besides. `V' is the view's own item, M0 and R0 the
-%% previous readings (M0 = 0: born since, or the first frame, when `Ms'
-%% is undefined).
-offer(memory, P, M, _V, _M0, _R0, _Ms, VT) -> top_offer(M, P, [], VT);
-offer(mailbox, _P, _M, 0, _M0, _R0, _Ms, VT) -> VT;
-offer(mailbox, P, _M, Q, _M0, _R0, _Ms, VT) -> top_offer(Q, P, [], VT);
-offer(Rate, _P, _M, _V, _M0, _R0, undefined, VT) when Rate =:= reductions; Rate =:= growth ->
+%% what its row needs besides. `V' is the view's own item, `X0' the
+%% previous reading of it in a rate view (zero: not read then, the process
+%% was born since; `Ms' undefined: no previous readings at all).
+offer(memory, P, M, _X0, _Ms, VT) -> top_offer(M, P, [], VT);
+offer(mailbox, _P, 0, _X0, _Ms, VT) -> VT;
+offer(mailbox, P, Q, _X0, _Ms, VT) -> top_offer(Q, P, [], VT);
+offer(Rate, _P, _V, _X0, undefined, VT) when Rate =:= reductions; Rate =:= growth ->
     VT;
-offer(reductions, P, _M, R, 0, _R0, _Ms, VT) -> top_offer(R, P, born, VT);
-offer(reductions, P, _M, R, _M0, R0, _Ms, VT) -> top_offer(R - R0, P, [], VT);
-offer(growth, P, M, _R, 0, _R0, _Ms, VT) -> top_offer(M, P, born, VT);
-offer(growth, P, M, _R, M0, _R0, _Ms, VT) when M > M0 -> top_offer(M - M0, P, [], VT);
-offer(growth, _P, _M, _R, _M0, _R0, _Ms, VT) -> VT;
-offer(binaries, _P, _M, [], _M0, _R0, _Ms, VT) -> VT;
-offer(binaries, P, _M, Bins, _M0, _R0, _Ms, VT) ->
-    {Share, Raw, Count} = binaries(Bins),
-    top_offer(round(Share), P, {Raw, Count}, VT);
-offer(_View, _P, _M, _V, _M0, _R0, _Ms, VT) ->
+offer(reductions, P, R, 0, _Ms, VT) -> top_offer(R, P, born, VT);
+offer(reductions, P, R, R0, _Ms, VT) -> top_offer(R + 1 - R0, P, [], VT);
+offer(growth, P, M, 0, _Ms, VT) -> top_offer(M, P, born, VT);
+offer(growth, P, M, M0, _Ms, VT) when M > M0 -> top_offer(M - M0, P, [], VT);
+offer(growth, _P, _M, _M0, _Ms, VT) -> VT;
+offer(binaries, _P, [], _X0, _Ms, VT) -> VT;
+offer(binaries, P, Bins, _X0, _Ms, VT) ->
+    %% The sizes summed, each reference, bound the share from above: a
+    %% process that cannot enter the top is not sorted.
+    case top_accepts(upper(Bins, 0), VT) of
+        true ->
+            {Share, Raw, Count} = binaries(Bins),
+            top_offer(round(Share), P, {Raw, Count}, VT);
+        false ->
+            VT
+    end;
+offer(_View, _P, _V, _X0, _Ms, VT) ->
     VT.
+
+upper([], Sum) -> Sum;
+upper([{_, Size, _} | Bins], Sum) -> upper(Bins, Sum + Size).
 
 %% A process's distinct off-heap binaries (by address): its share of them
 %% (each binary's size divided among its holders, so a binary shared by
 %% 50 processes counts once across the node), their whole size, and how
 %% many.
+binaries([{_, Size, Refc}]) ->
+    {Size / max(Refc, 1), Size, 1};
 binaries(Bins) ->
     distinct(lists:keysort(1, Bins), none, 0.0, 0, 0).
 
@@ -628,6 +869,11 @@ top_offer(V, P, X, {Cap, N, _Min, Set}) ->
           end,
     {Cap, N + 1, Min, Set1}.
 
+%% Whether top_offer/4 would keep `V'.
+top_accepts(_V, {0, _, _, _}) -> false;
+top_accepts(V, {Cap, Cap, Min, _}) -> V > Min;
+top_accepts(_V, _Top) -> true.
+
 top_list({_, _, _, Set}) -> lists:reverse(gb_sets:to_list(Set)).
 
 %%--------------------------------------------------------------------
@@ -641,7 +887,6 @@ top_list({_, _, _, Set}) -> lists:reverse(gb_sets:to_list(Set)).
 tables(N, Walk, Sizer, Wordsize) ->
     Measured = [{rank(Mem * Wordsize, Off), T, Mem * Wordsize, Off, Extra}
                 || T <- ets:all(),
-                   ets_info(T, owner) =/= self(), % the collector's own
                    Mem <- [ets_info(T, memory)], is_integer(Mem),
                    {Off, Extra} <- [case Walk of
                                         true -> table_binaries(T, Sizer);
@@ -680,10 +925,12 @@ table_binaries(T, Sizer) when is_function(Sizer, 1) ->
         _ -> {undefined, #{}}
     end;
 table_binaries(T, _) ->
-    case ets_info(T, protection) =:= private andalso ets_info(T, owner) =/= self() of
-        true ->
+    %% A private table can be read by its owner only (the collector owns
+    %% none).
+    case ets_info(T, protection) of
+        private ->
             {undefined, #{}};
-        false ->
+        _ ->
             try walk_table(T) of
                 {Bytes, Walked, Size} when Walked < Size, Walked > 0 ->
                     {round(Bytes * Size / Walked),

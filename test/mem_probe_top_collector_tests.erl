@@ -191,3 +191,159 @@ goes_with_its_owner_test() ->
     after 5000 -> error(collector_stayed)
     end,
     ?assertEqual({module, ?C}, code:ensure_loaded(?C)).
+
+%% A frame reads the view's own item only; memory and initial calls for
+%% the findings come in a full frame (the first, then whenever those inputs
+%% are `findings_every' ms old), and a light frame says how old they are.
+light_frames_test() ->
+    {ok, S} = ?C:start(self(), #{findings_every => 3600000}),
+    try
+        Read = fun(F) -> maps:get(read, maps:get(cost, F)) end,
+        First = frame(S, mailbox),
+        ?assertEqual([message_queue_len, memory], Read(First) -- [initial_call]),
+        ?assertEqual(0, maps:get(findings_age_ms, First)),
+        timer:sleep(20),
+        Light = frame(S, mailbox),
+        ?assertEqual([message_queue_len], Read(Light)),
+        ?assert(maps:get(findings_age_ms, Light) >= 20),
+        ?assertEqual([reductions], Read(frame(S, reductions))),
+        ?assertEqual([binary], Read(frame(S, binaries))),
+        #{cost := #{read := [], processes_scanned := 0}} = frame(S, ets),
+        #{cost := #{read := []}} = frame(S, allocators),
+        %% The memory view ranks by memory: the memory ranks are new.
+        ?assertEqual([memory], Read(frame(S, memory)))
+    after
+        ?C:stop(S, 5000)
+    end,
+    {ok, Full} = ?C:start(self(), #{findings_every => 0}),
+    try
+        [?assert(lists:member(memory, Read)) || _ <- [1, 2],
+                                                #{cost := #{read := Read}} <- [frame(Full, mailbox)]],
+        ?assertEqual(0, maps:get(findings_age_ms, frame(Full, ets)))
+    after
+        ?C:stop(Full, 5000)
+    end.
+
+%% Between full frames the earlier ranks are kept, but their processes are
+%% asked again: a process that has exited is no longer named, a queue that
+%% grew shows its length now.
+kept_findings_asked_again_test() ->
+    Hog = ready(fun() -> lists:seq(1, 3000000) end),
+    Queue = spawn(fun() -> receive stop -> ok end end),
+    [Queue ! {m, I} || I <- lists:seq(1, 20000)],
+    {ok, S} = ?C:start(self(), #{findings_every => 3600000}),
+    Kinds = fun(F) -> [{K, P} || #{kind := K, subject := #{pid := P}}
+                                     <- mem_probe_report:findings(maps:get(findings_input, F))]
+            end,
+    try
+        Full = frame(S, reductions),
+        ?assert(lists:member({process_outlier, Hog}, Kinds(Full))),
+        ?assert(lists:member({mailbox, Queue}, Kinds(Full))),
+        exit(Hog, kill),
+        wait_dead(Hog),
+        [Queue ! {m, I} || I <- lists:seq(1, 5000)],
+        Light = frame(S, reductions),
+        ?assertEqual([reductions], maps:get(read, maps:get(cost, Light))),
+        ?assertNot(lists:keymember(Hog, 2, Kinds(Light))),
+        #{findings_input := #{by_mailbox := [#{pid := Queue, value := 25000}]}} = Light
+    after
+        ?C:stop(S, 5000),
+        Queue ! stop
+    end.
+
+%% A reading not taken in a frame is carried over with its time: growth
+%% after reductions frames compares with the memory read by the last frame
+%% that read it, over the time since then.
+readings_carried_over_test() ->
+    Grow = fun Loop(Held) ->
+                   receive
+                       {grow, From} ->
+                           More = [lists:seq(1, 50000) | Held],
+                           From ! {self(), grown},
+                           Loop(More);
+                       stop -> Held
+                   end
+           end,
+    Grower = spawn(fun() -> Grow([]) end),
+    {ok, S} = ?C:start(self(), #{findings_every => 3600000}),
+    try
+        {memory, Before} = erlang:process_info(Grower, memory),
+        #{cost := #{read := Read}} = frame(S, reductions),
+        ?assert(lists:member(memory, Read)),
+        timer:sleep(100),
+        #{rate_ms := RedsMs, cost := #{read := [reductions]}} = frame(S, reductions),
+        ?assert(RedsMs >= 100),
+        Grower ! {grow, self()},
+        receive {Grower, grown} -> ok end,
+        timer:sleep(100),
+        {memory, After} = erlang:process_info(Grower, memory),
+        {ok, #{rows := Rows, rate_ms := GrowthMs}} =
+            ?C:frame(S, #{view => growth, rows => 50}, 30000),
+        ?assert(GrowthMs >= RedsMs + 100),
+        [#{change := Change, born := false}] = [R || #{pid := P} = R <- Rows, P =:= Grower],
+        ?assertEqual(After - Before, Change)
+    after
+        ?C:stop(S, 5000),
+        Grower ! stop
+    end.
+
+%% With many processes the pass runs in workers, each on its chunk of the
+%% process list and of the readings: the pairing still holds across the
+%% chunks, with processes exiting and born in between, in light growth
+%% frames and in full reductions frames (memory read for the findings).
+readings_in_workers_test() ->
+    Idle = [spawn(fun() -> receive stop -> ok end end) || _ <- lists:seq(1, 12000)],
+    Grow = fun Loop(Held) ->
+                   receive
+                       {grow, From} ->
+                           More = [lists:seq(1, 50000) | Held],
+                           From ! {self(), grown},
+                           Loop(More);
+                       stop -> Held
+                   end
+           end,
+    Grower = spawn(fun() -> Grow([]) end),
+    {ok, L} = ?C:start(self(), #{findings_every => 3600000}),
+    {ok, S} = ?C:start(self(), #{findings_every => 0}),
+    try
+        _ = frame(L, memory),
+        {memory, Before} = erlang:process_info(Grower, memory),
+        #{cost := #{read := [memory]}} = frame(L, growth),
+        {Gone, Kept} = lists:split(3000, Idle),
+        [P ! stop || P <- Gone],
+        [wait_dead(P) || P <- Gone],
+        Born = ready(fun() -> lists:seq(1, 100000) end),
+        Grower ! {grow, self()},
+        receive {Grower, grown} -> ok end,
+        {memory, After} = erlang:process_info(Grower, memory),
+        {ok, #{rows := Rows, cost := #{processes_scanned := Scanned, read := [memory]}}} =
+            ?C:frame(L, #{view => growth, rows => 50}, 30000),
+        ?assert(Scanned > 9000),
+        [#{change := Change, born := false}] = [R || #{pid := P} = R <- Rows, P =:= Grower],
+        ?assertEqual(After - Before, Change),
+        [#{born := true}] = [R || #{pid := P} = R <- Rows, P =:= Born],
+        %% A full reductions frame (in workers: it reads memory) after
+        %% growth: the reductions of a process told to work, paired.
+        #{cost := #{read := Read}} = frame(S, reductions),
+        ?assert(lists:member(memory, Read)),
+        Worker = spawn(fun() -> receive go -> ok end,
+                                _ = lists:sum(lists:seq(1, 100000)),
+                                receive stop -> ok end
+                       end),
+        _ = frame(S, reductions),
+        {reductions, W0} = erlang:process_info(Worker, reductions),
+        Worker ! go,
+        timer:sleep(50),
+        {ok, #{rows := RRows}} = ?C:frame(S, #{view => reductions, rows => 50}, 30000),
+        {reductions, W1} = erlang:process_info(Worker, reductions),
+        [#{value := Reds, born := false}] = [R || #{pid := P} = R <- RRows, P =:= Worker],
+        %% A full frame's read asks for memory: a signal the process
+        %% handles, which counts a reduction of its own.
+        ?assert(abs(W1 - W0 - Reds) =< 2),
+        Worker ! stop,
+        [P ! stop || P <- [Born | Kept]]
+    after
+        ?C:stop(L, 5000),
+        ?C:stop(S, 5000),
+        Grower ! stop
+    end.
