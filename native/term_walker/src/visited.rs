@@ -46,14 +46,7 @@ pub struct VisitedSet {
     recent: [(usize, usize); RECENT],
     /// For each entry of `recent`, the page it held before.
     older: [(usize, usize); RECENT],
-    /// Why the last insert out of line failed.
-    failure: Option<Stop>,
 }
-
-/// [`VisitedSet::insert_elsewhere`]'s answers.
-const FRESH: u8 = 1;
-const SEEN: u8 = 0;
-const FAILED: u8 = 2;
 
 /// Entries of [`VisitedSet::recent`] (a power of two).
 const RECENT: usize = 16;
@@ -73,7 +66,6 @@ impl VisitedSet {
             pages: Vec::new(),
             recent: [(usize::MAX, 0); RECENT],
             older: [(usize::MAX, 0); RECENT],
-            failure: None,
         }
     }
 
@@ -90,32 +82,12 @@ impl VisitedSet {
         if recent_page == page {
             return Ok(self.mark(recent_slot, addr));
         }
-        match self.insert_elsewhere(addr, work) {
-            FRESH => Ok(true),
-            SEEN => Ok(false),
-            _ => Err(self.failure.take().unwrap_or(Stop::OutOfMemory)),
-        }
-    }
-
-    /// [`VisitedSet::insert_off_recent`] out of line, its answer a plain byte
-    /// ([`FRESH`], [`SEEN`], or [`FAILED`] with the reason in `failure`): a
-    /// `Result` comes back through memory, and reading it right after the
-    /// call's own stores stalls a small scan at every object.
-    #[inline(never)]
-    fn insert_elsewhere(&mut self, addr: usize, work: &mut Work) -> u8 {
-        match self.insert_off_recent(addr, work) {
-            Ok(true) => FRESH,
-            Ok(false) => SEEN,
-            Err(stop) => {
-                self.failure = Some(stop);
-                FAILED
-            }
-        }
+        self.insert_elsewhere(addr, work)
     }
 
     /// [`VisitedSet::insert`] off the recent pages: the array, or another page.
-    #[inline(always)]
-    fn insert_off_recent(&mut self, addr: usize, work: &mut Work) -> Result<bool, Stop> {
+    #[inline(never)]
+    fn insert_elsewhere(&mut self, addr: usize, work: &mut Work) -> Result<bool, Stop> {
         if self.pages.is_empty() {
             if self.few[..self.few_len].contains(&addr) {
                 return Ok(false);
