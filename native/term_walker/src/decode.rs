@@ -2,7 +2,7 @@
 //! against the layout's invariants (docs/LAYOUT.md §6); anything unexpected
 //! is a [`LayoutError`] that ends the walk. Nothing here guesses.
 
-use crate::layout::{FunHeader, Kind, Layout, RefcBinaryLayout};
+use crate::layout::{BinRefLayout, FunHeader, Kind, Layout, RefcBinaryLayout, SubBitsLayout};
 use crate::memory::Memory;
 use crate::tags::*;
 
@@ -198,15 +198,18 @@ pub fn boxed<M: Memory>(
     }
 }
 
-/// A boxed object with no off-heap binary and no attached part: what the
-/// walks need of it, in four plain words (an [`Object`], with its optional
-/// parts, is too large to stay in registers in a walk's hot loop).
+/// A boxed object with no off-heap binary read: what the walks need of it,
+/// in plain words (an [`Object`], with its optional parts, is too large to
+/// stay in registers in a walk's hot loop). An attached part (OTP 27: the
+/// BinRef of a SubBits) is its address, 0 for none, and its words.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Shape {
     pub words: u64,
     pub children: usize,
     pub child_count: usize,
     pub hashmap_node: bool,
+    pub attached: usize,
+    pub attached_words: u64,
 }
 
 impl Shape {
@@ -217,7 +220,16 @@ impl Shape {
             children: 0,
             child_count: 0,
             hashmap_node: false,
+            attached: 0,
+            attached_words: 0,
         }
+    }
+
+    /// Words a copy of this object takes, its attached part included (as
+    /// [`Object::flat_words`]).
+    #[inline(always)]
+    pub fn flat_words(&self) -> u64 {
+        self.words + self.attached_words
     }
 
     #[inline(always)]
@@ -227,6 +239,10 @@ impl Shape {
             children: self.children,
             child_count: self.child_count,
             hashmap_node: self.hashmap_node,
+            attached: (self.attached != 0).then_some(Attached {
+                addr: self.attached,
+                words: self.attached_words,
+            }),
             ..Object::leaf(0)
         }
     }
@@ -235,7 +251,7 @@ impl Shape {
 /// The common objects, decoded inline with exactly the checks of the
 /// general decoder: non-empty tuples, floats, heap binaries, flatmaps,
 /// hashmap nodes whose children are leaves and inner nodes, and ProcBins
-/// when only their words are asked for. `None` for anything else, and for
+/// and SubBits over a BinRef (OTP 27) when only their words are asked for. `None` for anything else, and for
 /// every header these paths refuse: [`boxed`]'s general decoder then
 /// decodes it, or says what is wrong.
 #[inline(always)]
@@ -253,7 +269,7 @@ pub fn shape<M: Memory>(
                 words: arity + 1,
                 children: addr + WORD_BYTES,
                 child_count: arity as usize,
-                hashmap_node: false,
+                ..Shape::leaf(0)
             }));
         }
     } else if header == layout.float_header {
@@ -278,10 +294,51 @@ pub fn shape<M: Memory>(
                     }
                 }
             }
+            Some(Kind::SubBits) if detail == Detail::Words => {
+                if let (Some(sl), Some(br)) = (&layout.sub_bits, &layout.bin_ref) {
+                    if header == sl.header {
+                        return sub_bits_shape(mem, sl, br, addr);
+                    }
+                }
+            }
             _ => {}
         }
     }
     Ok(None)
+}
+
+/// A SubBits with the layout's header over a BinRef, when only its words
+/// are asked for: the checks [`sub_bits`] makes at `Detail::Words` (start
+/// not after end, a boxed `orig` with the BinRef header, a plausible
+/// `Binary*` in it), the BinRef attached. `None` for anything else (heap
+/// bits, and every refusal: the general decoder then says what is wrong).
+#[inline(always)]
+fn sub_bits_shape<M: Memory>(
+    mem: &M,
+    sl: &SubBitsLayout,
+    br: &BinRefLayout,
+    addr: usize,
+) -> Result<Option<Shape>, LayoutError> {
+    let start = word_at(mem, addr, sl.start_word)?;
+    let end = word_at(mem, addr, sl.end_word)?;
+    let orig_at = addr + sl.orig_word * WORD_BYTES;
+    let orig_word = mem.word(orig_at)?;
+    if start > end || orig_word & PRIMARY_MASK != PRIMARY_BOXED {
+        return Ok(None);
+    }
+    let Word::Boxed(orig) = classify(orig_word, orig_at)? else {
+        return Ok(None);
+    };
+    // The exact BinRef header is a header word of kind BinRef (the layout
+    // tests check the table), as the general decoder requires.
+    if mem.word(orig)? != br.header || !plausible_pointer(word_at(mem, orig, br.binary_word)?) {
+        return Ok(None);
+    }
+    Ok(Some(Shape {
+        attached: orig,
+        attached_words: br.words,
+        ..Shape::leaf(sl.words)
+    }))
 }
 
 /// A hashmap head or inner node whose header passes the checks of [`map`]
@@ -335,6 +392,7 @@ fn hashmap_shape<M: Memory>(
         children,
         child_count,
         hashmap_node: true,
+        ..Shape::leaf(0)
     }))
 }
 
@@ -360,7 +418,7 @@ fn flatmap_shape<M: Memory>(
         words: layout.flatmap_base_words + keys_count,
         children: keys_at,
         child_count: 1 + keys_count as usize,
-        hashmap_node: false,
+        ..Shape::leaf(0)
     }))
 }
 

@@ -554,6 +554,14 @@ mod tests {
                 let header = (subtag as u64) << 2;
                 assert_eq!(layout.kind_of(header), *kind);
             }
+            // decode::shape takes these headers for their kinds on sight.
+            use crate::tags::{PRIMARY_HEADER, PRIMARY_MASK};
+            if let (Some(sb), Some(br)) = (&layout.sub_bits, &layout.bin_ref) {
+                assert_eq!(layout.kind_of(sb.header), Some(Kind::SubBits));
+                assert_eq!(layout.kind_of(br.header), Some(Kind::BinRef));
+                assert_eq!(br.header & PRIMARY_MASK, PRIMARY_HEADER);
+                assert_eq!(sb.header & PRIMARY_MASK, PRIMARY_HEADER);
+            }
             assert_eq!(layout.kind_of(layout.float_header), Some(Kind::Float));
             assert_eq!(layout.kind_of(layout.flatmap_header), Some(Kind::Map));
             assert_eq!(

@@ -610,7 +610,7 @@ impl Visitor for FlatCount {
 
     #[inline(always)]
     fn shape(&mut self, _addr: usize, shape: &Shape, work: &mut Work) -> Result<bool, Stop> {
-        self.add(shape.words, work)
+        self.add(shape.flat_words(), work)
     }
 
     #[inline(always)]
@@ -803,20 +803,28 @@ impl<M: Memory, const REPEATS: bool> ScanVisit<'_, M, REPEATS> {
         }
     }
 
+    /// The attached object at `addr` of an object seen for the first time:
+    /// counted once by its own address.
+    #[inline(always)]
+    fn attached(&mut self, addr: usize, words: u64, work: &mut Work) -> Result<(), Stop> {
+        if self.visited.insert(addr, work)? {
+            self.spend(words, work)?;
+            self.count(addr, words);
+        } else {
+            // A copy would take it again with this owner.
+            self.result.repeats = true;
+            self.result.attached_repeat_words += words;
+        }
+        Ok(())
+    }
+
     /// The attached object and the off-heap `Binary` of an object seen for
     /// the first time (rare: OTP 27 BinRefs and FunRefs, refc binaries).
     #[cold]
     #[inline(never)]
     fn extras(&mut self, object: &Object, work: &mut Work) -> Result<(), Stop> {
         if let Some(attached) = object.attached {
-            if self.visited.insert(attached.addr, work)? {
-                self.spend(attached.words, work)?;
-                self.count(attached.addr, attached.words);
-            } else {
-                // A copy would take it again with this owner.
-                self.result.repeats = true;
-                self.result.attached_repeat_words += attached.words;
-            }
+            self.attached(attached.addr, attached.words, work)?;
         }
         if let Some(binary) = object.binary {
             if self
@@ -856,6 +864,9 @@ impl<M: Memory, const REPEATS: bool> Visitor for ScanVisit<'_, M, REPEATS> {
             if shape.hashmap_node {
                 self.result.hashmap_node_words += shape.words;
             }
+        }
+        if shape.attached != 0 {
+            self.attached(shape.attached, shape.attached_words, work)?;
         }
         Ok(true)
     }

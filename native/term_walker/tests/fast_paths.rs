@@ -443,3 +443,106 @@ fn a_list_head_met_again_is_counted_once_by_the_scans() {
     assert_eq!(size.flat_words, 8 + 2 * (3 + 3) + 3);
     assert_eq!(size.scan, found);
 }
+
+#[test]
+fn sub_bits_over_a_bin_ref_inline_on_27_and_29() {
+    use heap::otp27::{BIN_REF_HEADER, SUB_BITS_HEADER};
+    for layout in [&OTP_27, &OTP_29] {
+        let mut h = TestHeap::new();
+        // A SubBits and its BinRef: 5 + 3 words, whatever the slice.
+        let (whole, binary) = h.off_heap_bits(1000);
+        sized_everywhere(layout, &mut h, whole, 8);
+        let br = h.bin_ref(binary);
+        for (start, end) in [(8, 808), (3, 23), (0, 0), (8000, 8000)] {
+            let s = h.sub_bits(br, binary, start, end, 0);
+            sized_everywhere(layout, &mut h, s, 8);
+        }
+        // Three SubBits over one BinRef as list elements (the spine's own
+        // decoding) and in a tuple: flat 8 each, the BinRef shared once.
+        let slices: Vec<u64> = [(0, 80), (8, 88), (16, 96)]
+            .iter()
+            .map(|&(start, end)| h.sub_bits(br, binary, start, end, 0))
+            .collect();
+        let list = h.list(&slices);
+        let tuple = h.tuple(&slices);
+        for (term, own) in [(list, 6), (tuple, 4)] {
+            let flat = flat_words(&h, layout, term, u64::MAX, &mut Work::unlimited());
+            assert_eq!(flat.unwrap().unwrap(), own + 3 * 8);
+            let found = scan(&h, layout, term, Detail::Words, &mut Work::unlimited()).unwrap();
+            assert_eq!(found.shared_words, own + 3 * 5 + 3);
+            assert_eq!(found.attached_repeat_words, 6);
+            assert!(found.repeats);
+            let full = term_size(&h, layout, term, &mut Work::unlimited()).unwrap();
+            assert_eq!(full.scan.shared_words, found.shared_words);
+            assert_eq!(full.scan.attached_repeat_words, 6);
+            assert_eq!(full.flat_words, (own + 3 * 8) as u128);
+        }
+        // The same SubBits twice: met again, its BinRef not counted again.
+        let twice = h.tuple(&[whole, whole]);
+        let found = scan(&h, layout, twice, Detail::Words, &mut Work::unlimited()).unwrap();
+        assert_eq!(
+            (found.shared_words, found.attached_repeat_words),
+            (3 + 8, 0)
+        );
+        assert_eq!(
+            flat_words(&h, layout, twice, u64::MAX, &mut Work::unlimited())
+                .unwrap()
+                .unwrap(),
+            3 + 2 * 8
+        );
+        // A literal BinRef under a heap SubBits: 5 shared, 3 literal.
+        let lit_br = h.literal_bin_ref(binary);
+        let over_lit = h.sub_bits(lit_br, binary, 0, 80, 0);
+        let found = scan(&h, layout, over_lit, Detail::Words, &mut Work::unlimited()).unwrap();
+        assert_eq!((found.shared_words, found.literal_words), (5, 3));
+
+        // Refused inline as the general decoder refuses them.
+        let backwards = h.sub_bits(br, binary, 80, 8, 0);
+        refused_everywhere(
+            layout,
+            &mut h,
+            backwards,
+            "sub-bitstring starts after its end",
+        );
+        let not_boxed = h.sub_bits(small(1), binary, 0, 8, 0);
+        refused_everywhere(layout, &mut h, not_boxed, "sub-bitstring orig is not boxed");
+        let bad_pointer = h.sub_bits(0x12, binary, 0, 8, 0);
+        refused_everywhere(layout, &mut h, bad_pointer, "bad boxed pointer");
+        let t = h.tuple(&[small(1)]);
+        let over_tuple = h.sub_bits(t, binary, 0, 8, 0);
+        refused_everywhere(
+            layout,
+            &mut h,
+            over_tuple,
+            "sub-bitstring orig is neither a BinRef nor heap bits",
+        );
+        let over_sub = h.sub_bits(whole, binary, 0, 8, 0);
+        refused_everywhere(
+            layout,
+            &mut h,
+            over_sub,
+            "sub-bitstring orig is neither a BinRef nor heap bits",
+        );
+        let bad_br = boxed_term(h.alloc(&[(3 << 6) | 0x28, binary as u64, 0, 0]));
+        let over_bad_br = h.sub_bits(bad_br, binary, 0, 8, 0);
+        refused_everywhere(layout, &mut h, over_bad_br, "unexpected BinRef header");
+        for pointer in [0u64, 8, 0x8000_0004, 1 << 60] {
+            let null_br = boxed_term(h.alloc(&[BIN_REF_HEADER, pointer, 0]));
+            let over_null = h.sub_bits(null_br, binary, 0, 8, 0);
+            refused_everywhere(
+                layout,
+                &mut h,
+                over_null,
+                "BinRef with a bad Binary pointer",
+            );
+        }
+        let base = binary as u64 + heap::otp27::BINARY_DATA_OFFSET;
+        let wrong_arity = boxed_term(h.alloc(&[SUB_BITS_HEADER + (1 << 6), base, 0, 8, br, 0]));
+        refused_everywhere(
+            layout,
+            &mut h,
+            wrong_arity,
+            "unexpected sub-bitstring header",
+        );
+    }
+}
