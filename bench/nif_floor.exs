@@ -83,7 +83,7 @@ defmodule Bench.NifFloor do
   # Calls per round: about @round_ns of work, judged from a first loop.
   defp calls_per_round(name, term) do
     probe = max(loop_ns(name, term, 200), 1)
-    max(div(@round_ns * 200, probe), 100)
+    max(trunc(@round_ns * 200 / probe), 100)
   end
 
   # Nanoseconds per call of each name on `term`, the empty loop's own
