@@ -6,4 +6,7 @@ support =
       do: module
 
 :persistent_term.put({MemProbe.TestPeer, :modules}, support)
-ExUnit.start()
+
+# The recap repeats failures after the suite (CI logs keep only the tail).
+Code.require_file("support/failure_recap.exs", __DIR__)
+ExUnit.start(formatters: [ExUnit.CLIFormatter, MemProbe.FailureRecap])
