@@ -443,10 +443,12 @@ record_field(T, I, Records) when I >= 1 ->
 record_field(_T, _I, _Records) ->
     none.
 
-%% Atom keys read as fields (`.sessions'); other keys in brackets.
+%% Atom keys whose whole name reads as an identifier print as fields
+%% (`.sessions'); other keys, and names such as 'a\n', in brackets.
 key_part(K, KeyFormat) when is_atom(K) ->
     Name = atom_to_list(K),
-    case re:run(Name, "^[a-z_][a-zA-Z0-9_]*[?!]?$", [{capture, none}, unicode]) of
+    Identifier = "^[a-z_][a-zA-Z0-9_]*[?!]?$",
+    case re:run(Name, Identifier, [{capture, none}, unicode, dollar_endonly]) of
         match -> [$. | Name];
         nomatch -> ["[", key_text(K, KeyFormat), "]"]
     end;

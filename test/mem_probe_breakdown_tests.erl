@@ -45,6 +45,17 @@ diff_and_text_test() ->
 %% The labels the NIF writes (no record definitions) are the ones this side
 %% writes (a record definition that matches nothing: every row labelled
 %% here), for every kind of step and key, in both forms of list runs.
+%% An atom reads as a field only if its whole name matches: a name ending in
+%% a newline ('a\n') is bracketed, never printed as `.a' and a line break.
+field_names_match_whole_names_test() ->
+    Term = {s, #{ok => lists:seq(1, 500), 'a\n' => lists:seq(1, 300), 'ok?' => lists:seq(1, 200)}},
+    {ok, #{rows := Rows}} = mem_probe:breakdown(Term, [{min_share, 0.0}, {n, 100}]),
+    Labels = [Label || #{label := Label} <- Rows],
+    ?assert(lists:member(<<"term{1}.ok[0..499]">>, Labels)),
+    ?assert(lists:member(<<"term{1}.ok?[0..199]">>, Labels)),
+    ?assert(lists:member(<<"term{1}['a\\n'][0..299]">>, Labels)),
+    ?assertEqual([], [L || L <- Labels, binary:match(L, <<"\n">>) =/= nomatch]).
+
 nif_labels_are_the_erlang_labels_test() ->
     L = fun(N) -> lists:seq(1, N) end,
     X = L(300),
