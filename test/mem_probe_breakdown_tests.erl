@@ -42,9 +42,6 @@ diff_and_text_test() ->
     ?assertMatch("breakdown/2: bad value -1 for option depth" ++ _,
                  mem_probe_badarg:message(fun() -> mem_probe:breakdown(1, [{depth, -1}]) end)).
 
-%% The labels the NIF writes (no record definitions) are the ones this side
-%% writes (a record definition that matches nothing: every row labelled
-%% here), for every kind of step and key, in both forms of list runs.
 %% An atom reads as a field only if its whole name matches: a name ending in
 %% a newline ('a\n') is bracketed, never printed as `.a' and a line break.
 field_names_match_whole_names_test() ->
@@ -56,6 +53,9 @@ field_names_match_whole_names_test() ->
     ?assert(lists:member(<<"term{1}['a\\n'][0..299]">>, Labels)),
     ?assertEqual([], [L || L <- Labels, binary:match(L, <<"\n">>) =/= nomatch]).
 
+%% The labels the NIF writes (no record definitions) are the ones this side
+%% writes (a record definition that matches nothing: every row labelled
+%% here), for every kind of step and key, in both forms of list runs.
 nif_labels_are_the_erlang_labels_test() ->
     L = fun(N) -> lists:seq(1, N) end,
     X = L(300),
