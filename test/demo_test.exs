@@ -6,9 +6,10 @@ defmodule MemProbe.DemoTest do
 
   Code.require_file("../examples/leaky_system.exs", __DIR__)
   alias MemProbe.Demo.Leaks
+  alias MemProbe.{TestWait, Watcher}
 
   test "every planted leak ranks first in the list that should find it" do
-    {:ok, watcher} = MemProbe.Watcher.start_link([name: nil] ++ Leaks.watcher_options())
+    {:ok, watcher} = Watcher.start_link([name: nil] ++ Leaks.watcher_options())
     leaks = Leaks.start()
 
     try do
@@ -33,29 +34,17 @@ defmodule MemProbe.DemoTest do
       # The leak watcher, started before the leaks, finds the growing state
       # by itself, with a forecast. It needs min_span (2 s) of samples, and a
       # loaded machine delays its ticks: wait for it, within a deadline.
-      hog = await_finding(watcher, leaks.state_hog, deadline(30_000))
+      hog =
+        TestWait.until(
+          fn -> "the watcher to find the growing state: #{inspect(Watcher.findings(watcher))}" end,
+          30_000,
+          fn -> Enum.find(Watcher.findings(watcher), &(&1.id == leaks.state_hog)) end
+        )
+
       assert hog.name == :demo_state_hog and is_integer(hog.forecast_ms)
     after
-      MemProbe.Watcher.stop(watcher)
+      Watcher.stop(watcher)
       Leaks.stop(leaks)
-    end
-  end
-
-  defp deadline(ms), do: System.monotonic_time(:millisecond) + ms
-
-  defp await_finding(watcher, id, deadline_ms) do
-    findings = MemProbe.Watcher.findings(watcher)
-
-    case Enum.find(findings, &(&1.id == id)) do
-      nil ->
-        if System.monotonic_time(:millisecond) > deadline_ms,
-          do: flunk("the watcher never found #{inspect(id)}: #{inspect(findings)}")
-
-        Process.sleep(100)
-        await_finding(watcher, id, deadline_ms)
-
-      finding ->
-        finding
     end
   end
 end

@@ -7,6 +7,8 @@ support =
 
 :persistent_term.put({MemProbe.TestPeer, :modules}, support)
 
+# Polling with a deadline, for the tests that cannot be told when to look.
+Code.require_file("support/wait.exs", __DIR__)
 # The recap repeats failures after the suite (CI logs keep only the tail).
 Code.require_file("support/failure_recap.exs", __DIR__)
 ExUnit.start(formatters: [ExUnit.CLIFormatter, MemProbe.FailureRecap])

@@ -4,6 +4,7 @@ defmodule MemProbe.TopTest do
   # check polls the screen until the expected text appears (generous
   # timeouts, no fixed sleeps), so a loaded machine only makes it slower.
   use ExUnit.Case, async: false
+  alias MemProbe.TestWait
 
   @moduletag timeout: 180_000
   @prompt "TOPREADY$"
@@ -326,7 +327,11 @@ defmodule MemProbe.TopTest do
     {_, 0} = System.cmd("kill", ["-KILL", to_string(os_pid)])
     text = wait_for(term, "the shell prompt after kill", &prompt?/1)
     refute text =~ "Processes by"
-    wait_until(fn -> mem_probe_modules(node) == [] end, "the collector to unload itself")
+
+    TestWait.until("the collector to unload itself", @wait, fn ->
+      mem_probe_modules(node) == []
+    end)
+
     stop_peer(peer)
   end
 
@@ -441,21 +446,5 @@ defmodule MemProbe.TopTest do
     # The shell reads and echoes again.
     type(term, "40 + 2")
     wait_for(term, "the shell to evaluate", &(&1 =~ "40 + 2\n42\n"))
-  end
-
-  defp wait_until(fun, what, deadline \\ nil) do
-    deadline = deadline || System.monotonic_time(:millisecond) + @wait
-
-    cond do
-      fun.() ->
-        :ok
-
-      System.monotonic_time(:millisecond) > deadline ->
-        flunk("timed out waiting for #{what}")
-
-      true ->
-        Process.sleep(100)
-        wait_until(fun, what, deadline)
-    end
   end
 end

@@ -125,7 +125,7 @@ defmodule MemProbe.WatcherTest do
   use ExUnit.Case, async: false
 
   import ExUnit.CaptureLog
-  alias MemProbe.Watcher
+  alias MemProbe.{TestWait, Watcher}
   alias MemProbe.WatcherTest.Planted
 
   @moduletag timeout: 120_000
@@ -143,22 +143,6 @@ defmodule MemProbe.WatcherTest do
     top: 30,
     min_bytes_per_s: 20_000
   ]
-
-  defp wait_until(what, deadline_ms, fun) do
-    case fun.() do
-      false ->
-        if System.monotonic_time(:millisecond) > deadline_ms,
-          do: flunk("timed out waiting for #{what}")
-
-        Process.sleep(100)
-        wait_until(what, deadline_ms, fun)
-
-      result ->
-        result
-    end
-  end
-
-  defp deadline(ms), do: System.monotonic_time(:millisecond) + ms
 
   defp alarm_ids do
     for {{:mem_probe_leak, id}, _} <- :alarm_handler.get_alarms(), do: id
@@ -213,7 +197,7 @@ defmodule MemProbe.WatcherTest do
 
         try do
           findings =
-            wait_until("the three leaks", deadline(40_000), fn ->
+            TestWait.until("the three leaks", 40_000, fn ->
               fs = Watcher.findings()
               phoenix = Process.whereis(:watcher_test_phoenix)
 
@@ -271,7 +255,7 @@ defmodule MemProbe.WatcherTest do
           Process.exit(filler, :kill)
           Process.exit(Process.whereis(:watcher_test_phoenix), :kill)
 
-          wait_until("the stopped leaks to clear", deadline(30_000), fn ->
+          TestWait.until("the stopped leaks to clear", 30_000, fn ->
             ids = Enum.map(Watcher.findings(), & &1.id)
             alarms = alarm_ids()
 

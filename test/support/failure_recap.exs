@@ -14,8 +14,6 @@ defmodule MemProbe.FailureRecap do
     do: {:noreply, [{test, failures} | failed]}
 
   def handle_cast({:suite_finished, _times}, failed), do: recap(failed)
-  # Elixir before 1.12 reported the suite's times as two arguments.
-  def handle_cast({:suite_finished, _run, _load}, failed), do: recap(failed)
   def handle_cast(_event, failed), do: {:noreply, failed}
 
   defp recap([]), do: {:noreply, []}
