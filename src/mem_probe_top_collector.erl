@@ -45,7 +45,7 @@
 %% For the tests.
 -export([align/2]).
 
--compile({inline, [answer/1, memory_top/3, queue_top/6, group/2]}).
+-compile({inline, [answer/1, memory_top/3, queue_top/6, group/2, reading/2]}).
 
 -define(WALK_CAP, 100000).      % ETS objects walked per table and frame
 -define(CHUNK, 500).            % objects per ets:select/3 chunk
@@ -388,7 +388,11 @@ scan(View, Rows, Full, Prev, RateMs) ->
                       case {Rate, Arg} of
                           %% A light frame: the view's item alone.
                           {true, reductions} ->
-                              light_rates(PrevChunk, Chunk, <<>>, Self, RateMs, VT, 0);
+                              {Out, VT1, Zeros} =
+                                  light_rates(PrevChunk, Chunk, <<>>, Self, RateMs,
+                                              rate_min(RateMs, VT), VT, 0),
+                              {{Out, none}, VT1, top_new(0), [], {0, 0, 0},
+                               byte_size(Out) div ?REC - Zeros};
                           {true, memory} ->
                               light_growth(PrevChunk, Chunk, <<>>, Self, RateMs, VT, MT, QT,
                                            QueueBytes, 0);
@@ -644,18 +648,73 @@ light([_Self | Ps], Item, View, Self, VT, QT, QB, N) ->
 light([], _Item, _View, _Self, VT, QT, _QB, N) ->
     {none, VT, top_new(0), QT, {0, 0, 0}, N}.
 
-light_rates(<<R0:64, Prev/binary>>, [P | Ps], Out, Self, Ms, VT, N) when P =/= Self ->
-    case erlang:process_info(P, reductions) of
-        {reductions, R} ->
-            light_rates(Prev, Ps, <<Out/binary, (R + 1):64>>, Self, Ms,
-                        offer(reductions, P, R, R0, Ms, VT), N + 1);
-        undefined ->
-            light_rates(Prev, Ps, <<Out/binary, 0:64>>, Self, Ms, VT, N)
+%% The reductions view's: eight processes at a time, so that a process
+%% costs its `process_info/2' call and a few instructions. On OTP 25 the
+%% append that writes a reading (a new sub-binary each time, and the
+%% garbage collections it brings) was the dearest part of the loop, dearer
+%% than matching the previous reading: one 64-byte append per eight
+%% processes cut the loop from about 1.4 to about 1.05 times the plain
+%% scan's (measured in a scratch microbench, 100,000 idle processes). A
+%% chunk goes on without a call while each of its readings is a live one
+%% (not the collector, not exited: `reading/2' answers 0 for those) whose
+%% change since the previous reading cannot enter the top (at most `Min',
+%% the top's smallest once it is full: `rate_min/2'); otherwise each of
+%% its eight is offered (`rate_offer/4'), which ranks it exactly as the
+%% one-at-a-time loop did. A tail of under eight goes one at a time.
+%% Returns the readings (reductions + 1, 0 for none), the top and how many
+%% readings were 0.
+light_rates(<<A1:64, A2:64, A3:64, A4:64, A5:64, A6:64, A7:64, A8:64, Prev/binary>>,
+            [P1, P2, P3, P4, P5, P6, P7, P8 | Ps], Out, Self, Ms, Min, VT, Zeros) ->
+    R1 = reading(P1, Self), R2 = reading(P2, Self), R3 = reading(P3, Self),
+    R4 = reading(P4, Self), R5 = reading(P5, Self), R6 = reading(P6, Self),
+    R7 = reading(P7, Self), R8 = reading(P8, Self),
+    Out1 = <<Out/binary, R1:64, R2:64, R3:64, R4:64, R5:64, R6:64, R7:64, R8:64>>,
+    if
+        R1 =/= 0, R2 =/= 0, R3 =/= 0, R4 =/= 0, R5 =/= 0, R6 =/= 0, R7 =/= 0, R8 =/= 0,
+        R1 - A1 =< Min, R2 - A2 =< Min, R3 - A3 =< Min, R4 - A4 =< Min,
+        R5 - A5 =< Min, R6 - A6 =< Min, R7 - A7 =< Min, R8 - A8 =< Min ->
+            light_rates(Prev, Ps, Out1, Self, Ms, Min, VT, Zeros);
+        true ->
+            {VT1, Zeros1} = rate_offer([{R1, A1, P1}, {R2, A2, P2}, {R3, A3, P3}, {R4, A4, P4},
+                                        {R5, A5, P5}, {R6, A6, P6}, {R7, A7, P7}, {R8, A8, P8}],
+                                       Ms, VT, Zeros),
+            light_rates(Prev, Ps, Out1, Self, Ms, rate_min(Ms, VT1), VT1, Zeros1)
     end;
-light_rates(<<_:?REC/binary, Prev/binary>>, [_Self | Ps], Out, Self, Ms, VT, N) ->
-    light_rates(Prev, Ps, <<Out/binary, 0:64>>, Self, Ms, VT, N);
-light_rates(<<>>, [], Out, _Self, _Ms, VT, N) ->
-    {{Out, none}, VT, top_new(0), [], {0, 0, 0}, N}.
+light_rates(<<A:64, Prev/binary>>, [P | Ps], Out, Self, Ms, _Min, VT, Zeros) ->
+    R = reading(P, Self),
+    {VT1, Zeros1} = rate_offer([{R, A, P}], Ms, VT, Zeros),
+    light_rates(Prev, Ps, <<Out/binary, R:64>>, Self, Ms, rate_min(Ms, VT1), VT1, Zeros1);
+light_rates(<<>>, [], Out, _Self, _Ms, _Min, VT, Zeros) ->
+    {Out, VT, Zeros}.
+
+%% A process's reductions + 1; 0 for the collector itself (never ranked)
+%% and for a process that has exited.
+reading(Self, Self) ->
+    0;
+reading(P, _Self) ->
+    case erlang:process_info(P, reductions) of
+        {reductions, R} -> R + 1;
+        undefined -> 0
+    end.
+
+%% `{Reading, Previous, Pid}' offered to the reductions top, as offer/6
+%% ranks them; a 0 reading is counted instead.
+rate_offer([], _Ms, VT, Zeros) ->
+    {VT, Zeros};
+rate_offer([{0, _, _} | More], Ms, VT, Zeros) ->
+    rate_offer(More, Ms, VT, Zeros + 1);
+rate_offer([{R, R0, P} | More], Ms, VT, Zeros) ->
+    rate_offer(More, Ms, offer(reductions, P, R - 1, R0, Ms, VT), Zeros).
+
+%% The largest change since the previous reading that cannot enter `VT':
+%% its smallest once it is full; -1 (every live process can) until then;
+%% `infinity' (an atom: above every number in term order) when it takes
+%% none, or without previous readings (`Ms' undefined: offer/6 ranks
+%% nothing).
+rate_min(undefined, _VT) -> infinity;
+rate_min(_Ms, {0, _, _, _}) -> infinity;
+rate_min(_Ms, {Cap, Cap, Min, _}) -> Min;
+rate_min(_Ms, _VT) -> -1.
 
 %% The growth view's: memory, whose top two and long-queue candidates the
 %% findings take.

@@ -119,6 +119,77 @@ growth_pairs_readings_test() ->
       end),
     Grower ! stop.
 
+%% Reductions per interval are exact for the rows shown: workers planted
+%% among idle processes (so that the light loop's chunks of eight, both
+%% their quick way and their offers, and its tail all run), each told to
+%% run a different amount of work between two frames and read while it
+%% waits, head the view in that order with exactly the reductions they
+%% ran, as process_info/2 counts them; one born in between shows all its
+%% reductions and says it was born; one that worked and exited is not
+%% shown; and the processes read are all of them.
+reductions_per_interval_test() ->
+    Idle = [spawn(fun() -> receive stop -> ok end end) || _ <- lists:seq(1, 3000)],
+    Worker = fun() ->
+                     spawn(fun Loop() ->
+                                   receive
+                                       {work, N, From} -> spin(N), From ! {self(), done}, Loop();
+                                       stop -> ok
+                                   end
+                           end)
+             end,
+    Work = fun(P, N) -> P ! {work, N, self()}, receive {P, done} -> waiting(P) end end,
+    Reds = fun(P) -> {reductions, R} = erlang:process_info(P, reductions), R end,
+    %% Spread over the process list, between runs of 0 to 8 idle ones.
+    Spread = [{Worker(), [spawn(fun() -> receive stop -> ok end end)
+                          || _ <- lists:seq(1, I rem 9)]}
+              || I <- lists:seq(1, 12)],
+    {Workers, Fillers} = lists:unzip(Spread),
+    Busy = Workers ++ lists:append(Fillers),
+    Dying = Worker(),
+    {ok, S} = ?C:start(self(), #{findings_every => 3600000}),
+    try
+        %% The first frame is a full one: it asks for memory too, a
+        %% signal each process handles, which counts a reduction of its own.
+        _ = frame(S, reductions),
+        [waiting(P) || P <- Workers],
+        #{cost := #{read := [reductions]}} = frame(S, reductions),
+        Before = [{P, Reds(P)} || P <- Workers],
+        %% Amounts not in the order of the process list.
+        {_, Ws} = lists:unzip(lists:sort([{erlang:phash2(P), P} || P <- Workers])),
+        Amounts = lists:zip(Ws, [100000 + 20000 * I || I <- lists:seq(1, length(Ws))]),
+        [Work(P, N) || {P, N} <- Amounts],
+        Work(Dying, 2000000),
+        Dying ! stop,
+        wait_dead(Dying),
+        Born = Worker(),
+        Work(Born, 3000000),
+        Expected = [{P, Reds(P) - R0} || {P, R0} <- Before],
+        BornReds = Reds(Born),
+        {ok, #{rows := Rows, cost := #{read := [reductions], processes_scanned := Scanned}}} =
+            ?C:frame(S, #{view => reductions, rows => 20}, 30000),
+        Shown = [{P, V, B} || #{pid := P, value := V, born := B} <- Rows],
+        Ranked = lists:reverse(lists:sort([{V, P} || {P, V} <- Expected])),
+        ?assertEqual([{Born, BornReds, true} | [{P, V, false} || {V, P} <- Ranked]],
+                     lists:sublist(Shown, 1 + length(Workers))),
+        ?assertNot(lists:keymember(Dying, 1, Shown)),
+        %% Every process but the collector, less any that exited meanwhile.
+        ?assert(Scanned > length(Idle) + length(Busy)),
+        ?assert(Scanned < erlang:system_info(process_count))
+    after
+        ?C:stop(S, 5000),
+        [P ! stop || P <- Idle ++ Busy]
+    end.
+
+spin(0) -> ok;
+spin(N) -> spin(N - 1).
+
+%% Once `P' waits in a receive its reductions stay as they are.
+waiting(P) ->
+    case erlang:process_info(P, status) of
+        {status, waiting} -> ok;
+        _ -> timer:sleep(1), waiting(P)
+    end.
+
 %% The largest group of processes by initial call is counted exactly (the
 %% candidates come from a sample, the count from the whole pass), and a
 %% group of over a third of the processes is a finding.
