@@ -43,9 +43,9 @@
 -export([init/3]).
 
 %% For the tests.
--export([align/2]).
+-export([align/2, light_ranked/6]).
 
--compile({inline, [answer/1, memory_top/3, queue_top/6, group/2, reading/2]}).
+-compile({inline, [answer/1, memory_top/3, queue_top/6, group/2, reading/2, memory/2]}).
 
 -define(WALK_CAP, 100000).      % ETS objects walked per table and frame
 -define(CHUNK, 500).            % objects per ets:select/3 chunk
@@ -387,15 +387,11 @@ scan(View, Rows, Full, Prev, RateMs) ->
                       QT = case View of mailbox -> top_new(5); _ -> [] end,
                       case {Rate, Arg} of
                           %% A light frame: the view's item alone.
-                          {true, reductions} ->
-                              {Out, VT1, Zeros} =
-                                  light_rates(PrevChunk, Chunk, <<>>, Self, RateMs,
-                                              rate_min(RateMs, VT), VT, 0),
-                              {{Out, none}, VT1, top_new(0), [], {0, 0, 0},
-                               byte_size(Out) div ?REC - Zeros};
-                          {true, memory} ->
-                              light_growth(PrevChunk, Chunk, <<>>, Self, RateMs, VT, MT, QT,
-                                           QueueBytes, 0);
+                          {true, Item} when is_atom(Item) ->
+                              {Out, VT1, MT1, QT1, N} =
+                                  light_rate(View, PrevChunk, Chunk, Self, RateMs, VT, MT, QT,
+                                             QueueBytes),
+                              {{Out, none}, VT1, MT1, QT1, {0, 0, 0}, N};
                           {false, Item} when is_atom(Item) ->
                               light(Chunk, Item, View, Self, VT, QT, QueueBytes, 0);
                           {true, _} ->
@@ -648,6 +644,24 @@ light([_Self | Ps], Item, View, Self, VT, QT, QB, N) ->
 light([], _Item, _View, _Self, VT, QT, _QB, N) ->
     {none, VT, top_new(0), QT, {0, 0, 0}, N}.
 
+%% The loop of a rate view's light frame: `{Readings, ViewTop, MemoryTop,
+%% MailboxTop, Scanned}' (the memory and mailbox tops as given in the
+%% reductions view).
+light_rate(reductions, Prev, Pids, Self, Ms, VT, MT, QT, _QB) ->
+    {Out, VT1, Zeros} = light_rates(Prev, Pids, <<>>, Self, Ms, rate_min(Ms, VT), VT, 0),
+    {Out, VT1, MT, QT, byte_size(Out) div ?REC - Zeros};
+light_rate(growth, Prev, Pids, Self, Ms, VT, MT, QT, QB) ->
+    {Out, VT1, MT1, QT1, Zeros} = light_growth(Prev, Pids, <<>>, Self, Ms, growth_min(Ms, VT),
+                                               top_floor(MT), VT, MT, QT, QB, 0),
+    {Out, VT1, MT1, QT1, byte_size(Out) div ?REC - Zeros}.
+
+%% For the tests: light_rate/9 with tops of `Rows' (and, for growth, two by
+%% memory), as lists, largest first.
+light_ranked(View, Prev, Pids, Self, Rows, QB) ->
+    {Out, VT, MT, QT, N} = light_rate(View, Prev, Pids, Self, 1000, top_new(Rows),
+                                      top_new(case View of growth -> 2; _ -> 0 end), [], QB),
+    {Out, top_list(VT), top_list(MT), QT, N}.
+
 %% The reductions view's: eight processes at a time, so that a process
 %% costs its `process_info/2' call and a few instructions. On OTP 25 the
 %% append that writes a reading (a new sub-binary each time, and the
@@ -712,26 +726,72 @@ rate_offer([{R, R0, P} | More], Ms, VT, Zeros) ->
 %% none, or without previous readings (`Ms' undefined: offer/6 ranks
 %% nothing).
 rate_min(undefined, _VT) -> infinity;
-rate_min(_Ms, {0, _, _, _}) -> infinity;
-rate_min(_Ms, {Cap, Cap, Min, _}) -> Min;
-rate_min(_Ms, _VT) -> -1.
+rate_min(_Ms, VT) -> top_floor(VT).
+
+%% The same for growth, where a change of zero or less is never offered.
+growth_min(Ms, VT) -> max(0, rate_min(Ms, VT)).
+
+%% The largest value `top_offer/4' turns away from `Top'.
+top_floor({0, _, _, _}) -> infinity;
+top_floor({Cap, Cap, Min, _}) -> Min;
+top_floor(_Top) -> -1.
 
 %% The growth view's: memory, whose top two and long-queue candidates the
-%% findings take.
-light_growth(<<M0:64, Prev/binary>>, [P | Ps], Out, Self, Ms, VT, MT, QT, QB, N)
-  when P =/= Self ->
-    case erlang:process_info(P, memory) of
-        {memory, M} ->
-            light_growth(Prev, Ps, <<Out/binary, M:64>>, Self, Ms,
-                         offer(growth, P, M, M0, Ms, VT), top_offer(M, P, [], MT),
-                         queue_top(growth, M, M, P, QT, QB), QB, N + 1);
-        undefined ->
-            light_growth(Prev, Ps, <<Out/binary, 0:64>>, Self, Ms, VT, MT, QT, QB, N)
+%% findings take; eight processes at a time as light_rates/8, a chunk going
+%% on without a call while each of its eight is live, cannot enter the
+%% growth top (`Min') nor the memory top (`MemMin'), and has too little
+%% memory to hold a long queue (under `QB').
+light_growth(<<A1:64, A2:64, A3:64, A4:64, A5:64, A6:64, A7:64, A8:64, Prev/binary>>,
+             [P1, P2, P3, P4, P5, P6, P7, P8 | Ps], Out, Self, Ms, Min, MemMin,
+             VT, MT, QT, QB, Zeros) ->
+    M1 = memory(P1, Self), M2 = memory(P2, Self), M3 = memory(P3, Self),
+    M4 = memory(P4, Self), M5 = memory(P5, Self), M6 = memory(P6, Self),
+    M7 = memory(P7, Self), M8 = memory(P8, Self),
+    Out1 = <<Out/binary, M1:64, M2:64, M3:64, M4:64, M5:64, M6:64, M7:64, M8:64>>,
+    if
+        M1 =/= 0, M2 =/= 0, M3 =/= 0, M4 =/= 0, M5 =/= 0, M6 =/= 0, M7 =/= 0, M8 =/= 0,
+        M1 - A1 =< Min, M2 - A2 =< Min, M3 - A3 =< Min, M4 - A4 =< Min,
+        M5 - A5 =< Min, M6 - A6 =< Min, M7 - A7 =< Min, M8 - A8 =< Min,
+        M1 =< MemMin, M2 =< MemMin, M3 =< MemMin, M4 =< MemMin,
+        M5 =< MemMin, M6 =< MemMin, M7 =< MemMin, M8 =< MemMin,
+        M1 < QB, M2 < QB, M3 < QB, M4 < QB, M5 < QB, M6 < QB, M7 < QB, M8 < QB ->
+            light_growth(Prev, Ps, Out1, Self, Ms, Min, MemMin, VT, MT, QT, QB, Zeros);
+        true ->
+            {VT1, MT1, QT1, Zeros1} =
+                growth_offer([{M1, A1, P1}, {M2, A2, P2}, {M3, A3, P3}, {M4, A4, P4},
+                              {M5, A5, P5}, {M6, A6, P6}, {M7, A7, P7}, {M8, A8, P8}],
+                             Ms, VT, MT, QT, QB, Zeros),
+            light_growth(Prev, Ps, Out1, Self, Ms, growth_min(Ms, VT1), top_floor(MT1),
+                         VT1, MT1, QT1, QB, Zeros1)
     end;
-light_growth(<<_:?REC/binary, Prev/binary>>, [_Self | Ps], Out, Self, Ms, VT, MT, QT, QB, N) ->
-    light_growth(Prev, Ps, <<Out/binary, 0:64>>, Self, Ms, VT, MT, QT, QB, N);
-light_growth(<<>>, [], Out, _Self, _Ms, VT, MT, QT, _QB, N) ->
-    {{Out, none}, VT, MT, QT, {0, 0, 0}, N}.
+light_growth(<<A:64, Prev/binary>>, [P | Ps], Out, Self, Ms, _Min, _MemMin,
+             VT, MT, QT, QB, Zeros) ->
+    M = memory(P, Self),
+    {VT1, MT1, QT1, Zeros1} = growth_offer([{M, A, P}], Ms, VT, MT, QT, QB, Zeros),
+    light_growth(Prev, Ps, <<Out/binary, M:64>>, Self, Ms, growth_min(Ms, VT1),
+                 top_floor(MT1), VT1, MT1, QT1, QB, Zeros1);
+light_growth(<<>>, [], Out, _Self, _Ms, _Min, _MemMin, VT, MT, QT, _QB, Zeros) ->
+    {Out, VT, MT, QT, Zeros}.
+
+%% A process's memory; 0 for the collector itself and for a process that
+%% has exited (no live process has none).
+memory(Self, Self) ->
+    0;
+memory(P, _Self) ->
+    case erlang:process_info(P, memory) of
+        {memory, M} -> M;
+        undefined -> 0
+    end.
+
+%% `{Memory, Previous, Pid}' offered to the growth, memory and long-queue
+%% tops, as rates/17 offers them; a 0 reading is counted instead.
+growth_offer([], _Ms, VT, MT, QT, _QB, Zeros) ->
+    {VT, MT, QT, Zeros};
+growth_offer([{0, _, _} | More], Ms, VT, MT, QT, QB, Zeros) ->
+    growth_offer(More, Ms, VT, MT, QT, QB, Zeros + 1);
+growth_offer([{M, M0, P} | More], Ms, VT, MT, QT, QB, Zeros) ->
+    growth_offer(More, Ms, offer(growth, P, M, M0, Ms, VT), top_offer(M, P, [], MT),
+                 queue_top(growth, M, M, P, QT, QB), QB, Zeros).
 
 %% One process's answer as {the view's item, memory, initial call}
 %% (`none' for an item not asked; in the memory, growth, ETS and

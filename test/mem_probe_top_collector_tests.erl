@@ -180,6 +180,125 @@ reductions_per_interval_test() ->
         [P ! stop || P <- Idle ++ Busy]
     end.
 
+%% The same for growth (memory, read in workers): growers spread among
+%% idle processes, each told to hold a different amount more between two
+%% frames, head the view with exactly their change in memory; the
+%% findings' largest two by memory, which the same loop ranks, are the two
+%% planted hogs.
+growth_per_interval_test() ->
+    Idle = [spawn(fun() -> receive stop -> ok end end) || _ <- lists:seq(1, 5000)],
+    Hogs = [ready(fun() -> lists:seq(1, N) end) || N <- [3000000, 2000000]],
+    Grow = fun Loop(Held) ->
+                   receive
+                       {grow, N, From} ->
+                           More = [lists:seq(1, N) | Held],
+                           From ! {self(), grown},
+                           Loop(More);
+                       stop ->
+                           Held
+                   end
+           end,
+    Mem = fun(P) -> {memory, M} = erlang:process_info(P, memory), M end,
+    Spread = [{spawn(fun() -> Grow([]) end), [spawn(fun() -> receive stop -> ok end end)
+                                              || _ <- lists:seq(1, I rem 9)]}
+              || I <- lists:seq(1, 12)],
+    {Growers, Fillers} = lists:unzip(Spread),
+    {ok, S} = ?C:start(self(), #{findings_every => 3600000}),
+    try
+        _ = frame(S, growth),
+        [waiting(P) || P <- Growers],
+        Before = [{P, Mem(P)} || P <- Growers],
+        {_, Gs} = lists:unzip(lists:sort([{erlang:phash2(P), P} || P <- Growers])),
+        [begin P ! {grow, 20000 * I, self()}, receive {P, grown} -> waiting(P) end end
+         || {I, P} <- lists:zip(lists:seq(1, length(Gs)), Gs)],
+        Expected = lists:reverse(lists:sort([{Mem(P) - M0, P} || {P, M0} <- Before])),
+        {ok, #{rows := Rows, cost := #{read := [memory]},
+               findings_input := #{by_memory := ByMemory}}} =
+            ?C:frame(S, #{view => growth, rows => 20}, 30000),
+        ?assertEqual([{P, C, false} || {C, P} <- Expected],
+                     lists:sublist([{P, C, B} || #{pid := P, change := C, born := B} <- Rows],
+                                   length(Growers))),
+        ?assertEqual(Hogs, [P || #{pid := P} <- ByMemory])
+    after
+        ?C:stop(S, 5000),
+        [P ! stop || P <- Idle ++ Hogs ++ Growers ++ lists:append(Fillers)]
+    end.
+
+%% The light loops of the rate views, eight processes at a time with a
+%% quick way for a chunk none of whose eight can enter a top, rank exactly
+%% as offering every process would: idle processes (their readings stay
+%% put) with previous readings made up to give each a chosen change, most
+%% of them too small to count and a larger one in each position of a
+%% chunk and in the tail, every list rotated so that each special process
+%% takes every position; the collector itself and an exited process are
+%% neither ranked nor counted. Growth also ranks memory (the top two of
+%% four large processes, each alone in its chunk, smallest or largest
+%% first) and lists the processes with memory enough for a long queue.
+light_loops_rank_exactly_test() ->
+    Idle = fun(N) ->
+                   spawn(fun() -> L = lists:seq(1, N), spin(10000), receive stop -> L end end)
+           end,
+    Small = [Idle(0) || _ <- lists:seq(1, 135)],
+    Large = [Idle(N) || N <- [10000, 50000, 150000, 400000]],
+    Self = Idle(0),
+    Dead = spawn(fun() -> ok end),
+    wait_dead(Dead),
+    %% The large ones 11 apart.
+    {S1, More1} = lists:split(11, Small),
+    {S2, More2} = lists:split(10, More1),
+    {S3, S4} = lists:split(10, More2),
+    Layout = fun([L1, L2, L3, L4]) -> [Self, Dead, L1 | S1] ++ [L2 | S2] ++ [L3 | S3] ++ [L4 | S4]
+             end,
+    Pids = Layout(Large),
+    [waiting(P) || P <- Pids -- [Dead]],
+    Reading = fun(P, reductions) -> {_, R} = erlang:process_info(P, reductions), R + 1;
+                 (P, growth) -> {_, M} = erlang:process_info(P, memory), M
+              end,
+    %% Changes: 20 to 35 for the first 16 (they fill a top of 9), 1 to 10
+    %% after, and 1000 + I for nine, the top: eight placed 17 apart (each
+    %% in the next position of a chunk, every other chunk) and the last of
+    %% the 141 processes (in the tail, after 17 chunks).
+    Special = [16 + 17 * I || I <- lists:seq(0, 7)] ++ [140],
+    Change = fun(I) when I < 16 -> 20 + I;
+                (I) -> case lists:member(I, Special) of
+                           true -> 1000 + I;
+                           false -> 1 + I rem 10
+                       end
+             end,
+    try
+        [begin
+             {Front, Back} = lists:split(Rot, Layout(Order(Large))),
+             List = Back ++ Front,
+             Indexed = lists:zip(lists:seq(0, length(List) - 1), List),
+             Live = [P || P <- List, P =/= Self, P =/= Dead],
+             Now = [{P, Reading(P, View)} || P <- Live],
+             Prev = << <<(case lists:keyfind(P, 1, Now) of
+                              {_, R} -> R - Change(I);
+                              false -> 7
+                          end):64>>
+                      || {I, P} <- Indexed >>,
+             Changes = [{Change(I), P} || {I, P} <- Indexed, lists:member(P, Live)],
+             {Out, Top, MemTop, Queues, Scanned} =
+                 ?C:light_ranked(View, Prev, List, Self, 9, QB),
+             Ranked = lists:sublist(lists:reverse(lists:sort(Changes)), 9),
+             ?assertEqual({View, Rot, [{C, P, []} || {C, P} <- Ranked]}, {View, Rot, Top}),
+             ?assertEqual(<< <<(case lists:keyfind(P, 1, Now) of {_, R} -> R; false -> 0 end):64>>
+                             || P <- List >>, Out),
+             ?assertEqual(length(Live), Scanned),
+             case View of
+                 growth ->
+                     ByMemory = lists:reverse(lists:sort([{M, P, []} || {P, M} <- Now])),
+                     ?assertEqual(lists:sublist(ByMemory, 2), MemTop),
+                     ?assertEqual(lists:sort([P || {P, M} <- Now, M >= QB]), lists:sort(Queues));
+                 reductions ->
+                     ok
+             end
+         end || {View, QB} <- [{reductions, 0}, {growth, 50000}, {growth, 1 bsl 40}],
+                Order <- [fun(L) -> L end, fun lists:reverse/1], Rot <- lists:seq(0, 15)]
+    after
+        [P ! stop || P <- Pids]
+    end.
+
 spin(0) -> ok;
 spin(N) -> spin(N - 1).
 
