@@ -174,19 +174,20 @@ reductions_per_interval_test() ->
         ?assertNot(lists:keymember(Dying, 1, Shown)),
         %% Every process but the collector, less any that exited meanwhile.
         ?assert(Scanned > length(Idle) + length(Busy)),
-        ?assert(Scanned < erlang:system_info(process_count))
+        ?assert(Scanned < erlang:system_info(process_count)),
+        Born ! stop
     after
         ?C:stop(S, 5000),
         [P ! stop || P <- Idle ++ Busy]
     end.
 
-%% The same for growth (memory, read in workers): growers spread among
+%% The same for growth (memory, read in two workers): growers spread among
 %% idle processes, each told to hold a different amount more between two
 %% frames, head the view with exactly their change in memory; the
 %% findings' largest two by memory, which the same loop ranks, are the two
 %% planted hogs.
 growth_per_interval_test() ->
-    Idle = [spawn(fun() -> receive stop -> ok end end) || _ <- lists:seq(1, 5000)],
+    Idle = [spawn(fun() -> receive stop -> ok end end) || _ <- lists:seq(1, 9000)],
     Hogs = [ready(fun() -> lists:seq(1, N) end) || N <- [3000000, 2000000]],
     Grow = fun Loop(Held) ->
                    receive
