@@ -90,11 +90,15 @@ pub fn check_immediate(word: u64, at: usize) -> Result<(), LayoutError> {
 }
 
 /// An off-heap `Binary` kept alive by a term: its address (the identity used
-/// to count it once) and its allocated size.
+/// to count it once), its allocated size, the reference count read, and the
+/// handle that holds the reference (the ProcBin, or on OTP 27 the BinRef;
+/// for a sub-binary, the ProcBin it is a slice of).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct OffHeapBinary {
     pub addr: usize,
     pub orig_size: u64,
+    pub refc: u64,
+    pub holder: usize,
 }
 
 /// How much of an object to read.
@@ -193,8 +197,10 @@ pub fn boxed<M: Memory>(
     detail: Detail,
 ) -> Result<Object, LayoutError> {
     match shape(mem, layout, addr, detail)? {
-        Some(shape) => Ok(shape.object()),
-        None => boxed_any(mem, layout, addr, detail),
+        // One whose `Binary` is still to be read takes the general decoder,
+        // which reads it.
+        Some(shape) if shape.binary == 0 => Ok(shape.object()),
+        _ => boxed_any(mem, layout, addr, detail),
     }
 }
 
@@ -210,6 +216,11 @@ pub struct Shape {
     pub hashmap_node: bool,
     pub attached: usize,
     pub attached_words: u64,
+    /// At [`Detail::OffHeap`], the `Binary*` of a ProcBin or of a SubBits's
+    /// BinRef, checked for plausibility only: the `Binary` itself is read
+    /// and checked later, by [`pinned_binary`] (the walk prefetches it
+    /// first). 0 for none, and always 0 at [`Detail::Words`].
+    pub binary: usize,
 }
 
 impl Shape {
@@ -222,6 +233,7 @@ impl Shape {
             hashmap_node: false,
             attached: 0,
             attached_words: 0,
+            binary: 0,
         }
     }
 
@@ -251,9 +263,11 @@ impl Shape {
 /// The common objects, decoded inline with exactly the checks of the
 /// general decoder: non-empty tuples, floats, heap binaries, flatmaps,
 /// hashmap nodes whose children are leaves and inner nodes, and ProcBins
-/// and SubBits over a BinRef (OTP 27) when only their words are asked for. `None` for anything else, and for
-/// every header these paths refuse: [`boxed`]'s general decoder then
-/// decodes it, or says what is wrong.
+/// and SubBits over a BinRef (OTP 27). At [`Detail::OffHeap`] these two
+/// come with their `Binary*` ([`Shape::binary`]), whose `Binary` the caller
+/// reads with [`pinned_binary`]. `None` for anything else, and for every
+/// header these paths refuse: [`boxed`]'s general decoder then decodes it,
+/// or says what is wrong.
 #[inline(always)]
 pub fn shape<M: Memory>(
     mem: &M,
@@ -286,18 +300,24 @@ pub fn shape<M: Memory>(
                 }
             }
             Some(Kind::Map) => return hashmap_shape(mem, layout, addr, header),
-            Some(Kind::RefcBinary) if detail == Detail::Words => {
+            Some(Kind::RefcBinary) => {
                 if let Some(rl) = &layout.refc_binary {
-                    if header == rl.header && plausible_pointer(word_at(mem, addr, rl.binary_word)?)
-                    {
-                        return Ok(Some(Shape::leaf(rl.words)));
+                    let binary = word_at(mem, addr, rl.binary_word)?;
+                    if header == rl.header && plausible_pointer(binary) {
+                        return Ok(Some(Shape {
+                            binary: match detail {
+                                Detail::Words => 0,
+                                Detail::OffHeap => binary as usize,
+                            },
+                            ..Shape::leaf(rl.words)
+                        }));
                     }
                 }
             }
-            Some(Kind::SubBits) if detail == Detail::Words => {
+            Some(Kind::SubBits) => {
                 if let (Some(sl), Some(br)) = (&layout.sub_bits, &layout.bin_ref) {
                     if header == sl.header {
-                        return sub_bits_shape(mem, sl, br, addr);
+                        return sub_bits_shape(mem, sl, br, addr, detail);
                     }
                 }
             }
@@ -318,6 +338,7 @@ fn sub_bits_shape<M: Memory>(
     sl: &SubBitsLayout,
     br: &BinRefLayout,
     addr: usize,
+    detail: Detail,
 ) -> Result<Option<Shape>, LayoutError> {
     let start = word_at(mem, addr, sl.start_word)?;
     let end = word_at(mem, addr, sl.end_word)?;
@@ -331,12 +352,17 @@ fn sub_bits_shape<M: Memory>(
     };
     // The exact BinRef header is a header word of kind BinRef (the layout
     // tests check the table), as the general decoder requires.
-    if mem.word(orig)? != br.header || !plausible_pointer(word_at(mem, orig, br.binary_word)?) {
+    let binary = word_at(mem, orig, br.binary_word)?;
+    if mem.word(orig)? != br.header || !plausible_pointer(binary) {
         return Ok(None);
     }
     Ok(Some(Shape {
         attached: orig,
         attached_words: br.words,
+        binary: match detail {
+            Detail::Words => 0,
+            Detail::OffHeap => binary as usize,
+        },
         ..Shape::leaf(sl.words)
     }))
 }
@@ -420,6 +446,25 @@ fn flatmap_shape<M: Memory>(
         child_count: 1 + keys_count as usize,
         ..Shape::leaf(0)
     }))
+}
+
+/// The off-heap `Binary` of an object that [`shape`] gave a
+/// [`Shape::binary`] (a ProcBin, or a SubBits over a BinRef), read and
+/// checked as the general decoder reads and checks it; `None` if the object
+/// pins none after all.
+#[inline]
+pub fn pinned_binary<M: Memory>(
+    mem: &M,
+    layout: &Layout,
+    addr: usize,
+) -> Result<Option<OffHeapBinary>, LayoutError> {
+    let header = mem.word(addr)?;
+    if let Some(rl) = &layout.refc_binary {
+        if header == rl.header && layout.kind_of(header) == Some(Kind::RefcBinary) {
+            return refc_binary(mem, layout, rl, addr).map(Some);
+        }
+    }
+    Ok(boxed_any(mem, layout, addr, Detail::OffHeap)?.binary)
 }
 
 /// The general decoder: every kind, every check, and the reason for a refusal.
@@ -847,11 +892,13 @@ fn binary_pointer<M: Memory>(
     Ok(binary as usize)
 }
 
-/// Reads a `Binary`'s refc and `orig_size`, checking both.
+/// Reads a `Binary`'s refc and `orig_size`, checking both; `holder` is the
+/// handle at whose pointer it was found.
 fn read_binary<M: Memory>(
     mem: &M,
     layout: &Layout,
     binary: usize,
+    holder: usize,
 ) -> Result<OffHeapBinary, LayoutError> {
     let bl = &layout.binary;
     // Other schedulers change the count atomically while this one reads it.
@@ -867,6 +914,8 @@ fn read_binary<M: Memory>(
     Ok(OffHeapBinary {
         addr: binary,
         orig_size: orig_size as u64,
+        refc: refc as u64,
+        holder,
     })
 }
 
@@ -885,7 +934,7 @@ fn refc_binary<M: Memory>(
         rl.binary_word,
         "refc binary with a bad Binary pointer",
     )?;
-    let found = read_binary(mem, layout, binary)?;
+    let found = read_binary(mem, layout, binary, addr)?;
     let data = (binary + layout.binary.data_offset) as u64;
     let orig_size = found.orig_size;
     let end = bytes
@@ -1016,7 +1065,7 @@ fn sub_bits<M: Memory>(
             let binary = match detail {
                 Detail::Words => None,
                 Detail::OffHeap => {
-                    let found = read_binary(mem, layout, binary)?;
+                    let found = read_binary(mem, layout, binary, orig)?;
                     let data = (binary + layout.binary.data_offset) as u128;
                     let capacity_bits = found.orig_size as u128 * 8;
                     // A volatile (writable or once writable) SubBits reads
