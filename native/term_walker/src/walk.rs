@@ -279,7 +279,9 @@ struct Pending {
     more: Vec<(usize, usize)>,
 }
 
-const PENDING_INLINE: usize = 16;
+/// Eight: zeroing them is a few stores, where sixteen took a call to memset
+/// on every walk.
+const PENDING_INLINE: usize = 8;
 
 impl Pending {
     #[inline(always)]
@@ -765,8 +767,9 @@ struct ScanVisit<'m, M, const REPEATS: bool> {
     /// prefetched and not read yet, oldest at `ahead_first`: the object's
     /// address, its lowest bit set when its `Binary` is not to be counted
     /// (a SubBits whose BinRef was met before). The `Binary` is a cache
-    /// miss; read [`READ_AHEAD`] objects later, it has arrived.
-    ahead: [usize; READ_AHEAD],
+    /// miss; read [`READ_AHEAD`] objects later, it has arrived. Made at the
+    /// first (a scan of a term without any sets none up).
+    ahead: Option<Box<[usize; READ_AHEAD]>>,
     ahead_first: usize,
     ahead_len: usize,
     /// OTP ≤ 26 sub-binaries' `Binary`s, one per ProcBin they are slices of
@@ -774,6 +777,17 @@ struct ScanVisit<'m, M, const REPEATS: bool> {
     /// itself and counted it ([`ScanVisit::finish`]).
     origs: Option<VisitedSet>,
     via_orig: Vec<OffHeapBinary>,
+}
+
+/// The read-ahead ring of a scan, made at its first binary.
+#[cold]
+#[inline(never)]
+fn new_ahead<'a>(
+    ahead: &'a mut Option<Box<[usize; READ_AHEAD]>>,
+    work: &mut Work,
+) -> Result<&'a mut Box<[usize; READ_AHEAD]>, Stop> {
+    work.allocate(std::mem::size_of::<[usize; READ_AHEAD]>())?;
+    Ok(ahead.insert(Box::new([0; READ_AHEAD])))
 }
 
 /// Objects between prefetching a `Binary` and reading it (a power of two):
@@ -928,8 +942,12 @@ impl<M: Memory, const REPEATS: bool> ScanVisit<'_, M, REPEATS> {
             self.read_oldest(work)?;
         }
         let slot = (self.ahead_first + self.ahead_len) & (READ_AHEAD - 1);
+        let ahead = match &mut self.ahead {
+            Some(ahead) => ahead,
+            None => new_ahead(&mut self.ahead, work)?,
+        };
         // Objects are word-aligned: the low bit is free.
-        self.ahead[slot] = addr | usize::from(!counts);
+        ahead[slot] = addr | usize::from(!counts);
         self.ahead_len += 1;
         Ok(())
     }
@@ -937,7 +955,10 @@ impl<M: Memory, const REPEATS: bool> ScanVisit<'_, M, REPEATS> {
     /// Reads and checks the oldest prefetched `Binary`, and counts it.
     #[inline(never)]
     fn read_oldest(&mut self, work: &mut Work) -> Result<(), Stop> {
-        let entry = self.ahead[self.ahead_first];
+        let Some(ahead) = &self.ahead else {
+            return Ok(());
+        };
+        let entry = ahead[self.ahead_first];
         let (addr, counts) = (entry & !1, entry & 1 == 0);
         self.ahead_first = (self.ahead_first + 1) & (READ_AHEAD - 1);
         self.ahead_len -= 1;
@@ -1038,7 +1059,7 @@ fn scan_with_repeats<M: Memory, const REPEATS: bool>(
         repeats: Repeats::default(),
         visited: VisitedSet::new(),
         binaries: None,
-        ahead: [0; READ_AHEAD],
+        ahead: None,
         ahead_first: 0,
         ahead_len: 0,
         origs: None,
