@@ -197,10 +197,8 @@ pub fn boxed<M: Memory>(
     detail: Detail,
 ) -> Result<Object, LayoutError> {
     match shape(mem, layout, addr, detail)? {
-        // One whose `Binary` is still to be read takes the general decoder,
-        // which reads it.
-        Some(shape) if shape.binary == 0 => Ok(shape.object()),
-        _ => boxed_any(mem, layout, addr, detail),
+        Some(shape) => Ok(shape.object()),
+        None => boxed_any(mem, layout, addr, detail),
     }
 }
 
@@ -216,11 +214,6 @@ pub struct Shape {
     pub hashmap_node: bool,
     pub attached: usize,
     pub attached_words: u64,
-    /// At [`Detail::OffHeap`], the `Binary*` of a ProcBin or of a SubBits's
-    /// BinRef, checked for plausibility only: the `Binary` itself is read
-    /// and checked later, by [`pinned_binary`] (the walk prefetches it
-    /// first). 0 for none, and always 0 at [`Detail::Words`].
-    pub binary: usize,
 }
 
 impl Shape {
@@ -233,7 +226,6 @@ impl Shape {
             hashmap_node: false,
             attached: 0,
             attached_words: 0,
-            binary: 0,
         }
     }
 
@@ -263,11 +255,10 @@ impl Shape {
 /// The common objects, decoded inline with exactly the checks of the
 /// general decoder: non-empty tuples, floats, heap binaries, flatmaps,
 /// hashmap nodes whose children are leaves and inner nodes, and ProcBins
-/// and SubBits over a BinRef (OTP 27). At [`Detail::OffHeap`] these two
-/// come with their `Binary*` ([`Shape::binary`]), whose `Binary` the caller
-/// reads with [`pinned_binary`]. `None` for anything else, and for every
-/// header these paths refuse: [`boxed`]'s general decoder then decodes it,
-/// or says what is wrong.
+/// and SubBits over a BinRef (OTP 27) when only their words are asked for
+/// (at [`Detail::OffHeap`] see [`pinning_shape`]). `None` for anything
+/// else, and for every header these paths refuse: [`boxed`]'s general
+/// decoder then decodes it, or says what is wrong.
 #[inline(always)]
 pub fn shape<M: Memory>(
     mem: &M,
@@ -300,24 +291,13 @@ pub fn shape<M: Memory>(
                 }
             }
             Some(Kind::Map) => return hashmap_shape(mem, layout, addr, header),
-            Some(Kind::RefcBinary) => {
-                if let Some(rl) = &layout.refc_binary {
-                    let binary = word_at(mem, addr, rl.binary_word)?;
-                    if header == rl.header && plausible_pointer(binary) {
-                        return Ok(Some(Shape {
-                            binary: match detail {
-                                Detail::Words => 0,
-                                Detail::OffHeap => binary as usize,
-                            },
-                            ..Shape::leaf(rl.words)
-                        }));
-                    }
-                }
+            Some(Kind::RefcBinary) if detail == Detail::Words => {
+                return Ok(refc_binary_shape(mem, layout, addr, header)?.map(|(shape, _)| shape));
             }
-            Some(Kind::SubBits) => {
+            Some(Kind::SubBits) if detail == Detail::Words => {
                 if let (Some(sl), Some(br)) = (&layout.sub_bits, &layout.bin_ref) {
                     if header == sl.header {
-                        return sub_bits_shape(mem, sl, br, addr, detail);
+                        return Ok(sub_bits_shape(mem, sl, br, addr)?.map(|(shape, _)| shape));
                     }
                 }
             }
@@ -327,19 +307,62 @@ pub fn shape<M: Memory>(
     Ok(None)
 }
 
+/// A ProcBin with the layout's header and a plausible `Binary*`: its shape
+/// and that pointer (not read). `None` for anything else.
+#[inline(always)]
+fn refc_binary_shape<M: Memory>(
+    mem: &M,
+    layout: &Layout,
+    addr: usize,
+    header: u64,
+) -> Result<Option<(Shape, usize)>, LayoutError> {
+    if let Some(rl) = &layout.refc_binary {
+        let binary = word_at(mem, addr, rl.binary_word)?;
+        if header == rl.header && plausible_pointer(binary) {
+            return Ok(Some((Shape::leaf(rl.words), binary as usize)));
+        }
+    }
+    Ok(None)
+}
+
+/// A ProcBin, or a SubBits over a BinRef (OTP 27), checked as [`shape`]
+/// checks it at [`Detail::Words`], with the `Binary*` it pins (plausible,
+/// not read): a walk at [`Detail::OffHeap`] prefetches that `Binary` and
+/// reads and checks it later with [`pinned_binary`]. `None` for anything
+/// else, and for every refusal (the general decoder then says why).
+#[inline]
+pub fn pinning_shape<M: Memory>(
+    mem: &M,
+    layout: &Layout,
+    addr: usize,
+) -> Result<Option<(Shape, usize)>, LayoutError> {
+    let header = mem.word(addr)?;
+    if header & PRIMARY_MASK != PRIMARY_HEADER {
+        return Ok(None);
+    }
+    match layout.kind_of(header) {
+        Some(Kind::RefcBinary) => refc_binary_shape(mem, layout, addr, header),
+        Some(Kind::SubBits) => match (&layout.sub_bits, &layout.bin_ref) {
+            (Some(sl), Some(br)) if header == sl.header => sub_bits_shape(mem, sl, br, addr),
+            _ => Ok(None),
+        },
+        _ => Ok(None),
+    }
+}
+
 /// A SubBits with the layout's header over a BinRef, when only its words
 /// are asked for: the checks [`sub_bits`] makes at `Detail::Words` (start
 /// not after end, a boxed `orig` with the BinRef header, a plausible
-/// `Binary*` in it), the BinRef attached. `None` for anything else (heap
-/// bits, and every refusal: the general decoder then says what is wrong).
+/// `Binary*` in it), the BinRef attached, and that `Binary*`. `None` for
+/// anything else (heap bits, and every refusal: the general decoder then
+/// says what is wrong).
 #[inline(always)]
 fn sub_bits_shape<M: Memory>(
     mem: &M,
     sl: &SubBitsLayout,
     br: &BinRefLayout,
     addr: usize,
-    detail: Detail,
-) -> Result<Option<Shape>, LayoutError> {
+) -> Result<Option<(Shape, usize)>, LayoutError> {
     let start = word_at(mem, addr, sl.start_word)?;
     let end = word_at(mem, addr, sl.end_word)?;
     let orig_at = addr + sl.orig_word * WORD_BYTES;
@@ -356,15 +379,14 @@ fn sub_bits_shape<M: Memory>(
     if mem.word(orig)? != br.header || !plausible_pointer(binary) {
         return Ok(None);
     }
-    Ok(Some(Shape {
-        attached: orig,
-        attached_words: br.words,
-        binary: match detail {
-            Detail::Words => 0,
-            Detail::OffHeap => binary as usize,
+    Ok(Some((
+        Shape {
+            attached: orig,
+            attached_words: br.words,
+            ..Shape::leaf(sl.words)
         },
-        ..Shape::leaf(sl.words)
-    }))
+        binary as usize,
+    )))
 }
 
 /// A hashmap head or inner node whose header passes the checks of [`map`]
@@ -448,8 +470,8 @@ fn flatmap_shape<M: Memory>(
     }))
 }
 
-/// The off-heap `Binary` of an object that [`shape`] gave a
-/// [`Shape::binary`] (a ProcBin, or a SubBits over a BinRef), read and
+/// The off-heap `Binary` of an object that [`pinning_shape`] took (a
+/// ProcBin, or a SubBits over a BinRef), read and
 /// checked as the general decoder reads and checks it; `None` if the object
 /// pins none after all.
 #[inline]

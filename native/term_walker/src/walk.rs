@@ -356,6 +356,16 @@ trait Visitor {
     fn shape(&mut self, addr: usize, shape: &Shape, work: &mut Work) -> Result<bool, Stop>;
     /// Any other boxed object at `addr`: whether to read its children.
     fn boxed(&mut self, addr: usize, object: &Object, work: &mut Work) -> Result<bool, Stop>;
+    /// A ProcBin or SubBits at `addr` ([`decode::pinning_shape`], walks at
+    /// [`Detail::OffHeap`] only) whose `Binary*` is `binary`, not read yet.
+    /// It has no children.
+    fn pinning(
+        &mut self,
+        addr: usize,
+        shape: &Shape,
+        binary: usize,
+        work: &mut Work,
+    ) -> Result<(), Stop>;
 }
 
 /// A boxed object that is not one of the common shapes, decoded and visited
@@ -369,6 +379,14 @@ fn rare<M: Memory, V: Visitor>(
     work: &mut Work,
     visit: &mut V,
 ) -> Result<(usize, usize), Stop> {
+    // Off the hot path, so that a walk of terms without binaries does not
+    // pay for it.
+    if detail == Detail::OffHeap {
+        if let Some((shape, binary)) = decode::pinning_shape(mem, layout, addr)? {
+            visit.pinning(addr, &shape, binary, work)?;
+            return Ok((0, 0));
+        }
+    }
     let object = decode::boxed_any(mem, layout, addr, detail)?;
     Ok(match visit.boxed(addr, &object, work)? {
         true => (object.children, object.child_count),
@@ -618,6 +636,16 @@ impl Visitor for FlatCount {
     #[inline(always)]
     fn boxed(&mut self, _addr: usize, object: &Object, work: &mut Work) -> Result<bool, Stop> {
         self.add(object.flat_words(), work)
+    }
+
+    fn pinning(
+        &mut self,
+        addr: usize,
+        shape: &Shape,
+        _binary: usize,
+        work: &mut Work,
+    ) -> Result<(), Stop> {
+        self.shape(addr, shape, work).map(|_| ())
     }
 }
 
@@ -1011,12 +1039,8 @@ impl<M: Memory, const REPEATS: bool> Visitor for ScanVisit<'_, M, REPEATS> {
                 self.result.hashmap_node_words += shape.words;
             }
         }
-        let mut counts = true;
         if shape.attached != 0 {
-            counts = self.attached(shape.attached, shape.attached_words, work)?;
-        }
-        if shape.binary != 0 {
-            self.read_ahead(addr, shape.binary, counts, work)?;
+            self.attached(shape.attached, shape.attached_words, work)?;
         }
         Ok(true)
     }
@@ -1039,6 +1063,31 @@ impl<M: Memory, const REPEATS: bool> Visitor for ScanVisit<'_, M, REPEATS> {
             self.extras(addr, object, work)?;
         }
         Ok(true)
+    }
+
+    #[inline(always)]
+    fn pinning(
+        &mut self,
+        addr: usize,
+        shape: &Shape,
+        binary: usize,
+        work: &mut Work,
+    ) -> Result<(), Stop> {
+        if !self.visited.insert(addr, work)? {
+            self.again(&shape.object(), work)?;
+            return Ok(());
+        }
+        self.spend(shape.words, work)?;
+        if self.mem.is_literal(addr) {
+            self.result.literal_words += shape.words;
+        } else {
+            self.result.shared_words += shape.words;
+        }
+        let mut counts = true;
+        if shape.attached != 0 {
+            counts = self.attached(shape.attached, shape.attached_words, work)?;
+        }
+        self.read_ahead(addr, binary, counts, work)
     }
 }
 
