@@ -317,9 +317,12 @@ fn refc_binary_shape<M: Memory>(
     header: u64,
 ) -> Result<Option<(Shape, usize)>, LayoutError> {
     if let Some(rl) = &layout.refc_binary {
-        let binary = word_at(mem, addr, rl.binary_word)?;
-        if header == rl.header && plausible_pointer(binary) {
-            return Ok(Some((Shape::leaf(rl.words), binary as usize)));
+        // The pointer is read only once the header says the object has it.
+        if header == rl.header {
+            let binary = word_at(mem, addr, rl.binary_word)?;
+            if plausible_pointer(binary) {
+                return Ok(Some((Shape::leaf(rl.words), binary as usize)));
+            }
         }
     }
     Ok(None)
@@ -375,8 +378,11 @@ fn sub_bits_shape<M: Memory>(
     };
     // The exact BinRef header is a header word of kind BinRef (the layout
     // tests check the table), as the general decoder requires.
+    if mem.word(orig)? != br.header {
+        return Ok(None);
+    }
     let binary = word_at(mem, orig, br.binary_word)?;
-    if mem.word(orig)? != br.header || !plausible_pointer(binary) {
+    if !plausible_pointer(binary) {
         return Ok(None);
     }
     Ok(Some((
