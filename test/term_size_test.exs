@@ -372,6 +372,30 @@ defmodule MemProbe.TermSizeTest do
       assert {size.off_heap_binaries, size.off_heap_bytes} == {2, 3000}
     end
 
+    test "a Binary held twice in one term (a copy sent back) is counted once" do
+      bin = :binary.copy(<<5>>, 3000)
+      parent = self()
+      spawn(fn -> receive(do: (b -> send(parent, {:copy, b}))) end) |> send(bin)
+      copy = receive do: ({:copy, c} -> c)
+      # Two handles (ProcBins, or BinRefs on OTP 27+) over one Binary: it
+      # has two references, so the walk looks it up.
+      assert :erts_debug.size_shared({bin, copy}) == 3 + 2 * refc_words()
+      <<_::binary-size(1), slice::binary-size(100), _::binary>> = copy
+      # More than the walk reads ahead, each with one reference.
+      own = for i <- 1..100, do: :binary.copy(<<i>>, 100)
+
+      for {term, binaries, bytes} <- [
+            {{bin, copy}, 1, 3000},
+            {{slice, bin}, 1, 3000},
+            {{copy, slice, bin, slice}, 1, 3000},
+            {[slice | own] ++ [bin, copy | own], 101, 13_000},
+            {own ++ [copy], 101, 13_000}
+          ] do
+        size = MemProbe.term_size(term)
+        assert {size.off_heap_binaries, size.off_heap_bytes} == {binaries, bytes}
+      end
+    end
+
     test "a binary sent to another process is the same Binary there" do
       bin = :binary.copy(<<4>>, 5000)
       parent = self()

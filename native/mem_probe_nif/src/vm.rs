@@ -117,6 +117,19 @@ impl Memory for VmMemory {
     }
 
     #[inline(always)]
+    fn prefetch(&self, addr: usize) {
+        // SAFETY: `prefetcht0` reads nothing the program sees and cannot
+        // fault, on any address (an unmapped one is dropped by the CPU);
+        // SSE, the feature it needs, is part of every x86-64 CPU.
+        #[cfg(target_arch = "x86_64")]
+        unsafe {
+            std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(addr as *const i8)
+        };
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = addr;
+    }
+
+    #[inline(always)]
     fn is_literal(&self, addr: usize) -> bool {
         self.literals.contains(addr)
     }

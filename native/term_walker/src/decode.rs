@@ -90,11 +90,15 @@ pub fn check_immediate(word: u64, at: usize) -> Result<(), LayoutError> {
 }
 
 /// An off-heap `Binary` kept alive by a term: its address (the identity used
-/// to count it once) and its allocated size.
+/// to count it once), its allocated size, the reference count read, and the
+/// handle that holds the reference (the ProcBin, or on OTP 27 the BinRef;
+/// for a sub-binary, the ProcBin it is a slice of).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct OffHeapBinary {
     pub addr: usize,
     pub orig_size: u64,
+    pub refc: u64,
+    pub holder: usize,
 }
 
 /// How much of an object to read.
@@ -251,9 +255,10 @@ impl Shape {
 /// The common objects, decoded inline with exactly the checks of the
 /// general decoder: non-empty tuples, floats, heap binaries, flatmaps,
 /// hashmap nodes whose children are leaves and inner nodes, and ProcBins
-/// and SubBits over a BinRef (OTP 27) when only their words are asked for. `None` for anything else, and for
-/// every header these paths refuse: [`boxed`]'s general decoder then
-/// decodes it, or says what is wrong.
+/// and SubBits over a BinRef (OTP 27) when only their words are asked for
+/// (at [`Detail::OffHeap`] see [`pinning_shape`]). `None` for anything
+/// else, and for every header these paths refuse: [`boxed`]'s general
+/// decoder then decodes it, or says what is wrong.
 #[inline(always)]
 pub fn shape<M: Memory>(
     mem: &M,
@@ -287,17 +292,12 @@ pub fn shape<M: Memory>(
             }
             Some(Kind::Map) => return hashmap_shape(mem, layout, addr, header),
             Some(Kind::RefcBinary) if detail == Detail::Words => {
-                if let Some(rl) = &layout.refc_binary {
-                    if header == rl.header && plausible_pointer(word_at(mem, addr, rl.binary_word)?)
-                    {
-                        return Ok(Some(Shape::leaf(rl.words)));
-                    }
-                }
+                return Ok(refc_binary_shape(mem, layout, addr, header)?.map(|(shape, _)| shape));
             }
             Some(Kind::SubBits) if detail == Detail::Words => {
                 if let (Some(sl), Some(br)) = (&layout.sub_bits, &layout.bin_ref) {
                     if header == sl.header {
-                        return sub_bits_shape(mem, sl, br, addr);
+                        return Ok(sub_bits_shape(mem, sl, br, addr)?.map(|(shape, _)| shape));
                     }
                 }
             }
@@ -307,18 +307,65 @@ pub fn shape<M: Memory>(
     Ok(None)
 }
 
+/// A ProcBin with the layout's header and a plausible `Binary*`: its shape
+/// and that pointer (not read). `None` for anything else.
+#[inline(always)]
+fn refc_binary_shape<M: Memory>(
+    mem: &M,
+    layout: &Layout,
+    addr: usize,
+    header: u64,
+) -> Result<Option<(Shape, usize)>, LayoutError> {
+    if let Some(rl) = &layout.refc_binary {
+        // The pointer is read only once the header says the object has it.
+        if header == rl.header {
+            let binary = word_at(mem, addr, rl.binary_word)?;
+            if plausible_pointer(binary) {
+                return Ok(Some((Shape::leaf(rl.words), binary as usize)));
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// A ProcBin, or a SubBits over a BinRef (OTP 27), checked as [`shape`]
+/// checks it at [`Detail::Words`], with the `Binary*` it pins (plausible,
+/// not read): a walk at [`Detail::OffHeap`] prefetches that `Binary` and
+/// reads and checks it later with [`pinned_binary`]. `None` for anything
+/// else, and for every refusal (the general decoder then says why).
+#[inline]
+pub fn pinning_shape<M: Memory>(
+    mem: &M,
+    layout: &Layout,
+    addr: usize,
+) -> Result<Option<(Shape, usize)>, LayoutError> {
+    let header = mem.word(addr)?;
+    if header & PRIMARY_MASK != PRIMARY_HEADER {
+        return Ok(None);
+    }
+    match layout.kind_of(header) {
+        Some(Kind::RefcBinary) => refc_binary_shape(mem, layout, addr, header),
+        Some(Kind::SubBits) => match (&layout.sub_bits, &layout.bin_ref) {
+            (Some(sl), Some(br)) if header == sl.header => sub_bits_shape(mem, sl, br, addr),
+            _ => Ok(None),
+        },
+        _ => Ok(None),
+    }
+}
+
 /// A SubBits with the layout's header over a BinRef, when only its words
 /// are asked for: the checks [`sub_bits`] makes at `Detail::Words` (start
 /// not after end, a boxed `orig` with the BinRef header, a plausible
-/// `Binary*` in it), the BinRef attached. `None` for anything else (heap
-/// bits, and every refusal: the general decoder then says what is wrong).
+/// `Binary*` in it), the BinRef attached, and that `Binary*`. `None` for
+/// anything else (heap bits, and every refusal: the general decoder then
+/// says what is wrong).
 #[inline(always)]
 fn sub_bits_shape<M: Memory>(
     mem: &M,
     sl: &SubBitsLayout,
     br: &BinRefLayout,
     addr: usize,
-) -> Result<Option<Shape>, LayoutError> {
+) -> Result<Option<(Shape, usize)>, LayoutError> {
     let start = word_at(mem, addr, sl.start_word)?;
     let end = word_at(mem, addr, sl.end_word)?;
     let orig_at = addr + sl.orig_word * WORD_BYTES;
@@ -331,14 +378,21 @@ fn sub_bits_shape<M: Memory>(
     };
     // The exact BinRef header is a header word of kind BinRef (the layout
     // tests check the table), as the general decoder requires.
-    if mem.word(orig)? != br.header || !plausible_pointer(word_at(mem, orig, br.binary_word)?) {
+    if mem.word(orig)? != br.header {
         return Ok(None);
     }
-    Ok(Some(Shape {
-        attached: orig,
-        attached_words: br.words,
-        ..Shape::leaf(sl.words)
-    }))
+    let binary = word_at(mem, orig, br.binary_word)?;
+    if !plausible_pointer(binary) {
+        return Ok(None);
+    }
+    Ok(Some((
+        Shape {
+            attached: orig,
+            attached_words: br.words,
+            ..Shape::leaf(sl.words)
+        },
+        binary as usize,
+    )))
 }
 
 /// A hashmap head or inner node whose header passes the checks of [`map`]
@@ -420,6 +474,25 @@ fn flatmap_shape<M: Memory>(
         child_count: 1 + keys_count as usize,
         ..Shape::leaf(0)
     }))
+}
+
+/// The off-heap `Binary` of an object that [`pinning_shape`] took (a
+/// ProcBin, or a SubBits over a BinRef), read and
+/// checked as the general decoder reads and checks it; `None` if the object
+/// pins none after all.
+#[inline]
+pub fn pinned_binary<M: Memory>(
+    mem: &M,
+    layout: &Layout,
+    addr: usize,
+) -> Result<Option<OffHeapBinary>, LayoutError> {
+    let header = mem.word(addr)?;
+    if let Some(rl) = &layout.refc_binary {
+        if header == rl.header && layout.kind_of(header) == Some(Kind::RefcBinary) {
+            return refc_binary(mem, layout, rl, addr).map(Some);
+        }
+    }
+    Ok(boxed_any(mem, layout, addr, Detail::OffHeap)?.binary)
 }
 
 /// The general decoder: every kind, every check, and the reason for a refusal.
@@ -847,11 +920,13 @@ fn binary_pointer<M: Memory>(
     Ok(binary as usize)
 }
 
-/// Reads a `Binary`'s refc and `orig_size`, checking both.
+/// Reads a `Binary`'s refc and `orig_size`, checking both; `holder` is the
+/// handle at whose pointer it was found.
 fn read_binary<M: Memory>(
     mem: &M,
     layout: &Layout,
     binary: usize,
+    holder: usize,
 ) -> Result<OffHeapBinary, LayoutError> {
     let bl = &layout.binary;
     // Other schedulers change the count atomically while this one reads it.
@@ -867,6 +942,8 @@ fn read_binary<M: Memory>(
     Ok(OffHeapBinary {
         addr: binary,
         orig_size: orig_size as u64,
+        refc: refc as u64,
+        holder,
     })
 }
 
@@ -885,7 +962,7 @@ fn refc_binary<M: Memory>(
         rl.binary_word,
         "refc binary with a bad Binary pointer",
     )?;
-    let found = read_binary(mem, layout, binary)?;
+    let found = read_binary(mem, layout, binary, addr)?;
     let data = (binary + layout.binary.data_offset) as u64;
     let orig_size = found.orig_size;
     let end = bytes
@@ -1016,7 +1093,7 @@ fn sub_bits<M: Memory>(
             let binary = match detail {
                 Detail::Words => None,
                 Detail::OffHeap => {
-                    let found = read_binary(mem, layout, binary)?;
+                    let found = read_binary(mem, layout, binary, orig)?;
                     let data = (binary + layout.binary.data_offset) as u128;
                     let capacity_bits = found.orig_size as u128 * 8;
                     // A volatile (writable or once writable) SubBits reads

@@ -12,6 +12,11 @@ pub trait Memory {
     fn shared_word(&self, addr: usize) -> Result<u64, LayoutError> {
         self.word(addr)
     }
+    /// A hint that the word at `addr` will be read soon (a `Binary` a
+    /// ProcBin points to: a cache miss, taken a few objects ahead). Reads
+    /// nothing and may be given any address; by default it does nothing.
+    #[inline(always)]
+    fn prefetch(&self, _addr: usize) {}
     /// Whether `addr` lies in the literal area (module constants,
     /// `persistent_term`, global literals).
     fn is_literal(&self, addr: usize) -> bool;

@@ -1,6 +1,6 @@
 //! A set of visited object addresses: the first few in a small array
-//! searched linearly (a small term's scan allocates nothing), then as bitmaps
-//! over 32 KiB pages.
+//! searched linearly (a small term's scan allocates nothing and sets up no
+//! table), then as bitmaps over 32 KiB pages.
 //!
 //! Objects of one term sit close together (a heap, a literal chunk), so a
 //! walk touches few pages and almost every lookup hits the page it touched
@@ -34,9 +34,17 @@ type Page = [u64; BITS_PER_PAGE / 64];
 const FEW: usize = 24;
 
 pub struct VisitedSet {
-    /// The first addresses marked, while `pages` is empty.
+    /// The first addresses marked, while `paged` is `None`.
     few: [usize; FEW],
     few_len: usize,
+    /// The bitmaps, made when the array is full: a small scan never pays
+    /// for their tables (setting them up cost a small term's scan more than
+    /// its walk).
+    paged: Option<Box<Paged>>,
+}
+
+/// The bitmaps over pages, and the tables that find them.
+struct Paged {
     index: HashMap<usize, usize, RandomState>,
     pages: Vec<Page>,
     /// (page, slot) of pages met lately, by the page's low bits: a walk
@@ -48,7 +56,7 @@ pub struct VisitedSet {
     older: [(usize, usize); RECENT],
 }
 
-/// Entries of [`VisitedSet::recent`] (a power of two).
+/// Entries of [`Paged::recent`] (a power of two).
 const RECENT: usize = 16;
 
 impl Default for VisitedSet {
@@ -58,14 +66,12 @@ impl Default for VisitedSet {
 }
 
 impl VisitedSet {
+    #[inline(always)]
     pub fn new() -> Self {
         VisitedSet {
             few: [0; FEW],
             few_len: 0,
-            index: HashMap::with_hasher(fixed_hasher()),
-            pages: Vec::new(),
-            recent: [(usize::MAX, 0); RECENT],
-            older: [(usize::MAX, 0); RECENT],
+            paged: None,
         }
     }
 
@@ -73,32 +79,87 @@ impl VisitedSet {
     /// is charged to `work` and may end the walk (never the VM).
     ///
     /// Inline: one compare against the recent-page table and a bit test.
-    /// While the set is still the array, no page is recent (the table holds
-    /// a page no address has), so the array is looked at out of line.
+    /// While the set is still the array, it is looked at out of line.
     #[inline(always)]
     pub fn insert(&mut self, addr: usize, work: &mut Work) -> Result<bool, Stop> {
-        let page = addr >> PAGE_SHIFT;
-        let (recent_page, recent_slot) = self.recent[page & (RECENT - 1)];
-        if recent_page == page {
-            return Ok(self.mark(recent_slot, addr));
+        match &mut self.paged {
+            Some(paged) => {
+                let page = addr >> PAGE_SHIFT;
+                let (recent_page, recent_slot) = paged.recent[page & (RECENT - 1)];
+                if recent_page == page {
+                    return Ok(paged.mark(recent_slot, addr));
+                }
+                paged.insert_elsewhere(addr, work)
+            }
+            None => self.insert_few(addr, work),
         }
-        self.insert_elsewhere(addr, work)
     }
 
-    /// [`VisitedSet::insert`] off the recent pages: the array, or another page.
+    /// [`VisitedSet::insert`] while the set is the array.
+    #[inline(never)]
+    fn insert_few(&mut self, addr: usize, work: &mut Work) -> Result<bool, Stop> {
+        if self.few[..self.few_len].contains(&addr) {
+            return Ok(false);
+        }
+        if self.few_len < FEW {
+            self.few[self.few_len] = addr;
+            self.few_len += 1;
+            return Ok(true);
+        }
+        let paged = self.move_to_pages(work)?;
+        paged.insert_elsewhere(addr, work)
+    }
+
+    /// Whether `addr` is marked (no page is switched to).
+    #[inline]
+    pub fn contains(&self, addr: usize) -> bool {
+        let Some(paged) = &self.paged else {
+            return self.few[..self.few_len].contains(&addr);
+        };
+        let page = addr >> PAGE_SHIFT;
+        let (recent_page, recent_slot) = paged.recent[page & (RECENT - 1)];
+        let slot = if page == recent_page {
+            recent_slot
+        } else {
+            match paged.index.get(&page) {
+                Some(&slot) => slot,
+                None => return false,
+            }
+        };
+        let bit = (addr >> WORD_SHIFT) & (BITS_PER_PAGE - 1);
+        paged.pages[slot][bit >> 6] & (1u64 << (bit & 63)) != 0
+    }
+
+    /// Whether nothing is marked.
+    pub fn is_empty(&self) -> bool {
+        self.few_len == 0 && self.paged.is_none()
+    }
+
+    /// The array is full: its addresses go to pages, which keep every
+    /// address from now on.
+    #[cold]
+    fn move_to_pages(&mut self, work: &mut Work) -> Result<&mut Paged, Stop> {
+        work.allocate(std::mem::size_of::<Paged>())?;
+        let paged = self.paged.insert(Box::new(Paged {
+            index: HashMap::with_hasher(fixed_hasher()),
+            pages: Vec::new(),
+            // No page is recent: the table holds a page no address has.
+            recent: [(usize::MAX, 0); RECENT],
+            older: [(usize::MAX, 0); RECENT],
+        }));
+        for &addr in &self.few[..self.few_len] {
+            let slot = paged.slot(addr >> PAGE_SHIFT, work)?;
+            paged.mark(slot, addr);
+        }
+        self.few_len = 0;
+        Ok(paged)
+    }
+}
+
+impl Paged {
+    /// [`VisitedSet::insert`] off the recent pages.
     #[inline(never)]
     fn insert_elsewhere(&mut self, addr: usize, work: &mut Work) -> Result<bool, Stop> {
-        if self.pages.is_empty() {
-            if self.few[..self.few_len].contains(&addr) {
-                return Ok(false);
-            }
-            if self.few_len < FEW {
-                self.few[self.few_len] = addr;
-                self.few_len += 1;
-                return Ok(true);
-            }
-            self.move_to_pages(work)?;
-        }
         let slot = self.slot(addr >> PAGE_SHIFT, work)?;
         Ok(self.mark(slot, addr))
     }
@@ -112,44 +173,6 @@ impl VisitedSet {
         let fresh = *cell & mask == 0;
         *cell |= mask;
         fresh
-    }
-
-    /// Whether `addr` is marked (no page is switched to).
-    #[inline]
-    pub fn contains(&self, addr: usize) -> bool {
-        if self.pages.is_empty() {
-            return self.few[..self.few_len].contains(&addr);
-        }
-        let page = addr >> PAGE_SHIFT;
-        let (recent_page, recent_slot) = self.recent[page & (RECENT - 1)];
-        let slot = if page == recent_page {
-            recent_slot
-        } else {
-            match self.index.get(&page) {
-                Some(&slot) => slot,
-                None => return false,
-            }
-        };
-        let bit = (addr >> WORD_SHIFT) & (BITS_PER_PAGE - 1);
-        self.pages[slot][bit >> 6] & (1u64 << (bit & 63)) != 0
-    }
-
-    /// Whether nothing is marked.
-    pub fn is_empty(&self) -> bool {
-        self.few_len == 0 && self.pages.is_empty()
-    }
-
-    /// The array is full: its addresses go to pages, which keep every
-    /// address from now on.
-    #[cold]
-    fn move_to_pages(&mut self, work: &mut Work) -> Result<(), Stop> {
-        for i in 0..self.few_len {
-            let addr = self.few[i];
-            let slot = self.slot(addr >> PAGE_SHIFT, work)?;
-            self.mark(slot, addr);
-        }
-        self.few_len = 0;
-        Ok(())
     }
 
     /// The slot of `page`'s bitmap, made when new.
@@ -246,8 +269,9 @@ mod tests {
             set.insert(0x100000 + i * 8, &mut Work::unlimited())
                 .unwrap();
         }
-        // Room for the page index, not for a 512-byte page.
-        let mut work = Work::unlimited().with_memory_limit(16 * 17);
+        // Room for the tables and the page index, not for a 512-byte page.
+        let mut work =
+            Work::unlimited().with_memory_limit(std::mem::size_of::<Paged>() as u64 + 16 * 17);
         assert_eq!(set.insert(0x10000, &mut work), Err(Stop::OutOfMemory));
         let mut set = VisitedSet::new();
         for i in 0..FEW {

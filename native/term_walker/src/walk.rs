@@ -22,7 +22,7 @@
 
 use std::collections::HashMap;
 
-use crate::decode::{self, classify, Detail, LayoutError, Object, Shape, Word};
+use crate::decode::{self, classify, Detail, LayoutError, Object, OffHeapBinary, Shape, Word};
 use crate::layout::Layout;
 use crate::memory::Memory;
 use crate::tags::{CONS_WORDS, PRIMARY_BOXED, PRIMARY_LIST, PRIMARY_MASK, WORD_BYTES};
@@ -279,7 +279,9 @@ struct Pending {
     more: Vec<(usize, usize)>,
 }
 
-const PENDING_INLINE: usize = 16;
+/// Eight: zeroing them is a few stores, where sixteen took a call to memset
+/// on every walk.
+const PENDING_INLINE: usize = 8;
 
 impl Pending {
     #[inline(always)]
@@ -354,6 +356,16 @@ trait Visitor {
     fn shape(&mut self, addr: usize, shape: &Shape, work: &mut Work) -> Result<bool, Stop>;
     /// Any other boxed object at `addr`: whether to read its children.
     fn boxed(&mut self, addr: usize, object: &Object, work: &mut Work) -> Result<bool, Stop>;
+    /// A ProcBin or SubBits at `addr` ([`decode::pinning_shape`], walks at
+    /// [`Detail::OffHeap`] only) whose `Binary*` is `binary`, not read yet.
+    /// It has no children.
+    fn pinning(
+        &mut self,
+        addr: usize,
+        shape: &Shape,
+        binary: usize,
+        work: &mut Work,
+    ) -> Result<(), Stop>;
 }
 
 /// A boxed object that is not one of the common shapes, decoded and visited
@@ -367,6 +379,14 @@ fn rare<M: Memory, V: Visitor>(
     work: &mut Work,
     visit: &mut V,
 ) -> Result<(usize, usize), Stop> {
+    // Off the hot path, so that a walk of terms without binaries does not
+    // pay for it.
+    if detail == Detail::OffHeap {
+        if let Some((shape, binary)) = decode::pinning_shape(mem, layout, addr)? {
+            visit.pinning(addr, &shape, binary, work)?;
+            return Ok((0, 0));
+        }
+    }
     let object = decode::boxed_any(mem, layout, addr, detail)?;
     Ok(match visit.boxed(addr, &object, work)? {
         true => (object.children, object.child_count),
@@ -617,6 +637,16 @@ impl Visitor for FlatCount {
     fn boxed(&mut self, _addr: usize, object: &Object, work: &mut Work) -> Result<bool, Stop> {
         self.add(object.flat_words(), work)
     }
+
+    fn pinning(
+        &mut self,
+        addr: usize,
+        shape: &Shape,
+        _binary: usize,
+        work: &mut Work,
+    ) -> Result<(), Stop> {
+        self.shape(addr, shape, work).map(|_| ())
+    }
 }
 
 /// Flat words of `root`, counting every path like `erts_debug:flat_size/1`;
@@ -746,6 +776,7 @@ fn only_immediate_children<M: Memory>(mem: &M, object: &Object) -> Result<bool, 
 /// again (for `term_size`'s flat size; a scan alone needs only whether any is).
 struct ScanVisit<'m, M, const REPEATS: bool> {
     mem: &'m M,
+    layout: &'m Layout,
     /// Work spent, of which `charged` is charged to the allowance already;
     /// `cap` is where the current chunk ends (as in [`FlatCount`]).
     spent: u64,
@@ -757,8 +788,40 @@ struct ScanVisit<'m, M, const REPEATS: bool> {
     /// Off-heap `Binary`s seen: by address, as objects are (they sit close
     /// together in the binary allocator's carriers). Made at the first one:
     /// most terms pin none, and a set costs a small scan its initialisation.
+    /// Only a `Binary` whose count says it has other holders goes in
+    /// ([`ScanVisit::pin`]).
     binaries: Option<VisitedSet>,
+    /// ProcBins and SubBits met for the first time whose `Binary` is
+    /// prefetched and not read yet, oldest at `ahead_first`: the object's
+    /// address, its lowest bit set when its `Binary` is not to be counted
+    /// (a SubBits whose BinRef was met before). The `Binary` is a cache
+    /// miss; read [`READ_AHEAD`] objects later, it has arrived. Made at the
+    /// first (a scan of a term without any sets none up).
+    ahead: Option<Box<[usize; READ_AHEAD]>>,
+    ahead_first: usize,
+    ahead_len: usize,
+    /// OTP ≤ 26 sub-binaries' `Binary`s, one per ProcBin they are slices of
+    /// (`origs`): counted at the end, unless that ProcBin was visited
+    /// itself and counted it ([`ScanVisit::finish`]).
+    origs: Option<VisitedSet>,
+    via_orig: Vec<OffHeapBinary>,
 }
+
+/// The read-ahead ring of a scan, made at its first binary.
+#[cold]
+#[inline(never)]
+fn new_ahead<'a>(
+    ahead: &'a mut Option<Box<[usize; READ_AHEAD]>>,
+    work: &mut Work,
+) -> Result<&'a mut Box<[usize; READ_AHEAD]>, Stop> {
+    work.allocate(std::mem::size_of::<[usize; READ_AHEAD]>())?;
+    Ok(ahead.insert(Box::new([0; READ_AHEAD])))
+}
+
+/// Objects between prefetching a `Binary` and reading it (a power of two):
+/// on the 50k refc binaries of bench/term_size.exs 32 beat 8 clearly and
+/// 64 did not beat 32.
+const READ_AHEAD: usize = 32;
 
 impl<M: Memory, const REPEATS: bool> ScanVisit<'_, M, REPEATS> {
     /// `object` at `addr` was reached again: no descent.
@@ -804,34 +867,145 @@ impl<M: Memory, const REPEATS: bool> ScanVisit<'_, M, REPEATS> {
     }
 
     /// The attached object at `addr` of an object seen for the first time:
-    /// counted once by its own address.
+    /// counted once by its own address. Whether it was new.
     #[inline(always)]
-    fn attached(&mut self, addr: usize, words: u64, work: &mut Work) -> Result<(), Stop> {
+    fn attached(&mut self, addr: usize, words: u64, work: &mut Work) -> Result<bool, Stop> {
         if self.visited.insert(addr, work)? {
             self.spend(words, work)?;
             self.count(addr, words);
+            Ok(true)
         } else {
             // A copy would take it again with this owner.
             self.result.repeats = true;
             self.result.attached_repeat_words += words;
+            Ok(false)
+        }
+    }
+
+    /// The attached object and the off-heap `Binary` of the object at `addr`,
+    /// seen for the first time (rare: OTP 27 BinRefs and FunRefs, refc
+    /// binaries the fast decoder left to the general one).
+    #[cold]
+    #[inline(never)]
+    fn extras(&mut self, addr: usize, object: &Object, work: &mut Work) -> Result<(), Stop> {
+        let mut attached_new = false;
+        if let Some(attached) = object.attached {
+            attached_new = self.attached(attached.addr, attached.words, work)?;
+        }
+        if let Some(binary) = object.binary {
+            if binary.holder == addr {
+                // A ProcBin, met for the first time.
+                self.pin(binary, true, work)?;
+            } else if object.attached.is_some_and(|a| a.addr == binary.holder) {
+                // A SubBits: its BinRef holds the reference.
+                self.pin(binary, attached_new, work)?;
+            } else {
+                self.via_orig(binary, work)?;
+            }
         }
         Ok(())
     }
 
-    /// The attached object and the off-heap `Binary` of an object seen for
-    /// the first time (rare: OTP 27 BinRefs and FunRefs, refc binaries).
+    /// The `Binary` of a ProcBin or BinRef (`binary.holder`) met for the
+    /// first time, when `counts`. Each distinct holder comes here once (the
+    /// holders are deduplicated by address as every object is), so a
+    /// `Binary` only it holds needs no set: one whose count is 1. That is
+    /// exact because, while this NIF runs, the term's holders cannot change
+    /// (the calling process runs the NIF, so nothing moves or frees its
+    /// heap; a literal area it refers to is not freed while it does) and
+    /// each of them holds one reference to its `Binary`, so the count read
+    /// at any moment is at least the number of the term's holders of it:
+    /// other schedulers may only add holders outside the term (a copy of a
+    /// literal at a code purge) or drop their own. A count of 1 is this
+    /// holder alone; anything more may be shared, and goes through the set.
+    #[inline(always)]
+    fn pin(&mut self, binary: OffHeapBinary, counts: bool, work: &mut Work) -> Result<(), Stop> {
+        if !counts {
+            return Ok(());
+        }
+        if binary.refc == 1 || self.insert_binary(binary.addr, work)? {
+            self.result.off_heap_binaries += 1;
+            self.result.off_heap_bytes += binary.orig_size;
+        }
+        Ok(())
+    }
+
+    /// Marks a `Binary` that may have other holders; whether it is new.
     #[cold]
     #[inline(never)]
-    fn extras(&mut self, object: &Object, work: &mut Work) -> Result<(), Stop> {
-        if let Some(attached) = object.attached {
-            self.attached(attached.addr, attached.words, work)?;
+    fn insert_binary(&mut self, addr: usize, work: &mut Work) -> Result<bool, Stop> {
+        self.binaries
+            .get_or_insert_with(VisitedSet::new)
+            .insert(addr, work)
+    }
+
+    /// The `Binary` of an OTP ≤ 26 sub-binary, held by the ProcBin it is a
+    /// slice of (`binary.holder`, never a child): kept, once per ProcBin,
+    /// for [`ScanVisit::finish`].
+    fn via_orig(&mut self, binary: OffHeapBinary, work: &mut Work) -> Result<(), Stop> {
+        if self
+            .origs
+            .get_or_insert_with(VisitedSet::new)
+            .insert(binary.holder, work)?
+        {
+            reserve(&mut self.via_orig, work)?;
+            self.via_orig.push(binary);
         }
-        if let Some(binary) = object.binary {
-            if self
-                .binaries
-                .get_or_insert_with(VisitedSet::new)
-                .insert(binary.addr, work)?
-            {
+        Ok(())
+    }
+
+    /// A ProcBin or SubBits at `addr` met for the first time, whose `Binary`
+    /// is at `binary` (plausible; not read yet): prefetched now, read and
+    /// checked [`READ_AHEAD`] objects later.
+    #[inline(always)]
+    fn read_ahead(
+        &mut self,
+        addr: usize,
+        binary: usize,
+        counts: bool,
+        work: &mut Work,
+    ) -> Result<(), Stop> {
+        self.mem.prefetch(binary + self.layout.binary.refc_offset);
+        if self.ahead_len == READ_AHEAD {
+            self.read_oldest(work)?;
+        }
+        let slot = (self.ahead_first + self.ahead_len) & (READ_AHEAD - 1);
+        let ahead = match &mut self.ahead {
+            Some(ahead) => ahead,
+            None => new_ahead(&mut self.ahead, work)?,
+        };
+        // Objects are word-aligned: the low bit is free.
+        ahead[slot] = addr | usize::from(!counts);
+        self.ahead_len += 1;
+        Ok(())
+    }
+
+    /// Reads and checks the oldest prefetched `Binary`, and counts it.
+    #[inline(never)]
+    fn read_oldest(&mut self, work: &mut Work) -> Result<(), Stop> {
+        let Some(ahead) = &self.ahead else {
+            return Ok(());
+        };
+        let entry = ahead[self.ahead_first];
+        let (addr, counts) = (entry & !1, entry & 1 == 0);
+        self.ahead_first = (self.ahead_first + 1) & (READ_AHEAD - 1);
+        self.ahead_len -= 1;
+        if let Some(binary) = decode::pinned_binary(self.mem, self.layout, addr)? {
+            self.pin(binary, counts, work)?;
+        }
+        Ok(())
+    }
+
+    /// After the traversal: the `Binary`s still to read, then the
+    /// sub-binaries' (each counted unless the ProcBin holding it was
+    /// visited itself, which counted it then).
+    fn finish(&mut self, work: &mut Work) -> Result<(), Stop> {
+        while self.ahead_len > 0 {
+            self.read_oldest(work)?;
+        }
+        for i in 0..self.via_orig.len() {
+            let binary = self.via_orig[i];
+            if !self.visited.contains(binary.holder) && self.insert_binary(binary.addr, work)? {
                 self.result.off_heap_binaries += 1;
                 self.result.off_heap_bytes += binary.orig_size;
             }
@@ -886,9 +1060,34 @@ impl<M: Memory, const REPEATS: bool> Visitor for ScanVisit<'_, M, REPEATS> {
             }
         }
         if object.attached.is_some() || object.binary.is_some() {
-            self.extras(object, work)?;
+            self.extras(addr, object, work)?;
         }
         Ok(true)
+    }
+
+    #[inline(always)]
+    fn pinning(
+        &mut self,
+        addr: usize,
+        shape: &Shape,
+        binary: usize,
+        work: &mut Work,
+    ) -> Result<(), Stop> {
+        if !self.visited.insert(addr, work)? {
+            self.again(&shape.object(), work)?;
+            return Ok(());
+        }
+        self.spend(shape.words, work)?;
+        if self.mem.is_literal(addr) {
+            self.result.literal_words += shape.words;
+        } else {
+            self.result.shared_words += shape.words;
+        }
+        let mut counts = true;
+        if shape.attached != 0 {
+            counts = self.attached(shape.attached, shape.attached_words, work)?;
+        }
+        self.read_ahead(addr, binary, counts, work)
     }
 }
 
@@ -901,6 +1100,7 @@ fn scan_with_repeats<M: Memory, const REPEATS: bool>(
 ) -> Result<(Scan, Repeats), Stop> {
     let mut visit = ScanVisit::<M, REPEATS> {
         mem,
+        layout,
         spent: 0,
         charged: 0,
         cap: work.remaining,
@@ -908,8 +1108,14 @@ fn scan_with_repeats<M: Memory, const REPEATS: bool>(
         repeats: Repeats::default(),
         visited: VisitedSet::new(),
         binaries: None,
+        ahead: None,
+        ahead_first: 0,
+        ahead_len: 0,
+        origs: None,
+        via_orig: Vec::new(),
     };
     traverse(mem, layout, root, detail, work, &mut visit)?;
+    visit.finish(work)?;
     work.next_chunk_or_drain(visit.spent - visit.charged);
     Ok((visit.result, visit.repeats))
 }

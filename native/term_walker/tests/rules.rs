@@ -255,7 +255,9 @@ fn refc_binaries_are_six_words_and_pin_their_binary_once() {
     let (flat, found) = measure(&h, b);
     assert_eq!(flat, 6);
     assert_eq!((found.off_heap_binaries, found.off_heap_bytes), (1, 1000));
-    // Two ProcBins over one Binary: one binary, counted once.
+    // Two ProcBins over one Binary: one binary, counted once. The VM counts
+    // one reference per ProcBin.
+    h.poke_off_heap(bin + 8, 2);
     let other = h.proc_bin(bin, 500, 500);
     let pair = h.tuple(&[b, other, b]);
     let (flat, found) = measure(&h, pair);
@@ -276,6 +278,83 @@ fn refc_binaries_are_six_words_and_pin_their_binary_once() {
         refused_off_heap(&h, dead_ref),
         "Binary with a bad refc or size"
     );
+}
+
+#[test]
+fn a_binary_with_one_reference_is_counted_by_its_procbin_without_the_set() {
+    let mut h = TestHeap::new();
+    let bin = h.off_heap_binary(1000);
+    let b = h.proc_bin(bin, 1000, 0);
+    // The one ProcBin reached three times: one object, one binary.
+    let thrice = h.tuple(&[b, b, b]);
+    let found = measure(&h, thrice).1;
+    assert_eq!((found.off_heap_binaries, found.off_heap_bytes), (1, 1000));
+    // Its slices, before and after it and without it: the Binary once.
+    let s1 = h.sub_binary(b, 100, 1, 0, 0);
+    let s2 = h.sub_binary(b, 10, 5, 0, 0);
+    for items in [
+        vec![s1, b, s2],
+        vec![b, s1, s2],
+        vec![s1, s2],
+        vec![s2, s1, b, s1],
+    ] {
+        let t = h.tuple(&items);
+        let found = measure(&h, t).1;
+        assert_eq!((found.off_heap_binaries, found.off_heap_bytes), (1, 1000));
+    }
+    // The count is what says there is no other holder: two ProcBins over a
+    // Binary whose count says 1 (a state the VM never makes) count it twice,
+    // which shows that a count of 1 is never looked up in the set.
+    let other = h.proc_bin(bin, 500, 500);
+    let lying = h.tuple(&[b, other]);
+    assert_eq!(measure(&h, lying).1.off_heap_binaries, 2);
+    // With the count the VM keeps (2), once, and a slice of either changes
+    // nothing.
+    h.poke_off_heap(bin + 8, 2);
+    let s3 = h.sub_binary(other, 10, 0, 0, 0);
+    for items in [
+        vec![b, other],
+        vec![s3, b],
+        vec![s1, s3],
+        vec![s3, other, b, s1],
+    ] {
+        let t = h.tuple(&items);
+        let found = measure(&h, t).1;
+        assert_eq!((found.off_heap_binaries, found.off_heap_bytes), (1, 1000));
+    }
+}
+
+#[test]
+fn binaries_read_ahead_are_all_counted_and_checked() {
+    // More ProcBins than the walk keeps prefetched, some sharing a Binary
+    // (count 3), some each their own: every one counted, each Binary once.
+    let mut h = TestHeap::new();
+    let shared = h.off_heap_binary(64);
+    h.poke_off_heap(shared + 8, 3);
+    let mut items = Vec::new();
+    let mut bytes = 64;
+    for i in 0..100u64 {
+        if i % 40 == 7 {
+            items.push(h.proc_bin(shared, 64, 0));
+        } else {
+            let own = h.off_heap_binary(100 + i);
+            bytes += 100 + i;
+            items.push(h.proc_bin(own, 100 + i, 0));
+        }
+    }
+    let list = h.list(&items);
+    let found = measure(&h, list).1;
+    assert_eq!((found.off_heap_binaries, found.off_heap_bytes), (98, bytes));
+    // A bad Binary is refused wherever it is: read when the prefetched ones
+    // overflow (first), or at the end (last).
+    for at in [0, 99] {
+        let dead = h.off_heap_binary(10);
+        h.poke_off_heap(dead + 8, 0);
+        let mut with_dead = items.clone();
+        with_dead[at] = h.proc_bin(dead, 10, 0);
+        let list = h.list(&with_dead);
+        assert_eq!(refused_off_heap(&h, list), "Binary with a bad refc or size");
+    }
 }
 
 #[test]

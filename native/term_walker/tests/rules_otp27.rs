@@ -115,7 +115,8 @@ fn sub_bits_sharing_one_bin_ref_count_it_once_except_in_size_1() {
     assert_eq!(sizes(&h, same), (19, 11, 0, 11));
     assert_eq!(measure(&h, same).1.attached_repeat_words, 0);
     // Two BinRefs over one Binary (a copy from another process): both count,
-    // the Binary once.
+    // the Binary once. The VM counts one reference per BinRef.
+    h.poke_off_heap(binary + 16, 2);
     let other_br = h.bin_ref(binary);
     let other = h.sub_bits(other_br, binary, 0, 8000, 0);
     let copies = h.tuple(&[whole, other]);
@@ -125,6 +126,36 @@ fn sub_bits_sharing_one_bin_ref_count_it_once_except_in_size_1() {
         (19, 19, 19)
     );
     assert_eq!((found.off_heap_binaries, found.off_heap_bytes), (1, 1000));
+}
+
+#[test]
+fn sub_bits_read_ahead_count_each_binary_once() {
+    // More SubBits than the walk keeps prefetched: slices sharing one
+    // BinRef (count 1), copies with their own BinRefs over one Binary
+    // (count 3), and whole binaries of their own.
+    let mut h = TestHeap::new();
+    let one = h.binary27(500);
+    let one_br = h.bin_ref(one);
+    let three = h.binary27(300);
+    h.poke_off_heap(three + 16, 3);
+    let mut items = Vec::new();
+    let mut bytes = 500 + 300;
+    for i in 0..90u64 {
+        items.push(match i % 30 {
+            3 => h.sub_bits(one_br, one, 8 * i, 8 * i + 8, 0),
+            5 => {
+                let br = h.bin_ref(three);
+                h.sub_bits(br, three, 0, 800, 0)
+            }
+            _ => {
+                bytes += 10 + i;
+                h.off_heap_bits(10 + i).0
+            }
+        });
+    }
+    let list = h.list(&items);
+    let found = measure(&h, list).1;
+    assert_eq!((found.off_heap_binaries, found.off_heap_bytes), (86, bytes));
 }
 
 #[test]
