@@ -50,7 +50,7 @@
 //! jump pointer and topological order. [`Breakdown::peak_bytes`] reports the
 //! most these arrays held at once (growth slack aside, as for the graph).
 
-use crate::decode::{self, classify, Detail, LayoutError, Object, Word};
+use crate::decode::{self, classify, Detail, LayoutError, Object, Shape, Word};
 use crate::layout::{Kind, Layout};
 use crate::memory::Memory;
 use crate::tags::*;
@@ -1838,6 +1838,10 @@ const KEEP_FLOOR: u64 = 256;
 /// ([`TreeSizes::small`]).
 const SMALL_POSITIONS: usize = 16;
 
+/// Slots an object may have for the tree pass to close it without a frame
+/// when all of them are immediates.
+const LEAF_SLOTS: usize = 4;
+
 /// How the tree pass goes on with a frame.
 #[derive(Clone, Copy)]
 enum Walk {
@@ -1852,6 +1856,22 @@ enum Walk {
     Head(usize),
     Tail(usize),
     End,
+}
+
+/// What the list spine does with a head that is not an immediate
+/// ([`TreePass::leaf_head`]).
+enum Head {
+    /// Closed already; what it retains.
+    Closed(Retained),
+    /// Met before: sharing.
+    Shared,
+    /// A position to keep: closed by [`TreePass::close`].
+    Kept(Frame),
+    /// A boxed object marked and counted as a node, to go on with
+    /// ([`TreePass::enter_boxed`]), and its shape.
+    Object(usize, Option<Shape>),
+    /// Anything else (a list, a literal): entered from the start.
+    Other,
 }
 
 /// Its cons children are hashmap leaves `[K | V]`.
@@ -2039,14 +2059,21 @@ impl<'a, M: Memory> TreePass<'a, M> {
         Ok(true)
     }
 
-    /// Whether all of a small object's slots are immediates.
+    /// Whether all of a small object's slots (`count` words at
+    /// `children`) are immediates: past [`LEAF_SLOTS`] slots it is not
+    /// looked at (`false`), as the slots are read again from its frame.
     #[inline(always)]
-    fn no_pointers(&self, object: &Object) -> Result<bool, Stop> {
-        for k in 0..object.child_count {
-            let at = object.children + k * WORD_BYTES;
-            if classify(self.mem.word(at)?, at)? != Word::Immediate {
+    fn no_pointers(&self, children: usize, count: usize) -> Result<bool, Stop> {
+        if count > LEAF_SLOTS {
+            return Ok(false);
+        }
+        for k in 0..count {
+            let at = children + k * WORD_BYTES;
+            let word = self.mem.word(at)?;
+            if !decode::is_immediate(word) {
                 return Ok(false);
             }
+            decode::check_immediate(word, at)?;
         }
         Ok(true)
     }
@@ -2144,7 +2171,78 @@ impl<'a, M: Memory> TreePass<'a, M> {
             };
             return self.push_frame(frame, budget).map(|_| true);
         }
-        let object = decode::boxed(self.mem, self.layout, addr, Detail::OffHeap)?;
+        let shape = decode::shape(self.mem, self.layout, addr, Detail::OffHeap)?;
+        self.enter_boxed(addr, shape, depth, in_hashmap, budget)
+    }
+
+    /// Goes on with the boxed object at `addr`, marked and counted as a
+    /// node already, and its [`decode::shape`] (`None`: not a common
+    /// object, decoded here by the general decoder).
+    #[inline(always)]
+    fn enter_boxed(
+        &mut self,
+        addr: usize,
+        shape: Option<Shape>,
+        depth: u32,
+        in_hashmap: bool,
+        budget: &mut Budget,
+    ) -> Result<bool, Stop> {
+        // A shape with an attached part (never at `Detail::OffHeap`) goes
+        // the general way, which counts that part.
+        let Some(shape) = shape.filter(|s| s.attached == 0) else {
+            return self.enter_object(addr, depth, in_hashmap, budget);
+        };
+        budget.spend(shape.words)?;
+        let sum = Retained {
+            words: shape.words,
+            off_heap_bytes: 0,
+            objects: 1,
+        };
+        self.running += sum.bytes();
+        let flags = Self::flags(in_hashmap, shape.hashmap_node);
+        let frame = Frame {
+            walk: Walk::Slots {
+                next: shape.children,
+                end: shape.children + shape.child_count * WORD_BYTES,
+            },
+            sum,
+            addr,
+            depth,
+            flags,
+        };
+        if self.no_pointers(shape.children, shape.child_count)? {
+            // Nothing below it: closed at once, without a frame.
+            self.close(frame, None, budget)?;
+            return Ok(true);
+        }
+        self.push_frame(frame, budget).map(|_| true)
+    }
+
+    /// A frame's flags: a boxed child of a hashmap node is an inner or
+    /// collision node, part of the map, not a position.
+    #[inline(always)]
+    fn flags(in_hashmap: bool, hashmap_node: bool) -> u8 {
+        if in_hashmap {
+            HASHMAP
+        } else if hashmap_node {
+            HASHMAP | POSITION
+        } else {
+            POSITION
+        }
+    }
+
+    /// [`TreePass::enter_boxed`] for an object that is not a common shape
+    /// (binaries that pin off-heap data, funs, bignums, ...), out of the hot
+    /// loop.
+    #[inline(never)]
+    fn enter_object(
+        &mut self,
+        addr: usize,
+        depth: u32,
+        in_hashmap: bool,
+        budget: &mut Budget,
+    ) -> Result<bool, Stop> {
+        let object = decode::boxed_any(self.mem, self.layout, addr, Detail::OffHeap)?;
         budget.spend(object.words)?;
         let mut sum = Retained {
             words: object.words,
@@ -2174,15 +2272,7 @@ impl<'a, M: Memory> TreePass<'a, M> {
             sum.off_heap_bytes += binary.orig_size;
         }
         self.running += sum.bytes();
-        // A boxed child of a hashmap node is an inner or collision node: part
-        // of the map, not a position.
-        let flags = if in_hashmap {
-            HASHMAP
-        } else if object.hashmap_node {
-            HASHMAP | POSITION
-        } else {
-            POSITION
-        };
+        let flags = Self::flags(in_hashmap, object.hashmap_node);
         let walk = Walk::Slots {
             next: object.children,
             end: object.children + object.child_count * WORD_BYTES,
@@ -2194,7 +2284,7 @@ impl<'a, M: Memory> TreePass<'a, M> {
             depth,
             flags,
         };
-        if object.child_count <= 4 && self.no_pointers(&object)? {
+        if self.no_pointers(object.children, object.child_count)? {
             // Nothing below it: closed at once, without a frame.
             self.close(frame, None, budget)?;
             return Ok(true);
@@ -2235,10 +2325,7 @@ impl<'a, M: Memory> TreePass<'a, M> {
         list: Option<ListState>,
         budget: &mut Budget,
     ) -> Result<(), Stop> {
-        if self.running >= self.bar_running.saturating_mul(2) {
-            self.bar_running = self.running;
-            self.bar = keep_bar(self.running, self.settings.min_share);
-        }
+        self.raise_bar();
         let root = self.frames.is_empty();
         let keep = root
             || (f.flags & POSITION != 0
@@ -2311,51 +2398,171 @@ impl<'a, M: Memory> TreePass<'a, M> {
         Ok(())
     }
 
-    /// Closes the element at `cell` of the list on top and moves along its
-    /// spine. `Ok(false)`: sharing.
+    /// Reads the list on top along its spine from `cell`, whose cell is
+    /// counted: from its head when `head` (`Walk::Head`), else from its
+    /// tail (`Walk::Tail`: the head was entered and closed). One loop with
+    /// the list's state in locals while the elements need no frame: heads
+    /// that are immediates, and heads that are common objects whose slots
+    /// are all immediates and that the search cannot ask for (closed here
+    /// as [`TreePass::close`] would, without a frame). It stops at a head
+    /// that needs more (entered, the list waiting at `Walk::Tail`), or at
+    /// the end of the list (`Walk::End`, its last tail entered when it is
+    /// not `[]`). `Ok(false)`: sharing.
     #[inline(always)]
-    fn next_cell(&mut self, cell: usize, budget: &mut Budget) -> Result<bool, Stop> {
-        let list = self.lists.last_mut().expect("a list state");
-        list.elements.add(list.elem);
-        list.len += 1;
-        if list.len.is_multiple_of(RUN_BLOCK) {
-            let elements = list.elements;
-            budget.room(&mut self.blocks)?;
-            self.blocks.push(elements);
-            self.most[3] = self.most[3].max(self.blocks.len());
+    fn spine(&mut self, mut cell: usize, head: bool, budget: &mut Budget) -> Result<bool, Stop> {
+        let depth = self.frames.last().expect("a list frame").depth + 1;
+        let mut list = *self.lists.last().expect("a list state");
+        // What the list's frame gains here: cells, and heads closed here.
+        let mut gained = Retained::default();
+        let mut read_head = head;
+        loop {
+            if read_head {
+                let term = self.mem.word(cell)?;
+                if decode::is_immediate(term) {
+                    decode::check_immediate(term, cell)?;
+                } else {
+                    match self.leaf_head(term, cell, depth, budget)? {
+                        Head::Closed(sum) => {
+                            list.elem.add(sum);
+                            gained.add(sum);
+                        }
+                        Head::Shared => return Ok(false),
+                        other => {
+                            // The list waits at this cell for its head.
+                            *self.lists.last_mut().expect("a list state") = list;
+                            let top = self.frames.last_mut().expect("a list frame");
+                            top.sum.add(gained);
+                            top.walk = Walk::Tail(cell);
+                            return match other {
+                                Head::Object(addr, shape) => {
+                                    self.enter_boxed(addr, shape, depth, false, budget)
+                                }
+                                Head::Kept(frame) => self.close(frame, None, budget).map(|_| true),
+                                _ => self.enter(term, cell, depth, false, budget),
+                            };
+                        }
+                    }
+                }
+            }
+            read_head = true;
+            // The element at `cell` is complete.
+            list.elements.add(list.elem);
+            list.len += 1;
+            let block_ends = list.len.is_multiple_of(RUN_BLOCK);
+            if block_ends {
+                budget.room(&mut self.blocks)?;
+                self.blocks.push(list.elements);
+                self.most[3] = self.most[3].max(self.blocks.len());
+            }
+            let tail_at = cell + WORD_BYTES;
+            let tail = self.mem.word(tail_at)?;
+            if tail & PRIMARY_MASK == PRIMARY_LIST {
+                let Word::List(next) = classify(tail, tail_at)? else {
+                    return Err(Stop::Layout(LayoutError::new(
+                        "term word of an unexpected tag",
+                        tail_at,
+                        tail,
+                    )));
+                };
+                // A literal tail weighs nothing and is no element: entered
+                // below, as the end of the list.
+                if !self.mem.is_literal(next) {
+                    if !self.visited.insert(next, &mut budget.work)? {
+                        return Ok(false);
+                    }
+                    self.node(next)?;
+                    budget.spend(CONS_WORDS)?;
+                    self.running += CELL.bytes();
+                    gained.add(CELL);
+                    list.elem = CELL;
+                    if block_ends {
+                        budget.room(&mut self.starts)?;
+                        self.starts.push(next);
+                        self.most[2] = self.most[2].max(self.starts.len());
+                    }
+                    cell = next;
+                    continue;
+                }
+            }
+            *self.lists.last_mut().expect("a list state") = list;
+            let top = self.frames.last_mut().expect("a list frame");
+            top.sum.add(gained);
+            top.walk = Walk::End;
+            return match classify(tail, tail_at)? {
+                Word::Immediate => Ok(true),
+                // An improper tail: the list's, no element's.
+                Word::Boxed(_) => self.enter(tail, tail_at, depth, false, budget),
+                Word::List(_) => self.enter(tail, tail_at, 0, false, budget),
+            };
         }
-        let tail_at = cell + WORD_BYTES;
-        let tail = self.mem.word(tail_at)?;
-        let top = self.frames.last_mut().expect("a list frame");
-        top.walk = Walk::End;
-        let depth = top.depth + 1;
-        match classify(tail, tail_at)? {
-            Word::Immediate => Ok(true),
-            // An improper tail: the list's, no element's.
-            Word::Boxed(_) => self.enter(tail, tail_at, depth, false, budget),
-            // A literal tail weighs nothing and is no element.
-            Word::List(next) if self.mem.is_literal(next) => {
-                self.enter(tail, tail_at, 0, false, budget)
+    }
+
+    /// A list head `term` (read at `cell`, not an immediate) at `depth`:
+    /// closed here when it is a common object whose slots are all
+    /// immediates and that is no position the search may ask for (marked,
+    /// counted, and noted as a small term's position, as
+    /// [`TreePass::close`] would); otherwise what the spine must do with it.
+    #[inline(always)]
+    fn leaf_head(
+        &mut self,
+        term: u64,
+        cell: usize,
+        depth: u32,
+        budget: &mut Budget,
+    ) -> Result<Head, Stop> {
+        if term & PRIMARY_MASK != PRIMARY_BOXED {
+            return Ok(Head::Other);
+        }
+        let Word::Boxed(addr) = classify(term, cell)? else {
+            return Ok(Head::Other);
+        };
+        if self.mem.is_literal(addr) {
+            return Ok(Head::Other);
+        }
+        if !self.visited.insert(addr, &mut budget.work)? {
+            return Ok(Head::Shared);
+        }
+        self.node(addr)?;
+        let shape = match decode::shape(self.mem, self.layout, addr, Detail::OffHeap)? {
+            Some(shape)
+                if shape.attached == 0
+                    && !shape.hashmap_node
+                    && self.no_pointers(shape.children, shape.child_count)? =>
+            {
+                shape
             }
-            Word::List(next) => {
-                if !self.visited.insert(next, &mut budget.work)? {
-                    return Ok(false);
-                }
-                self.node(next)?;
-                budget.spend(2)?;
-                self.running += 2 * WORD_BYTES as u64;
-                let top = self.frames.last_mut().expect("a list frame");
-                top.walk = Walk::Head(next);
-                top.sum.add(CELL);
-                let list = self.lists.last_mut().expect("a list state");
-                list.elem = CELL;
-                if list.len.is_multiple_of(RUN_BLOCK) {
-                    budget.room(&mut self.starts)?;
-                    self.starts.push(next);
-                    self.most[2] = self.most[2].max(self.starts.len());
-                }
-                Ok(true)
-            }
+            shape => return Ok(Head::Object(addr, shape)),
+        };
+        budget.spend(shape.words)?;
+        let sum = Retained {
+            words: shape.words,
+            off_heap_bytes: 0,
+            objects: 1,
+        };
+        self.running += sum.bytes();
+        self.raise_bar();
+        if depth as usize <= self.settings.max_depth.saturating_add(1) && sum.bytes() >= self.bar {
+            // Kept: closed the general way.
+            return Ok(Head::Kept(Frame {
+                walk: Walk::End,
+                sum,
+                addr,
+                depth,
+                flags: POSITION,
+            }));
+        }
+        if self.kept.every_position {
+            self.note_small(addr, sum);
+        }
+        Ok(Head::Closed(sum))
+    }
+
+    /// Takes [`keep_bar`] again once the bytes counted have doubled.
+    #[inline(always)]
+    fn raise_bar(&mut self) {
+        if self.running >= self.bar_running.saturating_mul(2) {
+            self.bar_running = self.running;
+            self.bar = keep_bar(self.running, self.settings.min_share);
         }
     }
 
@@ -2396,24 +2603,8 @@ impl<'a, M: Memory> TreePass<'a, M> {
                     let hashmap = top.flags & HASHMAP != 0;
                     self.enter(term, next, depth, hashmap, budget)?
                 }
-                Walk::Head(mut cell) => loop {
-                    // Along the spine while the heads are immediates.
-                    let term = self.mem.word(cell)?;
-                    if classify(term, cell)? != Word::Immediate {
-                        let top = self.frames.last_mut().expect("a list frame");
-                        top.walk = Walk::Tail(cell);
-                        let depth = top.depth + 1;
-                        break self.enter(term, cell, depth, false, budget)?;
-                    }
-                    if !self.next_cell(cell, budget)? {
-                        break false;
-                    }
-                    match self.frames.last().map(|top| top.walk) {
-                        Some(Walk::Head(next)) => cell = next,
-                        _ => break true,
-                    }
-                },
-                Walk::Tail(cell) => self.next_cell(cell, budget)?,
+                Walk::Head(cell) => self.spine(cell, true, budget)?,
+                Walk::Tail(cell) => self.spine(cell, false, budget)?,
                 Walk::Slots { .. } | Walk::End => {
                     self.finish(budget)?;
                     true
