@@ -961,6 +961,8 @@ fn lca(idom: &[u32], level: &[u32], jump: &[u32], a: u32, b: u32) -> u32 {
 struct ListInfo {
     len: u64,
     in_tree: bool,
+    /// The first cell: the tree pass's arrays start at block 1.
+    first: usize,
     starts: u32,
     blocks: u32,
 }
@@ -1329,6 +1331,7 @@ impl<'a, M: Memory> Searcher<'a, M> {
             let info = ListInfo {
                 len: kept.len,
                 in_tree: true,
+                first: at,
                 starts: kept.starts,
                 blocks: kept.blocks,
             };
@@ -1338,6 +1341,7 @@ impl<'a, M: Memory> Searcher<'a, M> {
         let mut info = ListInfo {
             len: 0,
             in_tree: false,
+            first: at,
             starts: self.starts.len() as u32,
             blocks: self.blocks.len() as u32,
         };
@@ -1423,7 +1427,9 @@ impl<'a, M: Memory> Searcher<'a, M> {
     fn start(&self, list: usize, j: usize) -> (usize, u32) {
         let info = self.lists[list];
         match self.tree {
-            Some(tree) if info.in_tree => tree.starts[info.starts as usize + j],
+            // The tree pass keeps no start for block 0: the first cell.
+            Some(_) if info.in_tree && j == 0 => (info.first, 0),
+            Some(tree) if info.in_tree => (tree.starts[info.starts as usize + j - 1], 0),
             _ => self.starts[info.starts as usize + j],
         }
     }
@@ -1433,7 +1439,9 @@ impl<'a, M: Memory> Searcher<'a, M> {
     fn block(&self, list: usize, j: usize) -> Retained {
         let info = self.lists[list];
         match self.tree {
-            Some(tree) if info.in_tree => tree.blocks[info.blocks as usize + j],
+            // Nor the sum of no elements.
+            Some(_) if info.in_tree && j == 0 => Retained::default(),
+            Some(tree) if info.in_tree => tree.blocks[info.blocks as usize + j - 1],
             _ => self.blocks[info.blocks as usize + j],
         }
     }
@@ -1660,6 +1668,7 @@ fn run_breakdown<M: Memory>(
         lists: SmallVec::new(ListInfo {
             len: 0,
             in_tree: false,
+            first: 0,
             starts: 0,
             blocks: 0,
         }),
@@ -1751,6 +1760,32 @@ fn run_breakdown<M: Memory>(
     })
 }
 
+/// Moves the entries `from..` of a working array `working` to the end of
+/// `kept`: the whole array when `kept` is empty and they are all of it (no
+/// copy), otherwise copied, within the memory limit.
+fn keep_tail<T: Copy>(
+    kept: &mut Vec<T>,
+    working: &mut Vec<T>,
+    from: u32,
+    budget: &mut Budget,
+) -> Result<(), Stop> {
+    let from = from as usize;
+    if kept.is_empty() && from == 0 {
+        std::mem::swap(kept, working);
+        return Ok(());
+    }
+    let n = working.len() - from;
+    if kept.capacity() - kept.len() < n {
+        let extra = n.max(kept.capacity());
+        budget
+            .work
+            .allocate(extra.saturating_mul(std::mem::size_of::<T>()))?;
+        kept.try_reserve(extra).map_err(|_| Stop::OutOfMemory)?;
+    }
+    kept.extend_from_slice(&working[from..]);
+    Ok(())
+}
+
 /// A list the tree pass kept: its length and where its block starts and
 /// block sums are in [`TreeSizes`].
 #[derive(Clone, Copy)]
@@ -1775,11 +1810,12 @@ struct TreeSizes {
     lists: AddrMap<KeptList>,
     /// Kept hashmaps none of whose values was kept.
     bare_maps: AddrSet,
-    /// Per kept list, the cell that starts each block of ten elements (and
-    /// node 0: a tree has no node indices).
-    starts: Vec<(usize, u32)>,
-    /// Per kept list, what elements `0..10 * j` retain (`len / 10 + 2`
-    /// entries at most, the last block partial).
+    /// Per kept list, the cell that starts each block of ten elements after
+    /// the first (block 0 starts at the list's first cell; a tree has no
+    /// node indices).
+    starts: Vec<usize>,
+    /// Per kept list, what elements `0..10 * j` retain for `j >= 1`
+    /// (`len / 10 + 1` entries at most, the last block partial).
     blocks: Vec<Retained>,
     /// The first [`SMALL_POSITIONS`] positions closed (but the root), by
     /// address, whatever they retain, and whether that is all of them: for
@@ -1901,8 +1937,6 @@ struct ListState {
     elem: Retained,
     elements: Retained,
     len: u64,
-    /// Its first cell (the start of block 0).
-    first: usize,
     /// Where the starts of its blocks 1.. and the sums of elements
     /// `0..10 * j` (`j` >= 1) begin in the pass's working arrays: a list of
     /// fewer than ten elements puts nothing there.
@@ -2051,7 +2085,6 @@ impl<'a, M: Memory> TreePass<'a, M> {
             elem: CELL,
             elements: sum,
             len,
-            first: addr,
             starts_from: self.starts.len() as u32,
             blocks_from: self.blocks.len() as u32,
         };
@@ -2155,7 +2188,6 @@ impl<'a, M: Memory> TreePass<'a, M> {
                 elem: CELL,
                 elements: Retained::default(),
                 len: 0,
-                first: addr,
                 starts_from: self.starts.len() as u32,
                 blocks_from: self.blocks.len() as u32,
             };
@@ -2360,18 +2392,10 @@ impl<'a, M: Memory> TreePass<'a, M> {
                     starts: self.kept.starts.len() as u32,
                     blocks: self.kept.blocks.len() as u32,
                 };
-                budget.room(&mut self.kept.starts)?;
-                self.kept.starts.push((list.first, 0));
-                for i in list.starts_from as usize..self.starts.len() {
-                    budget.room(&mut self.kept.starts)?;
-                    self.kept.starts.push((self.starts[i], 0));
-                }
-                budget.room(&mut self.kept.blocks)?;
-                self.kept.blocks.push(Retained::default());
-                for i in list.blocks_from as usize..self.blocks.len() {
-                    budget.room(&mut self.kept.blocks)?;
-                    self.kept.blocks.push(self.blocks[i]);
-                }
+                // The first list kept with nothing under it takes the
+                // working arrays whole (a long list's are large).
+                keep_tail(&mut self.kept.starts, &mut self.starts, list.starts_from, budget)?;
+                keep_tail(&mut self.kept.blocks, &mut self.blocks, list.blocks_from, budget)?;
                 if !list.len.is_multiple_of(RUN_BLOCK) {
                     // The last block, partial.
                     budget.room(&mut self.kept.blocks)?;
@@ -2621,7 +2645,7 @@ impl<'a, M: Memory> TreePass<'a, M> {
         k.peak_bytes = (frames * std::mem::size_of::<Frame>()
             + lists * std::mem::size_of::<ListState>()
             + starts * std::mem::size_of::<usize>()
-            + k.starts.len() * std::mem::size_of::<(usize, u32)>()
+            + k.starts.len() * std::mem::size_of::<usize>()
             + (blocks + k.blocks.len()) * std::mem::size_of::<Retained>()
             + k.values.len() * (std::mem::size_of::<(usize, Retained)>() + 1)
             + k.lists.len() * (std::mem::size_of::<(usize, KeptList)>() + 1)
