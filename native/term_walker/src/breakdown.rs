@@ -1901,11 +1901,10 @@ enum Head {
     Closed(Retained),
     /// Met before: sharing.
     Shared,
-    /// A position to keep: closed by [`TreePass::close`].
-    Kept(Frame),
     /// A boxed object marked and counted as a node, to go on with
-    /// ([`TreePass::enter_boxed`]), and its shape.
-    Object(usize, Option<Shape>),
+    /// ([`TreePass::enter_boxed`]), its shape, and whether
+    /// [`TreePass::flat_slots`] said no to it already.
+    Object(usize, Option<Shape>, bool),
     /// Anything else (a list, a literal): entered from the start.
     Other,
 }
@@ -2049,6 +2048,161 @@ impl<'a, M: Memory> TreePass<'a, M> {
         }
     }
 
+    /// Marks and counts the cells after the first of a list at `addr`
+    /// that [`TreePass::short_flat_list`] measured: its length, `None` for
+    /// sharing.
+    #[inline(always)]
+    fn count_short_list_tail(
+        &mut self,
+        addr: usize,
+        budget: &mut Budget,
+    ) -> Result<Option<u64>, Stop> {
+        let (mut cell, mut len) = (addr, 1);
+        loop {
+            let tail = self.mem.word(cell + WORD_BYTES)?;
+            if tail & PRIMARY_MASK != PRIMARY_LIST {
+                return Ok(Some(len));
+            }
+            let next = (tail & POINTER_MASK) as usize;
+            if !self.visited.insert(next, &mut budget.work)? {
+                return Ok(None);
+            }
+            self.node(next)?;
+            budget.spend(CONS_WORDS)?;
+            self.running += CELL.bytes();
+            cell = next;
+            len += 1;
+        }
+    }
+
+    /// What the slots of a plain position object (`count` words at
+    /// `children`) retain together when each is an immediate, a common
+    /// object none of whose own slots points anywhere, or a list
+    /// [`TreePass::short_flat_list`] measures, none of them a literal (no
+    /// objects: all are immediates). Each such child retains under
+    /// [`KEEP_FLOOR`] bytes, so it is never kept, and the object can be
+    /// closed at once ([`TreePass::count_slots`] counts them). Only reads;
+    /// `None` for anything else, and past [`LEAF_SLOTS`] slots.
+    #[inline(always)]
+    fn flat_slots(&self, children: usize, count: usize) -> Result<Option<Retained>, Stop> {
+        if self.no_pointers(children, count)? {
+            return Ok(Some(Retained::default()));
+        }
+        self.pointing_slots(children, count)
+    }
+
+    /// [`TreePass::flat_slots`] when some slot points (or there are more
+    /// than [`LEAF_SLOTS`]), out of line.
+    #[inline(never)]
+    fn pointing_slots(&self, children: usize, count: usize) -> Result<Option<Retained>, Stop> {
+        if count > LEAF_SLOTS {
+            return Ok(None);
+        }
+        // A flatmap (a struct, a record's map) never qualifies: said
+        // before anything is decoded.
+        for k in 0..count {
+            let at = children + k * WORD_BYTES;
+            if let Word::Boxed(addr) = classify(self.mem.word(at)?, at)? {
+                if self.mem.word(addr)? == self.layout.flatmap_header {
+                    return Ok(None);
+                }
+            }
+        }
+        let mut below = Retained::default();
+        for k in 0..count {
+            let at = children + k * WORD_BYTES;
+            let word = self.mem.word(at)?;
+            if decode::is_immediate(word) {
+                decode::check_immediate(word, at)?;
+                continue;
+            }
+            let sum = match classify(word, at)? {
+                Word::Boxed(addr) if !self.mem.is_literal(addr) => {
+                    match decode::shape(self.mem, self.layout, addr, Detail::OffHeap)? {
+                        Some(shape)
+                            if shape.attached == 0
+                                && !shape.hashmap_node
+                                && self.no_pointers(shape.children, shape.child_count)? =>
+                        {
+                            Retained {
+                                words: shape.words,
+                                off_heap_bytes: 0,
+                                objects: 1,
+                            }
+                        }
+                        _ => return Ok(None),
+                    }
+                }
+                Word::List(addr) if !self.mem.is_literal(addr) => match self.short_flat_list(addr)? {
+                    Some(len) => Retained {
+                        words: CELL.words * len,
+                        off_heap_bytes: 0,
+                        objects: len,
+                    },
+                    None => return Ok(None),
+                },
+                _ => return Ok(None),
+            };
+            if sum.bytes() >= KEEP_FLOOR {
+                return Ok(None);
+            }
+            below.add(sum);
+        }
+        Ok(Some(below))
+    }
+
+    /// Marks and counts the children [`TreePass::flat_slots`] found in the
+    /// `count` slots at `children`, each closed as [`TreePass::close`]
+    /// would close it (never kept; noted as a small term's position).
+    /// `Ok(false)`: sharing.
+    #[inline(never)]
+    fn count_slots(
+        &mut self,
+        children: usize,
+        count: usize,
+        budget: &mut Budget,
+    ) -> Result<bool, Stop> {
+        for k in 0..count {
+            let at = children + k * WORD_BYTES;
+            let word = self.mem.word(at)?;
+            let (addr, cons) = match classify(word, at)? {
+                Word::Immediate => continue,
+                Word::Boxed(addr) => (addr, false),
+                Word::List(addr) => (addr, true),
+            };
+            if !self.visited.insert(addr, &mut budget.work)? {
+                return Ok(false);
+            }
+            self.node(addr)?;
+            let sum = if cons {
+                budget.spend(CONS_WORDS)?;
+                self.running += CELL.bytes();
+                let Some(len) = self.count_short_list_tail(addr, budget)? else {
+                    return Ok(false);
+                };
+                Retained {
+                    words: CELL.words * len,
+                    off_heap_bytes: 0,
+                    objects: len,
+                }
+            } else {
+                // Decoded again (a leaf, as `flat_slots` found it).
+                let words = decode::boxed(self.mem, self.layout, addr, Detail::OffHeap)?.words;
+                budget.spend(words)?;
+                self.running += words * WORD_BYTES as u64;
+                Retained {
+                    words,
+                    off_heap_bytes: 0,
+                    objects: 1,
+                }
+            };
+            if self.kept.every_position {
+                self.note_small(addr, sum);
+            }
+        }
+        Ok(true)
+    }
+
     /// Counts and closes the list `short_flat_list` measured.
     fn close_short_list(
         &mut self,
@@ -2058,16 +2212,8 @@ impl<'a, M: Memory> TreePass<'a, M> {
         budget: &mut Budget,
     ) -> Result<bool, Stop> {
         // The first cell is counted already.
-        let mut cell = addr;
-        for _ in 1..len {
-            let next = (self.mem.word(cell + WORD_BYTES)? & POINTER_MASK) as usize;
-            if !self.visited.insert(next, &mut budget.work)? {
-                return Ok(false);
-            }
-            self.node(next)?;
-            budget.spend(2)?;
-            self.running += 2 * WORD_BYTES as u64;
-            cell = next;
+        if self.count_short_list_tail(addr, budget)?.is_none() {
+            return Ok(false);
         }
         let sum = Retained {
             words: 2 * len,
@@ -2204,12 +2350,13 @@ impl<'a, M: Memory> TreePass<'a, M> {
             return self.push_frame(frame, budget).map(|_| true);
         }
         let shape = decode::shape(self.mem, self.layout, addr, Detail::OffHeap)?;
-        self.enter_boxed(addr, shape, depth, in_hashmap, budget)
+        self.enter_boxed(addr, shape, depth, in_hashmap, false, budget)
     }
 
     /// Goes on with the boxed object at `addr`, marked and counted as a
     /// node already, and its [`decode::shape`] (`None`: not a common
-    /// object, decoded here by the general decoder).
+    /// object, decoded here by the general decoder). `flat_tried`:
+    /// [`TreePass::flat_slots`] was asked already, and said no.
     #[inline(always)]
     fn enter_boxed(
         &mut self,
@@ -2217,6 +2364,7 @@ impl<'a, M: Memory> TreePass<'a, M> {
         shape: Option<Shape>,
         depth: u32,
         in_hashmap: bool,
+        flat_tried: bool,
         budget: &mut Budget,
     ) -> Result<bool, Stop> {
         // A shape with an attached part (never at `Detail::OffHeap`) goes
@@ -2232,7 +2380,7 @@ impl<'a, M: Memory> TreePass<'a, M> {
         };
         self.running += sum.bytes();
         let flags = Self::flags(in_hashmap, shape.hashmap_node);
-        let frame = Frame {
+        let mut frame = Frame {
             walk: Walk::Slots {
                 next: shape.children,
                 end: shape.children + shape.child_count * WORD_BYTES,
@@ -2242,8 +2390,17 @@ impl<'a, M: Memory> TreePass<'a, M> {
             depth,
             flags,
         };
-        if self.no_pointers(shape.children, shape.child_count)? {
-            // Nothing below it: closed at once, without a frame.
+        if flags == POSITION && !flat_tried {
+            if let Some(below) = self.flat_slots(shape.children, shape.child_count)? {
+                // Nothing below it needs a frame: closed at once.
+                if below.objects != 0 && !self.count_slots(shape.children, shape.child_count, budget)? {
+                    return Ok(false);
+                }
+                frame.sum.add(below);
+                self.close(frame, None, budget)?;
+                return Ok(true);
+            }
+        } else if self.no_pointers(shape.children, shape.child_count)? {
             self.close(frame, None, budget)?;
             return Ok(true);
         }
@@ -2445,7 +2602,7 @@ impl<'a, M: Memory> TreePass<'a, M> {
                 if decode::is_immediate(term) {
                     decode::check_immediate(term, cell)?;
                 } else {
-                    match self.leaf_head(term, cell, depth, budget)? {
+                    match self.leaf_head(term, cell, budget)? {
                         Head::Closed(sum) => {
                             list.elem.add(sum);
                             gained.add(sum);
@@ -2458,10 +2615,9 @@ impl<'a, M: Memory> TreePass<'a, M> {
                             top.sum.add(gained);
                             top.walk = Walk::Tail(cell);
                             return match other {
-                                Head::Object(addr, shape) => {
-                                    self.enter_boxed(addr, shape, depth, false, budget)
+                                Head::Object(addr, shape, tried) => {
+                                    self.enter_boxed(addr, shape, depth, false, tried, budget)
                                 }
-                                Head::Kept(frame) => self.close(frame, None, budget).map(|_| true),
                                 _ => self.enter(term, cell, depth, false, budget),
                             };
                         }
@@ -2521,17 +2677,17 @@ impl<'a, M: Memory> TreePass<'a, M> {
         }
     }
 
-    /// A list head `term` (read at `cell`, not an immediate) at `depth`:
-    /// closed here when it is a common object whose slots are all
-    /// immediates and that is no position the search may ask for (marked,
-    /// counted, and noted as a small term's position, as
-    /// [`TreePass::close`] would); otherwise what the spine must do with it.
+    /// A list head `term` (read at `cell`, not an immediate): closed here
+    /// when it is a common object whose slots [`TreePass::flat_slots`]
+    /// takes and that retains under [`KEEP_FLOOR`] bytes, so no position
+    /// the search may ask for (marked, counted, and noted as a small term's
+    /// position, as [`TreePass::close`] would); otherwise what the spine
+    /// must do with it.
     #[inline(always)]
     fn leaf_head(
         &mut self,
         term: u64,
         cell: usize,
-        depth: u32,
         budget: &mut Budget,
     ) -> Result<Head, Stop> {
         if term & PRIMARY_MASK != PRIMARY_BOXED {
@@ -2547,33 +2703,27 @@ impl<'a, M: Memory> TreePass<'a, M> {
             return Ok(Head::Shared);
         }
         self.node(addr)?;
-        let shape = match decode::shape(self.mem, self.layout, addr, Detail::OffHeap)? {
-            Some(shape)
-                if shape.attached == 0
-                    && !shape.hashmap_node
-                    && self.no_pointers(shape.children, shape.child_count)? =>
-            {
-                shape
-            }
-            shape => return Ok(Head::Object(addr, shape)),
+        let shape = decode::shape(self.mem, self.layout, addr, Detail::OffHeap)?;
+        let Some(own) = shape.filter(|s| s.attached == 0 && !s.hashmap_node) else {
+            return Ok(Head::Object(addr, shape, false));
         };
-        budget.spend(shape.words)?;
-        let sum = Retained {
-            words: shape.words,
+        let Some(below) = self.flat_slots(own.children, own.child_count)? else {
+            return Ok(Head::Object(addr, shape, true));
+        };
+        let mut sum = Retained {
+            words: own.words,
             off_heap_bytes: 0,
             objects: 1,
         };
-        self.running += sum.bytes();
-        self.raise_bar();
-        if depth as usize <= self.settings.max_depth.saturating_add(1) && sum.bytes() >= self.bar {
-            // Kept: closed the general way.
-            return Ok(Head::Kept(Frame {
-                walk: Walk::End,
-                sum,
-                addr,
-                depth,
-                flags: POSITION,
-            }));
+        sum.add(below);
+        if sum.bytes() >= KEEP_FLOOR {
+            // It may be kept: the general way.
+            return Ok(Head::Object(addr, shape, false));
+        }
+        budget.spend(own.words)?;
+        self.running += own.words * WORD_BYTES as u64;
+        if below.objects != 0 && !self.count_slots(own.children, own.child_count, budget)? {
+            return Ok(Head::Shared);
         }
         if self.kept.every_position {
             self.note_small(addr, sum);
