@@ -1874,6 +1874,9 @@ const KEEP_FLOOR: u64 = 256;
 /// ([`TreeSizes::small`]).
 const SMALL_POSITIONS: usize = 16;
 
+/// Frames the tree pass keeps inline (a small term's depth).
+const FEW_FRAMES: usize = 4;
+
 /// Slots an object may have for the tree pass to close it without a frame
 /// when all of them are immediates.
 const LEAF_SLOTS: usize = 4;
@@ -1961,7 +1964,8 @@ struct TreePass<'a, M: Memory> {
     visited: VisitedSet,
     clean: VisitedSet,
     binaries: AddrSet,
-    frames: Vec<Frame>,
+    /// The open positions; a small term's stay inline.
+    frames: SmallVec<Frame, FEW_FRAMES>,
     lists: Vec<ListState>,
     /// Working block starts and sums of the lists being read.
     starts: Vec<usize>,
@@ -1986,7 +1990,13 @@ impl<'a, M: Memory> TreePass<'a, M> {
             visited: VisitedSet::new(),
             clean: VisitedSet::new(),
             binaries: addr_set(),
-            frames: Vec::new(),
+            frames: SmallVec::new(Frame {
+                walk: Walk::End,
+                sum: Retained::default(),
+                addr: 0,
+                depth: 0,
+                flags: 0,
+            }),
             lists: Vec::new(),
             starts: Vec::new(),
             blocks: Vec::new(),
@@ -2076,37 +2086,35 @@ impl<'a, M: Memory> TreePass<'a, M> {
     }
 
     /// What the slots of a plain position object (`count` words at
-    /// `children`) retain together when each is an immediate, a common
-    /// object none of whose own slots points anywhere, or a list
-    /// [`TreePass::short_flat_list`] measures, none of them a literal (no
-    /// objects: all are immediates). Each such child retains under
-    /// [`KEEP_FLOOR`] bytes, so it is never kept, and the object can be
-    /// closed at once ([`TreePass::count_slots`] counts them). Only reads;
-    /// `None` for anything else, and past [`LEAF_SLOTS`] slots.
+    /// `children`) retain together when each is an immediate, a literal
+    /// known to pin nothing (it weighs nothing), a list
+    /// [`TreePass::short_flat_list`] measures, or a common object whose own
+    /// slots are all of these but objects with slots (a record's map or
+    /// binary; no objects counted: all weigh nothing). Each such child
+    /// retains under [`KEEP_FLOOR`] bytes, so it is never kept, and the
+    /// object can be closed at once ([`TreePass::count_slots`] counts
+    /// them). Only reads; `None` for anything else, and past
+    /// [`LEAF_SLOTS`] slots.
     #[inline(always)]
     fn flat_slots(&self, children: usize, count: usize) -> Result<Option<Retained>, Stop> {
         if self.no_pointers(children, count)? {
             return Ok(Some(Retained::default()));
         }
-        self.pointing_slots(children, count)
+        self.pointing_slots::<true>(children, count)
     }
 
     /// [`TreePass::flat_slots`] when some slot points (or there are more
-    /// than [`LEAF_SLOTS`]), out of line.
+    /// than [`LEAF_SLOTS`]), out of line. `NESTED`: a child object may have
+    /// slots that point, taken by the instance without (two levels at
+    /// most: no recursion).
     #[inline(never)]
-    fn pointing_slots(&self, children: usize, count: usize) -> Result<Option<Retained>, Stop> {
+    fn pointing_slots<const NESTED: bool>(
+        &self,
+        children: usize,
+        count: usize,
+    ) -> Result<Option<Retained>, Stop> {
         if count > LEAF_SLOTS {
             return Ok(None);
-        }
-        // A flatmap (a struct, a record's map) never qualifies: said
-        // before anything is decoded.
-        for k in 0..count {
-            let at = children + k * WORD_BYTES;
-            if let Word::Boxed(addr) = classify(self.mem.word(at)?, at)? {
-                if self.mem.word(addr)? == self.layout.flatmap_header {
-                    return Ok(None);
-                }
-            }
         }
         let mut below = Retained::default();
         for k in 0..count {
@@ -2117,21 +2125,34 @@ impl<'a, M: Memory> TreePass<'a, M> {
                 continue;
             }
             let sum = match classify(word, at)? {
+                // A literal known to pin nothing weighs nothing, as in
+                // `enter` (a flatmap's keys).
+                Word::Boxed(addr) | Word::List(addr)
+                    if self.mem.is_literal(addr) && self.clean.contains(addr) =>
+                {
+                    continue;
+                }
                 Word::Boxed(addr) if !self.mem.is_literal(addr) => {
-                    match decode::shape(self.mem, self.layout, addr, Detail::OffHeap)? {
-                        Some(shape)
-                            if shape.attached == 0
-                                && !shape.hashmap_node
-                                && self.no_pointers(shape.children, shape.child_count)? =>
-                        {
-                            Retained {
-                                words: shape.words,
-                                off_heap_bytes: 0,
-                                objects: 1,
-                            }
+                    let Some(shape) = decode::shape(self.mem, self.layout, addr, Detail::OffHeap)?
+                        .filter(|s| s.attached == 0 && !s.hashmap_node)
+                    else {
+                        return Ok(None);
+                    };
+                    let mut sum = Retained {
+                        words: shape.words,
+                        off_heap_bytes: 0,
+                        objects: 1,
+                    };
+                    if !self.no_pointers(shape.children, shape.child_count)? {
+                        if !NESTED {
+                            return Ok(None);
                         }
-                        _ => return Ok(None),
+                        match self.pointing_slots::<false>(shape.children, shape.child_count)? {
+                            Some(grand) => sum.add(grand),
+                            None => return Ok(None),
+                        }
                     }
+                    sum
                 }
                 Word::List(addr) if !self.mem.is_literal(addr) => match self.short_flat_list(addr)? {
                     Some(len) => Retained {
@@ -2152,16 +2173,18 @@ impl<'a, M: Memory> TreePass<'a, M> {
     }
 
     /// Marks and counts the children [`TreePass::flat_slots`] found in the
-    /// `count` slots at `children`, each closed as [`TreePass::close`]
-    /// would close it (never kept; noted as a small term's position).
-    /// `Ok(false)`: sharing.
+    /// `count` slots at `children` (`NESTED` as there), each closed as
+    /// [`TreePass::close`] would close it (never kept; noted as a small
+    /// term's position after its own children): what they retain, `None`
+    /// for sharing.
     #[inline(never)]
-    fn count_slots(
+    fn count_slots<const NESTED: bool>(
         &mut self,
         children: usize,
         count: usize,
         budget: &mut Budget,
-    ) -> Result<bool, Stop> {
+    ) -> Result<Option<Retained>, Stop> {
+        let mut below = Retained::default();
         for k in 0..count {
             let at = children + k * WORD_BYTES;
             let word = self.mem.word(at)?;
@@ -2170,15 +2193,19 @@ impl<'a, M: Memory> TreePass<'a, M> {
                 Word::Boxed(addr) => (addr, false),
                 Word::List(addr) => (addr, true),
             };
+            if self.mem.is_literal(addr) {
+                // Known to pin nothing (`flat_slots`): weighs nothing.
+                continue;
+            }
             if !self.visited.insert(addr, &mut budget.work)? {
-                return Ok(false);
+                return Ok(None);
             }
             self.node(addr)?;
             let sum = if cons {
                 budget.spend(CONS_WORDS)?;
                 self.running += CELL.bytes();
                 let Some(len) = self.count_short_list_tail(addr, budget)? else {
-                    return Ok(false);
+                    return Ok(None);
                 };
                 Retained {
                     words: CELL.words * len,
@@ -2186,21 +2213,29 @@ impl<'a, M: Memory> TreePass<'a, M> {
                     objects: len,
                 }
             } else {
-                // Decoded again (a leaf, as `flat_slots` found it).
-                let words = decode::boxed(self.mem, self.layout, addr, Detail::OffHeap)?.words;
-                budget.spend(words)?;
-                self.running += words * WORD_BYTES as u64;
-                Retained {
-                    words,
+                // Decoded again (as `flat_slots` found it).
+                let object = decode::boxed(self.mem, self.layout, addr, Detail::OffHeap)?;
+                budget.spend(object.words)?;
+                self.running += object.words * WORD_BYTES as u64;
+                let mut sum = Retained {
+                    words: object.words,
                     off_heap_bytes: 0,
                     objects: 1,
+                };
+                if NESTED && !self.no_pointers(object.children, object.child_count)? {
+                    match self.count_slots::<false>(object.children, object.child_count, budget)? {
+                        Some(grand) => sum.add(grand),
+                        None => return Ok(None),
+                    }
                 }
+                sum
             };
             if self.kept.every_position {
                 self.note_small(addr, sum);
             }
+            below.add(sum);
         }
-        Ok(true)
+        Ok(Some(below))
     }
 
     /// Counts and closes the list `short_flat_list` measured.
@@ -2259,8 +2294,7 @@ impl<'a, M: Memory> TreePass<'a, M> {
 
     #[inline(always)]
     fn push_frame(&mut self, frame: Frame, budget: &mut Budget) -> Result<(), Stop> {
-        budget.room(&mut self.frames)?;
-        self.frames.push(frame);
+        self.frames.push(frame, budget)?;
         self.most[0] = self.most[0].max(self.frames.len());
         Ok(())
     }
@@ -2393,7 +2427,11 @@ impl<'a, M: Memory> TreePass<'a, M> {
         if flags == POSITION && !flat_tried {
             if let Some(below) = self.flat_slots(shape.children, shape.child_count)? {
                 // Nothing below it needs a frame: closed at once.
-                if below.objects != 0 && !self.count_slots(shape.children, shape.child_count, budget)? {
+                if below.objects != 0
+                    && self
+                        .count_slots::<true>(shape.children, shape.child_count, budget)?
+                        .is_none()
+                {
                     return Ok(false);
                 }
                 frame.sum.add(below);
@@ -2722,7 +2760,11 @@ impl<'a, M: Memory> TreePass<'a, M> {
         }
         budget.spend(own.words)?;
         self.running += own.words * WORD_BYTES as u64;
-        if below.objects != 0 && !self.count_slots(own.children, own.child_count, budget)? {
+        if below.objects != 0
+            && self
+                .count_slots::<true>(own.children, own.child_count, budget)?
+                .is_none()
+        {
             return Ok(Head::Shared);
         }
         if self.kept.every_position {
