@@ -1879,7 +1879,7 @@ const FEW_FRAMES: usize = 4;
 
 /// Slots an object may have for the tree pass to close it without a frame
 /// when all of them are immediates.
-const LEAF_SLOTS: usize = 4;
+const LEAF_SLOTS: usize = 16;
 
 /// How the tree pass goes on with a frame.
 #[derive(Clone, Copy)]
