@@ -2154,14 +2154,16 @@ impl<'a, M: Memory> TreePass<'a, M> {
                     }
                     sum
                 }
-                Word::List(addr) if !self.mem.is_literal(addr) => match self.short_flat_list(addr)? {
-                    Some(len) => Retained {
-                        words: CELL.words * len,
-                        off_heap_bytes: 0,
-                        objects: len,
-                    },
-                    None => return Ok(None),
-                },
+                Word::List(addr) if !self.mem.is_literal(addr) => {
+                    match self.short_flat_list(addr)? {
+                        Some(len) => Retained {
+                            words: CELL.words * len,
+                            off_heap_bytes: 0,
+                            objects: len,
+                        },
+                        None => return Ok(None),
+                    }
+                }
                 _ => return Ok(None),
             };
             if sum.bytes() >= KEEP_FLOOR {
@@ -2589,8 +2591,18 @@ impl<'a, M: Memory> TreePass<'a, M> {
                 };
                 // The first list kept with nothing under it takes the
                 // working arrays whole (a long list's are large).
-                keep_tail(&mut self.kept.starts, &mut self.starts, list.starts_from, budget)?;
-                keep_tail(&mut self.kept.blocks, &mut self.blocks, list.blocks_from, budget)?;
+                keep_tail(
+                    &mut self.kept.starts,
+                    &mut self.starts,
+                    list.starts_from,
+                    budget,
+                )?;
+                keep_tail(
+                    &mut self.kept.blocks,
+                    &mut self.blocks,
+                    list.blocks_from,
+                    budget,
+                )?;
                 if !list.len.is_multiple_of(RUN_BLOCK) {
                     // The last block, partial.
                     budget.room(&mut self.kept.blocks)?;
@@ -2722,12 +2734,7 @@ impl<'a, M: Memory> TreePass<'a, M> {
     /// position, as [`TreePass::close`] would); otherwise what the spine
     /// must do with it.
     #[inline(always)]
-    fn leaf_head(
-        &mut self,
-        term: u64,
-        cell: usize,
-        budget: &mut Budget,
-    ) -> Result<Head, Stop> {
+    fn leaf_head(&mut self, term: u64, cell: usize, budget: &mut Budget) -> Result<Head, Stop> {
         if term & PRIMARY_MASK != PRIMARY_BOXED {
             return Ok(Head::Other);
         }
