@@ -15,7 +15,12 @@
 //!    threshold), and for those that are lists, the cell starting each
 //!    block of ten elements and the sums per block (never a position under
 //!    [`KEEP_FLOOR`] bytes: the search reads one again when it must). List
-//!    cells get no record of their own. Its visited set is a [`VisitedSet`]
+//!    cells get no record of their own: a list's spine is read in one loop
+//!    with its state in locals, and an element, or any object, whose slots
+//!    are immediates, short lists of immediates and small objects of such
+//!    slots is closed at once, its parts counted in place, without frames
+//!    (none of them can be kept). Common objects are decoded by
+//!    [`decode::shape`], the walks' four-word decoding. Its visited set is a [`VisitedSet`]
 //!    (an inline array for a small term, then bitmaps by page, the pages met
 //!    lately found without a lookup). The first object, attached object or
 //!    off-heap binary reached twice ends the pass, and the graph below takes
@@ -40,8 +45,9 @@
 //!    retain at least the threshold. A position is a row when no child of it
 //!    retains more than half of what it does (an accumulation point).
 //!
-//! Memory, tree pass: one frame (64 bytes) per level of the current path,
-//! 33 bytes per kept position, 32 per ten elements of a kept list.
+//! Memory, tree pass: one frame (64 bytes) per level of the current path
+//! (the first four inline), 33 bytes per kept position, 32 per ten elements
+//! of a kept list (the first list kept takes the working arrays whole).
 //! Graph: per object 4 bytes of edge offset, 4 per edge, 4 of own size (then
 //! object count), 8 of address during the walk (freed before the
 //! dominators), 8 of address per reference to an object met before, then 8
