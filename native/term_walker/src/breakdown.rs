@@ -1969,7 +1969,8 @@ struct TreePass<'a, M: Memory> {
     settings: &'a Settings,
     visited: VisitedSet,
     clean: VisitedSet,
-    binaries: AddrSet,
+    /// Off-heap `Binary`s met, by address (as `term_size` counts them).
+    binaries: VisitedSet,
     /// The open positions; a small term's stay inline.
     frames: SmallVec<Frame, FEW_FRAMES>,
     lists: Vec<ListState>,
@@ -1995,7 +1996,7 @@ impl<'a, M: Memory> TreePass<'a, M> {
             settings,
             visited: VisitedSet::new(),
             clean: VisitedSet::new(),
-            binaries: addr_set(),
+            binaries: VisitedSet::new(),
             frames: SmallVec::new(Frame {
                 walk: Walk::End,
                 sum: Retained::default(),
@@ -2498,8 +2499,7 @@ impl<'a, M: Memory> TreePass<'a, M> {
             }
         }
         if let Some(binary) = object.binary {
-            crate::walk::reserve_map(&mut self.binaries, &mut budget.work)?;
-            if !self.binaries.insert(binary.addr) {
+            if !self.binaries.insert(binary.addr, &mut budget.work)? {
                 return Ok(false);
             }
             self.node(binary.addr)?;
@@ -2855,7 +2855,7 @@ impl<'a, M: Memory> TreePass<'a, M> {
             + k.values.len() * (std::mem::size_of::<(usize, Retained)>() + 1)
             + k.lists.len() * (std::mem::size_of::<(usize, KeptList)>() + 1)
             + k.bare_maps.len() * (std::mem::size_of::<usize>() + 1)
-            + self.binaries.len() * (std::mem::size_of::<usize>() + 1)
+            + self.binaries.bytes()
             + k.small.len() * std::mem::size_of::<SmallPosition>()) as u64;
         Ok(true)
     }

@@ -134,6 +134,12 @@ impl VisitedSet {
         self.pages[slot][bit >> 6] & (1u64 << (bit & 63)) != 0
     }
 
+    /// Bytes of its pages and their index (the inline array aside).
+    pub fn bytes(&self) -> usize {
+        self.pages.len() * std::mem::size_of::<Page>()
+            + self.index.len() * (2 * std::mem::size_of::<usize>() + 1)
+    }
+
     /// Whether nothing is marked.
     pub fn is_empty(&self) -> bool {
         self.few_len == 0 && self.pages.is_empty()
