@@ -1016,3 +1016,55 @@ fn long_lists_of_small_records_without_sharing_have_the_graphs_sizes() {
         9
     );
 }
+
+/// Two handles on one off-heap `Binary`: the tree pass keeps the Binaries
+/// it met in a visited set (an inline array, then bitmaps by page), and
+/// finds the second handle on either side of that move, met before or
+/// after the first; the graph then charges the Binary to the common parent.
+#[test]
+fn a_binary_behind_two_handles_is_found_wherever_the_pass_meets_it() {
+    const N: usize = 100;
+    for k in [5, 90] {
+        for second_first in [false, true] {
+            let mut h = TestHeap::new();
+            let binaries: Vec<usize> = (0..N).map(|i| h.off_heap_binary(100 + i as u64)).collect();
+            let handles: Vec<u64> = binaries
+                .iter()
+                .enumerate()
+                .map(|(i, &b)| h.proc_bin(b, 100 + i as u64, 0))
+                .collect();
+            let list = h.list(&handles);
+            let second = h.proc_bin(binaries[k], 100 + k as u64, 0);
+            let (root, list_at) = if second_first {
+                (h.tuple(&[second, list]), 1)
+            } else {
+                (h.tuple(&[list, second]), 0)
+            };
+            let what = format!("binary {k}, second handle first: {second_first}");
+            let b = run(&h, root, &every_position());
+            let graph = term_walker::breakdown::breakdown_by_graph(
+                &h,
+                &OTP_25,
+                root,
+                &every_position(),
+                &mut Budget::unlimited(),
+            )
+            .unwrap();
+            assert_eq!(b.rows, graph.rows, "{what}");
+            assert_total_matches_term_size(&h, root, &b);
+            let all: u64 = (0..N as u64).map(|i| 100 + i).sum();
+            assert_eq!(b.total.off_heap_bytes, all, "{what}");
+            let p = positions(&b);
+            assert_eq!(
+                p[&vec![Step::Elem(list_at)]].off_heap_bytes,
+                all - (100 + k as u64),
+                "{what}"
+            );
+            assert_eq!(
+                p[&vec![Step::Elem(1 - list_at)]].off_heap_bytes,
+                0,
+                "{what}"
+            );
+        }
+    }
+}
