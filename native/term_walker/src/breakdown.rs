@@ -20,11 +20,12 @@
 //!    are immediates, short lists of immediates and small objects of such
 //!    slots is closed at once, its parts counted in place, without frames
 //!    (none of them can be kept). Common objects are decoded by
-//!    [`decode::shape`], the walks' four-word decoding. Its visited set is a [`VisitedSet`]
-//!    (an inline array for a small term, then bitmaps by page, the pages met
-//!    lately found without a lookup). The first object, attached object or
-//!    off-heap binary reached twice ends the pass, and the graph below takes
-//!    over.
+//!    [`decode::shape`], the walks' four-word decoding. Its visited sets
+//!    (objects, and off-heap `Binary`s) are [`VisitedSet`]s (an inline
+//!    array for a small term, then bitmaps by page, the pages met lately
+//!    found without a lookup). The first object, attached object or
+//!    off-heap binary reached twice ends the pass, and the graph below
+//!    takes over.
 //! 1. [`Graph::build`] walks the term once, breadth first, with no recursion:
 //!    one node per distinct object (by address), one per attached object
 //!    (OTP 27 BinRef / FunRef, counted once by address as `size_shared`
@@ -1883,8 +1884,8 @@ const SMALL_POSITIONS: usize = 16;
 /// Frames the tree pass keeps inline (a small term's depth).
 const FEW_FRAMES: usize = 4;
 
-/// Slots an object may have for the tree pass to close it without a frame
-/// when all of them are immediates.
+/// Slots an object may have for the tree pass to close it at once
+/// ([`TreePass::flat_slots`]).
 const LEAF_SLOTS: usize = 16;
 
 /// How the tree pass goes on with a frame.
@@ -1969,8 +1970,9 @@ struct TreePass<'a, M: Memory> {
     settings: &'a Settings,
     visited: VisitedSet,
     clean: VisitedSet,
-    /// Off-heap `Binary`s met, by address (as `term_size` counts them).
-    binaries: VisitedSet,
+    /// Off-heap `Binary`s met, by address (as `term_size`'s scan counts
+    /// them); made at the first, as most terms pin none.
+    binaries: Option<VisitedSet>,
     /// The open positions; a small term's stay inline.
     frames: SmallVec<Frame, FEW_FRAMES>,
     lists: Vec<ListState>,
@@ -1996,7 +1998,7 @@ impl<'a, M: Memory> TreePass<'a, M> {
             settings,
             visited: VisitedSet::new(),
             clean: VisitedSet::new(),
-            binaries: VisitedSet::new(),
+            binaries: None,
             frames: SmallVec::new(Frame {
                 walk: Walk::End,
                 sum: Retained::default(),
@@ -2096,7 +2098,7 @@ impl<'a, M: Memory> TreePass<'a, M> {
     /// `children`) retain together when each is an immediate, a literal
     /// known to pin nothing (it weighs nothing), a list
     /// [`TreePass::short_flat_list`] measures, or a common object whose own
-    /// slots are all of these but objects with slots (a record's map or
+    /// slots are all of these except objects with slots (a record's map and
     /// binary; no objects counted: all weigh nothing). Each such child
     /// retains under [`KEEP_FLOOR`] bytes, so it is never kept, and the
     /// object can be closed at once ([`TreePass::count_slots`] counts
@@ -2499,7 +2501,8 @@ impl<'a, M: Memory> TreePass<'a, M> {
             }
         }
         if let Some(binary) = object.binary {
-            if !self.binaries.insert(binary.addr, &mut budget.work)? {
+            let binaries = self.binaries.get_or_insert_with(VisitedSet::new);
+            if !binaries.insert(binary.addr, &mut budget.work)? {
                 return Ok(false);
             }
             self.node(binary.addr)?;
@@ -2639,9 +2642,9 @@ impl<'a, M: Memory> TreePass<'a, M> {
     /// counted: from its head when `head` (`Walk::Head`), else from its
     /// tail (`Walk::Tail`: the head was entered and closed). One loop with
     /// the list's state in locals while the elements need no frame: heads
-    /// that are immediates, and heads that are common objects whose slots
-    /// are all immediates and that the search cannot ask for (closed here
-    /// as [`TreePass::close`] would, without a frame). It stops at a head
+    /// that are immediates, and small objects [`TreePass::leaf_head`]
+    /// closes at once (as [`TreePass::close`] would, without a frame; the
+    /// search cannot ask for them). It stops at a head
     /// that needs more (entered, the list waiting at `Walk::Tail`), or at
     /// the end of the list (`Walk::End`, its last tail entered when it is
     /// not `[]`). `Ok(false)`: sharing.
@@ -2855,7 +2858,7 @@ impl<'a, M: Memory> TreePass<'a, M> {
             + k.values.len() * (std::mem::size_of::<(usize, Retained)>() + 1)
             + k.lists.len() * (std::mem::size_of::<(usize, KeptList)>() + 1)
             + k.bare_maps.len() * (std::mem::size_of::<usize>() + 1)
-            + self.binaries.bytes()
+            + self.binaries.as_ref().map_or(0, VisitedSet::bytes)
             + k.small.len() * std::mem::size_of::<SmallPosition>()) as u64;
         Ok(true)
     }
