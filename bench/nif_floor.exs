@@ -14,6 +14,60 @@
 
 Code.require_file("support.exs", __DIR__)
 
+defmodule Bench.NifFloor.Answer do
+  @moduledoc false
+  # A NIF breakdown answer of three rows (the 20-word term's), made into the
+  # maps `mem_probe_breakdown` returns, as it makes them.
+  @raw {:ok, {160, 20, 0, 0, 0, 7, 7, 224},
+        [
+          {[elem: 1, list: 0..2], "term{1}[0..2]", 48, 6, 0, 0.3, 3, :list},
+          {[elem: 2], "term{2}", 48, 6, 0, 0.3, 2, :map},
+          {[elem: 3], "term{3}", 24, 3, 0, 0.15, 1, :binary}
+        ]}
+
+  def maps(_term) do
+    {:ok, {total, words, off_heap, binaries, literal, objects, nodes, graph_bytes}, rows} =
+      __MODULE__.raw()
+
+    {:ok,
+     %{
+       name: "term",
+       total: %{
+         bytes: total,
+         shared_words: words,
+         off_heap_bytes: off_heap,
+         off_heap_binaries: binaries,
+         literal_words: literal,
+         objects: objects,
+         graph_nodes: nodes,
+         graph_bytes: graph_bytes
+       },
+       rows: rows(rows)
+     }}
+  end
+
+  # Called remotely: the compiler sees no literal answer to fold.
+  def raw, do: @raw
+
+  defp rows([{path, label, bytes, words, off_heap, share, count, kind} | rest]) do
+    [
+      %{
+        path: path,
+        label: label,
+        bytes: bytes,
+        shared_words: words,
+        off_heap_bytes: off_heap,
+        share: share,
+        count: count,
+        kind: kind
+      }
+      | rows(rest)
+    ]
+  end
+
+  defp rows([]), do: []
+end
+
 defmodule Bench.NifFloor.Loops do
   @moduledoc false
   t = Macro.var(:t, nil)
@@ -33,7 +87,18 @@ defmodule Bench.NifFloor.Loops do
     erl_term_size: quote(do: :mem_probe.term_size(unquote(t))),
     ex_flat_size: quote(do: MemProbe.flat_size(unquote(t))),
     ex_shared_size: quote(do: MemProbe.shared_size(unquote(t))),
-    ex_term_size: quote(do: MemProbe.term_size(unquote(t)))
+    ex_term_size: quote(do: MemProbe.term_size(unquote(t))),
+    # The breakdown's layers: the NIF with no row wanted (the walk, its
+    # set-up and the root's children looked at), the NIF as the Elixir face
+    # asks (rows, labels, list runs as ranges), the Erlang side's maps made
+    # from a fixed NIF answer of three rows (what any answer of this shape
+    # costs there), and the Elixir call.
+    nif_breakdown_no_rows:
+      quote(do: :mem_probe_nif.breakdown(unquote(t), 1.0, 20, 32, 10_000_000, {true, "term"})),
+    nif_breakdown:
+      quote(do: :mem_probe_nif.breakdown(unquote(t), 0.01, 20, 32, 10_000_000, {true, "term"})),
+    breakdown_maps: quote(do: Bench.NifFloor.Answer.maps(unquote(t))),
+    ex_breakdown: quote(do: MemProbe.breakdown(unquote(t)))
   ]
 
   def names, do: unquote(Keyword.keys(calls))
@@ -147,6 +212,7 @@ defmodule Bench.NifFloor do
       IO.puts(
         "#{label}: " <>
           echo <>
+          "breakdown #{fx(r[:ex_breakdown], r[:ex_term_size])} term_size, " <>
           "flat_size #{fx(r[:ex_flat_size], r[:bif_flat_size])} flat_size/1, " <>
           "shared_size #{fx(r[:ex_shared_size], r[:bif_size_shared])} size_shared/1, " <>
           "term_size #{fx(r[:ex_term_size], r[:bif_flat_size] + r[:bif_size_shared])} flat+shared, " <>

@@ -173,14 +173,18 @@ rest_line(_) ->
 %% Measuring
 %%--------------------------------------------------------------------
 
-%% Options as a map, `name' (a binary) defaulting to `Name'. Valid options
-%% are checked clause by clause (no list of checks is built per call);
-%% anything else goes through `mem_probe_args:options/3', which raises the
-%% badarg that names the option.
+%% Options as a map over the walk's defaults (so the walk reads them in one
+%% match), `name' (a binary) defaulting to `Name'. Valid options are checked
+%% clause by clause (no list of checks is built per call); anything else
+%% goes through `mem_probe_args:options/3', which raises the badarg that
+%% names the option.
 options(F, Opts0, Extra, Name) ->
-    Opts = case valid_options(Opts0, Extra, #{name => Name}) of
+    Defaults = #{name => Name, min_share => ?DEFAULT_MIN_SHARE, n => ?DEFAULT_ROWS,
+                 depth => ?DEFAULT_DEPTH, max_objects => ?DEFAULT_MAX_OBJECTS,
+                 list_runs => pairs, records => []},
+    Opts = case valid_options(Opts0, Extra, Defaults) of
                {ok, Valid} -> Valid;
-               error -> maps:merge(#{name => Name}, mem_probe_args:options(F, Opts0, known(Extra)))
+               error -> maps:merge(Defaults, mem_probe_args:options(F, Opts0, known(Extra)))
            end,
     case Opts of
         #{name := Text} when is_binary(Text) -> Opts;
@@ -263,11 +267,8 @@ try_walk(Term, Opts) ->
     end.
 
 %% Budgeted on this scheduler, then from the root on a dirty one.
-walk(Term, Opts) ->
-    MinShare = float(maps:get(min_share, Opts, ?DEFAULT_MIN_SHARE)),
-    Rows = maps:get(n, Opts, ?DEFAULT_ROWS),
-    Depth = maps:get(depth, Opts, ?DEFAULT_DEPTH),
-    Max = maps:get(max_objects, Opts, ?DEFAULT_MAX_OBJECTS),
+walk(Term, #{min_share := Share, n := Rows, depth := Depth, max_objects := Max} = Opts) ->
+    MinShare = float(Share),
     Style = style(Opts),
     case mem_probe_nif:breakdown(Term, MinShare, Rows, Depth, Max, Style) of
         budget_exceeded -> mem_probe_nif:breakdown_dirty(Term, MinShare, Rows, Depth, Max, Style);
@@ -278,16 +279,16 @@ walk(Term, Opts) ->
 %% or not, and with the root's name the labels it can (all but those with
 %% keys that need `key_format'); with record definitions (which only this
 %% side reads) it writes none (`false').
-style(Opts) ->
-    Ranges = maps:get(list_runs, Opts, pairs) =:= ranges,
-    case maps:get(records, Opts, []) of
-        [] -> {Ranges, maps:get(name, Opts)};
+style(#{list_runs := Runs, records := Records, name := Name}) ->
+    Ranges = Runs =:= ranges,
+    case Records of
+        [] -> {Ranges, Name};
         _ -> {Ranges, false}
     end.
 
 walked(Term, {ok, {Total, Words, OffHeap, Binaries, Literal, Objects, Nodes, GraphBytes}, Rows},
-       Opts) ->
-    {ok, #{name => maps:get(name, Opts),
+       #{name := Name} = Opts) ->
+    {ok, #{name => Name,
            total => #{bytes => Total, shared_words => Words, off_heap_bytes => OffHeap,
                       off_heap_binaries => Binaries, literal_words => Literal,
                       objects => Objects, graph_nodes => Nodes,

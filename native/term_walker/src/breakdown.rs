@@ -15,11 +15,17 @@
 //!    threshold), and for those that are lists, the cell starting each
 //!    block of ten elements and the sums per block (never a position under
 //!    [`KEEP_FLOOR`] bytes: the search reads one again when it must). List
-//!    cells get no record of their own. Its visited set is a [`VisitedSet`]
-//!    (an inline array for a small term, then bitmaps by page, the pages met
-//!    lately found without a lookup). The first object, attached object or
-//!    off-heap binary reached twice ends the pass, and the graph below takes
-//!    over.
+//!    cells get no record of their own: a list's spine is read in one loop
+//!    with its state in locals, and an element, or any object, whose slots
+//!    are immediates, short lists of immediates and small objects of such
+//!    slots is closed at once, its parts counted in place, without frames
+//!    (none of them can be kept). Common objects are decoded by
+//!    [`decode::shape`], the walks' four-word decoding. Its visited sets
+//!    (objects, and off-heap `Binary`s) are [`VisitedSet`]s (an inline
+//!    array for a small term, then bitmaps by page, the pages met lately
+//!    found without a lookup). The first object, attached object or
+//!    off-heap binary reached twice ends the pass, and the graph below
+//!    takes over.
 //! 1. [`Graph::build`] walks the term once, breadth first, with no recursion:
 //!    one node per distinct object (by address), one per attached object
 //!    (OTP 27 BinRef / FunRef, counted once by address as `size_shared`
@@ -40,8 +46,9 @@
 //!    retain at least the threshold. A position is a row when no child of it
 //!    retains more than half of what it does (an accumulation point).
 //!
-//! Memory, tree pass: one frame (64 bytes) per level of the current path,
-//! 33 bytes per kept position, 32 per ten elements of a kept list.
+//! Memory, tree pass: one frame (64 bytes) per level of the current path
+//! (the first four inline), 33 bytes per kept position, 32 per ten elements
+//! of a kept list (the first list kept takes the working arrays whole).
 //! Graph: per object 4 bytes of edge offset, 4 per edge, 4 of own size (then
 //! object count), 8 of address during the walk (freed before the
 //! dominators), 8 of address per reference to an object met before, then 8
@@ -50,7 +57,7 @@
 //! jump pointer and topological order. [`Breakdown::peak_bytes`] reports the
 //! most these arrays held at once (growth slack aside, as for the graph).
 
-use crate::decode::{self, classify, Detail, LayoutError, Object, Word};
+use crate::decode::{self, classify, Detail, LayoutError, Object, Shape, Word};
 use crate::layout::{Kind, Layout};
 use crate::memory::Memory;
 use crate::tags::*;
@@ -961,6 +968,8 @@ fn lca(idom: &[u32], level: &[u32], jump: &[u32], a: u32, b: u32) -> u32 {
 struct ListInfo {
     len: u64,
     in_tree: bool,
+    /// The first cell: the tree pass's arrays start at block 1.
+    first: usize,
     starts: u32,
     blocks: u32,
 }
@@ -1329,6 +1338,7 @@ impl<'a, M: Memory> Searcher<'a, M> {
             let info = ListInfo {
                 len: kept.len,
                 in_tree: true,
+                first: at,
                 starts: kept.starts,
                 blocks: kept.blocks,
             };
@@ -1338,6 +1348,7 @@ impl<'a, M: Memory> Searcher<'a, M> {
         let mut info = ListInfo {
             len: 0,
             in_tree: false,
+            first: at,
             starts: self.starts.len() as u32,
             blocks: self.blocks.len() as u32,
         };
@@ -1423,7 +1434,9 @@ impl<'a, M: Memory> Searcher<'a, M> {
     fn start(&self, list: usize, j: usize) -> (usize, u32) {
         let info = self.lists[list];
         match self.tree {
-            Some(tree) if info.in_tree => tree.starts[info.starts as usize + j],
+            // The tree pass keeps no start for block 0: the first cell.
+            Some(_) if info.in_tree && j == 0 => (info.first, 0),
+            Some(tree) if info.in_tree => (tree.starts[info.starts as usize + j - 1], 0),
             _ => self.starts[info.starts as usize + j],
         }
     }
@@ -1433,7 +1446,9 @@ impl<'a, M: Memory> Searcher<'a, M> {
     fn block(&self, list: usize, j: usize) -> Retained {
         let info = self.lists[list];
         match self.tree {
-            Some(tree) if info.in_tree => tree.blocks[info.blocks as usize + j],
+            // Nor the sum of no elements.
+            Some(_) if info.in_tree && j == 0 => Retained::default(),
+            Some(tree) if info.in_tree => tree.blocks[info.blocks as usize + j - 1],
             _ => self.blocks[info.blocks as usize + j],
         }
     }
@@ -1660,6 +1675,7 @@ fn run_breakdown<M: Memory>(
         lists: SmallVec::new(ListInfo {
             len: 0,
             in_tree: false,
+            first: 0,
             starts: 0,
             blocks: 0,
         }),
@@ -1751,6 +1767,32 @@ fn run_breakdown<M: Memory>(
     })
 }
 
+/// Moves the entries `from..` of a working array `working` to the end of
+/// `kept`: the whole array when `kept` is empty and they are all of it (no
+/// copy), otherwise copied, within the memory limit.
+fn keep_tail<T: Copy>(
+    kept: &mut Vec<T>,
+    working: &mut Vec<T>,
+    from: u32,
+    budget: &mut Budget,
+) -> Result<(), Stop> {
+    let from = from as usize;
+    if kept.is_empty() && from == 0 {
+        std::mem::swap(kept, working);
+        return Ok(());
+    }
+    let n = working.len() - from;
+    if kept.capacity() - kept.len() < n {
+        let extra = n.max(kept.capacity());
+        budget
+            .work
+            .allocate(extra.saturating_mul(std::mem::size_of::<T>()))?;
+        kept.try_reserve(extra).map_err(|_| Stop::OutOfMemory)?;
+    }
+    kept.extend_from_slice(&working[from..]);
+    Ok(())
+}
+
 /// A list the tree pass kept: its length and where its block starts and
 /// block sums are in [`TreeSizes`].
 #[derive(Clone, Copy)]
@@ -1775,11 +1817,12 @@ struct TreeSizes {
     lists: AddrMap<KeptList>,
     /// Kept hashmaps none of whose values was kept.
     bare_maps: AddrSet,
-    /// Per kept list, the cell that starts each block of ten elements (and
-    /// node 0: a tree has no node indices).
-    starts: Vec<(usize, u32)>,
-    /// Per kept list, what elements `0..10 * j` retain (`len / 10 + 2`
-    /// entries at most, the last block partial).
+    /// Per kept list, the cell that starts each block of ten elements after
+    /// the first (block 0 starts at the list's first cell; a tree has no
+    /// node indices).
+    starts: Vec<usize>,
+    /// Per kept list, what elements `0..10 * j` retain for `j >= 1`
+    /// (`len / 10 + 1` entries at most, the last block partial).
     blocks: Vec<Retained>,
     /// The first [`SMALL_POSITIONS`] positions closed (but the root), by
     /// address, whatever they retain, and whether that is all of them: for
@@ -1838,6 +1881,13 @@ const KEEP_FLOOR: u64 = 256;
 /// ([`TreeSizes::small`]).
 const SMALL_POSITIONS: usize = 16;
 
+/// Frames the tree pass keeps inline (a small term's depth).
+const FEW_FRAMES: usize = 4;
+
+/// Slots an object may have for the tree pass to close it at once
+/// ([`TreePass::flat_slots`]).
+const LEAF_SLOTS: usize = 16;
+
 /// How the tree pass goes on with a frame.
 #[derive(Clone, Copy)]
 enum Walk {
@@ -1852,6 +1902,21 @@ enum Walk {
     Head(usize),
     Tail(usize),
     End,
+}
+
+/// What the list spine does with a head that is not an immediate
+/// ([`TreePass::leaf_head`]).
+enum Head {
+    /// Closed already; what it retains.
+    Closed(Retained),
+    /// Met before: sharing.
+    Shared,
+    /// A boxed object marked and counted as a node, to go on with
+    /// ([`TreePass::enter_boxed`]), its shape, and whether
+    /// [`TreePass::flat_slots`] said no to it already.
+    Object(usize, Option<Shape>, bool),
+    /// Anything else (a list, a literal): entered from the start.
+    Other,
 }
 
 /// Its cons children are hashmap leaves `[K | V]`.
@@ -1881,8 +1946,6 @@ struct ListState {
     elem: Retained,
     elements: Retained,
     len: u64,
-    /// Its first cell (the start of block 0).
-    first: usize,
     /// Where the starts of its blocks 1.. and the sums of elements
     /// `0..10 * j` (`j` >= 1) begin in the pass's working arrays: a list of
     /// fewer than ten elements puts nothing there.
@@ -1907,8 +1970,11 @@ struct TreePass<'a, M: Memory> {
     settings: &'a Settings,
     visited: VisitedSet,
     clean: VisitedSet,
-    binaries: AddrSet,
-    frames: Vec<Frame>,
+    /// Off-heap `Binary`s met, by address (as `term_size`'s scan counts
+    /// them); made at the first, as most terms pin none.
+    binaries: Option<VisitedSet>,
+    /// The open positions; a small term's stay inline.
+    frames: SmallVec<Frame, FEW_FRAMES>,
     lists: Vec<ListState>,
     /// Working block starts and sums of the lists being read.
     starts: Vec<usize>,
@@ -1932,8 +1998,14 @@ impl<'a, M: Memory> TreePass<'a, M> {
             settings,
             visited: VisitedSet::new(),
             clean: VisitedSet::new(),
-            binaries: addr_set(),
-            frames: Vec::new(),
+            binaries: None,
+            frames: SmallVec::new(Frame {
+                walk: Walk::End,
+                sum: Retained::default(),
+                addr: 0,
+                depth: 0,
+                flags: 0,
+            }),
             lists: Vec::new(),
             starts: Vec::new(),
             blocks: Vec::new(),
@@ -1995,6 +2067,188 @@ impl<'a, M: Memory> TreePass<'a, M> {
         }
     }
 
+    /// Marks and counts the cells after the first of a list at `addr`
+    /// that [`TreePass::short_flat_list`] measured: its length, `None` for
+    /// sharing.
+    #[inline(always)]
+    fn count_short_list_tail(
+        &mut self,
+        addr: usize,
+        budget: &mut Budget,
+    ) -> Result<Option<u64>, Stop> {
+        let (mut cell, mut len) = (addr, 1);
+        loop {
+            let tail = self.mem.word(cell + WORD_BYTES)?;
+            if tail & PRIMARY_MASK != PRIMARY_LIST {
+                return Ok(Some(len));
+            }
+            let next = (tail & POINTER_MASK) as usize;
+            if !self.visited.insert(next, &mut budget.work)? {
+                return Ok(None);
+            }
+            self.node(next)?;
+            budget.spend(CONS_WORDS)?;
+            self.running += CELL.bytes();
+            cell = next;
+            len += 1;
+        }
+    }
+
+    /// What the slots of a plain position object (`count` words at
+    /// `children`) retain together when each is an immediate, a literal
+    /// known to pin nothing (it weighs nothing), a list
+    /// [`TreePass::short_flat_list`] measures, or a common object whose own
+    /// slots are all of these except objects with slots (a record's map and
+    /// binary; no objects counted: all weigh nothing). Each such child
+    /// retains under [`KEEP_FLOOR`] bytes, so it is never kept, and the
+    /// object can be closed at once ([`TreePass::count_slots`] counts
+    /// them). Only reads; `None` for anything else, and past
+    /// [`LEAF_SLOTS`] slots.
+    #[inline(always)]
+    fn flat_slots(&self, children: usize, count: usize) -> Result<Option<Retained>, Stop> {
+        if self.no_pointers(children, count)? {
+            return Ok(Some(Retained::default()));
+        }
+        self.pointing_slots::<true>(children, count)
+    }
+
+    /// [`TreePass::flat_slots`] when some slot points (or there are more
+    /// than [`LEAF_SLOTS`]), out of line. `NESTED`: a child object may have
+    /// slots that point, taken by the instance without (two levels at
+    /// most: no recursion).
+    #[inline(never)]
+    fn pointing_slots<const NESTED: bool>(
+        &self,
+        children: usize,
+        count: usize,
+    ) -> Result<Option<Retained>, Stop> {
+        if count > LEAF_SLOTS {
+            return Ok(None);
+        }
+        let mut below = Retained::default();
+        for k in 0..count {
+            let at = children + k * WORD_BYTES;
+            let word = self.mem.word(at)?;
+            if decode::is_immediate(word) {
+                decode::check_immediate(word, at)?;
+                continue;
+            }
+            let sum = match classify(word, at)? {
+                // A literal known to pin nothing weighs nothing, as in
+                // `enter` (a flatmap's keys).
+                Word::Boxed(addr) | Word::List(addr)
+                    if self.mem.is_literal(addr) && self.clean.contains(addr) =>
+                {
+                    continue;
+                }
+                Word::Boxed(addr) if !self.mem.is_literal(addr) => {
+                    let Some(shape) = decode::shape(self.mem, self.layout, addr, Detail::OffHeap)?
+                        .filter(|s| s.attached == 0 && !s.hashmap_node)
+                    else {
+                        return Ok(None);
+                    };
+                    let mut sum = Retained {
+                        words: shape.words,
+                        off_heap_bytes: 0,
+                        objects: 1,
+                    };
+                    if !self.no_pointers(shape.children, shape.child_count)? {
+                        if !NESTED {
+                            return Ok(None);
+                        }
+                        match self.pointing_slots::<false>(shape.children, shape.child_count)? {
+                            Some(grand) => sum.add(grand),
+                            None => return Ok(None),
+                        }
+                    }
+                    sum
+                }
+                Word::List(addr) if !self.mem.is_literal(addr) => {
+                    match self.short_flat_list(addr)? {
+                        Some(len) => Retained {
+                            words: CELL.words * len,
+                            off_heap_bytes: 0,
+                            objects: len,
+                        },
+                        None => return Ok(None),
+                    }
+                }
+                _ => return Ok(None),
+            };
+            if sum.bytes() >= KEEP_FLOOR {
+                return Ok(None);
+            }
+            below.add(sum);
+        }
+        Ok(Some(below))
+    }
+
+    /// Marks and counts the children [`TreePass::flat_slots`] found in the
+    /// `count` slots at `children` (`NESTED` as there), each closed as
+    /// [`TreePass::close`] would close it (never kept; noted as a small
+    /// term's position after its own children): what they retain, `None`
+    /// for sharing.
+    #[inline(never)]
+    fn count_slots<const NESTED: bool>(
+        &mut self,
+        children: usize,
+        count: usize,
+        budget: &mut Budget,
+    ) -> Result<Option<Retained>, Stop> {
+        let mut below = Retained::default();
+        for k in 0..count {
+            let at = children + k * WORD_BYTES;
+            let word = self.mem.word(at)?;
+            let (addr, cons) = match classify(word, at)? {
+                Word::Immediate => continue,
+                Word::Boxed(addr) => (addr, false),
+                Word::List(addr) => (addr, true),
+            };
+            if self.mem.is_literal(addr) {
+                // Known to pin nothing (`flat_slots`): weighs nothing.
+                continue;
+            }
+            if !self.visited.insert(addr, &mut budget.work)? {
+                return Ok(None);
+            }
+            self.node(addr)?;
+            let sum = if cons {
+                budget.spend(CONS_WORDS)?;
+                self.running += CELL.bytes();
+                let Some(len) = self.count_short_list_tail(addr, budget)? else {
+                    return Ok(None);
+                };
+                Retained {
+                    words: CELL.words * len,
+                    off_heap_bytes: 0,
+                    objects: len,
+                }
+            } else {
+                // Decoded again (as `flat_slots` found it).
+                let object = decode::boxed(self.mem, self.layout, addr, Detail::OffHeap)?;
+                budget.spend(object.words)?;
+                self.running += object.words * WORD_BYTES as u64;
+                let mut sum = Retained {
+                    words: object.words,
+                    off_heap_bytes: 0,
+                    objects: 1,
+                };
+                if NESTED && !self.no_pointers(object.children, object.child_count)? {
+                    match self.count_slots::<false>(object.children, object.child_count, budget)? {
+                        Some(grand) => sum.add(grand),
+                        None => return Ok(None),
+                    }
+                }
+                sum
+            };
+            if self.kept.every_position {
+                self.note_small(addr, sum);
+            }
+            below.add(sum);
+        }
+        Ok(Some(below))
+    }
+
     /// Counts and closes the list `short_flat_list` measured.
     fn close_short_list(
         &mut self,
@@ -2004,16 +2258,8 @@ impl<'a, M: Memory> TreePass<'a, M> {
         budget: &mut Budget,
     ) -> Result<bool, Stop> {
         // The first cell is counted already.
-        let mut cell = addr;
-        for _ in 1..len {
-            let next = (self.mem.word(cell + WORD_BYTES)? & POINTER_MASK) as usize;
-            if !self.visited.insert(next, &mut budget.work)? {
-                return Ok(false);
-            }
-            self.node(next)?;
-            budget.spend(2)?;
-            self.running += 2 * WORD_BYTES as u64;
-            cell = next;
+        if self.count_short_list_tail(addr, budget)?.is_none() {
+            return Ok(false);
         }
         let sum = Retained {
             words: 2 * len,
@@ -2031,7 +2277,6 @@ impl<'a, M: Memory> TreePass<'a, M> {
             elem: CELL,
             elements: sum,
             len,
-            first: addr,
             starts_from: self.starts.len() as u32,
             blocks_from: self.blocks.len() as u32,
         };
@@ -2039,22 +2284,28 @@ impl<'a, M: Memory> TreePass<'a, M> {
         Ok(true)
     }
 
-    /// Whether all of a small object's slots are immediates.
+    /// Whether all of a small object's slots (`count` words at
+    /// `children`) are immediates: past [`LEAF_SLOTS`] slots it is not
+    /// looked at (`false`), as the slots are read again from its frame.
     #[inline(always)]
-    fn no_pointers(&self, object: &Object) -> Result<bool, Stop> {
-        for k in 0..object.child_count {
-            let at = object.children + k * WORD_BYTES;
-            if classify(self.mem.word(at)?, at)? != Word::Immediate {
+    fn no_pointers(&self, children: usize, count: usize) -> Result<bool, Stop> {
+        if count > LEAF_SLOTS {
+            return Ok(false);
+        }
+        for k in 0..count {
+            let at = children + k * WORD_BYTES;
+            let word = self.mem.word(at)?;
+            if !decode::is_immediate(word) {
                 return Ok(false);
             }
+            decode::check_immediate(word, at)?;
         }
         Ok(true)
     }
 
     #[inline(always)]
     fn push_frame(&mut self, frame: Frame, budget: &mut Budget) -> Result<(), Stop> {
-        budget.room(&mut self.frames)?;
-        self.frames.push(frame);
+        self.frames.push(frame, budget)?;
         self.most[0] = self.most[0].max(self.frames.len());
         Ok(())
     }
@@ -2128,7 +2379,6 @@ impl<'a, M: Memory> TreePass<'a, M> {
                 elem: CELL,
                 elements: Retained::default(),
                 len: 0,
-                first: addr,
                 starts_from: self.starts.len() as u32,
                 blocks_from: self.blocks.len() as u32,
             };
@@ -2144,7 +2394,93 @@ impl<'a, M: Memory> TreePass<'a, M> {
             };
             return self.push_frame(frame, budget).map(|_| true);
         }
-        let object = decode::boxed(self.mem, self.layout, addr, Detail::OffHeap)?;
+        let shape = decode::shape(self.mem, self.layout, addr, Detail::OffHeap)?;
+        self.enter_boxed(addr, shape, depth, in_hashmap, false, budget)
+    }
+
+    /// Goes on with the boxed object at `addr`, marked and counted as a
+    /// node already, and its [`decode::shape`] (`None`: not a common
+    /// object, decoded here by the general decoder). `flat_tried`:
+    /// [`TreePass::flat_slots`] was asked already, and said no.
+    #[inline(always)]
+    fn enter_boxed(
+        &mut self,
+        addr: usize,
+        shape: Option<Shape>,
+        depth: u32,
+        in_hashmap: bool,
+        flat_tried: bool,
+        budget: &mut Budget,
+    ) -> Result<bool, Stop> {
+        // A shape with an attached part (never at `Detail::OffHeap`) goes
+        // the general way, which counts that part.
+        let Some(shape) = shape.filter(|s| s.attached == 0) else {
+            return self.enter_object(addr, depth, in_hashmap, budget);
+        };
+        budget.spend(shape.words)?;
+        let sum = Retained {
+            words: shape.words,
+            off_heap_bytes: 0,
+            objects: 1,
+        };
+        self.running += sum.bytes();
+        let flags = Self::flags(in_hashmap, shape.hashmap_node);
+        let mut frame = Frame {
+            walk: Walk::Slots {
+                next: shape.children,
+                end: shape.children + shape.child_count * WORD_BYTES,
+            },
+            sum,
+            addr,
+            depth,
+            flags,
+        };
+        if flags == POSITION && !flat_tried {
+            if let Some(below) = self.flat_slots(shape.children, shape.child_count)? {
+                // Nothing below it needs a frame: closed at once.
+                if below.objects != 0
+                    && self
+                        .count_slots::<true>(shape.children, shape.child_count, budget)?
+                        .is_none()
+                {
+                    return Ok(false);
+                }
+                frame.sum.add(below);
+                self.close(frame, None, budget)?;
+                return Ok(true);
+            }
+        } else if self.no_pointers(shape.children, shape.child_count)? {
+            self.close(frame, None, budget)?;
+            return Ok(true);
+        }
+        self.push_frame(frame, budget).map(|_| true)
+    }
+
+    /// A frame's flags: a boxed child of a hashmap node is an inner or
+    /// collision node, part of the map, not a position.
+    #[inline(always)]
+    fn flags(in_hashmap: bool, hashmap_node: bool) -> u8 {
+        if in_hashmap {
+            HASHMAP
+        } else if hashmap_node {
+            HASHMAP | POSITION
+        } else {
+            POSITION
+        }
+    }
+
+    /// [`TreePass::enter_boxed`] for an object that is not a common shape
+    /// (binaries that pin off-heap data, funs, bignums, ...), out of the hot
+    /// loop.
+    #[inline(never)]
+    fn enter_object(
+        &mut self,
+        addr: usize,
+        depth: u32,
+        in_hashmap: bool,
+        budget: &mut Budget,
+    ) -> Result<bool, Stop> {
+        let object = decode::boxed_any(self.mem, self.layout, addr, Detail::OffHeap)?;
         budget.spend(object.words)?;
         let mut sum = Retained {
             words: object.words,
@@ -2165,8 +2501,8 @@ impl<'a, M: Memory> TreePass<'a, M> {
             }
         }
         if let Some(binary) = object.binary {
-            crate::walk::reserve_map(&mut self.binaries, &mut budget.work)?;
-            if !self.binaries.insert(binary.addr) {
+            let binaries = self.binaries.get_or_insert_with(VisitedSet::new);
+            if !binaries.insert(binary.addr, &mut budget.work)? {
                 return Ok(false);
             }
             self.node(binary.addr)?;
@@ -2174,15 +2510,7 @@ impl<'a, M: Memory> TreePass<'a, M> {
             sum.off_heap_bytes += binary.orig_size;
         }
         self.running += sum.bytes();
-        // A boxed child of a hashmap node is an inner or collision node: part
-        // of the map, not a position.
-        let flags = if in_hashmap {
-            HASHMAP
-        } else if object.hashmap_node {
-            HASHMAP | POSITION
-        } else {
-            POSITION
-        };
+        let flags = Self::flags(in_hashmap, object.hashmap_node);
         let walk = Walk::Slots {
             next: object.children,
             end: object.children + object.child_count * WORD_BYTES,
@@ -2194,7 +2522,7 @@ impl<'a, M: Memory> TreePass<'a, M> {
             depth,
             flags,
         };
-        if object.child_count <= 4 && self.no_pointers(&object)? {
+        if self.no_pointers(object.children, object.child_count)? {
             // Nothing below it: closed at once, without a frame.
             self.close(frame, None, budget)?;
             return Ok(true);
@@ -2235,10 +2563,7 @@ impl<'a, M: Memory> TreePass<'a, M> {
         list: Option<ListState>,
         budget: &mut Budget,
     ) -> Result<(), Stop> {
-        if self.running >= self.bar_running.saturating_mul(2) {
-            self.bar_running = self.running;
-            self.bar = keep_bar(self.running, self.settings.min_share);
-        }
+        self.raise_bar();
         let root = self.frames.is_empty();
         let keep = root
             || (f.flags & POSITION != 0
@@ -2273,18 +2598,20 @@ impl<'a, M: Memory> TreePass<'a, M> {
                     starts: self.kept.starts.len() as u32,
                     blocks: self.kept.blocks.len() as u32,
                 };
-                budget.room(&mut self.kept.starts)?;
-                self.kept.starts.push((list.first, 0));
-                for i in list.starts_from as usize..self.starts.len() {
-                    budget.room(&mut self.kept.starts)?;
-                    self.kept.starts.push((self.starts[i], 0));
-                }
-                budget.room(&mut self.kept.blocks)?;
-                self.kept.blocks.push(Retained::default());
-                for i in list.blocks_from as usize..self.blocks.len() {
-                    budget.room(&mut self.kept.blocks)?;
-                    self.kept.blocks.push(self.blocks[i]);
-                }
+                // The first list kept with nothing under it takes the
+                // working arrays whole (a long list's are large).
+                keep_tail(
+                    &mut self.kept.starts,
+                    &mut self.starts,
+                    list.starts_from,
+                    budget,
+                )?;
+                keep_tail(
+                    &mut self.kept.blocks,
+                    &mut self.blocks,
+                    list.blocks_from,
+                    budget,
+                )?;
                 if !list.len.is_multiple_of(RUN_BLOCK) {
                     // The last block, partial.
                     budget.room(&mut self.kept.blocks)?;
@@ -2311,51 +2638,163 @@ impl<'a, M: Memory> TreePass<'a, M> {
         Ok(())
     }
 
-    /// Closes the element at `cell` of the list on top and moves along its
-    /// spine. `Ok(false)`: sharing.
+    /// Reads the list on top along its spine from `cell`, whose cell is
+    /// counted: from its head when `head` (`Walk::Head`), else from its
+    /// tail (`Walk::Tail`: the head was entered and closed). One loop with
+    /// the list's state in locals while the elements need no frame: heads
+    /// that are immediates, and small objects [`TreePass::leaf_head`]
+    /// closes at once (as [`TreePass::close`] would, without a frame; the
+    /// search cannot ask for them). It stops at a head
+    /// that needs more (entered, the list waiting at `Walk::Tail`), or at
+    /// the end of the list (`Walk::End`, its last tail entered when it is
+    /// not `[]`). `Ok(false)`: sharing.
     #[inline(always)]
-    fn next_cell(&mut self, cell: usize, budget: &mut Budget) -> Result<bool, Stop> {
-        let list = self.lists.last_mut().expect("a list state");
-        list.elements.add(list.elem);
-        list.len += 1;
-        if list.len.is_multiple_of(RUN_BLOCK) {
-            let elements = list.elements;
-            budget.room(&mut self.blocks)?;
-            self.blocks.push(elements);
-            self.most[3] = self.most[3].max(self.blocks.len());
+    fn spine(&mut self, mut cell: usize, head: bool, budget: &mut Budget) -> Result<bool, Stop> {
+        let depth = self.frames.last().expect("a list frame").depth + 1;
+        let mut list = *self.lists.last().expect("a list state");
+        // What the list's frame gains here: cells, and heads closed here.
+        let mut gained = Retained::default();
+        let mut read_head = head;
+        loop {
+            if read_head {
+                let term = self.mem.word(cell)?;
+                if decode::is_immediate(term) {
+                    decode::check_immediate(term, cell)?;
+                } else {
+                    match self.leaf_head(term, cell, budget)? {
+                        Head::Closed(sum) => {
+                            list.elem.add(sum);
+                            gained.add(sum);
+                        }
+                        Head::Shared => return Ok(false),
+                        other => {
+                            // The list waits at this cell for its head.
+                            *self.lists.last_mut().expect("a list state") = list;
+                            let top = self.frames.last_mut().expect("a list frame");
+                            top.sum.add(gained);
+                            top.walk = Walk::Tail(cell);
+                            return match other {
+                                Head::Object(addr, shape, tried) => {
+                                    self.enter_boxed(addr, shape, depth, false, tried, budget)
+                                }
+                                _ => self.enter(term, cell, depth, false, budget),
+                            };
+                        }
+                    }
+                }
+            }
+            read_head = true;
+            // The element at `cell` is complete.
+            list.elements.add(list.elem);
+            list.len += 1;
+            let block_ends = list.len.is_multiple_of(RUN_BLOCK);
+            if block_ends {
+                budget.room(&mut self.blocks)?;
+                self.blocks.push(list.elements);
+                self.most[3] = self.most[3].max(self.blocks.len());
+            }
+            let tail_at = cell + WORD_BYTES;
+            let tail = self.mem.word(tail_at)?;
+            if tail & PRIMARY_MASK == PRIMARY_LIST {
+                let Word::List(next) = classify(tail, tail_at)? else {
+                    return Err(Stop::Layout(LayoutError::new(
+                        "term word of an unexpected tag",
+                        tail_at,
+                        tail,
+                    )));
+                };
+                // A literal tail weighs nothing and is no element: entered
+                // below, as the end of the list.
+                if !self.mem.is_literal(next) {
+                    if !self.visited.insert(next, &mut budget.work)? {
+                        return Ok(false);
+                    }
+                    self.node(next)?;
+                    budget.spend(CONS_WORDS)?;
+                    self.running += CELL.bytes();
+                    gained.add(CELL);
+                    list.elem = CELL;
+                    if block_ends {
+                        budget.room(&mut self.starts)?;
+                        self.starts.push(next);
+                        self.most[2] = self.most[2].max(self.starts.len());
+                    }
+                    cell = next;
+                    continue;
+                }
+            }
+            *self.lists.last_mut().expect("a list state") = list;
+            let top = self.frames.last_mut().expect("a list frame");
+            top.sum.add(gained);
+            top.walk = Walk::End;
+            return match classify(tail, tail_at)? {
+                Word::Immediate => Ok(true),
+                // An improper tail: the list's, no element's.
+                Word::Boxed(_) => self.enter(tail, tail_at, depth, false, budget),
+                Word::List(_) => self.enter(tail, tail_at, 0, false, budget),
+            };
         }
-        let tail_at = cell + WORD_BYTES;
-        let tail = self.mem.word(tail_at)?;
-        let top = self.frames.last_mut().expect("a list frame");
-        top.walk = Walk::End;
-        let depth = top.depth + 1;
-        match classify(tail, tail_at)? {
-            Word::Immediate => Ok(true),
-            // An improper tail: the list's, no element's.
-            Word::Boxed(_) => self.enter(tail, tail_at, depth, false, budget),
-            // A literal tail weighs nothing and is no element.
-            Word::List(next) if self.mem.is_literal(next) => {
-                self.enter(tail, tail_at, 0, false, budget)
-            }
-            Word::List(next) => {
-                if !self.visited.insert(next, &mut budget.work)? {
-                    return Ok(false);
-                }
-                self.node(next)?;
-                budget.spend(2)?;
-                self.running += 2 * WORD_BYTES as u64;
-                let top = self.frames.last_mut().expect("a list frame");
-                top.walk = Walk::Head(next);
-                top.sum.add(CELL);
-                let list = self.lists.last_mut().expect("a list state");
-                list.elem = CELL;
-                if list.len.is_multiple_of(RUN_BLOCK) {
-                    budget.room(&mut self.starts)?;
-                    self.starts.push(next);
-                    self.most[2] = self.most[2].max(self.starts.len());
-                }
-                Ok(true)
-            }
+    }
+
+    /// A list head `term` (read at `cell`, not an immediate): closed here
+    /// when it is a common object whose slots [`TreePass::flat_slots`]
+    /// takes and that retains under [`KEEP_FLOOR`] bytes, so no position
+    /// the search may ask for (marked, counted, and noted as a small term's
+    /// position, as [`TreePass::close`] would); otherwise what the spine
+    /// must do with it.
+    #[inline(always)]
+    fn leaf_head(&mut self, term: u64, cell: usize, budget: &mut Budget) -> Result<Head, Stop> {
+        if term & PRIMARY_MASK != PRIMARY_BOXED {
+            return Ok(Head::Other);
+        }
+        let Word::Boxed(addr) = classify(term, cell)? else {
+            return Ok(Head::Other);
+        };
+        if self.mem.is_literal(addr) {
+            return Ok(Head::Other);
+        }
+        if !self.visited.insert(addr, &mut budget.work)? {
+            return Ok(Head::Shared);
+        }
+        self.node(addr)?;
+        let shape = decode::shape(self.mem, self.layout, addr, Detail::OffHeap)?;
+        let Some(own) = shape.filter(|s| s.attached == 0 && !s.hashmap_node) else {
+            return Ok(Head::Object(addr, shape, false));
+        };
+        let Some(below) = self.flat_slots(own.children, own.child_count)? else {
+            return Ok(Head::Object(addr, shape, true));
+        };
+        let mut sum = Retained {
+            words: own.words,
+            off_heap_bytes: 0,
+            objects: 1,
+        };
+        sum.add(below);
+        if sum.bytes() >= KEEP_FLOOR {
+            // It may be kept: the general way.
+            return Ok(Head::Object(addr, shape, false));
+        }
+        budget.spend(own.words)?;
+        self.running += own.words * WORD_BYTES as u64;
+        if below.objects != 0
+            && self
+                .count_slots::<true>(own.children, own.child_count, budget)?
+                .is_none()
+        {
+            return Ok(Head::Shared);
+        }
+        if self.kept.every_position {
+            self.note_small(addr, sum);
+        }
+        Ok(Head::Closed(sum))
+    }
+
+    /// Takes [`keep_bar`] again once the bytes counted have doubled.
+    #[inline(always)]
+    fn raise_bar(&mut self) {
+        if self.running >= self.bar_running.saturating_mul(2) {
+            self.bar_running = self.running;
+            self.bar = keep_bar(self.running, self.settings.min_share);
         }
     }
 
@@ -2396,24 +2835,8 @@ impl<'a, M: Memory> TreePass<'a, M> {
                     let hashmap = top.flags & HASHMAP != 0;
                     self.enter(term, next, depth, hashmap, budget)?
                 }
-                Walk::Head(mut cell) => loop {
-                    // Along the spine while the heads are immediates.
-                    let term = self.mem.word(cell)?;
-                    if classify(term, cell)? != Word::Immediate {
-                        let top = self.frames.last_mut().expect("a list frame");
-                        top.walk = Walk::Tail(cell);
-                        let depth = top.depth + 1;
-                        break self.enter(term, cell, depth, false, budget)?;
-                    }
-                    if !self.next_cell(cell, budget)? {
-                        break false;
-                    }
-                    match self.frames.last().map(|top| top.walk) {
-                        Some(Walk::Head(next)) => cell = next,
-                        _ => break true,
-                    }
-                },
-                Walk::Tail(cell) => self.next_cell(cell, budget)?,
+                Walk::Head(cell) => self.spine(cell, true, budget)?,
+                Walk::Tail(cell) => self.spine(cell, false, budget)?,
                 Walk::Slots { .. } | Walk::End => {
                     self.finish(budget)?;
                     true
@@ -2430,12 +2853,12 @@ impl<'a, M: Memory> TreePass<'a, M> {
         k.peak_bytes = (frames * std::mem::size_of::<Frame>()
             + lists * std::mem::size_of::<ListState>()
             + starts * std::mem::size_of::<usize>()
-            + k.starts.len() * std::mem::size_of::<(usize, u32)>()
+            + k.starts.len() * std::mem::size_of::<usize>()
             + (blocks + k.blocks.len()) * std::mem::size_of::<Retained>()
             + k.values.len() * (std::mem::size_of::<(usize, Retained)>() + 1)
             + k.lists.len() * (std::mem::size_of::<(usize, KeptList)>() + 1)
             + k.bare_maps.len() * (std::mem::size_of::<usize>() + 1)
-            + self.binaries.len() * (std::mem::size_of::<usize>() + 1)
+            + self.binaries.as_ref().map_or(0, VisitedSet::bytes)
             + k.small.len() * std::mem::size_of::<SmallPosition>()) as u64;
         Ok(true)
     }

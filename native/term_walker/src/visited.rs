@@ -130,6 +130,15 @@ impl VisitedSet {
         paged.pages[slot][bit >> 6] & (1u64 << (bit & 63)) != 0
     }
 
+    /// Bytes of its pages and their tables (the inline array aside).
+    pub fn bytes(&self) -> usize {
+        self.paged.as_ref().map_or(0, |paged| {
+            std::mem::size_of::<Paged>()
+                + paged.pages.len() * std::mem::size_of::<Page>()
+                + paged.index.len() * (2 * std::mem::size_of::<usize>() + 1)
+        })
+    }
+
     /// Whether nothing is marked.
     pub fn is_empty(&self) -> bool {
         self.few_len == 0 && self.paged.is_none()

@@ -877,3 +877,196 @@ fn a_bad_header_or_a_cycle_is_refused_in_small_and_large_terms() {
         );
     }
 }
+
+/// The tree pass walks a long list's spine in one loop, and closes small
+/// elements (a record of a binary and a map whose keys are a literal, the
+/// map's own binary) without frames, counting their parts in place. Each
+/// part of one element is also shared with a field beside the list, met
+/// before or after the list: wherever the pass meets it again (in the spine,
+/// a record, its map, the map's value), the graph takes over, the shared
+/// part is the root's, and the list retains the rest.
+#[test]
+fn long_lists_of_small_records_share_with_a_sibling_field() {
+    const N: usize = 2000;
+    const AT: usize = 1234;
+    // Which part of element AT is also the root's other field.
+    #[derive(Clone, Copy, Debug)]
+    enum Part {
+        Record,
+        Binary,
+        Map,
+        MapValue,
+        Tail,
+    }
+    for part in [
+        Part::Record,
+        Part::Binary,
+        Part::Map,
+        Part::MapValue,
+        Part::Tail,
+    ] {
+        for shared_first in [false, true] {
+            let mut h = TestHeap::new();
+            let keys = h.literal_tuple(&[atom(2), atom(3)]);
+            let mut records = Vec::new();
+            let mut parts = Vec::new();
+            for i in 0..N {
+                let bin = h.heap_binary(5);
+                let text = h.heap_binary(1);
+                let map = h.flatmap(keys, &[small(i as i64), text]);
+                let record = h.tuple(&[atom(1), bin, map, small(i as i64)]);
+                records.push(record);
+                parts.push([record, bin, map, text]);
+            }
+            let tail = h.list(&records[AT..]);
+            let list = records[..AT]
+                .iter()
+                .rev()
+                .fold(tail, |acc, &r| h.cons(r, acc));
+            let shared = match part {
+                Part::Record => parts[AT][0],
+                Part::Binary => parts[AT][1],
+                Part::Map => parts[AT][2],
+                Part::MapValue => parts[AT][3],
+                Part::Tail => tail,
+            };
+            let (root, list_at) = if shared_first {
+                (h.tuple(&[shared, list]), 1)
+            } else {
+                (h.tuple(&[list, shared]), 0)
+            };
+            let what = format!("{part:?}, shared first: {shared_first}");
+            for settings in [every_position(), Settings::default()] {
+                let fast = run(&h, root, &settings);
+                let graph = term_walker::breakdown::breakdown_by_graph(
+                    &h,
+                    &OTP_25,
+                    root,
+                    &settings,
+                    &mut Budget::unlimited(),
+                )
+                .unwrap();
+                assert_eq!(fast.total, graph.total, "{what}");
+                assert_eq!(fast.rows, graph.rows, "{what}");
+                assert_total_matches_term_size(&h, root, &fast);
+            }
+            let b = run(&h, root, &every_position());
+            let p = positions(&b);
+            let shared_words = term_size(&h, &OTP_25, shared, &mut Work::unlimited())
+                .unwrap()
+                .scan
+                .shared_words;
+            // The root's own 3 words and the shared part are nobody's field.
+            assert_eq!(
+                p[&vec![Step::Elem(list_at)]].words,
+                b.total.words - 3 - shared_words,
+                "{what}"
+            );
+            // An element the sharing does not touch: its cell, the record
+            // (5), its binary (3), its map (5) and the map's binary (3).
+            let other = vec![Step::Elem(list_at), Step::List(7, 7)];
+            assert_eq!(p[&other].words, 2 + 16, "{what}");
+            let map_value = vec![
+                Step::Elem(list_at),
+                Step::List(7, 7),
+                Step::Elem(2),
+                Step::Key(atom(3)),
+            ];
+            assert_eq!(p[&map_value].words, 3, "{what}");
+        }
+    }
+}
+
+/// The same records with nothing shared: the tree pass answers alone, and
+/// its sizes are the graph's, with every element closed in place.
+#[test]
+fn long_lists_of_small_records_without_sharing_have_the_graphs_sizes() {
+    let mut h = TestHeap::new();
+    let keys = h.literal_tuple(&[atom(2), atom(3)]);
+    let short = h.list(&[small(1), small(2), small(3)]);
+    let records: Vec<u64> = (0..3000)
+        .map(|i| {
+            let bin = h.heap_binary(5);
+            let list = h.list(&[small(i), small(i)]);
+            let map = h.flatmap(keys, &[small(i), list]);
+            h.tuple(&[atom(1), bin, map, small(i)])
+        })
+        .collect();
+    let list = h.list(&records);
+    let root = h.tuple(&[list, short]);
+    for settings in [every_position(), Settings::default()] {
+        let fast = run(&h, root, &settings);
+        let graph = term_walker::breakdown::breakdown_by_graph(
+            &h,
+            &OTP_25,
+            root,
+            &settings,
+            &mut Budget::unlimited(),
+        )
+        .unwrap();
+        assert_eq!(fast.total, graph.total);
+        assert_eq!(fast.rows, graph.rows);
+        assert_total_matches_term_size(&h, root, &fast);
+    }
+    let p = positions(&run(&h, root, &every_position()));
+    // Cell 2, record 5, binary 3, map 5, the map's list 4.
+    assert_eq!(p[&vec![Step::Elem(0), Step::List(42, 42)]].words, 19);
+    assert_eq!(
+        p[&vec![Step::Elem(0), Step::List(42, 42), Step::Elem(2)]].words,
+        9
+    );
+}
+
+/// Two handles on one off-heap `Binary`: the tree pass keeps the Binaries
+/// it met in a visited set (an inline array, then bitmaps by page), and
+/// finds the second handle on either side of that move, met before or
+/// after the first; the graph then charges the Binary to the common parent.
+#[test]
+fn a_binary_behind_two_handles_is_found_wherever_the_pass_meets_it() {
+    const N: usize = 100;
+    for k in [5, 90] {
+        for second_first in [false, true] {
+            let mut h = TestHeap::new();
+            let binaries: Vec<usize> = (0..N).map(|i| h.off_heap_binary(100 + i as u64)).collect();
+            let handles: Vec<u64> = binaries
+                .iter()
+                .enumerate()
+                .map(|(i, &b)| h.proc_bin(b, 100 + i as u64, 0))
+                .collect();
+            let list = h.list(&handles);
+            let second = h.proc_bin(binaries[k], 100 + k as u64, 0);
+            // The VM counts one reference per ProcBin.
+            h.poke_off_heap(binaries[k] + 8, 2);
+            let (root, list_at) = if second_first {
+                (h.tuple(&[second, list]), 1)
+            } else {
+                (h.tuple(&[list, second]), 0)
+            };
+            let what = format!("binary {k}, second handle first: {second_first}");
+            let b = run(&h, root, &every_position());
+            let graph = term_walker::breakdown::breakdown_by_graph(
+                &h,
+                &OTP_25,
+                root,
+                &every_position(),
+                &mut Budget::unlimited(),
+            )
+            .unwrap();
+            assert_eq!(b.rows, graph.rows, "{what}");
+            assert_total_matches_term_size(&h, root, &b);
+            let all: u64 = (0..N as u64).map(|i| 100 + i).sum();
+            assert_eq!(b.total.off_heap_bytes, all, "{what}");
+            let p = positions(&b);
+            assert_eq!(
+                p[&vec![Step::Elem(list_at)]].off_heap_bytes,
+                all - (100 + k as u64),
+                "{what}"
+            );
+            assert_eq!(
+                p[&vec![Step::Elem(1 - list_at)]].off_heap_bytes,
+                0,
+                "{what}"
+            );
+        }
+    }
+}
