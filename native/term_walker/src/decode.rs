@@ -282,26 +282,43 @@ pub fn shape<M: Memory>(
     } else if header == layout.flatmap_header {
         return flatmap_shape(mem, layout, addr);
     } else if header & PRIMARY_MASK == PRIMARY_HEADER {
-        match layout.kind_of(header) {
-            Some(Kind::HeapBinary) => {
-                let hb = &layout.heap_binary;
-                let size = word_at(mem, addr, hb.size_word)?;
-                if size <= hb.max_size && arity + 1 == layout.heap_binary_words(size) {
-                    return Ok(Some(Shape::leaf(arity + 1)));
-                }
+        // Plain compares, most frequent kind first: a `match` here became a
+        // jump table, an indirect branch on every object that gets here.
+        let kind = layout.kind_of(header);
+        if kind == Some(Kind::HeapBinary) {
+            let hb = &layout.heap_binary;
+            let size = word_at(mem, addr, hb.size_word)?;
+            if size <= hb.max_size && arity + 1 == layout.heap_binary_words(size) {
+                return Ok(Some(Shape::leaf(arity + 1)));
             }
-            Some(Kind::Map) => return hashmap_shape(mem, layout, addr, header),
-            Some(Kind::RefcBinary) if detail == Detail::Words => {
-                return Ok(refc_binary_shape(mem, layout, addr, header)?.map(|(shape, _)| shape));
+        } else if kind == Some(Kind::Map) {
+            return hashmap_shape(mem, layout, addr, header);
+        } else if detail == Detail::Words {
+            return binary_handle_shape(mem, layout, addr, header, kind);
+        }
+    }
+    Ok(None)
+}
+
+/// The rest of [`shape`] at [`Detail::Words`]: a ProcBin, or a SubBits over
+/// a BinRef. Out of line, so that the compares before it stay plain
+/// branches (more cases in one place became a jump table).
+#[inline(never)]
+fn binary_handle_shape<M: Memory>(
+    mem: &M,
+    layout: &Layout,
+    addr: usize,
+    header: u64,
+    kind: Option<Kind>,
+) -> Result<Option<Shape>, LayoutError> {
+    if kind == Some(Kind::RefcBinary) {
+        return Ok(refc_binary_shape(mem, layout, addr, header)?.map(|(shape, _)| shape));
+    }
+    if kind == Some(Kind::SubBits) {
+        if let (Some(sl), Some(br)) = (&layout.sub_bits, &layout.bin_ref) {
+            if header == sl.header {
+                return Ok(sub_bits_shape(mem, sl, br, addr)?.map(|(shape, _)| shape));
             }
-            Some(Kind::SubBits) if detail == Detail::Words => {
-                if let (Some(sl), Some(br)) = (&layout.sub_bits, &layout.bin_ref) {
-                    if header == sl.header {
-                        return Ok(sub_bits_shape(mem, sl, br, addr)?.map(|(shape, _)| shape));
-                    }
-                }
-            }
-            _ => {}
         }
     }
     Ok(None)

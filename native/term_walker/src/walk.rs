@@ -658,6 +658,18 @@ pub fn flat_words<M: Memory>(
     path_limit: u64,
     work: &mut Work,
 ) -> Result<Option<u64>, Stop> {
+    counted_flat_words(mem, layout, root, path_limit, work)
+}
+
+/// [`flat_words`], inlined where it is called.
+#[inline(always)]
+fn counted_flat_words<M: Memory>(
+    mem: &M,
+    layout: &Layout,
+    root: u64,
+    path_limit: u64,
+    work: &mut Work,
+) -> Result<Option<u64>, Stop> {
     let mut count = FlatCount {
         total: 0,
         charged: 0,
@@ -1269,6 +1281,10 @@ fn flat_with_sharing<M: Memory>(
 /// hands over to a sharing-aware count. 0 means unknown: then only the work
 /// allowance bounds the plain walk (a budgeted first attempt, which need not
 /// ask the VM for the heap size).
+///
+/// The plain walk is inlined here: one call less, and one `Result` less
+/// passed through memory, on every small term's walk.
+#[inline(never)]
 pub fn flat<M: Memory>(
     mem: &M,
     layout: &Layout,
@@ -1280,9 +1296,22 @@ pub fn flat<M: Memory>(
         0 => u64::MAX,
         _ => heap_words.saturating_mul(2).saturating_add(PATH_SLACK),
     };
-    if let Some(words) = flat_words(mem, layout, root, path_limit, work)? {
-        return Ok(words as u128);
+    match counted_flat_words(mem, layout, root, path_limit, work)? {
+        Some(words) => Ok(words as u128),
+        None => flat_past_limit(mem, layout, root, work),
     }
+}
+
+/// [`flat`] once the plain walk passed its path limit: shared paths, or a
+/// term larger than the heap size said.
+#[cold]
+#[inline(never)]
+fn flat_past_limit<M: Memory>(
+    mem: &M,
+    layout: &Layout,
+    root: u64,
+    work: &mut Work,
+) -> Result<u128, Stop> {
     let found = scan(mem, layout, root, Detail::Words, work)?;
     if !found.repeats {
         return Ok(found.distinct_words() as u128);
