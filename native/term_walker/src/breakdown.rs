@@ -57,7 +57,7 @@
 //! jump pointer and topological order. [`Breakdown::peak_bytes`] reports the
 //! most these arrays held at once (growth slack aside, as for the graph).
 
-use crate::decode::{self, classify, Detail, LayoutError, Object, Shape, Word};
+use crate::decode::{self, classify, Detail, LayoutError, Object, OffHeapBinary, Shape, Word};
 use crate::layout::{Kind, Layout};
 use crate::memory::Memory;
 use crate::tags::*;
@@ -1970,9 +1970,12 @@ struct TreePass<'a, M: Memory> {
     settings: &'a Settings,
     visited: VisitedSet,
     clean: VisitedSet,
-    /// Off-heap `Binary`s met, by address (as `term_size`'s scan counts
-    /// them); made at the first, as most terms pin none.
+    /// Off-heap `Binary`s met that may have other holders, by address (as
+    /// `term_size`'s scan counts them); made at the first, as most terms pin
+    /// none. See [`TreePass::binary_is_new`].
     binaries: Option<VisitedSet>,
+    /// The ProcBins that OTP ≤ 26 sub-binaries met so far slice.
+    sliced: Option<VisitedSet>,
     /// The open positions; a small term's stay inline.
     frames: SmallVec<Frame, FEW_FRAMES>,
     lists: Vec<ListState>,
@@ -1999,6 +2002,7 @@ impl<'a, M: Memory> TreePass<'a, M> {
             visited: VisitedSet::new(),
             clean: VisitedSet::new(),
             binaries: None,
+            sliced: None,
             frames: SmallVec::new(Frame {
                 walk: Walk::End,
                 sum: Retained::default(),
@@ -2469,6 +2473,41 @@ impl<'a, M: Memory> TreePass<'a, M> {
         }
     }
 
+    /// Whether `binary` is met for the first time; `own` when the object
+    /// pinning it is its holder (a ProcBin, or a SubBits whose BinRef was
+    /// new: one met again has ended the pass already). A `Binary` whose
+    /// count is 1 has that one holder in the whole VM (why the count can be
+    /// trusted while the NIF runs: `ScanVisit::pin` in `walk.rs`), so it
+    /// needs no set, unless an OTP ≤ 26 sub-binary slicing this ProcBin was
+    /// met before. Such a sub-binary (not its ProcBin's holder, and the
+    /// ProcBin is not its child) ends the pass when the ProcBin was visited
+    /// already, and otherwise marks the ProcBin in `sliced`; any other goes
+    /// through the set.
+    fn binary_is_new(
+        &mut self,
+        binary: OffHeapBinary,
+        own: bool,
+        budget: &mut Budget,
+    ) -> Result<bool, Stop> {
+        if own && binary.refc == 1 {
+            return Ok(!self
+                .sliced
+                .as_ref()
+                .is_some_and(|sliced| sliced.contains(binary.holder)));
+        }
+        if !own {
+            if self.visited.contains(binary.holder) {
+                return Ok(false);
+            }
+            self.sliced
+                .get_or_insert_with(VisitedSet::new)
+                .insert(binary.holder, &mut budget.work)?;
+        }
+        self.binaries
+            .get_or_insert_with(VisitedSet::new)
+            .insert(binary.addr, &mut budget.work)
+    }
+
     /// [`TreePass::enter_boxed`] for an object that is not a common shape
     /// (binaries that pin off-heap data, funs, bignums, ...), out of the hot
     /// loop.
@@ -2501,8 +2540,9 @@ impl<'a, M: Memory> TreePass<'a, M> {
             }
         }
         if let Some(binary) = object.binary {
-            let binaries = self.binaries.get_or_insert_with(VisitedSet::new);
-            if !binaries.insert(binary.addr, &mut budget.work)? {
+            let own =
+                binary.holder == addr || object.attached.is_some_and(|a| a.addr == binary.holder);
+            if !self.binary_is_new(binary, own, budget)? {
                 return Ok(false);
             }
             self.node(binary.addr)?;
@@ -2859,6 +2899,7 @@ impl<'a, M: Memory> TreePass<'a, M> {
             + k.lists.len() * (std::mem::size_of::<(usize, KeptList)>() + 1)
             + k.bare_maps.len() * (std::mem::size_of::<usize>() + 1)
             + self.binaries.as_ref().map_or(0, VisitedSet::bytes)
+            + self.sliced.as_ref().map_or(0, VisitedSet::bytes)
             + k.small.len() * std::mem::size_of::<SmallPosition>()) as u64;
         Ok(true)
     }

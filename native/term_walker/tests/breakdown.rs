@@ -318,6 +318,53 @@ fn a_sub_binary_charges_the_whole_parent_where_it_is_pinned() {
     assert_total_matches_term_size(&h, root, &b);
 }
 
+/// A `Binary` whose count is 1 needs no set in the tree pass: its one
+/// ProcBin holds it. OTP 25 sub-binaries slice that ProcBin without holding
+/// a count of their own, so with the ProcBin met before or after them, or
+/// two slices and no ProcBin, the `Binary` is found shared all the same and
+/// lands on the common parent, as the graph says.
+#[test]
+fn a_binary_counted_once_by_its_procbin_is_shared_with_its_slices() {
+    for order in 0..4 {
+        let mut h = TestHeap::new();
+        let binary = h.off_heap_binary(1000);
+        let proc_bin = h.proc_bin(binary, 1000, 0);
+        let slice = h.sub_binary(proc_bin, 10, 5, 0, 0);
+        let other_slice = h.sub_binary(proc_bin, 20, 50, 0, 0);
+        let fields = match order {
+            0 => [slice, proc_bin],
+            1 => [proc_bin, slice],
+            2 => [slice, other_slice],
+            _ => [proc_bin, atom(3)],
+        };
+        let (a, b2) = (h.tuple(&[fields[0]]), h.tuple(&[fields[1]]));
+        let root = h.tuple(&[a, b2]);
+        let b = run(&h, root, &every_position());
+        let graph = term_walker::breakdown::breakdown_by_graph(
+            &h,
+            &OTP_25,
+            root,
+            &every_position(),
+            &mut Budget::unlimited(),
+        )
+        .unwrap();
+        assert_eq!(b.rows, graph.rows, "order {order}");
+        assert_total_matches_term_size(&h, root, &b);
+        assert_eq!(b.total.off_heap_bytes, 1000, "order {order}");
+        let p = positions(&b);
+        let (first, second) = (
+            p[&vec![Step::Elem(0)]].off_heap_bytes,
+            p[&vec![Step::Elem(1)]].off_heap_bytes,
+        );
+        if order == 3 {
+            // Alone, the ProcBin's position keeps its Binary.
+            assert_eq!((first, second), (1000, 0));
+        } else {
+            assert_eq!((first, second), (0, 0), "order {order}");
+        }
+    }
+}
+
 #[test]
 fn literal_parts_are_apart_and_not_charged() {
     let mut h = TestHeap::new();
