@@ -7,6 +7,22 @@ defmodule Bench.Support do
     Enum.at(Enum.sort(times), div(runs, 2))
   end
 
+  @doc """
+  How many calls of `fun` take about `target_us` of wall time, found by
+  timing growing batches: one cold call says little about a call of a
+  fraction of a microsecond, and a CPU-time batch sized from it can read
+  0 ms on a millisecond clock.
+  """
+  def calls_for_us(fun, target_us, calls \\ 1) do
+    {us, _} = :timer.tc(fn -> for _ <- 1..calls, do: fun.() end)
+
+    cond do
+      us >= div(target_us, 10) -> max(div(calls * target_us, max(us, 1)), 1)
+      calls >= 100_000_000 -> calls
+      true -> calls_for_us(fun, target_us, calls * 10)
+    end
+  end
+
   @doc "How many processes the scan benchmarks spawn (MEMPROBE_BENCH_PROCS, default 100k)."
   def procs do
     case System.get_env("MEMPROBE_BENCH_PROCS") do
