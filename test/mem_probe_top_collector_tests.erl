@@ -87,17 +87,7 @@ rates_need_two_frames_test() ->
 %% process_info/2 reports them (it is idle around both frames), processes
 %% born and exited in between come and go, and a born one says so.
 growth_pairs_readings_test() ->
-    Grow = fun Loop(Held) ->
-                   receive
-                       {grow, From} ->
-                           More = [lists:seq(1, 50000) | Held],
-                           From ! {self(), grown},
-                           Loop(More);
-                       stop ->
-                           Held
-                   end
-           end,
-    Grower = spawn(fun() -> Grow([]) end),
+    Grower = spawn(fun() -> grower([]) end),
     Dying = [spawn(fun() -> receive stop -> ok end end) || _ <- lists:seq(1, 50)],
     with_collector(
       fun(S) ->
@@ -105,7 +95,7 @@ growth_pairs_readings_test() ->
               _ = frame(S, growth),
               [P ! stop || P <- Dying],
               Born = ready(fun() -> lists:seq(1, 100000) end),
-              Grower ! {grow, self()},
+              Grower ! {grow, 50000, self()},
               receive {Grower, grown} -> ok end,
               timer:sleep(50),
               {memory, After} = erlang:process_info(Grower, memory),
@@ -189,18 +179,8 @@ reductions_per_interval_test() ->
 growth_per_interval_test() ->
     Idle = [spawn(fun() -> receive stop -> ok end end) || _ <- lists:seq(1, 9000)],
     Hogs = [ready(fun() -> lists:seq(1, N) end) || N <- [3000000, 2000000]],
-    Grow = fun Loop(Held) ->
-                   receive
-                       {grow, N, From} ->
-                           More = [lists:seq(1, N) | Held],
-                           From ! {self(), grown},
-                           Loop(More);
-                       stop ->
-                           Held
-                   end
-           end,
     Mem = fun(P) -> {memory, M} = erlang:process_info(P, memory), M end,
-    Spread = [{spawn(fun() -> Grow([]) end), [spawn(fun() -> receive stop -> ok end end)
+    Spread = [{spawn(fun() -> grower([]) end), [spawn(fun() -> receive stop -> ok end end)
                                               || _ <- lists:seq(1, I rem 9)]}
               || I <- lists:seq(1, 12)],
     {Growers, Fillers} = lists:unzip(Spread),
@@ -298,6 +278,18 @@ light_loops_rank_exactly_test() ->
                 Order <- [fun(L) -> L end, fun lists:reverse/1], Rot <- lists:seq(0, 15)]
     after
         [P ! stop || P <- Pids]
+    end.
+
+%% A process that holds N more integers each time it is told
+%% `{grow, N, From}', answers `{self(), grown}', and ends on `stop'.
+grower(Held) ->
+    receive
+        {grow, N, From} ->
+            More = [lists:seq(1, N) | Held],
+            From ! {self(), grown},
+            grower(More);
+        stop ->
+            Held
     end.
 
 spin(0) -> ok;
