@@ -28,6 +28,13 @@ fn run(h: &TestHeap, term: u64, settings: &Settings) -> Breakdown {
     breakdown(h, &OTP_25, term, settings, &mut Budget::unlimited()).unwrap()
 }
 
+/// The same answer by the graph and its dominators, the pass that needs no
+/// tree: what the tree pass must agree with.
+fn run_by_graph(h: &TestHeap, term: u64, settings: &Settings) -> Breakdown {
+    term_walker::breakdown::breakdown_by_graph(h, &OTP_25, term, settings, &mut Budget::unlimited())
+        .unwrap()
+}
+
 fn positions(b: &Breakdown) -> HashMap<Vec<Step>, Retained> {
     b.rows
         .iter()
@@ -340,14 +347,7 @@ fn a_binary_counted_once_by_its_procbin_is_shared_with_its_slices() {
         let (a, b2) = (h.tuple(&[fields[0]]), h.tuple(&[fields[1]]));
         let root = h.tuple(&[a, b2]);
         let b = run(&h, root, &every_position());
-        let graph = term_walker::breakdown::breakdown_by_graph(
-            &h,
-            &OTP_25,
-            root,
-            &every_position(),
-            &mut Budget::unlimited(),
-        )
-        .unwrap();
+        let graph = run_by_graph(&h, root, &every_position());
         assert_eq!(b.rows, graph.rows, "order {order}");
         assert_total_matches_term_size(&h, root, &b);
         assert_eq!(b.total.off_heap_bytes, 1000, "order {order}");
@@ -756,14 +756,7 @@ fn the_tree_pass_agrees_with_the_dominators() {
         let root = gen.value(&mut h, 1 + (seed % 5) as u32);
         for settings in [every_position(), Settings::default(), shallow, few] {
             let fast = run(&h, root, &settings);
-            let graph = term_walker::breakdown::breakdown_by_graph(
-                &h,
-                &OTP_25,
-                root,
-                &settings,
-                &mut Budget::unlimited(),
-            )
-            .unwrap();
+            let graph = run_by_graph(&h, root, &settings);
             assert_eq!(fast.total, graph.total, "seed {seed}");
             assert_eq!(fast.rows, graph.rows, "seed {seed}");
             assert_eq!(fast.nodes, graph.nodes, "seed {seed}");
@@ -793,14 +786,7 @@ fn sharing_is_found_before_and_after_the_visited_set_grows() {
             let root = h.tuple(&[list, atom(1)]);
             for settings in [every_position(), Settings::default()] {
                 let fast = run(&h, root, &settings);
-                let graph = term_walker::breakdown::breakdown_by_graph(
-                    &h,
-                    &OTP_25,
-                    root,
-                    &settings,
-                    &mut Budget::unlimited(),
-                )
-                .unwrap();
+                let graph = run_by_graph(&h, root, &settings);
                 assert_total_matches_term_size(&h, root, &fast);
                 assert_eq!(fast, graph, "n {n}, shared at {shared_at}");
                 // The repeated tuple is counted once: the list's cells and
@@ -838,14 +824,7 @@ fn a_small_term_keeps_only_its_root_and_reads_its_children_again() {
     assert_eq!(found[&vec![Step::Elem(1), Step::List(0, 2)]].words, 6);
     assert_eq!(found[&vec![Step::Elem(2)]].words, 4 + 2);
     assert_eq!(found[&vec![Step::Elem(3)]].words, 3);
-    let graph = term_walker::breakdown::breakdown_by_graph(
-        &h,
-        &OTP_25,
-        root,
-        &Settings::default(),
-        &mut Budget::unlimited(),
-    )
-    .unwrap();
+    let graph = run_by_graph(&h, root, &Settings::default());
     assert_eq!(b.rows, graph.rows);
 }
 
@@ -868,14 +847,7 @@ fn small_terms_around_the_inline_positions_have_the_graphs_rows() {
         for settings in [Settings::default(), every_position()] {
             let b = run(&h, root, &settings);
             assert_total_matches_term_size(&h, root, &b);
-            let graph = term_walker::breakdown::breakdown_by_graph(
-                &h,
-                &OTP_25,
-                root,
-                &settings,
-                &mut Budget::unlimited(),
-            )
-            .unwrap();
+            let graph = run_by_graph(&h, root, &settings);
             assert_eq!(b.rows, graph.rows, "n {n}");
             assert_eq!(b.total, graph.total, "n {n}");
         }
@@ -985,14 +957,7 @@ fn long_lists_of_small_records_share_with_a_sibling_field() {
             let what = format!("{part:?}, shared first: {shared_first}");
             for settings in [every_position(), Settings::default()] {
                 let fast = run(&h, root, &settings);
-                let graph = term_walker::breakdown::breakdown_by_graph(
-                    &h,
-                    &OTP_25,
-                    root,
-                    &settings,
-                    &mut Budget::unlimited(),
-                )
-                .unwrap();
+                let graph = run_by_graph(&h, root, &settings);
                 assert_eq!(fast.total, graph.total, "{what}");
                 assert_eq!(fast.rows, graph.rows, "{what}");
                 assert_total_matches_term_size(&h, root, &fast);
@@ -1043,14 +1008,7 @@ fn long_lists_of_small_records_without_sharing_have_the_graphs_sizes() {
     let root = h.tuple(&[list, short]);
     for settings in [every_position(), Settings::default()] {
         let fast = run(&h, root, &settings);
-        let graph = term_walker::breakdown::breakdown_by_graph(
-            &h,
-            &OTP_25,
-            root,
-            &settings,
-            &mut Budget::unlimited(),
-        )
-        .unwrap();
+        let graph = run_by_graph(&h, root, &settings);
         assert_eq!(fast.total, graph.total);
         assert_eq!(fast.rows, graph.rows);
         assert_total_matches_term_size(&h, root, &fast);
@@ -1091,14 +1049,7 @@ fn a_binary_behind_two_handles_is_found_wherever_the_pass_meets_it() {
             };
             let what = format!("binary {k}, second handle first: {second_first}");
             let b = run(&h, root, &every_position());
-            let graph = term_walker::breakdown::breakdown_by_graph(
-                &h,
-                &OTP_25,
-                root,
-                &every_position(),
-                &mut Budget::unlimited(),
-            )
-            .unwrap();
+            let graph = run_by_graph(&h, root, &every_position());
             assert_eq!(b.rows, graph.rows, "{what}");
             assert_total_matches_term_size(&h, root, &b);
             let all: u64 = (0..N as u64).map(|i| 100 + i).sum();
