@@ -878,6 +878,28 @@ impl<M: Memory, const REPEATS: bool> ScanVisit<'_, M, REPEATS> {
         }
     }
 
+    /// An object of `words` words at `addr`, met for the first time: spent
+    /// and counted (literal or not, and as a hashmap node).
+    #[inline(always)]
+    fn first_visit(
+        &mut self,
+        addr: usize,
+        words: u64,
+        hashmap_node: bool,
+        work: &mut Work,
+    ) -> Result<(), Stop> {
+        self.spend(words, work)?;
+        if self.mem.is_literal(addr) {
+            self.result.literal_words += words;
+        } else {
+            self.result.shared_words += words;
+            if hashmap_node {
+                self.result.hashmap_node_words += words;
+            }
+        }
+        Ok(())
+    }
+
     /// The attached object at `addr` of an object seen for the first time:
     /// counted once by its own address. Whether it was new.
     #[inline(always)]
@@ -1042,15 +1064,7 @@ impl<M: Memory, const REPEATS: bool> Visitor for ScanVisit<'_, M, REPEATS> {
         if !self.visited.insert(addr, work)? {
             return self.again(&shape.object(), work);
         }
-        self.spend(shape.words, work)?;
-        if self.mem.is_literal(addr) {
-            self.result.literal_words += shape.words;
-        } else {
-            self.result.shared_words += shape.words;
-            if shape.hashmap_node {
-                self.result.hashmap_node_words += shape.words;
-            }
-        }
+        self.first_visit(addr, shape.words, shape.hashmap_node, work)?;
         if shape.attached != 0 {
             self.attached(shape.attached, shape.attached_words, work)?;
         }
@@ -1062,15 +1076,7 @@ impl<M: Memory, const REPEATS: bool> Visitor for ScanVisit<'_, M, REPEATS> {
         if !self.visited.insert(addr, work)? {
             return self.again(object, work);
         }
-        self.spend(object.words, work)?;
-        if self.mem.is_literal(addr) {
-            self.result.literal_words += object.words;
-        } else {
-            self.result.shared_words += object.words;
-            if object.hashmap_node {
-                self.result.hashmap_node_words += object.words;
-            }
-        }
+        self.first_visit(addr, object.words, object.hashmap_node, work)?;
         if object.attached.is_some() || object.binary.is_some() {
             self.extras(addr, object, work)?;
         }
@@ -1089,12 +1095,7 @@ impl<M: Memory, const REPEATS: bool> Visitor for ScanVisit<'_, M, REPEATS> {
             self.again(&shape.object(), work)?;
             return Ok(());
         }
-        self.spend(shape.words, work)?;
-        if self.mem.is_literal(addr) {
-            self.result.literal_words += shape.words;
-        } else {
-            self.result.shared_words += shape.words;
-        }
+        self.first_visit(addr, shape.words, shape.hashmap_node, work)?;
         let mut counts = true;
         if shape.attached != 0 {
             counts = self.attached(shape.attached, shape.attached_words, work)?;
