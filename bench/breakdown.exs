@@ -26,7 +26,7 @@ defmodule Bench.Breakdown do
   # Median time per call in microseconds; small terms are timed in batches.
   defp per_call_us(fun, term) do
     batch = if :erts_debug.flat_size(term) < 10_000, do: 2_000, else: 1
-    median_us(fn -> for _ <- 1..batch, do: fun.() end, @runs) / batch
+    median_us(fn -> repeat(fun, batch) end, @runs) / batch
   end
 
   # Least CPU time per call (µs) of 3 batches, the two functions alternating.
@@ -40,7 +40,7 @@ defmodule Bench.Breakdown do
 
     per_call = fn fun ->
       :erlang.statistics(:runtime)
-      for _ <- 1..batch, do: fun.()
+      repeat(fun, batch)
       {_, ms} = :erlang.statistics(:runtime)
       ms * 1000 / batch
     end

@@ -49,7 +49,7 @@ defmodule Bench.TermSize do
   defp wall_per_call_us(fun, _term) do
     {once, _} = :timer.tc(fun)
     batch = min(max(div(1_000, max(once, 1)), 1), 20_000)
-    median_us(fn -> for _ <- 1..batch, do: fun.() end) / batch
+    median_us(fn -> repeat(fun, batch) end) / batch
   end
 
   # The least emulator CPU time per call (µs) of 3 batches of about 0.1 s
@@ -59,7 +59,7 @@ defmodule Bench.TermSize do
 
     per_call = fn ->
       :erlang.statistics(:runtime)
-      for _ <- 1..batch, do: fun.()
+      repeat(fun, batch)
       {_, ms} = :erlang.statistics(:runtime)
       ms * 1000 / batch
     end
