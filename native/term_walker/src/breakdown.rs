@@ -2519,7 +2519,11 @@ impl<'a, M: Memory> TreePass<'a, M> {
         in_hashmap: bool,
         budget: &mut Budget,
     ) -> Result<bool, Stop> {
-        let object = decode::boxed_any(self.mem, self.layout, addr, Detail::OffHeap)?;
+        // A ProcBin, the common case here, without the general decoder.
+        let object = match decode::proc_bin(self.mem, self.layout, addr)? {
+            Some(object) => object,
+            None => decode::boxed_any(self.mem, self.layout, addr, Detail::OffHeap)?,
+        };
         budget.spend(object.words)?;
         let mut sum = Retained {
             words: object.words,

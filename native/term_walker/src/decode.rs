@@ -512,6 +512,29 @@ pub fn pinned_binary<M: Memory>(
     Ok(boxed_any(mem, layout, addr, Detail::OffHeap)?.binary)
 }
 
+/// A ProcBin (OTP ≤ 26) with the layout's header, decoded at
+/// [`Detail::OffHeap`] exactly as [`boxed_any`] decodes it (the same
+/// [`refc_binary`] checks of its `Binary`), without the general decoder's
+/// dispatch; `None` for any other object.
+#[inline]
+pub fn proc_bin<M: Memory>(
+    mem: &M,
+    layout: &Layout,
+    addr: usize,
+) -> Result<Option<Object>, LayoutError> {
+    let Some(rl) = &layout.refc_binary else {
+        return Ok(None);
+    };
+    let header = mem.word(addr)?;
+    if header != rl.header || layout.kind_of(header) != Some(Kind::RefcBinary) {
+        return Ok(None);
+    }
+    Ok(Some(Object {
+        binary: Some(refc_binary(mem, layout, rl, addr)?),
+        ..Object::leaf(rl.words)
+    }))
+}
+
 /// The general decoder: every kind, every check, and the reason for a refusal.
 #[cold]
 #[inline(never)]

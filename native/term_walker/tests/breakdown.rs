@@ -1068,3 +1068,74 @@ fn a_binary_behind_two_handles_is_found_wherever_the_pass_meets_it() {
         }
     }
 }
+
+/// ProcBins, decoded by the tree pass without the general decoder: the
+/// same size as `term_size`, and each broken one refused with the reason
+/// `term_size` gives, as a list element, in a tuple and as the root, by
+/// the tree pass and by the graph.
+#[test]
+fn proc_bins_are_sized_and_refused_as_term_size_does() {
+    let mut h = TestHeap::new();
+    let bin = h.off_heap_binary(1000);
+    let good = h.proc_bin(bin, 1000, 0);
+    let dead = h.off_heap_binary(10);
+    h.poke_off_heap(dead + 8, 0); // refc 0
+    let broken = [
+        (
+            boxed_term(h.alloc(&[0x160, 10, 0, 0, 0, 0])),
+            "refc binary with a bad Binary pointer",
+        ),
+        (h.proc_bin(bin, 1000, 10), "refc binary outside its Binary"),
+        (h.proc_bin(dead, 10, 0), "Binary with a bad refc or size"),
+    ];
+    let placed = |h: &mut TestHeap, object: u64| {
+        let in_list = h.list(&[small(1), object, small(2)]);
+        let in_tuple = h.tuple(&[atom(1), object]);
+        [object, in_list, in_tuple]
+    };
+    for term in placed(&mut h, good) {
+        let b = run(&h, term, &every_position());
+        assert_eq!((b.off_heap_binaries, b.total.off_heap_bytes), (1, 1000));
+        assert_total_matches_term_size(&h, term, &b);
+        assert_eq!(
+            positions(&b),
+            positions(&run_by_graph(&h, term, &every_position()))
+        );
+    }
+    for (object, what) in broken {
+        for term in placed(&mut h, object) {
+            let size = term_size(&h, &OTP_25, term, &mut Work::unlimited());
+            let Err(Stop::Layout(e)) = size else {
+                panic!("term_size accepted {term:#x}: {size:?}");
+            };
+            assert_eq!(e.what, what);
+            for (pass, got) in [
+                (
+                    "tree",
+                    breakdown(
+                        &h,
+                        &OTP_25,
+                        term,
+                        &every_position(),
+                        &mut Budget::unlimited(),
+                    ),
+                ),
+                (
+                    "graph",
+                    term_walker::breakdown::breakdown_by_graph(
+                        &h,
+                        &OTP_25,
+                        term,
+                        &every_position(),
+                        &mut Budget::unlimited(),
+                    ),
+                ),
+            ] {
+                match got {
+                    Err(Stop::Layout(e)) => assert_eq!(e.what, what, "{pass} on {term:#x}"),
+                    other => panic!("{pass} accepted {term:#x}: {other:?}"),
+                }
+            }
+        }
+    }
+}
